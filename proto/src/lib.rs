@@ -1,0 +1,31 @@
+//! The claude-mesh wire protocol: message types, the version handshake and the frame codec.
+//!
+//! This crate is the wire and nothing else: no sockets, no SQL, no policy. Every connection
+//! starts with a [`ClientHello`] / [`ServerHello`] exchange (see [`handshake`]); after it, the
+//! client sends [`Request`] frames and the daemon answers each with exactly one [`Response`]
+//! frame, in order. A frame is a 4-byte big-endian length followed by a postcard payload of at
+//! most [`MAX_FRAME_LEN`] bytes; both sides check the length before allocating anything.
+//!
+//! Compatibility rules (postcard is not self-describing): enums are append-only, existing
+//! structs never gain fields (new data goes in new variants), and a peer with another
+//! [`PROTOCOL_VERSION`] is refused at the handshake with a typed error.
+
+pub mod codec;
+pub mod error;
+pub mod handshake;
+pub mod types;
+
+pub use codec::{FrameCodec, FrameError, read_frame, write_frame};
+pub use error::{ErrorCode, WireError};
+pub use handshake::{ClientHello, MAGIC, ServerHello};
+pub use types::*;
+
+/// Version of the request/response schema. Bump on any change to [`Request`] or [`Response`]
+/// that an older peer could not decode.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest frame payload either side accepts or sends, in bytes.
+pub const MAX_FRAME_LEN: usize = 4 * 1024 * 1024;
+
+/// Largest message body the daemon accepts, in bytes (bodies are UTF-8 text).
+pub const MAX_BODY_LEN: usize = 256 * 1024;

@@ -1,0 +1,360 @@
+//! Requests, responses and the records they carry. One struct per request variant.
+//!
+//! Timestamps are milliseconds since the Unix epoch. Message ids are daemon-assigned integers.
+
+use serde::{Deserialize, Serialize};
+
+use crate::WireError;
+
+#[cfg(test)]
+use proptest_derive::Arbitrary;
+
+/// Who is calling. The daemon resolves it to a session (see CONTRACT.md, "Identity"): the
+/// process `claude_pid` if set and registered; else the nearest registered ancestor of the
+/// connecting process (the daemon reads the peer PID from the socket itself); else the session
+/// whose current id is `session_id`. A caller that resolves to nothing acts as the user.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct Caller {
+    /// `CLAUDE_PID`, when the environment has it.
+    pub claude_pid: Option<u32>,
+    /// `CLAUDE_CODE_SESSION_ID`, when the environment has it.
+    pub session_id: Option<String>,
+}
+
+/// What a message is for. `Task` and `Question` (and `Answer`, to an asker that stopped
+/// waiting) are urgent: injected at the next hook of any kind. `Note` waits for the next prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub enum Kind {
+    Task,
+    Note,
+    Question,
+    Answer,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Task => "task",
+            Kind::Note => "note",
+            Kind::Question => "question",
+            Kind::Answer => "answer",
+        }
+    }
+
+    /// Whether this kind is delivered at every hook (not only at the next prompt).
+    pub fn is_urgent(self) -> bool {
+        !matches!(self, Kind::Note)
+    }
+}
+
+/// Delivery state of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub enum Status {
+    Queued,
+    Delivered,
+    Answered,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Delivered => "delivered",
+            Status::Answered => "answered",
+        }
+    }
+}
+
+/// Which peers `list` shows, relative to the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub enum Scope {
+    /// Every session of this user on this machine.
+    Machine,
+    /// Sessions in the caller's git repository.
+    Repo,
+    /// Sessions in the caller's working directory.
+    Directory,
+}
+
+/// Which pending messages a consume takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub enum Class {
+    /// Everything pending.
+    All,
+    /// Tasks, questions and answers; notes stay queued.
+    Urgent,
+}
+
+/// A session as the registry knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct SessionInfo {
+    /// Daemon-internal key; stable across `/clear` and `--resume`.
+    pub key: u64,
+    /// Current Claude Code session id.
+    pub session_id: String,
+    pub name: String,
+    pub pid: u32,
+    pub cwd: String,
+    pub project_root: Option<String>,
+    pub git_root: Option<String>,
+    pub transcript_path: Option<String>,
+    pub summary: String,
+    pub idle: bool,
+    pub live: bool,
+    pub registered_ms: i64,
+    pub last_active_ms: i64,
+    /// Messages waiting for this session.
+    pub pending: u32,
+}
+
+/// One side of a message: a session's name (and id), or the human user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct Party {
+    /// Session name, or `user` for a command run outside any session.
+    pub name: String,
+    /// The session's id at the time, `None` for the user.
+    pub session_id: Option<String>,
+}
+
+/// A message with its delivery state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct Message {
+    pub id: u64,
+    pub kind: Kind,
+    pub from: Party,
+    pub to: Party,
+    pub body: String,
+    /// For an answer: the question it answers.
+    pub in_reply_to: Option<u64>,
+    pub status: Status,
+    pub created_ms: i64,
+    pub delivered_ms: Option<i64>,
+    pub answered_ms: Option<i64>,
+}
+
+macro_rules! requests {
+    ($($(#[$m:meta])* $name:ident),* $(,)?) => {
+        /// A request from a client. Append-only: never reorder or remove a variant.
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        #[cfg_attr(test, derive(Arbitrary))]
+        pub enum Request { $($(#[$m])* $name($name)),* }
+        $(impl From<$name> for Request { fn from(r: $name) -> Self { Request::$name(r) } })*
+    };
+}
+
+requests! {
+    /// Liveness and latency check.
+    Ping,
+    /// Register (or re-register) a Claude Code session; sent by the SessionStart hook.
+    Register,
+    /// Remove a registration, only if its current session id still matches.
+    Deregister,
+    /// Mark the caller's session busy or idle.
+    SetIdle,
+    /// Who is the caller?
+    WhoAmI,
+    /// Sessions, live or all.
+    List,
+    /// Queue a task or note.
+    Send,
+    /// Queue a question and wait for its answer (or time-out, or the peer's death).
+    Ask,
+    /// Wait again for the answer to an earlier question (after a reconnect).
+    AwaitAnswer,
+    /// Answer a question.
+    Reply,
+    /// Take (or peek at) the caller's pending messages.
+    Consume,
+    /// One message and its status.
+    MessageStatus,
+}
+
+/// A response from the daemon. Append-only, like [`Request`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub enum Response {
+    Error(WireError),
+    Pong(Pong),
+    Registered(SessionInfo),
+    Deregistered(Deregistered),
+    Done,
+    Me(Me),
+    Peers(Peers),
+    Sent(Sent),
+    Asked(AskOutcome),
+    Replied(Replied),
+    Inbox(Inbox),
+    Message(Message),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct Ping {}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct Pong {
+    pub pid: u32,
+    pub uptime_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct Register {
+    pub session_id: String,
+    /// The Claude Code process; `None`: the daemon takes the nearest ancestor of the connecting
+    /// process that is not a shell or wrapper.
+    pub pid: Option<u32>,
+    pub cwd: String,
+    /// `CLAUDE_PROJECT_DIR`.
+    pub project_dir: Option<String>,
+    pub transcript_path: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct Deregister {
+    pub session_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct Deregistered {
+    /// False when the session id no longer matched (a late SessionEnd) or was unknown.
+    pub removed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct SetIdle {
+    pub caller: Caller,
+    pub idle: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct WhoAmI {
+    pub caller: Caller,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct Me {
+    /// `None`: the caller is not inside a session and acts as the user.
+    pub session: Option<SessionInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct List {
+    pub caller: Caller,
+    pub scope: Scope,
+    /// Include sessions that are no longer running.
+    pub include_offline: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct Peers {
+    pub sessions: Vec<SessionInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct Send {
+    pub caller: Caller,
+    /// A name (case-insensitive), an id prefix of at least 4 characters, or `*`.
+    pub to: String,
+    /// `Task` or `Note`.
+    pub kind: Kind,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct Sent {
+    /// One per recipient (several for `*`).
+    pub messages: Vec<Message>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct Ask {
+    pub caller: Caller,
+    pub to: String,
+    pub question: String,
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct AwaitAnswer {
+    pub caller: Caller,
+    pub question_id: u64,
+    pub timeout_ms: u64,
+}
+
+/// How an ask ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub enum AskResult {
+    Answered(Message),
+    TimedOut,
+    /// The asked session ended while the question waited.
+    PeerGone,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct AskOutcome {
+    pub question: Message,
+    pub result: AskResult,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct Reply {
+    pub caller: Caller,
+    pub message_id: u64,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct Replied {
+    pub answer: Message,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct Consume {
+    pub caller: Caller,
+    pub class: Class,
+    /// Look without marking anything delivered.
+    pub peek: bool,
+    /// Stop adding messages once their bodies exceed this many bytes (at least one message is
+    /// always returned when any is pending). 0 means the daemon's default.
+    pub max_bytes: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct Inbox {
+    pub messages: Vec<Message>,
+    /// Messages of the requested class still pending after this batch.
+    pub remaining: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct MessageStatus {
+    pub message_id: u64,
+}
