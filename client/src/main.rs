@@ -1,1 +1,3 @@
+mod daemon_cmd;
+
 fn main() {}

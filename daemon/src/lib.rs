@@ -1,1 +1,9 @@
+//! The claude-mesh daemon, as a library: `mesh daemon` parses arguments, acquires a listener
+//! ([`activation`]) and calls [`run`]. Tests and benchmarks call [`run`] with a pre-bound
+//! listener.
 
+pub mod activation;
+pub mod liveness;
+pub mod naming;
+pub mod paths;
+pub mod procinfo;

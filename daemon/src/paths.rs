@@ -1,0 +1,123 @@
+//! Where claude-mesh keeps its state: `$CLAUDE_MESH_HOME`, default `~/.claude-mesh/`.
+//! Shared by the daemon and every client, so both sides agree on every path.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// The state directory and the files in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    /// `$CLAUDE_MESH_HOME`, else `$HOME/.claude-mesh`.
+    pub fn from_env() -> io::Result<Self> {
+        if let Some(dir) = std::env::var_os("CLAUDE_MESH_HOME").filter(|v| !v.is_empty()) {
+            return Ok(Self::new(dir));
+        }
+        let home = std::env::var_os("HOME").filter(|v| !v.is_empty()).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, "neither CLAUDE_MESH_HOME nor HOME is set")
+        })?;
+        Ok(Self::new(Path::new(&home).join(".claude-mesh")))
+    }
+
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The daemon's Unix socket.
+    pub fn socket(&self) -> PathBuf {
+        self.root.join("mesh.sock")
+    }
+
+    /// The SQLite database: the only durable state.
+    pub fn db(&self) -> PathBuf {
+        self.root.join("mesh.db")
+    }
+
+    /// The daemon's log when it was started on demand (not by a service manager).
+    pub fn log(&self) -> PathBuf {
+        self.root.join("mesh.log")
+    }
+
+    /// Held (flock) by the running daemon for its whole life.
+    pub fn daemon_lock(&self) -> PathBuf {
+        self.root.join("mesh.lock")
+    }
+
+    /// Held by a client while it starts a daemon on demand.
+    pub fn spawn_lock(&self) -> PathBuf {
+        self.root.join("spawn.lock")
+    }
+
+    /// Create the directory with mode 0700 if missing, and refuse one that other users can
+    /// write to or that belongs to someone else.
+    pub fn ensure(&self) -> io::Result<()> {
+        match fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.root) {
+            Ok(()) => {}
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot create state directory {}: {e}", self.root.display()),
+                ));
+            }
+        }
+        self.check()
+    }
+
+    /// Check ownership and permissions of an existing state directory.
+    pub fn check(&self) -> io::Result<()> {
+        let meta = fs::metadata(&self.root)?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if meta.uid() != me {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "state directory {} belongs to uid {}, not to you (uid {me}); remove it or set CLAUDE_MESH_HOME",
+                    self.root.display(),
+                    meta.uid()
+                ),
+            ));
+        }
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o022 != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "state directory {} is writable by others (mode {mode:o}); run `chmod 700 {}`",
+                    self.root.display(),
+                    self.root.display()
+                ),
+            ));
+        }
+        if mode != 0o700 {
+            fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ensure_creates_0700_and_refuses_group_writable() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::new(tmp.path().join("state"));
+        dir.ensure().unwrap();
+        let mode = fs::metadata(dir.root()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        fs::set_permissions(dir.root(), fs::Permissions::from_mode(0o770)).unwrap();
+        let err = dir.ensure().unwrap_err();
+        assert!(err.to_string().contains("writable by others"), "{err}");
+    }
+}
