@@ -7,3 +7,4 @@ pub mod liveness;
 pub mod naming;
 pub mod paths;
 pub mod procinfo;
+pub mod store;

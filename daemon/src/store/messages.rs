@@ -1,0 +1,450 @@
+//! Messages: send, ask, reply, consume, status.
+//!
+//! A message is addressed to a session row (`to_key`) and its name (`to_name_norm`), or to the
+//! user (both NULL). A live session receives what is addressed to its key, plus what is
+//! addressed to its name whose addressee is no longer live: mail is never dropped because a
+//! peer died, it waits for the next session of that name.
+
+use mesh_proto::{
+    AskResult, Class, ErrorCode, Inbox, Kind, MAX_BODY_LEN, Message, Party, Status, WireError,
+};
+use rusqlite::{OptionalExtension, Row, params};
+use tokio::sync::oneshot;
+
+use super::sessions::{self, SessionRow, Target, db};
+use super::{Ctx, Waiter};
+
+/// Display name of the human user as a sender or recipient.
+pub const USER: &str = "user";
+
+/// Default byte budget of one consume.
+pub const DEFAULT_CONSUME_BYTES: usize = 1024 * 1024;
+
+const COLUMNS: &str = "id, kind, from_name, from_session_id, to_name, to_session_id, body, in_reply_to, \
+                       created_ms, delivered_ms, answered_ms";
+
+fn kind_from_str(s: &str) -> Kind {
+    match s {
+        "note" => Kind::Note,
+        "question" => Kind::Question,
+        "answer" => Kind::Answer,
+        _ => Kind::Task,
+    }
+}
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
+    let delivered_ms: Option<i64> = r.get(9)?;
+    let answered_ms: Option<i64> = r.get(10)?;
+    let status = match (delivered_ms, answered_ms) {
+        (_, Some(_)) => Status::Answered,
+        (Some(_), None) => Status::Delivered,
+        (None, None) => Status::Queued,
+    };
+    Ok(Message {
+        id: r.get::<_, i64>(0)? as u64,
+        kind: kind_from_str(&r.get::<_, String>(1)?),
+        from: Party {
+            name: r.get(2)?,
+            session_id: r.get(3)?,
+        },
+        to: Party {
+            name: r
+                .get::<_, Option<String>>(4)?
+                .unwrap_or_else(|| USER.to_owned()),
+            session_id: r.get(5)?,
+        },
+        body: r.get(6)?,
+        in_reply_to: r.get::<_, Option<i64>>(7)?.map(|v| v as u64),
+        status,
+        created_ms: r.get(8)?,
+        delivered_ms,
+        answered_ms,
+    })
+}
+
+fn check_body(body: &str, what: &str) -> Result<(), WireError> {
+    if body.trim().is_empty() {
+        return Err(WireError::new(
+            ErrorCode::InvalidArgument,
+            format!("the {what} is empty"),
+        ));
+    }
+    if body.len() > MAX_BODY_LEN {
+        return Err(WireError::new(
+            ErrorCode::InvalidArgument,
+            format!(
+                "the {what} is {} bytes; the limit is {} bytes",
+                body.len(),
+                MAX_BODY_LEN
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn id_of(id: u64) -> Result<i64, WireError> {
+    i64::try_from(id)
+        .map_err(|_| WireError::new(ErrorCode::UnknownMessage, format!("no message {id}")))
+}
+
+/// Insert one message; `delivered` marks it handed out in the same transaction.
+fn insert(
+    ctx: &mut Ctx<'_>,
+    kind: Kind,
+    from: Option<&SessionRow>,
+    to: Option<&SessionRow>,
+    body: &str,
+    in_reply_to: Option<i64>,
+    delivered: bool,
+) -> Result<Message, WireError> {
+    let now = ctx.now_ms;
+    ctx.conn
+        .prepare_cached(
+            "INSERT INTO messages (kind, from_key, from_name, from_session_id, to_key, to_name, to_name_norm,
+             to_session_id, body, in_reply_to, created_ms, delivered_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                kind.as_str(),
+                from.map(|f| f.key),
+                from.map_or(USER, |f| f.name.as_str()),
+                from.map(|f| f.session_id.as_str()),
+                to.map(|t| t.key),
+                to.map(|t| t.name.as_str()),
+                to.map(|t| t.name_norm.as_str()),
+                to.map(|t| t.session_id.as_str()),
+                body,
+                in_reply_to,
+                now,
+                delivered.then_some(now),
+            ])
+        })
+        .map_err(|e| db(ctx, e))?;
+    let id = ctx.conn.last_insert_rowid();
+    get(ctx, id)?.ok_or_else(|| WireError::new(ErrorCode::Internal, "inserted message vanished"))
+}
+
+fn get(ctx: &Ctx<'_>, id: i64) -> Result<Option<Message>, WireError> {
+    ctx.conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM messages WHERE id = ?1"))
+        .and_then(|mut s| s.query_row(params![id], from_row).optional())
+        .map_err(|e| db(ctx, e))
+}
+
+/// Queue a task or note; one message per recipient.
+pub fn send(
+    ctx: &mut Ctx<'_>,
+    from: Option<&SessionRow>,
+    to: &str,
+    kind: Kind,
+    body: &str,
+) -> Result<Vec<Message>, WireError> {
+    if !matches!(kind, Kind::Task | Kind::Note) {
+        return Err(WireError::new(
+            ErrorCode::InvalidArgument,
+            "send takes a task or a note; use ask for a question and reply for an answer",
+        ));
+    }
+    check_body(body, "message")?;
+    let targets = match sessions::resolve_target(ctx, to, from.map(|f| f.key))? {
+        Target::One(row) => vec![row],
+        Target::All(rows) => rows,
+    };
+    if let Some(f) = from {
+        sessions::touch(ctx, f.key)?;
+    }
+    targets
+        .iter()
+        .map(|t| insert(ctx, kind, from, Some(t), body, None, false))
+        .collect()
+}
+
+/// Queue a question and register the asker as waiting for its answer. Returns the question and
+/// whether the asked session is live (an offline one cannot answer until it comes back).
+pub fn ask(
+    ctx: &mut Ctx<'_>,
+    from: Option<&SessionRow>,
+    to: &str,
+    question: &str,
+    tx: oneshot::Sender<AskResult>,
+) -> Result<(Message, bool), WireError> {
+    check_body(question, "question")?;
+    let target = match sessions::resolve_target(ctx, to, from.map(|f| f.key))? {
+        Target::One(row) => row,
+        Target::All(_) => {
+            return Err(WireError::new(
+                ErrorCode::InvalidArgument,
+                "ask one peer at a time (`*` is for send)",
+            ));
+        }
+    };
+    if let Some(f) = from {
+        sessions::touch(ctx, f.key)?;
+    }
+    let msg = insert(
+        ctx,
+        Kind::Question,
+        from,
+        Some(&target),
+        question,
+        None,
+        false,
+    )?;
+    if target.live {
+        ctx.waiters.insert(
+            msg.id as i64,
+            Waiter {
+                target_key: Some(target.key),
+                tx,
+            },
+        );
+    }
+    Ok((msg, target.live))
+}
+
+/// Wait again for the answer to `question_id` (asked by `from`). Returns the answer at once if
+/// it is already there (and hands it out), else registers the waiter.
+pub fn await_answer(
+    ctx: &mut Ctx<'_>,
+    from: Option<&SessionRow>,
+    question_id: u64,
+    tx: oneshot::Sender<AskResult>,
+) -> Result<(Message, Option<AskResult>), WireError> {
+    let qid = id_of(question_id)?;
+    let (question, from_key, to_key): (Message, Option<i64>, Option<i64>) = ctx
+        .conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS}, from_key, to_key FROM messages WHERE id = ?1"
+        ))
+        .and_then(|mut s| {
+            s.query_row(params![qid], |r| Ok((from_row(r)?, r.get(11)?, r.get(12)?)))
+                .optional()
+        })
+        .map_err(|e| db(ctx, e))?
+        .ok_or_else(|| {
+            WireError::new(
+                ErrorCode::UnknownMessage,
+                format!("no message {question_id}"),
+            )
+        })?;
+    if question.kind != Kind::Question {
+        return Err(WireError::new(
+            ErrorCode::NotAQuestion,
+            format!("message {question_id} is not a question"),
+        ));
+    }
+    if from_key != from.map(|f| f.key) {
+        return Err(WireError::new(
+            ErrorCode::NotYours,
+            format!("question {question_id} was asked by someone else"),
+        ));
+    }
+    let answer: Option<Message> = ctx
+        .conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM messages WHERE in_reply_to = ?1 ORDER BY id LIMIT 1"
+        ))
+        .and_then(|mut s| s.query_row(params![qid], from_row).optional())
+        .map_err(|e| db(ctx, e))?;
+    if let Some(answer) = answer {
+        mark_delivered(ctx, answer.id as i64)?;
+        return Ok((question, Some(AskResult::Answered(answer))));
+    }
+    let live = match to_key {
+        Some(k) => sessions::by_key(ctx, k)?.is_some_and(|r| r.live),
+        None => false,
+    };
+    if !live {
+        return Ok((question, Some(AskResult::PeerGone)));
+    }
+    ctx.waiters.insert(
+        qid,
+        Waiter {
+            target_key: to_key,
+            tx,
+        },
+    );
+    Ok((question, None))
+}
+
+/// Answer a question. The answer goes to the blocked asker at once (after the commit), or
+/// waits in the asker's inbox if it stopped waiting.
+pub fn reply(
+    ctx: &mut Ctx<'_>,
+    from: Option<&SessionRow>,
+    message_id: u64,
+    body: &str,
+) -> Result<Message, WireError> {
+    check_body(body, "reply")?;
+    let qid = id_of(message_id)?;
+    let row: Option<(Message, Option<i64>, Option<i64>, Option<String>)> = ctx
+        .conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS}, from_key, to_key, to_name_norm FROM messages WHERE id = ?1"
+        ))
+        .and_then(|mut s| {
+            s.query_row(params![qid], |r| {
+                Ok((from_row(r)?, r.get(11)?, r.get(12)?, r.get(13)?))
+            })
+            .optional()
+        })
+        .map_err(|e| db(ctx, e))?;
+    let Some((question, asker_key, to_key, to_name_norm)) = row else {
+        return Err(WireError::new(
+            ErrorCode::UnknownMessage,
+            format!("no message {message_id}"),
+        ));
+    };
+    if question.kind != Kind::Question {
+        return Err(WireError::new(
+            ErrorCode::NotAQuestion,
+            format!(
+                "message {message_id} is a {}, not a question; use send to respond",
+                question.kind.as_str()
+            ),
+        ));
+    }
+    if question.answered_ms.is_some() {
+        return Err(WireError::new(
+            ErrorCode::AlreadyAnswered,
+            format!("question {message_id} was already answered"),
+        ));
+    }
+    if let Some(me) = from {
+        let addressed =
+            to_key == Some(me.key) || to_name_norm.as_deref() == Some(me.name_norm.as_str());
+        if !addressed {
+            return Err(WireError::new(
+                ErrorCode::NotYours,
+                format!(
+                    "question {message_id} was asked of `{}`, not of this session",
+                    question.to.name
+                ),
+            ));
+        }
+        sessions::touch(ctx, me.key)?;
+    }
+    let asker = match asker_key {
+        Some(k) => sessions::by_key(ctx, k)?,
+        None => None,
+    };
+    let waiter = ctx.waiters.take(qid);
+    let answer = insert(
+        ctx,
+        Kind::Answer,
+        from,
+        asker.as_ref(),
+        body,
+        Some(qid),
+        waiter.is_some(),
+    )?;
+    let now = ctx.now_ms;
+    ctx.conn
+        .prepare_cached("UPDATE messages SET answered_ms = ?2, delivered_ms = coalesce(delivered_ms, ?2) WHERE id = ?1")
+        .and_then(|mut s| s.execute(params![qid, now]))
+        .map_err(|e| db(ctx, e))?;
+    if let Some(w) = waiter {
+        let store = ctx.store();
+        let pushed = answer.clone();
+        ctx.after_commit(move || {
+            let id = pushed.id;
+            if w.tx.send(AskResult::Answered(pushed)).is_err() {
+                // The asker left between the commit and now: the answer waits in its inbox.
+                store.spawn(move |ctx| undeliver(ctx, id));
+            }
+        });
+    }
+    Ok(answer)
+}
+
+/// Hand a message back to the queue (its delivery did not reach the recipient).
+pub fn undeliver(ctx: &mut Ctx<'_>, id: u64) -> Result<(), WireError> {
+    let id = id_of(id)?;
+    ctx.conn
+        .prepare_cached("UPDATE messages SET delivered_ms = NULL WHERE id = ?1")
+        .and_then(|mut s| s.execute(params![id]))
+        .map_err(|e| db(ctx, e))?;
+    Ok(())
+}
+
+fn mark_delivered(ctx: &mut Ctx<'_>, id: i64) -> Result<(), WireError> {
+    let now = ctx.now_ms;
+    ctx.conn
+        .prepare_cached(
+            "UPDATE messages SET delivered_ms = ?2 WHERE id = ?1 AND delivered_ms IS NULL",
+        )
+        .and_then(|mut s| s.execute(params![id, now]))
+        .map_err(|e| db(ctx, e))?;
+    Ok(())
+}
+
+/// Take (or peek at) what is pending for `who` (`None`: the user), oldest first, up to
+/// `max_bytes` of bodies (always at least one message when any is pending).
+pub fn consume(
+    ctx: &mut Ctx<'_>,
+    who: Option<&SessionRow>,
+    class: Class,
+    peek: bool,
+    max_bytes: usize,
+) -> Result<Inbox, WireError> {
+    let kinds = match class {
+        Class::All => "('task', 'note', 'question', 'answer')",
+        Class::Urgent => "('task', 'question', 'answer')",
+    };
+    let filter = match who {
+        Some(_) => {
+            "(to_key = ?1 OR (to_name_norm = ?2 AND (to_key IS NULL OR NOT EXISTS
+               (SELECT 1 FROM sessions s WHERE s.key = messages.to_key AND s.live = 1))))"
+        }
+        None => "(to_key IS NULL AND to_name_norm IS NULL AND ?1 IS NULL AND ?2 IS NULL)",
+    };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM messages WHERE delivered_ms IS NULL AND kind IN {kinds} AND {filter} ORDER BY id"
+    );
+    let key = who.map(|w| w.key);
+    let name = who.map(|w| w.name_norm.as_str());
+    let pending: Vec<Message> = ctx
+        .conn
+        .prepare_cached(&sql)
+        .and_then(|mut s| s.query_map(params![key, name], from_row)?.collect())
+        .map_err(|e| db(ctx, e))?;
+    let budget = if max_bytes == 0 {
+        DEFAULT_CONSUME_BYTES
+    } else {
+        max_bytes
+    };
+    let mut used = 0usize;
+    let mut taken = Vec::new();
+    for m in pending.iter() {
+        if !taken.is_empty() && used + m.body.len() > budget {
+            break;
+        }
+        used += m.body.len();
+        taken.push(m.clone());
+    }
+    let remaining = (pending.len() - taken.len()) as u32;
+    if !peek {
+        let now = ctx.now_ms;
+        for m in taken.iter_mut() {
+            mark_delivered(ctx, m.id as i64)?;
+            m.delivered_ms = Some(now);
+            if m.status == Status::Queued {
+                m.status = Status::Delivered;
+            }
+        }
+        if let Some(w) = who {
+            sessions::touch(ctx, w.key)?;
+        }
+    }
+    Ok(Inbox {
+        messages: taken,
+        remaining,
+    })
+}
+
+/// One message and its status.
+pub fn status(ctx: &Ctx<'_>, id: u64) -> Result<Message, WireError> {
+    get(ctx, id_of(id)?)?
+        .ok_or_else(|| WireError::new(ErrorCode::UnknownMessage, format!("no message {id}")))
+}

@@ -1,0 +1,424 @@
+//! The store: the one owner of `mesh.db`.
+//!
+//! A dedicated thread owns the SQLite connection (`Connection` is not `Sync`, and SQLite work
+//! must never block a tokio worker). Requests arrive as jobs over a channel. The thread takes
+//! every job that is waiting, runs them in ONE transaction (a savepoint per job, so a failing
+//! job rolls back alone) and commits once: group commit, so concurrent senders share the cost
+//! of the fsync. Only after the commit succeeds does a caller get its result; side effects
+//! that must not happen for uncommitted data (waking a blocked asker) are queued as
+//! [`Ctx::after_commit`] effects and run after the commit, never before.
+
+pub mod messages;
+mod schema;
+pub mod sessions;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use mesh_proto::{AskResult, ErrorCode, WireError};
+use rusqlite::{Connection, ErrorCode as SqlCode, OpenFlags};
+use tokio::sync::oneshot;
+
+pub use schema::SCHEMA_VERSION;
+
+/// Most jobs run in one transaction.
+const MAX_BATCH: usize = 512;
+
+/// A question whose asker is blocked on an open connection.
+#[derive(Debug)]
+pub struct Waiter {
+    /// The asked session; its death wakes the asker with `PeerGone`.
+    pub target_key: Option<i64>,
+    pub tx: oneshot::Sender<AskResult>,
+}
+
+/// State owned by the store thread besides the database.
+#[derive(Debug, Default)]
+pub struct Waiters {
+    by_question: HashMap<i64, Waiter>,
+}
+
+impl Waiters {
+    pub fn insert(&mut self, question_id: i64, waiter: Waiter) {
+        // Drop the entries of askers that gave up, so the map cannot grow without bound.
+        if self.by_question.len() >= 64 {
+            self.by_question.retain(|_, w| !w.tx.is_closed());
+        }
+        self.by_question.insert(question_id, waiter);
+    }
+
+    /// The waiter for a question, if its asker is still listening.
+    pub fn take(&mut self, question_id: i64) -> Option<Waiter> {
+        self.by_question
+            .remove(&question_id)
+            .filter(|w| !w.tx.is_closed())
+    }
+
+    /// Every live waiter whose question went to `key`.
+    pub fn take_for_target(&mut self, key: i64) -> Vec<Waiter> {
+        let ids: Vec<i64> = self
+            .by_question
+            .iter()
+            .filter(|(_, w)| w.target_key == Some(key))
+            .map(|(id, _)| *id)
+            .collect();
+        ids.into_iter().filter_map(|id| self.take(id)).collect()
+    }
+
+    /// Number of askers currently blocked (the daemon does not idle-exit while any wait).
+    pub fn active(&self) -> usize {
+        self.by_question
+            .values()
+            .filter(|w| !w.tx.is_closed())
+            .count()
+    }
+}
+
+type Effect = Box<dyn FnOnce() + Send>;
+
+/// What a job sees: the connection inside the batch transaction, the waiters, and the clock.
+pub struct Ctx<'a> {
+    pub conn: &'a Connection,
+    pub waiters: &'a mut Waiters,
+    /// The batch's timestamp, ms since the epoch.
+    pub now_ms: i64,
+    store: &'a Store,
+    effects: Vec<Effect>,
+}
+
+impl std::fmt::Debug for Ctx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx")
+            .field("now_ms", &self.now_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ctx<'_> {
+    /// Run `f` after the batch commits; dropped if this job or the commit fails.
+    pub fn after_commit(&mut self, f: impl FnOnce() + Send + 'static) {
+        self.effects.push(Box::new(f));
+    }
+
+    /// A handle to the store, for effects that must queue follow-up work.
+    pub fn store(&self) -> Store {
+        self.store.clone()
+    }
+}
+
+trait Job: Send {
+    /// Run inside the batch transaction; false if the job failed (its savepoint rolls back).
+    fn run(&mut self, ctx: &mut Ctx<'_>) -> bool;
+    /// Report to the caller once the batch's fate is known.
+    fn finish(self: Box<Self>, commit: Result<(), WireError>);
+}
+
+struct CallJob<T, F> {
+    f: Option<F>,
+    result: Option<Result<T, WireError>>,
+    tx: oneshot::Sender<Result<T, WireError>>,
+}
+
+impl<T, F> Job for CallJob<T, F>
+where
+    T: Send,
+    F: FnOnce(&mut Ctx<'_>) -> Result<T, WireError> + Send,
+{
+    fn run(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        let Some(f) = self.f.take() else { return false };
+        let res = f(ctx);
+        let ok = res.is_ok();
+        self.result = Some(res);
+        ok
+    }
+
+    fn finish(self: Box<Self>, commit: Result<(), WireError>) {
+        let out = match (self.result, commit) {
+            (Some(Err(e)), _) => Err(e),
+            (Some(Ok(v)), Ok(())) => Ok(v),
+            (_, Err(e)) => Err(e),
+            (None, Ok(())) => Err(WireError::new(ErrorCode::Internal, "store job did not run")),
+        };
+        let _ = self.tx.send(out);
+    }
+}
+
+enum Msg {
+    Job(Box<dyn Job>),
+    Close,
+}
+
+/// Handle to the store thread. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    tx: mpsc::Sender<Msg>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+/// Joins the store thread; returned by [`Store::open`].
+#[derive(Debug)]
+pub struct StoreThread(JoinHandle<()>);
+
+impl StoreThread {
+    /// Wait for the thread to finish its last batch and close the database.
+    pub fn join(self) {
+        let _ = self.0.join();
+    }
+}
+
+impl Store {
+    /// Open (creating if needed) and migrate the database, then start the store thread.
+    pub fn open(path: &Path) -> Result<(Store, StoreThread), WireError> {
+        let mut conn = open_connection(path).map_err(|e| sql_error(&e, path))?;
+        schema::migrate(&mut conn).map_err(|e| sql_error(&e, path))?;
+        let (tx, rx) = mpsc::channel();
+        let store = Store {
+            tx,
+            path: path.to_owned(),
+        };
+        let handle = store.clone();
+        let thread = std::thread::Builder::new()
+            .name("mesh-store".into())
+            .spawn(move || store_thread(conn, rx, handle))
+            .map_err(|e| {
+                WireError::new(
+                    ErrorCode::Internal,
+                    format!("cannot start the store thread: {e}"),
+                )
+            })?;
+        Ok((store, StoreThread(thread)))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Run `f` in the store thread, inside a transaction; the result arrives after the commit.
+    pub async fn call<T, F>(&self, f: F) -> Result<T, WireError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Ctx<'_>) -> Result<T, WireError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        self.submit(f, tx)?;
+        rx.await.map_err(|_| shutting_down())?
+    }
+
+    /// Like [`Store::call`] but without waiting for the result (for follow-up work).
+    pub fn spawn<F>(&self, f: F)
+    where
+        F: FnOnce(&mut Ctx<'_>) -> Result<(), WireError> + Send + 'static,
+    {
+        let (tx, _rx) = oneshot::channel();
+        let _ = self.submit(f, tx);
+    }
+
+    /// Blocking variant of [`Store::call`], for use outside the async runtime.
+    pub fn call_blocking<T, F>(&self, f: F) -> Result<T, WireError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Ctx<'_>) -> Result<T, WireError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        self.submit(f, tx)?;
+        rx.blocking_recv().map_err(|_| shutting_down())?
+    }
+
+    fn submit<T, F>(&self, f: F, tx: oneshot::Sender<Result<T, WireError>>) -> Result<(), WireError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Ctx<'_>) -> Result<T, WireError> + Send + 'static,
+    {
+        let job = CallJob {
+            f: Some(f),
+            result: None,
+            tx,
+        };
+        self.tx
+            .send(Msg::Job(Box::new(job)))
+            .map_err(|_| shutting_down())
+    }
+
+    /// Ask the store thread to finish the jobs already queued and close the database. Use
+    /// [`StoreThread::join`] to wait for it.
+    pub fn close(&self) {
+        let _ = self.tx.send(Msg::Close);
+    }
+}
+
+fn shutting_down() -> WireError {
+    WireError::new(
+        ErrorCode::ShuttingDown,
+        "the daemon is shutting down; retry in a moment",
+    )
+}
+
+fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+            Some(format!(
+                "cannot switch the database to WAL mode (got {mode})"
+            )),
+        ));
+    }
+    // FULL, not NORMAL: in WAL mode NORMAL already survives a crash of the daemon (kill -9),
+    // but may lose the last commits on power loss. A message id is a promise that the message
+    // is kept, so we pay for the fsync on every commit, and group commit spreads that cost
+    // over every request waiting in the same batch.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+/// Map a SQLite error to the wire, with a message that says what to do.
+pub fn sql_error(e: &rusqlite::Error, path: &Path) -> WireError {
+    match e.sqlite_error_code() {
+        Some(SqlCode::DiskFull) => WireError::new(
+            ErrorCode::DiskFull,
+            format!(
+                "disk full: cannot write {}; free some space and retry (nothing was accepted)",
+                path.display()
+            ),
+        ),
+        Some(SqlCode::DatabaseCorrupt | SqlCode::NotADatabase) => WireError::new(
+            ErrorCode::Storage,
+            format!(
+                "database {} is corrupt ({e}); run `mesh health`",
+                path.display()
+            ),
+        ),
+        Some(SqlCode::ReadOnly | SqlCode::PermissionDenied | SqlCode::CannotOpen) => {
+            WireError::new(
+                ErrorCode::Storage,
+                format!(
+                    "cannot write database {} ({e}); check its permissions and free space",
+                    path.display()
+                ),
+            )
+        }
+        _ => WireError::new(
+            ErrorCode::Storage,
+            format!("database error on {}: {e}", path.display()),
+        ),
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn store_thread(conn: Connection, rx: mpsc::Receiver<Msg>, store: Store) {
+    let mut waiters = Waiters::default();
+    let mut closing = false;
+    while !closing {
+        let Ok(first) = rx.recv() else { break };
+        let mut batch = Vec::new();
+        match first {
+            Msg::Job(j) => batch.push(j),
+            Msg::Close => closing = true,
+        }
+        while !closing && batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(Msg::Job(j)) => batch.push(j),
+                Ok(Msg::Close) => closing = true,
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            run_batch(&conn, &mut waiters, &store, batch);
+        }
+    }
+    // Fail whatever raced with the close.
+    while let Ok(msg) = rx.try_recv() {
+        if let Msg::Job(j) = msg {
+            j.finish(Err(shutting_down()));
+        }
+    }
+    if let Err((_, e)) = conn.close() {
+        tracing::warn!("closing the database: {e}");
+    }
+    tracing::debug!("store thread stopped");
+}
+
+fn run_batch(
+    conn: &Connection,
+    waiters: &mut Waiters,
+    store: &Store,
+    mut batch: Vec<Box<dyn Job>>,
+) {
+    let path = store.path.as_path();
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let err = sql_error(&e, path);
+        tracing::error!("cannot begin a transaction: {}", err.message);
+        for job in batch {
+            job.finish(Err(err.clone()));
+        }
+        return;
+    }
+    let mut ctx = Ctx {
+        conn,
+        waiters,
+        now_ms: now_ms(),
+        store,
+        effects: Vec::new(),
+    };
+    for job in batch.iter_mut() {
+        let mark = ctx.effects.len();
+        if let Err(e) = ctx.conn.execute_batch("SAVEPOINT job") {
+            tracing::error!("savepoint: {e}");
+        }
+        let ok = job.run(&mut ctx);
+        let end = if ok {
+            "RELEASE job"
+        } else {
+            "ROLLBACK TO job; RELEASE job"
+        };
+        if !ok {
+            ctx.effects.truncate(mark);
+        }
+        if let Err(e) = ctx.conn.execute_batch(end) {
+            tracing::error!("savepoint end: {e}");
+        }
+    }
+    let effects = std::mem::take(&mut ctx.effects);
+    let commit = conn.execute_batch("COMMIT").map_err(|e| {
+        let err = sql_error(&e, path);
+        tracing::error!("commit failed: {}", err.message);
+        if let Err(e) = conn.execute_batch("ROLLBACK") {
+            tracing::error!("rollback after failed commit: {e}");
+        }
+        err
+    });
+    if commit.is_ok() {
+        for effect in effects {
+            effect();
+        }
+    }
+    for job in batch {
+        job.finish(commit.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests;

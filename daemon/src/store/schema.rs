@@ -1,0 +1,97 @@
+//! The database schema as append-only migrations, applied in order and recorded in SQLite's
+//! `user_version`. Never edit a released migration: add a new one.
+
+use rusqlite::Connection;
+
+/// Each entry moves the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: sessions and messages.
+    "CREATE TABLE sessions (
+        key             INTEGER PRIMARY KEY,
+        session_id      TEXT NOT NULL,
+        pid             INTEGER NOT NULL,
+        start_time      INTEGER NOT NULL,
+        name            TEXT NOT NULL,
+        name_norm       TEXT NOT NULL,
+        cwd             TEXT NOT NULL,
+        project_root    TEXT,
+        git_root        TEXT,
+        transcript_path TEXT,
+        summary         TEXT NOT NULL DEFAULT '',
+        idle            INTEGER NOT NULL DEFAULT 0,
+        live            INTEGER NOT NULL DEFAULT 1,
+        registered_ms   INTEGER NOT NULL,
+        last_active_ms  INTEGER NOT NULL
+    );
+    CREATE INDEX sessions_by_session_id ON sessions(session_id);
+    CREATE INDEX sessions_by_process ON sessions(pid, start_time);
+    CREATE INDEX sessions_by_name ON sessions(name_norm, live);
+    CREATE TABLE messages (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind            TEXT NOT NULL,
+        from_key        INTEGER,
+        from_name       TEXT NOT NULL,
+        from_session_id TEXT,
+        to_key          INTEGER,
+        to_name         TEXT,
+        to_name_norm    TEXT,
+        to_session_id   TEXT,
+        body            TEXT NOT NULL,
+        in_reply_to     INTEGER,
+        created_ms      INTEGER NOT NULL,
+        delivered_ms    INTEGER,
+        answered_ms     INTEGER
+    );
+    CREATE INDEX messages_pending_by_key ON messages(to_key) WHERE delivered_ms IS NULL;
+    CREATE INDEX messages_pending_by_name ON messages(to_name_norm) WHERE delivered_ms IS NULL;
+    CREATE INDEX messages_by_question ON messages(in_reply_to) WHERE in_reply_to IS NOT NULL;",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Bring the database up to [`SCHEMA_VERSION`], each step in its own transaction. Refuses a
+/// database written by a newer build rather than guessing.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<u32> {
+    let current: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if current > SCHEMA_VERSION {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
+            Some(format!(
+                "database schema version {current} is newer than this build's ({SCHEMA_VERSION}); upgrade mesh"
+            )),
+        ));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as u32 + 1)?;
+        tx.commit()?;
+    }
+    Ok(SCHEMA_VERSION)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_fresh_and_is_idempotent() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), SCHEMA_VERSION);
+        assert_eq!(migrate(&mut conn).unwrap(), SCHEMA_VERSION);
+        let v: u32 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn refuses_newer_schema() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        let err = migrate(&mut conn).unwrap_err();
+        assert!(err.to_string().contains("newer than this build"), "{err}");
+    }
+}

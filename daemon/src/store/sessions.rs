@@ -1,0 +1,507 @@
+//! The session registry: who is running, under which name, in which process.
+//!
+//! A row is one Claude Code *process lineage*: `/clear` (same process, new session id) updates
+//! the row found by (pid, start time); `--resume` (new process, same session id) updates the
+//! row found by session id. Mail addressed to the row's key follows it either way.
+
+use std::collections::HashMap;
+
+use mesh_proto::{AskResult, ErrorCode, Scope, SessionInfo, WireError};
+use rusqlite::{OptionalExtension, Row, params};
+
+use super::Ctx;
+
+/// A row of `sessions`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    pub key: i64,
+    pub session_id: String,
+    pub pid: u32,
+    pub start_time: u64,
+    pub name: String,
+    pub name_norm: String,
+    pub cwd: String,
+    pub project_root: Option<String>,
+    pub git_root: Option<String>,
+    pub transcript_path: Option<String>,
+    pub summary: String,
+    pub idle: bool,
+    pub live: bool,
+    pub registered_ms: i64,
+    pub last_active_ms: i64,
+}
+
+const COLUMNS: &str = "key, session_id, pid, start_time, name, name_norm, cwd, project_root, git_root, \
+                       transcript_path, summary, idle, live, registered_ms, last_active_ms";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
+    Ok(SessionRow {
+        key: r.get(0)?,
+        session_id: r.get(1)?,
+        pid: r.get(2)?,
+        start_time: r.get::<_, i64>(3)? as u64,
+        name: r.get(4)?,
+        name_norm: r.get(5)?,
+        cwd: r.get(6)?,
+        project_root: r.get(7)?,
+        git_root: r.get(8)?,
+        transcript_path: r.get(9)?,
+        summary: r.get(10)?,
+        idle: r.get(11)?,
+        live: r.get(12)?,
+        registered_ms: r.get(13)?,
+        last_active_ms: r.get(14)?,
+    })
+}
+
+impl SessionRow {
+    pub fn info(&self, pending: u32) -> SessionInfo {
+        SessionInfo {
+            key: self.key as u64,
+            session_id: self.session_id.clone(),
+            name: self.name.clone(),
+            pid: self.pid,
+            cwd: self.cwd.clone(),
+            project_root: self.project_root.clone(),
+            git_root: self.git_root.clone(),
+            transcript_path: self.transcript_path.clone(),
+            summary: self.summary.clone(),
+            idle: self.idle,
+            live: self.live,
+            registered_ms: self.registered_ms,
+            last_active_ms: self.last_active_ms,
+            pending,
+        }
+    }
+}
+
+/// Normalised form of a name, for case-insensitive addressing.
+pub fn norm(name: &str) -> String {
+    name.trim().to_lowercase()
+}
+
+/// What a SessionStart tells us, after the daemon checked the process itself.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub session_id: String,
+    pub pid: u32,
+    /// Read by the daemon from the OS, never from the client.
+    pub start_time: u64,
+    pub name: String,
+    pub cwd: String,
+    pub project_root: Option<String>,
+    pub git_root: Option<String>,
+    pub transcript_path: Option<String>,
+}
+
+pub(crate) fn db(ctx: &Ctx<'_>, e: rusqlite::Error) -> WireError {
+    super::sql_error(&e, ctx.store.path())
+}
+
+/// Register or re-register a session; it is live and busy afterwards.
+pub fn register(ctx: &mut Ctx<'_>, reg: Registration) -> Result<SessionRow, WireError> {
+    let by_process: Option<i64> = ctx
+        .conn
+        .prepare_cached(
+            "SELECT key FROM sessions WHERE pid = ?1 AND start_time = ?2 ORDER BY key DESC LIMIT 1",
+        )
+        .and_then(|mut s| {
+            s.query_row(params![reg.pid, reg.start_time as i64], |r| r.get(0))
+                .optional()
+        })
+        .map_err(|e| db(ctx, e))?;
+    let key = match by_process {
+        Some(key) => Some(key),
+        None => ctx
+            .conn
+            .prepare_cached(
+                "SELECT key FROM sessions WHERE session_id = ?1 ORDER BY key DESC LIMIT 1",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![reg.session_id], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(|e| db(ctx, e))?,
+    };
+    let now = ctx.now_ms;
+    let key = match key {
+        Some(key) => {
+            ctx.conn
+                .prepare_cached(
+                    "UPDATE sessions SET session_id = ?2, pid = ?3, start_time = ?4, name = ?5, name_norm = ?6,
+                     cwd = ?7, project_root = ?8, git_root = ?9, transcript_path = ?10, idle = 0, live = 1,
+                     last_active_ms = ?11 WHERE key = ?1",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        key,
+                        reg.session_id,
+                        reg.pid,
+                        reg.start_time as i64,
+                        reg.name,
+                        norm(&reg.name),
+                        reg.cwd,
+                        reg.project_root,
+                        reg.git_root,
+                        reg.transcript_path,
+                        now
+                    ])
+                })
+                .map_err(|e| db(ctx, e))?;
+            key
+        }
+        None => {
+            ctx.conn
+                .prepare_cached(
+                    "INSERT INTO sessions (session_id, pid, start_time, name, name_norm, cwd, project_root,
+                     git_root, transcript_path, registered_ms, last_active_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        reg.session_id,
+                        reg.pid,
+                        reg.start_time as i64,
+                        reg.name,
+                        norm(&reg.name),
+                        reg.cwd,
+                        reg.project_root,
+                        reg.git_root,
+                        reg.transcript_path,
+                        now
+                    ])
+                })
+                .map_err(|e| db(ctx, e))?;
+            ctx.conn.last_insert_rowid()
+        }
+    };
+    by_key(ctx, key)?
+        .ok_or_else(|| WireError::new(ErrorCode::Internal, "registered session vanished"))
+}
+
+pub fn by_key(ctx: &Ctx<'_>, key: i64) -> Result<Option<SessionRow>, WireError> {
+    ctx.conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM sessions WHERE key = ?1"))
+        .and_then(|mut s| s.query_row(params![key], from_row).optional())
+        .map_err(|e| db(ctx, e))
+}
+
+/// End the registration whose current session id is `session_id` (a late SessionEnd of an
+/// id that was since replaced matches nothing). Its mail stays queued.
+pub fn deregister(ctx: &mut Ctx<'_>, session_id: &str) -> Result<Option<i64>, WireError> {
+    let key: Option<i64> = ctx
+        .conn
+        .prepare_cached("SELECT key FROM sessions WHERE session_id = ?1 AND live = 1")
+        .and_then(|mut s| s.query_row(params![session_id], |r| r.get(0)).optional())
+        .map_err(|e| db(ctx, e))?;
+    if let Some(key) = key {
+        set_dead(ctx, key)?;
+    }
+    Ok(key)
+}
+
+/// The process `(pid, start)` of session `key` has gone. Marks the row dead unless it was
+/// re-registered with another process meanwhile, and wakes askers waiting on it.
+pub fn process_exited(
+    ctx: &mut Ctx<'_>,
+    key: i64,
+    pid: u32,
+    start: u64,
+) -> Result<bool, WireError> {
+    let n = ctx
+        .conn
+        .prepare_cached("SELECT count(*) FROM sessions WHERE key = ?1 AND pid = ?2 AND start_time = ?3 AND live = 1")
+        .and_then(|mut s| s.query_row(params![key, pid, start as i64], |r| r.get::<_, i64>(0)))
+        .map_err(|e| db(ctx, e))?;
+    if n == 0 {
+        return Ok(false);
+    }
+    set_dead(ctx, key)?;
+    Ok(true)
+}
+
+fn set_dead(ctx: &mut Ctx<'_>, key: i64) -> Result<(), WireError> {
+    ctx.conn
+        .prepare_cached("UPDATE sessions SET live = 0, idle = 0 WHERE key = ?1")
+        .and_then(|mut s| s.execute(params![key]))
+        .map_err(|e| db(ctx, e))?;
+    let gone = ctx.waiters.take_for_target(key);
+    if !gone.is_empty() {
+        ctx.after_commit(move || {
+            for w in gone {
+                let _ = w.tx.send(AskResult::PeerGone);
+            }
+        });
+    }
+    Ok(())
+}
+
+/// `(key, pid, start)` of every session believed live.
+pub fn live_processes(ctx: &Ctx<'_>) -> Result<Vec<(i64, u32, u64)>, WireError> {
+    ctx.conn
+        .prepare_cached("SELECT key, pid, start_time FROM sessions WHERE live = 1")
+        .and_then(|mut s| {
+            s.query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+            })?
+            .collect()
+        })
+        .map_err(|e| db(ctx, e))
+}
+
+pub fn set_idle(ctx: &mut Ctx<'_>, key: i64, idle: bool) -> Result<(), WireError> {
+    ctx.conn
+        .prepare_cached("UPDATE sessions SET idle = ?2, last_active_ms = ?3 WHERE key = ?1")
+        .and_then(|mut s| s.execute(params![key, idle, ctx.now_ms]))
+        .map_err(|e| db(ctx, e))?;
+    Ok(())
+}
+
+pub fn touch(ctx: &mut Ctx<'_>, key: i64) -> Result<(), WireError> {
+    ctx.conn
+        .prepare_cached("UPDATE sessions SET last_active_ms = ?2 WHERE key = ?1")
+        .and_then(|mut s| s.execute(params![key, ctx.now_ms]))
+        .map_err(|e| db(ctx, e))?;
+    Ok(())
+}
+
+/// How a caller identified itself, with every process already checked against the OS.
+#[derive(Debug, Clone, Default)]
+pub struct CallerProcs {
+    /// `CLAUDE_PID` and that process's start time, if it exists.
+    pub claude: Option<(u32, u64)>,
+    /// The connecting process and its ancestors with start times, nearest first.
+    pub lineage: Vec<(u32, u64)>,
+    /// `CLAUDE_CODE_SESSION_ID`.
+    pub session_id: Option<String>,
+}
+
+/// Find the caller's live session (CONTRACT.md, "Identity"), or `None`: the user.
+pub fn resolve_caller(ctx: &Ctx<'_>, who: &CallerProcs) -> Result<Option<SessionRow>, WireError> {
+    let mut by_process = ctx
+        .conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM sessions WHERE pid = ?1 AND start_time = ?2 AND live = 1 ORDER BY key DESC LIMIT 1"
+        ))
+        .map_err(|e| db(ctx, e))?;
+    for (pid, start) in who.claude.iter().chain(who.lineage.iter()) {
+        if let Some(row) = by_process
+            .query_row(params![pid, *start as i64], from_row)
+            .optional()
+            .map_err(|e| db(ctx, e))?
+        {
+            return Ok(Some(row));
+        }
+    }
+    match &who.session_id {
+        Some(id) => ctx
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM sessions WHERE session_id = ?1 AND live = 1 ORDER BY key DESC LIMIT 1"
+            ))
+            .and_then(|mut s| s.query_row(params![id], from_row).optional())
+            .map_err(|e| db(ctx, e)),
+        None => Ok(None),
+    }
+}
+
+fn all_rows(ctx: &Ctx<'_>, include_offline: bool) -> Result<Vec<SessionRow>, WireError> {
+    let sql = if include_offline {
+        format!("SELECT {COLUMNS} FROM sessions ORDER BY name_norm, key")
+    } else {
+        format!("SELECT {COLUMNS} FROM sessions WHERE live = 1 ORDER BY name_norm, key")
+    };
+    ctx.conn
+        .prepare_cached(&sql)
+        .and_then(|mut s| s.query_map([], from_row)?.collect())
+        .map_err(|e| db(ctx, e))
+}
+
+/// Pending message counts: by recipient key, and by name for mail whose addressee is gone.
+struct Pending {
+    by_key: HashMap<i64, u32>,
+    orphaned_by_name: HashMap<String, u32>,
+}
+
+impl Pending {
+    fn load(ctx: &Ctx<'_>) -> Result<Self, WireError> {
+        let by_key = ctx
+            .conn
+            .prepare_cached(
+                "SELECT to_key, count(*) FROM messages WHERE delivered_ms IS NULL AND to_key IS NOT NULL GROUP BY to_key",
+            )
+            .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+            .map_err(|e| db(ctx, e))?;
+        let orphaned_by_name = ctx
+            .conn
+            .prepare_cached(
+                "SELECT to_name_norm, count(*) FROM messages m WHERE delivered_ms IS NULL AND to_name_norm IS NOT NULL
+                 AND (to_key IS NULL OR NOT EXISTS (SELECT 1 FROM sessions s WHERE s.key = m.to_key AND s.live = 1))
+                 GROUP BY to_name_norm",
+            )
+            .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+            .map_err(|e| db(ctx, e))?;
+        Ok(Self {
+            by_key,
+            orphaned_by_name,
+        })
+    }
+
+    /// What `row` would receive if it consumed now (for a dead row: what waits on its key).
+    fn of(&self, row: &SessionRow) -> u32 {
+        let own = self.by_key.get(&row.key).copied().unwrap_or(0);
+        if !row.live {
+            return own;
+        }
+        // Mail to a dead row of the same name is counted on the dead row too (by_key);
+        // orphaned_by_name already excludes mail whose addressee is live.
+        own + self
+            .orphaned_by_name
+            .get(&row.name_norm)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// The pending count of one session.
+pub fn pending_of(ctx: &Ctx<'_>, row: &SessionRow) -> Result<u32, WireError> {
+    Ok(Pending::load(ctx)?.of(row))
+}
+
+/// Sessions for `list`, relative to `scope_cwd` / `scope_git_root` for the narrower scopes.
+pub fn list(
+    ctx: &Ctx<'_>,
+    scope: Scope,
+    scope_cwd: Option<&str>,
+    scope_git_root: Option<&str>,
+    include_offline: bool,
+) -> Result<Vec<SessionInfo>, WireError> {
+    let pending = Pending::load(ctx)?;
+    let rows = all_rows(ctx, include_offline)?;
+    Ok(rows
+        .iter()
+        .filter(|r| match scope {
+            Scope::Machine => true,
+            Scope::Repo => match scope_git_root {
+                Some(g) => r.git_root.as_deref() == Some(g),
+                None => scope_cwd.is_some_and(|c| r.cwd == c),
+            },
+            Scope::Directory => scope_cwd.is_some_and(|c| r.cwd == c),
+        })
+        .map(|r| r.info(pending.of(r)))
+        .collect())
+}
+
+/// Who a message is for.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// One session (live, or offline: mail waits for it or the next session of its name).
+    One(SessionRow),
+    /// `*`: every live session but the sender.
+    All(Vec<SessionRow>),
+}
+
+/// Resolve an address: `*`, a name (case-insensitive), or an id prefix of >= 4 characters.
+pub fn resolve_target(ctx: &Ctx<'_>, to: &str, sender: Option<i64>) -> Result<Target, WireError> {
+    let to = to.trim();
+    if to.is_empty() {
+        return Err(WireError::new(
+            ErrorCode::InvalidArgument,
+            "no recipient given: name a peer, an id, or `*`",
+        ));
+    }
+    if to == "*" {
+        let all: Vec<SessionRow> = all_rows(ctx, false)?
+            .into_iter()
+            .filter(|r| Some(r.key) != sender)
+            .collect();
+        if all.is_empty() {
+            return Err(WireError::new(
+                ErrorCode::UnknownPeer,
+                "no live peers to send to (`mesh list` shows who runs)",
+            ));
+        }
+        return Ok(Target::All(all));
+    }
+    let wanted = norm(to);
+    let named = query_rows(ctx, "name_norm = ?1", &wanted)?;
+    let live_named: Vec<&SessionRow> = named.iter().filter(|r| r.live).collect();
+    match live_named.len() {
+        1 => return Ok(Target::One(live_named[0].clone())),
+        n if n > 1 => return Err(ambiguous(to, &live_named)),
+        _ => {}
+    }
+    if wanted.len() >= 4 {
+        let matches = query_rows(
+            ctx,
+            "substr(lower(session_id), 1, length(?1)) = ?1",
+            &wanted,
+        )?;
+        let live: Vec<&SessionRow> = matches.iter().filter(|r| r.live).collect();
+        let pick: Vec<&SessionRow> = if live.is_empty() {
+            matches.iter().collect()
+        } else {
+            live
+        };
+        match pick.len() {
+            1 => return Ok(Target::One(pick[0].clone())),
+            n if n > 1 => return Err(ambiguous(to, &pick)),
+            _ => {}
+        }
+    }
+    // A known name that is offline: its most recent session keeps the mail (a `--resume` of it,
+    // or the next session of that name, receives it).
+    if let Some(row) = named.into_iter().max_by_key(|r| (r.last_active_ms, r.key)) {
+        return Ok(Target::One(row));
+    }
+    let mut names: Vec<String> = all_rows(ctx, false)?.into_iter().map(|r| r.name).collect();
+    names.dedup();
+    let known = if names.is_empty() {
+        "no sessions are running".to_owned()
+    } else {
+        format!("live peers: {}", names.join(", "))
+    };
+    Err(WireError::new(
+        ErrorCode::UnknownPeer,
+        format!(
+            "no peer named or with id `{to}` ({known}; `mesh list --all` shows every known session)"
+        ),
+    ))
+}
+
+fn query_rows(ctx: &Ctx<'_>, filter: &str, arg: &str) -> Result<Vec<SessionRow>, WireError> {
+    ctx.conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM sessions WHERE {filter} ORDER BY key"
+        ))
+        .and_then(|mut s| s.query_map(params![arg], from_row)?.collect())
+        .map_err(|e| db(ctx, e))
+}
+
+fn ambiguous(to: &str, rows: &[&SessionRow]) -> WireError {
+    let list: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{} (id {}, {}, {})",
+                r.name,
+                short_id(&r.session_id),
+                r.cwd,
+                if r.live { "live" } else { "offline" }
+            )
+        })
+        .collect();
+    WireError::new(
+        ErrorCode::AmbiguousPeer,
+        format!(
+            "`{to}` matches {} sessions: {}; address one by id (at least 4 characters)",
+            rows.len(),
+            list.join("; ")
+        ),
+    )
+}
+
+/// The first 8 characters of a session id, for display.
+pub fn short_id(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}

@@ -1,0 +1,306 @@
+//! Store unit tests: a real SQLite file in a temp dir, driven through the store thread.
+
+use super::messages::{self, USER};
+use super::sessions::{self, CallerProcs, Registration};
+use super::*;
+use mesh_proto::{Class, Kind, Scope};
+
+fn open() -> (tempfile::TempDir, Store, StoreThread) {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, thread) = Store::open(&dir.path().join("mesh.db")).unwrap();
+    (dir, store, thread)
+}
+
+fn reg(session_id: &str, pid: u32, start: u64, name: &str) -> Registration {
+    Registration {
+        session_id: session_id.into(),
+        pid,
+        start_time: start,
+        name: name.into(),
+        cwd: format!("/work/{name}"),
+        project_root: None,
+        git_root: Some(format!("/work/{name}")),
+        transcript_path: None,
+    }
+}
+
+fn register(store: &Store, r: Registration) -> sessions::SessionRow {
+    store
+        .call_blocking(move |ctx| sessions::register(ctx, r))
+        .unwrap()
+}
+
+async fn areg(store: &Store, r: Registration) -> sessions::SessionRow {
+    store
+        .call(move |ctx| sessions::register(ctx, r))
+        .await
+        .unwrap()
+}
+
+fn send(
+    store: &Store,
+    from: Option<sessions::SessionRow>,
+    to: &str,
+    body: &str,
+) -> Result<Vec<mesh_proto::Message>, WireError> {
+    let (to, body) = (to.to_owned(), body.to_owned());
+    store.call_blocking(move |ctx| messages::send(ctx, from.as_ref(), &to, Kind::Task, &body))
+}
+
+fn consume(store: &Store, who: sessions::SessionRow, class: Class) -> mesh_proto::Inbox {
+    store
+        .call_blocking(move |ctx| messages::consume(ctx, Some(&who), class, false, 0))
+        .unwrap()
+}
+
+#[test]
+fn send_and_consume_fifo_once() {
+    let (_d, store, _t) = open();
+    let a = register(&store, reg("aaaa-1111", 10, 1, "alpha"));
+    let b = register(&store, reg("bbbb-2222", 20, 2, "beta"));
+    for i in 0..3 {
+        send(&store, Some(a.clone()), "BETA", &format!("m{i}")).unwrap();
+    }
+    let inbox = consume(&store, b.clone(), Class::All);
+    let bodies: Vec<_> = inbox.messages.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, ["m0", "m1", "m2"]);
+    assert_eq!(inbox.messages[0].from.name, "alpha");
+    assert!(consume(&store, b, Class::All).messages.is_empty());
+}
+
+#[test]
+fn notes_wait_for_class_all() {
+    let (_d, store, _t) = open();
+    let a = register(&store, reg("aaaa-1111", 10, 1, "alpha"));
+    let b = register(&store, reg("bbbb-2222", 20, 2, "beta"));
+    let from = a.clone();
+    store
+        .call_blocking(move |ctx| messages::send(ctx, Some(&from), "beta", Kind::Note, "fyi"))
+        .unwrap();
+    assert!(
+        consume(&store, b.clone(), Class::Urgent)
+            .messages
+            .is_empty()
+    );
+    assert_eq!(consume(&store, b, Class::All).messages.len(), 1);
+}
+
+#[test]
+fn unknown_and_ambiguous_peers_are_typed_errors() {
+    let (_d, store, _t) = open();
+    register(&store, reg("aaaa-1111", 10, 1, "twin"));
+    register(&store, reg("bbbb-2222", 20, 2, "twin"));
+    let err = send(&store, None, "nobody", "x").unwrap_err();
+    assert_eq!(err.code, ErrorCode::UnknownPeer);
+    let err = send(&store, None, "twin", "x").unwrap_err();
+    assert_eq!(err.code, ErrorCode::AmbiguousPeer);
+    assert!(
+        err.message.contains("aaaa-111") && err.message.contains("bbbb-222"),
+        "{}",
+        err.message
+    );
+    // An id prefix disambiguates.
+    let sent = send(&store, None, "bbbb", "x").unwrap();
+    assert_eq!(sent[0].to.session_id.as_deref(), Some("bbbb-2222"));
+    assert_eq!(sent[0].from.name, USER);
+}
+
+#[test]
+fn mail_of_a_dead_session_waits_for_the_next_of_its_name() {
+    let (_d, store, _t) = open();
+    let old = register(&store, reg("old-session", 10, 1, "backend"));
+    send(&store, None, "backend", "queued").unwrap();
+    let key = old.key;
+    assert!(
+        store
+            .call_blocking(move |ctx| sessions::process_exited(ctx, key, 10, 1))
+            .unwrap()
+    );
+    // Still addressable while offline.
+    send(&store, None, "backend", "while offline").unwrap();
+    let new = register(&store, reg("new-session", 30, 3, "backend"));
+    assert_ne!(new.key, old.key);
+    let bodies: Vec<_> = consume(&store, new, Class::All)
+        .messages
+        .into_iter()
+        .map(|m| m.body)
+        .collect();
+    assert_eq!(bodies, ["queued", "while offline"]);
+}
+
+#[test]
+fn clear_and_resume_keep_the_row() {
+    let (_d, store, _t) = open();
+    let first = register(&store, reg("id-1", 10, 1, "app"));
+    // /clear: same process, new id.
+    let cleared = register(&store, reg("id-2", 10, 1, "app"));
+    assert_eq!(cleared.key, first.key);
+    // A late SessionEnd of the old id removes nothing.
+    assert_eq!(
+        store
+            .call_blocking(|ctx| sessions::deregister(ctx, "id-1"))
+            .unwrap(),
+        None
+    );
+    // --resume: new process, same id.
+    let resumed = register(&store, reg("id-2", 11, 5, "app"));
+    assert_eq!(resumed.key, first.key);
+    assert_eq!(resumed.pid, 11);
+}
+
+#[test]
+fn caller_resolution_checks_start_time() {
+    let (_d, store, _t) = open();
+    let s = register(&store, reg("id-1", 10, 1, "app"));
+    let who = CallerProcs {
+        claude: Some((10, 1)),
+        ..Default::default()
+    };
+    let found = store
+        .call_blocking(move |ctx| sessions::resolve_caller(ctx, &who))
+        .unwrap();
+    assert_eq!(found.map(|r| r.key), Some(s.key));
+    // Same PID, another start time: a reused PID is not the session.
+    let who = CallerProcs {
+        claude: Some((10, 2)),
+        lineage: vec![(99, 1)],
+        session_id: None,
+    };
+    assert!(
+        store
+            .call_blocking(move |ctx| sessions::resolve_caller(ctx, &who))
+            .unwrap()
+            .is_none()
+    );
+    let who = CallerProcs {
+        session_id: Some("id-1".into()),
+        ..Default::default()
+    };
+    assert!(
+        store
+            .call_blocking(move |ctx| sessions::resolve_caller(ctx, &who))
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[test]
+fn list_counts_pending_and_filters_scope() {
+    let (_d, store, _t) = open();
+    register(&store, reg("id-1", 10, 1, "alpha"));
+    register(&store, reg("id-2", 20, 2, "beta"));
+    send(&store, None, "beta", "one").unwrap();
+    send(&store, None, "beta", "two").unwrap();
+    let all = store
+        .call_blocking(|ctx| sessions::list(ctx, Scope::Machine, None, None, false))
+        .unwrap();
+    let pending: Vec<_> = all.iter().map(|s| (s.name.as_str(), s.pending)).collect();
+    assert_eq!(pending, [("alpha", 0), ("beta", 2)]);
+    let repo = store
+        .call_blocking(|ctx| {
+            sessions::list(ctx, Scope::Repo, Some("/x"), Some("/work/alpha"), false)
+        })
+        .unwrap();
+    assert_eq!(repo.len(), 1);
+    assert_eq!(repo[0].name, "alpha");
+}
+
+#[tokio::test]
+async fn reply_wakes_the_blocked_asker_and_is_delivered_once() {
+    let (_d, store, _t) = open();
+    let a = areg(&store, reg("id-a", 10, 1, "asker")).await;
+    let b = areg(&store, reg("id-b", 20, 2, "answerer")).await;
+    let (tx, rx) = oneshot::channel();
+    let from = a.clone();
+    let (q, live) = store
+        .call(move |ctx| messages::ask(ctx, Some(&from), "answerer", "why?", tx))
+        .await
+        .unwrap();
+    assert!(live);
+    let inbox = store
+        .call({
+            let b = b.clone();
+            move |ctx| messages::consume(ctx, Some(&b), Class::Urgent, false, 0)
+        })
+        .await
+        .unwrap();
+    assert_eq!(inbox.messages[0].id, q.id);
+    let qid = q.id;
+    let answer = store
+        .call(move |ctx| messages::reply(ctx, Some(&b), qid, "because"))
+        .await
+        .unwrap();
+    match rx.await.unwrap() {
+        AskResult::Answered(m) => assert_eq!((m.id, m.body.as_str()), (answer.id, "because")),
+        other => panic!("unexpected {other:?}"),
+    }
+    // Handed to the blocked asker, so not in its inbox again.
+    let inbox = store
+        .call(move |ctx| messages::consume(ctx, Some(&a), Class::All, false, 0))
+        .await
+        .unwrap();
+    assert!(inbox.messages.is_empty());
+    let status = store
+        .call(move |ctx| messages::status(ctx, qid))
+        .await
+        .unwrap();
+    assert_eq!(status.status, mesh_proto::Status::Answered);
+}
+
+#[tokio::test]
+async fn death_of_the_asked_session_wakes_the_asker() {
+    let (_d, store, _t) = open();
+    let b = areg(&store, reg("id-b", 20, 2, "answerer")).await;
+    let (tx, rx) = oneshot::channel();
+    store
+        .call(move |ctx| messages::ask(ctx, None, "answerer", "still there?", tx))
+        .await
+        .unwrap();
+    let key = b.key;
+    store
+        .call(move |ctx| sessions::process_exited(ctx, key, 20, 2))
+        .await
+        .unwrap();
+    assert_eq!(rx.await.unwrap(), AskResult::PeerGone);
+}
+
+#[tokio::test]
+async fn answer_to_an_asker_that_left_waits_in_its_inbox() {
+    let (_d, store, _t) = open();
+    let b = areg(&store, reg("id-b", 20, 2, "answerer")).await;
+    let (tx, rx) = oneshot::channel();
+    let (q, _) = store
+        .call(move |ctx| messages::ask(ctx, None, "answerer", "q", tx))
+        .await
+        .unwrap();
+    drop(rx);
+    let qid = q.id;
+    store
+        .call(move |ctx| messages::reply(ctx, Some(&b), qid, "late answer"))
+        .await
+        .unwrap();
+    let inbox = store
+        .call(|ctx| messages::consume(ctx, None, Class::All, false, 0))
+        .await
+        .unwrap();
+    assert_eq!(inbox.messages.len(), 1);
+    assert_eq!(inbox.messages[0].body, "late answer");
+    assert_eq!(inbox.messages[0].kind, Kind::Answer);
+}
+
+#[test]
+fn a_failing_job_does_not_roll_back_its_batch_neighbours() {
+    let (_d, store, _t) = open();
+    register(&store, reg("id-b", 20, 2, "beta"));
+    let ok = send(&store, None, "beta", "kept");
+    let bad = send(&store, None, "nobody", "lost");
+    assert!(ok.is_ok() && bad.is_err());
+    let n: i64 = store
+        .call_blocking(|ctx| {
+            ctx.conn
+                .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+                .map_err(|e| sessions::db(ctx, e))
+        })
+        .unwrap();
+    assert_eq!(n, 1);
+}
