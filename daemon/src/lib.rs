@@ -3,8 +3,14 @@
 //! listener.
 
 pub mod activation;
+pub mod conn;
+pub mod handlers;
 pub mod liveness;
+pub mod monitor;
 pub mod naming;
 pub mod paths;
 pub mod procinfo;
+pub mod server;
 pub mod store;
+
+pub use server::{Config, DaemonError, run};

@@ -148,7 +148,7 @@ pub fn send(
     }
     check_body(body, "message")?;
     let targets = match sessions::resolve_target(ctx, to, from.map(|f| f.key))? {
-        Target::One(row) => vec![row],
+        Target::One(row) => vec![*row],
         Target::All(rows) => rows,
     };
     if let Some(f) = from {
@@ -171,7 +171,7 @@ pub fn ask(
 ) -> Result<(Message, bool), WireError> {
     check_body(question, "question")?;
     let target = match sessions::resolve_target(ctx, to, from.map(|f| f.key))? {
-        Target::One(row) => row,
+        Target::One(row) => *row,
         Target::All(_) => {
             return Err(WireError::new(
                 ErrorCode::InvalidArgument,
@@ -268,6 +268,9 @@ pub fn await_answer(
     Ok((question, None))
 }
 
+/// A question with its asker's key, its addressee's key and normalised name.
+type QuestionRow = (Message, Option<i64>, Option<i64>, Option<String>);
+
 /// Answer a question. The answer goes to the blocked asker at once (after the commit), or
 /// waits in the asker's inbox if it stopped waiting.
 pub fn reply(
@@ -278,7 +281,7 @@ pub fn reply(
 ) -> Result<Message, WireError> {
     check_body(body, "reply")?;
     let qid = id_of(message_id)?;
-    let row: Option<(Message, Option<i64>, Option<i64>, Option<String>)> = ctx
+    let row: Option<QuestionRow> = ctx
         .conn
         .prepare_cached(&format!(
             "SELECT {COLUMNS}, from_key, to_key, to_name_norm FROM messages WHERE id = ?1"

@@ -396,7 +396,7 @@ pub fn list(
 #[derive(Debug, Clone)]
 pub enum Target {
     /// One session (live, or offline: mail waits for it or the next session of its name).
-    One(SessionRow),
+    One(Box<SessionRow>),
     /// `*`: every live session but the sender.
     All(Vec<SessionRow>),
 }
@@ -427,7 +427,7 @@ pub fn resolve_target(ctx: &Ctx<'_>, to: &str, sender: Option<i64>) -> Result<Ta
     let named = query_rows(ctx, "name_norm = ?1", &wanted)?;
     let live_named: Vec<&SessionRow> = named.iter().filter(|r| r.live).collect();
     match live_named.len() {
-        1 => return Ok(Target::One(live_named[0].clone())),
+        1 => return Ok(Target::One(Box::new(live_named[0].clone()))),
         n if n > 1 => return Err(ambiguous(to, &live_named)),
         _ => {}
     }
@@ -444,7 +444,7 @@ pub fn resolve_target(ctx: &Ctx<'_>, to: &str, sender: Option<i64>) -> Result<Ta
             live
         };
         match pick.len() {
-            1 => return Ok(Target::One(pick[0].clone())),
+            1 => return Ok(Target::One(Box::new(pick[0].clone()))),
             n if n > 1 => return Err(ambiguous(to, &pick)),
             _ => {}
         }
@@ -452,7 +452,7 @@ pub fn resolve_target(ctx: &Ctx<'_>, to: &str, sender: Option<i64>) -> Result<Ta
     // A known name that is offline: its most recent session keeps the mail (a `--resume` of it,
     // or the next session of that name, receives it).
     if let Some(row) = named.into_iter().max_by_key(|r| (r.last_active_ms, r.key)) {
-        return Ok(Target::One(row));
+        return Ok(Target::One(Box::new(row)));
     }
     let mut names: Vec<String> = all_rows(ctx, false)?.into_iter().map(|r| r.name).collect();
     names.dedup();

@@ -1,0 +1,219 @@
+//! One client connection: credentials check, version handshake under a timeout, then a loop of
+//! one response per request. A frame that fails to decode gets a typed error and the loop goes
+//! on; an oversize or truncated frame ends the connection (the stream is out of sync).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use mesh_proto::{
+    AskOutcome, AskResult, ClientHello, ErrorCode, FrameCodec, FrameError, MAGIC, PROTOCOL_VERSION,
+    Request, Response, ServerHello, WireError,
+};
+use tokio::net::UnixStream;
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+
+use crate::handlers::{self, Outcome, Peer, PendingAsk, Shared};
+
+/// This build's version, sent in the handshake.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+type RequestFramed = Framed<UnixStream, FrameCodec<Request, Response>>;
+
+/// Connection limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub handshake_timeout: Duration,
+}
+
+fn hello(pid: u32, error: Option<WireError>) -> ServerHello {
+    ServerHello {
+        magic: MAGIC,
+        protocol: PROTOCOL_VERSION,
+        program_version: VERSION.to_owned(),
+        pid,
+        error,
+    }
+}
+
+/// Send a refusal in place of the handshake answer and close (best effort, bounded).
+pub async fn refuse(stream: UnixStream, pid: u32, error: WireError) {
+    let mut framed = Framed::new(stream, FrameCodec::<ClientHello, ServerHello>::new());
+    let _ =
+        tokio::time::timeout(Duration::from_secs(1), framed.send(hello(pid, Some(error)))).await;
+}
+
+/// Serve one connection until the client closes it, an error ends it, or shutdown.
+pub async fn serve(
+    stream: UnixStream,
+    shared: Arc<Shared>,
+    limits: Limits,
+    shutdown: CancellationToken,
+) {
+    let cred = match stream.peer_cred() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("cannot read peer credentials, closing: {e}");
+            return;
+        }
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if cred.uid() != me {
+        tracing::warn!(uid = cred.uid(), pid = ?cred.pid(), "refused a connection from another user");
+        let err = WireError::new(
+            ErrorCode::PermissionDenied,
+            "this daemon serves only its own user",
+        );
+        refuse(stream, shared.pid, err).await;
+        return;
+    }
+    let peer_pid = cred.pid().and_then(|p| u32::try_from(p).ok());
+    let Some(mut framed) = handshake(stream, &shared, limits).await else {
+        return;
+    };
+    let peer = Peer::from_pid(peer_pid);
+    loop {
+        let frame = tokio::select! {
+            frame = framed.next() => frame,
+            () = shutdown.cancelled() => break,
+        };
+        let req = match frame {
+            None => break,
+            Some(Ok(req)) => req,
+            Some(Err(e)) => {
+                let recoverable = e.is_recoverable();
+                tracing::debug!(pid = ?peer_pid, "bad frame: {e}");
+                let _ = framed.send(Response::Error(frame_error(&e))).await;
+                if recoverable {
+                    continue;
+                }
+                break;
+            }
+        };
+        let response = match handlers::handle(&shared, &peer, req).await {
+            Outcome::Now(r) => r,
+            Outcome::Wait(ask) => match wait_for_answer(&mut framed, &shared, ask, &shutdown).await
+            {
+                Some(r) => r,
+                None => break,
+            },
+        };
+        let answer_id = match &response {
+            Response::Asked(AskOutcome {
+                result: AskResult::Answered(m),
+                ..
+            }) => Some(m.id),
+            _ => None,
+        };
+        if let Err(e) = framed.send(response).await {
+            tracing::debug!("writing a response failed: {e}");
+            if let Some(id) = answer_id {
+                handlers::undeliver(&shared.store, id);
+            }
+            break;
+        }
+    }
+}
+
+fn frame_error(e: &FrameError) -> WireError {
+    match e {
+        FrameError::TooLarge { .. } => WireError::new(ErrorCode::FrameTooLarge, e.to_string()),
+        FrameError::Malformed(_) => WireError::new(
+            ErrorCode::Malformed,
+            format!("cannot decode the request: {e}"),
+        ),
+        _ => WireError::new(ErrorCode::Malformed, e.to_string()),
+    }
+}
+
+async fn handshake(stream: UnixStream, shared: &Shared, limits: Limits) -> Option<RequestFramed> {
+    let mut framed = Framed::new(stream, FrameCodec::<ClientHello, ServerHello>::new());
+    let first = match tokio::time::timeout(limits.handshake_timeout, framed.next()).await {
+        Err(_) => {
+            let err = WireError::new(ErrorCode::Handshake, "no handshake within the time limit");
+            tracing::debug!("{err}");
+            let _ = framed.send(hello(shared.pid, Some(err))).await;
+            return None;
+        }
+        Ok(None) => return None,
+        Ok(Some(r)) => r,
+    };
+    let refusal = match first {
+        Err(e) => Some(WireError::new(
+            if matches!(e, FrameError::TooLarge { .. }) {
+                ErrorCode::FrameTooLarge
+            } else {
+                ErrorCode::Handshake
+            },
+            format!("expected a claude-mesh handshake: {e}"),
+        )),
+        Ok(h) if h.magic != MAGIC => Some(WireError::new(
+            ErrorCode::Handshake,
+            "expected a claude-mesh handshake",
+        )),
+        Ok(h) if h.protocol != PROTOCOL_VERSION => Some(WireError::new(
+            ErrorCode::Incompatible,
+            format!(
+                "client {} speaks protocol {}, this daemon ({VERSION}) speaks protocol {PROTOCOL_VERSION}; \
+                 restart the daemon (`mesh restart`) or use a matching mesh binary",
+                h.program_version, h.protocol
+            ),
+        )),
+        Ok(_) => None,
+    };
+    let accepted = refusal.is_none();
+    if let Some(err) = &refusal {
+        tracing::info!("refused a handshake: {}", err.message);
+    }
+    if framed.send(hello(shared.pid, refusal)).await.is_err() || !accepted {
+        return None;
+    }
+    Some(framed.map_codec(|_| FrameCodec::new()))
+}
+
+/// Wait for the answer the store pushes, the time-out, shutdown, or the client leaving.
+/// `None`: the client went away (or broke protocol) and the connection ends.
+async fn wait_for_answer(
+    framed: &mut RequestFramed,
+    shared: &Shared,
+    ask: PendingAsk,
+    shutdown: &CancellationToken,
+) -> Option<Response> {
+    let PendingAsk {
+        question,
+        mut rx,
+        timeout,
+    } = ask;
+    let result = tokio::select! {
+        r = &mut rx => match r {
+            Ok(result) => result,
+            Err(_) => return Some(Response::Error(WireError::new(ErrorCode::ShuttingDown, "the daemon is shutting down"))),
+        },
+        () = tokio::time::sleep(timeout) => rx.try_recv().unwrap_or(AskResult::TimedOut),
+        () = shutdown.cancelled() => match rx.try_recv() {
+            Ok(result) => result,
+            Err(_) => return Some(Response::Error(WireError::new(
+                ErrorCode::ShuttingDown,
+                format!("the daemon is shutting down; question {} stays queued and its answer will wait in your inbox", question.id),
+            ))),
+        },
+        frame = framed.next() => {
+            // A client that closes its connection cancels its wait; anything else is a
+            // protocol error (one request at a time).
+            if let Some(Ok(_)) = frame {
+                let _ = framed
+                    .send(Response::Error(WireError::new(ErrorCode::Malformed, "a request arrived while an ask was waiting")))
+                    .await;
+            }
+            // An answer that raced with the departure goes back to the asker's inbox.
+            if let Ok(AskResult::Answered(m)) = rx.try_recv() {
+                handlers::undeliver(&shared.store, m.id);
+            }
+            tracing::debug!(question = question.id, "asker left before the answer");
+            return None;
+        }
+    };
+    Some(Response::Asked(AskOutcome { question, result }))
+}

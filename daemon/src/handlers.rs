@@ -1,0 +1,343 @@
+//! One function per request: resolve the caller, run the operation in the store, build the
+//! response. No socket I/O here; [`crate::conn`] owns the connection.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mesh_proto::{
+    AskResult, Caller, Deregistered, ErrorCode, Inbox, Me, Peers, Pong, Replied, Request, Response,
+    Scope, Sent, SessionInfo, WireError,
+};
+use tokio::sync::oneshot;
+
+use crate::monitor::Monitor;
+use crate::store::messages;
+use crate::store::sessions::{self, CallerProcs, Registration};
+use crate::store::{Ctx, Store};
+use crate::{naming, procinfo};
+
+/// The longest an ask may wait, whatever the client asks for (one day).
+pub const MAX_ASK_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// What every connection shares.
+#[derive(Debug)]
+pub struct Shared {
+    pub store: Store,
+    pub monitor: Monitor,
+    pub started: Instant,
+    pub pid: u32,
+}
+
+/// The connecting process, as the kernel reported it.
+#[derive(Debug, Clone, Default)]
+pub struct Peer {
+    pub pid: Option<u32>,
+    /// The peer and its ancestors with their start times, nearest first (read once per
+    /// connection).
+    pub lineage: Vec<(u32, u64)>,
+}
+
+impl Peer {
+    pub fn from_pid(pid: Option<u32>) -> Self {
+        let lineage = pid
+            .map(|p| {
+                procinfo::lineage(p, 32)
+                    .into_iter()
+                    .map(|i| (i.pid, i.start))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self { pid, lineage }
+    }
+}
+
+/// An ask whose answer the connection must wait for.
+#[derive(Debug)]
+pub struct PendingAsk {
+    pub question: mesh_proto::Message,
+    pub rx: oneshot::Receiver<AskResult>,
+    pub timeout: Duration,
+}
+
+/// A handler's outcome: a response now, or an ask to wait for.
+#[derive(Debug)]
+pub enum Outcome {
+    Now(Response),
+    Wait(PendingAsk),
+}
+
+impl From<Result<Response, WireError>> for Outcome {
+    fn from(r: Result<Response, WireError>) -> Self {
+        Outcome::Now(r.unwrap_or_else(Response::Error))
+    }
+}
+
+fn caller_procs(caller: &Caller, peer: &Peer) -> CallerProcs {
+    let claude = caller
+        .claude_pid
+        .and_then(procinfo::info)
+        .filter(|p| !p.zombie)
+        .map(|p| (p.pid, p.start));
+    CallerProcs {
+        claude,
+        lineage: peer.lineage.clone(),
+        session_id: caller.session_id.clone().filter(|s| !s.is_empty()),
+    }
+}
+
+fn need_session(row: Option<sessions::SessionRow>) -> Result<sessions::SessionRow, WireError> {
+    row.ok_or_else(|| {
+        WireError::new(
+            ErrorCode::NotASession,
+            "this needs a Claude Code session, and the caller is not inside one",
+        )
+    })
+}
+
+fn info_of(ctx: &Ctx<'_>, row: &sessions::SessionRow) -> Result<SessionInfo, WireError> {
+    Ok(row.info(sessions::pending_of(ctx, row)?))
+}
+
+fn invalid(msg: impl Into<String>) -> WireError {
+    WireError::new(ErrorCode::InvalidArgument, msg)
+}
+
+/// Handle one request.
+pub async fn handle(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Outcome {
+    let store = &shared.store;
+    match req {
+        Request::Ping(_) => Outcome::Now(Response::Pong(Pong {
+            pid: shared.pid,
+            uptime_ms: shared.started.elapsed().as_millis() as u64,
+        })),
+        Request::Register(r) => register(shared, peer, r).await.into(),
+        Request::Deregister(d) => store
+            .call(move |ctx| {
+                Ok(Response::Deregistered(Deregistered {
+                    removed: sessions::deregister(ctx, &d.session_id)?.is_some(),
+                }))
+            })
+            .await
+            .into(),
+        Request::SetIdle(s) => {
+            let who = caller_procs(&s.caller, peer);
+            store
+                .call(move |ctx| {
+                    let me = need_session(sessions::resolve_caller(ctx, &who)?)?;
+                    sessions::set_idle(ctx, me.key, s.idle)?;
+                    Ok(Response::Done)
+                })
+                .await
+                .into()
+        }
+        Request::WhoAmI(w) => {
+            let who = caller_procs(&w.caller, peer);
+            store
+                .call(move |ctx| {
+                    let session = match sessions::resolve_caller(ctx, &who)? {
+                        Some(row) => Some(info_of(ctx, &row)?),
+                        None => None,
+                    };
+                    Ok(Response::Me(Me { session }))
+                })
+                .await
+                .into()
+        }
+        Request::List(l) => list(shared, peer, l).await.into(),
+        Request::Send(s) => {
+            let who = caller_procs(&s.caller, peer);
+            store
+                .call(move |ctx| {
+                    let me = sessions::resolve_caller(ctx, &who)?;
+                    let messages = messages::send(ctx, me.as_ref(), &s.to, s.kind, &s.body)?;
+                    Ok(Response::Sent(Sent { messages }))
+                })
+                .await
+                .into()
+        }
+        Request::Ask(a) => {
+            let who = caller_procs(&a.caller, peer);
+            let timeout = Duration::from_millis(a.timeout_ms).min(MAX_ASK_TIMEOUT);
+            let (tx, rx) = oneshot::channel();
+            let res = store
+                .call(move |ctx| {
+                    let me = sessions::resolve_caller(ctx, &who)?;
+                    messages::ask(ctx, me.as_ref(), &a.to, &a.question, tx)
+                })
+                .await;
+            match res {
+                Ok((question, true)) => Outcome::Wait(PendingAsk {
+                    question,
+                    rx,
+                    timeout,
+                }),
+                Ok((question, false)) => Outcome::Now(Response::Asked(mesh_proto::AskOutcome {
+                    question,
+                    result: AskResult::PeerGone,
+                })),
+                Err(e) => Outcome::Now(Response::Error(e)),
+            }
+        }
+        Request::AwaitAnswer(a) => {
+            let who = caller_procs(&a.caller, peer);
+            let timeout = Duration::from_millis(a.timeout_ms).min(MAX_ASK_TIMEOUT);
+            let (tx, rx) = oneshot::channel();
+            let res = store
+                .call(move |ctx| {
+                    let me = sessions::resolve_caller(ctx, &who)?;
+                    messages::await_answer(ctx, me.as_ref(), a.question_id, tx)
+                })
+                .await;
+            match res {
+                Ok((question, None)) => Outcome::Wait(PendingAsk {
+                    question,
+                    rx,
+                    timeout,
+                }),
+                Ok((question, Some(result))) => {
+                    Outcome::Now(Response::Asked(mesh_proto::AskOutcome { question, result }))
+                }
+                Err(e) => Outcome::Now(Response::Error(e)),
+            }
+        }
+        Request::Reply(r) => {
+            let who = caller_procs(&r.caller, peer);
+            store
+                .call(move |ctx| {
+                    let me = sessions::resolve_caller(ctx, &who)?;
+                    let answer = messages::reply(ctx, me.as_ref(), r.message_id, &r.body)?;
+                    Ok(Response::Replied(Replied { answer }))
+                })
+                .await
+                .into()
+        }
+        Request::Consume(c) => {
+            let who = caller_procs(&c.caller, peer);
+            store
+                .call(move |ctx| {
+                    let me = sessions::resolve_caller(ctx, &who)?;
+                    let inbox: Inbox =
+                        messages::consume(ctx, me.as_ref(), c.class, c.peek, c.max_bytes as usize)?;
+                    Ok(Response::Inbox(inbox))
+                })
+                .await
+                .into()
+        }
+        Request::MessageStatus(m) => store
+            .call(move |ctx| Ok(Response::Message(messages::status(ctx, m.message_id)?)))
+            .await
+            .into(),
+    }
+}
+
+async fn register(
+    shared: &Arc<Shared>,
+    peer: &Peer,
+    r: mesh_proto::Register,
+) -> Result<Response, WireError> {
+    if r.session_id.trim().is_empty() || r.session_id.len() > 256 {
+        return Err(invalid("session_id must be 1 to 256 characters"));
+    }
+    if !Path::new(&r.cwd).is_absolute() {
+        return Err(invalid(format!(
+            "cwd must be an absolute path, got `{}`",
+            r.cwd
+        )));
+    }
+    let proc_ = match r.pid {
+        Some(pid) => {
+            procinfo::info(pid).ok_or_else(|| invalid(format!("process {pid} does not exist")))?
+        }
+        None => peer
+            .pid
+            .and_then(procinfo::session_process_for)
+            .ok_or_else(|| {
+                invalid("cannot find the Claude Code process: pass its pid (CLAUDE_PID)")
+            })?,
+    };
+    if proc_.zombie {
+        return Err(invalid(format!("process {} has exited", proc_.pid)));
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if proc_.uid != me {
+        return Err(WireError::new(
+            ErrorCode::PermissionDenied,
+            format!("process {} belongs to another user", proc_.pid),
+        ));
+    }
+    let naming = naming::resolve(Path::new(&r.cwd), r.project_dir.as_deref().map(Path::new));
+    let reg = Registration {
+        session_id: r.session_id,
+        pid: proc_.pid,
+        start_time: proc_.start,
+        name: naming.name,
+        cwd: r.cwd,
+        project_root: naming
+            .project_root
+            .map(|p| p.to_string_lossy().into_owned()),
+        git_root: naming.git_root.map(|p| p.to_string_lossy().into_owned()),
+        transcript_path: r.transcript_path,
+    };
+    let info = shared
+        .store
+        .call(move |ctx| {
+            let row = sessions::register(ctx, reg)?;
+            info_of(ctx, &row)
+        })
+        .await?;
+    shared.monitor.watch(info.key as i64, info.pid, proc_.start);
+    Ok(Response::Registered(info))
+}
+
+async fn list(
+    shared: &Arc<Shared>,
+    peer: &Peer,
+    l: mesh_proto::List,
+) -> Result<Response, WireError> {
+    let who = caller_procs(&l.caller, peer);
+    // For a caller outside any session, scope by the directory the command runs in.
+    let peer_dir = match l.scope {
+        Scope::Machine => None,
+        _ => peer.pid.and_then(process_cwd).map(|cwd| {
+            let git = naming::resolve(&cwd, None)
+                .git_root
+                .map(|g| g.to_string_lossy().into_owned());
+            (cwd.to_string_lossy().into_owned(), git)
+        }),
+    };
+    shared
+        .store
+        .call(move |ctx| {
+            let me = sessions::resolve_caller(ctx, &who)?;
+            let (cwd, git) = match (&me, peer_dir) {
+                (Some(row), _) => (Some(row.cwd.clone()), row.git_root.clone()),
+                (None, Some((cwd, git))) => (Some(cwd), git),
+                (None, None) => (None, None),
+            };
+            let sessions = sessions::list(
+                ctx,
+                l.scope,
+                cwd.as_deref(),
+                git.as_deref(),
+                l.include_offline,
+            )?;
+            Ok(Response::Peers(Peers { sessions }))
+        })
+        .await
+}
+
+/// Undo the delivery of an answer that could not be written to its asker.
+pub fn undeliver(store: &Store, id: u64) {
+    store.spawn(move |ctx| messages::undeliver(ctx, id));
+}
+
+/// The working directory of a process (Linux only; elsewhere narrower scopes need a session).
+fn process_cwd(pid: u32) -> Option<std::path::PathBuf> {
+    if cfg!(target_os = "linux") {
+        std::fs::read_link(format!("/proc/{pid}/cwd")).ok()
+    } else {
+        None
+    }
+}

@@ -1,0 +1,206 @@
+//! The accept loop: a capped number of connections, idle exit when socket-activated, and a
+//! graceful shutdown that stops accepting, lets in-flight requests finish within a bound, and
+//! closes the database.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use mesh_proto::{ErrorCode, WireError};
+use tokio::net::UnixListener;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::conn::{self, Limits};
+use crate::handlers::Shared;
+use crate::monitor::Monitor;
+use crate::store::Store;
+
+/// Called once the daemon serves (database open, liveness checked).
+pub type ReadyHook = Arc<dyn Fn() + Send + Sync>;
+
+/// How the daemon runs.
+#[derive(Clone)]
+pub struct Config {
+    /// The SQLite database.
+    pub db_path: PathBuf,
+    /// Exit after this long with no connection (socket activation restarts us). `None`: never.
+    pub idle_timeout: Option<Duration>,
+    /// Connections served at once; more get a "busy" error.
+    pub max_connections: usize,
+    /// How long a new connection has to send its handshake.
+    pub handshake_timeout: Duration,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_grace: Duration,
+    /// Period of the liveness sweep (the safety net behind pidfd notifications).
+    pub sweep_interval: Duration,
+    /// Told when the daemon is ready to serve.
+    pub on_ready: Option<ReadyHook>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("db_path", &self.db_path)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("sweep_interval", &self.sweep_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    pub fn new(db_path: impl Into<PathBuf>) -> Self {
+        Self {
+            db_path: db_path.into(),
+            idle_timeout: None,
+            max_connections: 1024,
+            handshake_timeout: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(5),
+            sweep_interval: Duration::from_secs(30),
+            on_ready: None,
+        }
+    }
+}
+
+/// Why the daemon could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot open the database: {0}")]
+    Store(WireError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Counts open connections and tells the accept loop when the count changes.
+#[derive(Debug, Default)]
+struct Activity {
+    open: AtomicUsize,
+    changed: Notify,
+}
+
+struct ConnGuard(Arc<Activity>);
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        if self.0.open.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.changed.notify_one();
+        }
+    }
+}
+
+/// Serve `listener` until `shutdown` is cancelled (or the idle timeout passes).
+pub async fn run(
+    listener: UnixListener,
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<(), DaemonError> {
+    let (store, store_thread) = Store::open(&config.db_path).map_err(DaemonError::Store)?;
+    let tasks = TaskTracker::new();
+    // Connections and watchers stop on the daemon's shutdown, whatever its cause.
+    let stop = shutdown.child_token();
+    let monitor = Monitor::new(store.clone(), tasks.clone(), stop.clone());
+    monitor.sweep().await;
+    monitor.start_sweeping(config.sweep_interval);
+    let shared = Arc::new(Shared {
+        store: store.clone(),
+        monitor,
+        started: Instant::now(),
+        pid: std::process::id(),
+    });
+    let limits = Limits {
+        handshake_timeout: config.handshake_timeout,
+    };
+    let permits = Arc::new(Semaphore::new(config.max_connections));
+    let activity = Arc::new(Activity::default());
+    let mut idle_since = Instant::now();
+    tracing::info!(pid = shared.pid, db = %config.db_path.display(), "daemon serving");
+    if let Some(ready) = &config.on_ready {
+        ready();
+    }
+
+    loop {
+        let idle_deadline = match config.idle_timeout {
+            Some(t) if activity.open.load(Ordering::SeqCst) == 0 => Some(idle_since + t),
+            _ => None,
+        };
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            () = stop.cancelled() => break,
+            () = activity.changed.notified() => {
+                idle_since = Instant::now();
+                continue;
+            }
+            () = sleep_until(idle_deadline) => {
+                if activity.open.load(Ordering::SeqCst) == 0 {
+                    tracing::info!("idle for {:?} with no connection; exiting", config.idle_timeout.unwrap_or_default());
+                    break;
+                }
+                continue;
+            }
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(
+                "connection limit ({}) reached; refusing a client",
+                config.max_connections
+            );
+            let pid = shared.pid;
+            tasks.spawn(conn::refuse(
+                stream,
+                pid,
+                WireError::new(
+                    ErrorCode::Busy,
+                    "the daemon is busy (too many connections); retry shortly",
+                ),
+            ));
+            continue;
+        };
+        activity.open.fetch_add(1, Ordering::SeqCst);
+        let guard = ConnGuard(activity.clone());
+        let (shared, stop) = (shared.clone(), stop.clone());
+        tasks.spawn(async move {
+            conn::serve(stream, shared, limits, stop).await;
+            drop(permit);
+            drop(guard);
+        });
+    }
+
+    drop(listener);
+    stop.cancel();
+    tasks.close();
+    if tokio::time::timeout(config.shutdown_grace, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "some connections did not finish within {:?}",
+            config.shutdown_grace
+        );
+    }
+    drop(shared);
+    store.close();
+    drop(store);
+    let _ = tokio::task::spawn_blocking(move || store_thread.join()).await;
+    tracing::info!("daemon stopped");
+    Ok(())
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
