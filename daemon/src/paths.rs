@@ -18,9 +18,14 @@ impl StateDir {
         if let Some(dir) = std::env::var_os("CLAUDE_MESH_HOME").filter(|v| !v.is_empty()) {
             return Ok(Self::new(dir));
         }
-        let home = std::env::var_os("HOME").filter(|v| !v.is_empty()).ok_or_else(|| {
-            io::Error::new(io::ErrorKind::NotFound, "neither CLAUDE_MESH_HOME nor HOME is set")
-        })?;
+        let home = std::env::var_os("HOME")
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "neither CLAUDE_MESH_HOME nor HOME is set",
+                )
+            })?;
         Ok(Self::new(Path::new(&home).join(".claude-mesh")))
     }
 
@@ -60,7 +65,11 @@ impl StateDir {
     /// Create the directory with mode 0700 if missing, and refuse one that other users can
     /// write to or that belongs to someone else.
     pub fn ensure(&self) -> io::Result<()> {
-        match fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.root) {
+        match fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.root)
+        {
             Ok(()) => {}
             Err(e) => {
                 return Err(io::Error::new(
