@@ -1,4 +1,19 @@
-//! `mesh daemon`: acquire the listener and run the daemon in the foreground. STUB.
+//! `mesh daemon`: acquire the listener (inherited from systemd/launchd, or bound here), build
+//! the tokio runtime, and run the daemon in the foreground until SIGTERM/SIGINT or idle exit.
+//!
+//! When a client starts the daemon on demand it passes a pipe in `CLAUDE_MESH_READY_FD`; the
+//! daemon writes exactly one line to it, `ready <pid>` or `error: <reason>`, then closes it.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{FromRawFd, RawFd};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use mesh_daemon::activation::{self, Source};
+use mesh_daemon::paths::StateDir;
+use tokio_util::sync::CancellationToken;
 
 /// Options of `mesh daemon`.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -9,9 +24,128 @@ pub struct DaemonArgs {
     pub idle_timeout: u64,
 }
 
+/// The readiness pipe of an on-demand start, if any.
+struct Ready(Mutex<Option<File>>);
+
+impl Ready {
+    fn from_env() -> Self {
+        let fd = std::env::var("CLAUDE_MESH_READY_FD")
+            .ok()
+            .and_then(|v| v.parse::<RawFd>().ok());
+        // SAFETY: the variable is only removed here, before any other thread exists.
+        unsafe { std::env::remove_var("CLAUDE_MESH_READY_FD") };
+        // SAFETY: the fd was passed to us for this purpose by the client that spawned us and is
+        // owned by nothing else in this process; a stale number fails on write, harmlessly.
+        let file = fd
+            .filter(|fd| *fd > 2)
+            .map(|fd| unsafe { File::from_raw_fd(fd) });
+        Ready(Mutex::new(file))
+    }
+
+    fn say(&self, line: &str) {
+        if let Ok(mut slot) = self.0.lock()
+            && let Some(mut f) = slot.take()
+        {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}
+
 /// Run the daemon until SIGTERM/SIGINT (or idle exit). Must be called before any tokio runtime
 /// exists: it builds its own.
 pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
-    let _ = args;
-    anyhow::bail!("daemon not implemented yet")
+    init_logging();
+    let ready = Arc::new(Ready::from_env());
+    let result = serve(args, ready.clone());
+    if let Err(e) = &result {
+        ready.say(&format!("error: {e:#}"));
+    }
+    result
+}
+
+fn serve(args: DaemonArgs, ready: Arc<Ready>) -> anyhow::Result<()> {
+    raise_fd_limit();
+    let state = StateDir::from_env().context("cannot find the state directory")?;
+    let acquired = activation::acquire(&state)?;
+    let source = acquired.source;
+    acquired
+        .listener
+        .set_nonblocking(true)
+        .context("cannot make the listener non-blocking")?;
+    let mut config = mesh_daemon::Config::new(state.db());
+    if source != Source::Bound && args.idle_timeout > 0 {
+        config.idle_timeout = Some(Duration::from_secs(args.idle_timeout));
+    }
+    let pid = std::process::id();
+    let on_ready = ready.clone();
+    config.on_ready = Some(Arc::new(move || {
+        on_ready.say(&format!("ready {pid}"));
+        if source == Source::Systemd {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        }
+    }));
+    tracing::info!(?source, socket = %state.socket().display(), "starting");
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("mesh-daemon")
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(async move {
+        let listener = tokio::net::UnixListener::from_std(acquired.listener)?;
+        let shutdown = CancellationToken::new();
+        spawn_signal_handler(shutdown.clone())?;
+        mesh_daemon::run(listener, config, shutdown).await?;
+        anyhow::Ok(())
+    });
+    if let Some(path) = &acquired.remove_on_exit
+        && let Err(e) = std::fs::remove_file(path)
+    {
+        tracing::warn!("cannot remove {}: {e}", path.display());
+    }
+    drop(acquired.lock);
+    result
+}
+
+fn spawn_signal_handler(shutdown: CancellationToken) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+        shutdown.cancel();
+    });
+    Ok(())
+}
+
+/// One pidfd per watched session plus one fd per connection: lift the soft limit to the hard
+/// one so a thousand sessions fit.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read/write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// Daemon logs go to stderr (journald and launchd capture it; an on-demand start sends it to
+/// `mesh.log`), at `info` unless `CLAUDE_MESH_LOG` says otherwise.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CLAUDE_MESH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use mesh_proto::{
-    AskOutcome, AskResult, ClientHello, ErrorCode, FrameCodec, FrameError, MAGIC, PROTOCOL_VERSION,
-    Request, Response, ServerHello, WireError,
+    AskOutcome, AskResult, ClientHello, ErrorCode, FrameCodec, FrameError, LenientCodec, MAGIC,
+    PROTOCOL_VERSION, Request, Response, ServerHello, WireError,
 };
 use tokio::net::UnixStream;
 use tokio_util::codec::Framed;
@@ -19,7 +19,7 @@ use crate::handlers::{self, Outcome, Peer, PendingAsk, Shared};
 /// This build's version, sent in the handshake.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-type RequestFramed = Framed<UnixStream, FrameCodec<Request, Response>>;
+type RequestFramed = Framed<UnixStream, LenientCodec<Request, Response>>;
 
 /// Connection limits.
 #[derive(Debug, Clone, Copy)]
@@ -81,14 +81,19 @@ pub async fn serve(
         };
         let req = match frame {
             None => break,
-            Some(Ok(req)) => req,
+            Some(Ok(Ok(req))) => req,
+            // The payload did not decode, but the stream is still in sync: answer and go on.
+            Some(Ok(Err(e))) => {
+                tracing::debug!(pid = ?peer_pid, "undecodable request: {e}");
+                if framed.send(Response::Error(frame_error(&e))).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+            // Oversize or truncated: the stream is out of sync; say why and close.
             Some(Err(e)) => {
-                let recoverable = e.is_recoverable();
                 tracing::debug!(pid = ?peer_pid, "bad frame: {e}");
                 let _ = framed.send(Response::Error(frame_error(&e))).await;
-                if recoverable {
-                    continue;
-                }
                 break;
             }
         };
@@ -170,7 +175,7 @@ async fn handshake(stream: UnixStream, shared: &Shared, limits: Limits) -> Optio
     if framed.send(hello(shared.pid, refusal)).await.is_err() || !accepted {
         return None;
     }
-    Some(framed.map_codec(|_| FrameCodec::new()))
+    Some(framed.map_codec(|_| LenientCodec::new()))
 }
 
 /// Wait for the answer the store pushes, the time-out, shutdown, or the client leaving.

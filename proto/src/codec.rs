@@ -117,6 +117,47 @@ impl<D, E: Serialize> Encoder<E> for FrameCodec<D, E> {
     }
 }
 
+/// A [`FrameCodec`] that yields a payload which fails to decode as an `Err` item instead of a
+/// stream error. tokio-util's `Framed` ends the stream after any decoder error; a server that
+/// wants to answer a malformed request with an error and keep the connection uses this.
+#[derive(Debug, Default)]
+pub struct LenientCodec<D, E>(FrameCodec<D, E>);
+
+impl<D, E> LenientCodec<D, E> {
+    pub fn new() -> Self {
+        Self(FrameCodec::new())
+    }
+}
+
+impl<D: DeserializeOwned, E> Decoder for LenientCodec<D, E> {
+    type Item = Result<D, FrameError>;
+    type Error = FrameError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Self::Item>, FrameError> {
+        match self.0.decode(src) {
+            Ok(item) => Ok(item.map(Ok)),
+            Err(e) if e.is_recoverable() => Ok(Some(Err(e))),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Self::Item>, FrameError> {
+        match self.0.decode_eof(src) {
+            Ok(item) => Ok(item.map(Ok)),
+            Err(e) if e.is_recoverable() => Ok(Some(Err(e))),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl<D, E: Serialize> Encoder<E> for LenientCodec<D, E> {
+    type Error = FrameError;
+
+    fn encode(&mut self, item: E, dst: &mut BytesMut) -> Result<(), FrameError> {
+        self.0.encode(item, dst)
+    }
+}
+
 /// Serialize `item` and write it as one frame with a single `write_all`.
 pub fn write_frame<W: Write, T: Serialize>(w: &mut W, item: &T) -> Result<(), FrameError> {
     let mut buf = postcard::to_extend(item, vec![0u8; HEADER_LEN])?;

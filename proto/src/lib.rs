@@ -15,7 +15,7 @@ pub mod error;
 pub mod handshake;
 pub mod types;
 
-pub use codec::{FrameCodec, FrameError, read_frame, write_frame};
+pub use codec::{FrameCodec, FrameError, LenientCodec, read_frame, write_frame};
 pub use error::{ErrorCode, WireError};
 pub use handshake::{ClientHello, MAGIC, ServerHello};
 pub use types::*;

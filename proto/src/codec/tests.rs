@@ -162,3 +162,24 @@ fn garbage_payload_is_malformed_and_stream_stays_in_sync() {
     assert!(err.is_recoverable(), "{err}");
     assert_eq!(codec.decode(&mut buf).expect("next frame"), Some(good));
 }
+
+#[test]
+fn lenient_codec_yields_malformed_payloads_as_items() {
+    use futures::StreamExt;
+    let good = Request::Ping(crate::Ping {});
+    let mut wire = vec![0, 0, 0, 2, 0xee, 0xee];
+    wire.extend_from_slice(&encode_req(&good));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut frames =
+            tokio_util::codec::FramedRead::new(&wire[..], LenientCodec::<Request, Response>::new());
+        assert!(matches!(
+            frames.next().await,
+            Some(Ok(Err(FrameError::Malformed(_))))
+        ));
+        assert!(matches!(frames.next().await, Some(Ok(Ok(r))) if r == good));
+        assert!(frames.next().await.is_none());
+    });
+}

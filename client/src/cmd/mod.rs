@@ -1,0 +1,166 @@
+//! The CLI's subcommands (one module each) and what they share: connecting, the caller, the
+//! `--json` flag, message bodies from arguments or stdin, and output that survives a closed
+//! pipe (`mesh list | head`).
+
+pub mod ask;
+pub mod inbox;
+pub mod list;
+pub mod message;
+pub mod reply;
+pub mod send;
+pub mod whoami;
+
+use std::io::{self, Read, Write};
+
+use anyhow::Context;
+use mesh_client::display::{home_dir, relative_time, short_id, shorten_home};
+use mesh_client::{ConnectOptions, Connection, connect_or_start, format_message_id};
+use mesh_daemon::paths::StateDir;
+use mesh_proto::{Message, Party, SessionInfo};
+use serde::Serialize;
+
+/// `--json`, for every command that prints data.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct JsonFlag {
+    /// Print exactly one JSON document on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Log to stderr (never stdout: hooks and the MCP server speak JSON there), filtered by
+/// `CLAUDE_MESH_LOG` (e.g. `debug`), warnings only by default.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CLAUDE_MESH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_writer(io::stderr)
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
+}
+
+/// Connect to the daemon, starting it on demand (the CLI's 5 s budget).
+pub fn connect() -> anyhow::Result<Connection> {
+    let state = StateDir::from_env().context("cannot locate the mesh state directory")?;
+    Ok(connect_or_start(&state, &ConnectOptions::default())?)
+}
+
+/// The message body: the words joined by spaces, or stdin when the only word is `-`.
+pub fn body_from(words: &[String]) -> anyhow::Result<String> {
+    if let [only] = words
+        && only == "-"
+    {
+        let mut body = String::new();
+        io::stdin()
+            .read_to_string(&mut body)
+            .context("cannot read the message from stdin")?;
+        if body.ends_with('\n') {
+            body.pop();
+        }
+        return Ok(body);
+    }
+    Ok(words.join(" "))
+}
+
+/// Write to stdout; a closed pipe (the reader went away) is not an error.
+pub fn emit(text: &str) -> anyhow::Result<()> {
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e).context("cannot write to stdout"),
+        _ => Ok(()),
+    }
+}
+
+/// Write one pretty-printed JSON document and a newline to stdout.
+pub fn emit_json(doc: &impl Serialize) -> anyhow::Result<()> {
+    let mut text = serde_json::to_string_pretty(doc).context("cannot encode the JSON output")?;
+    text.push('\n');
+    emit(&text)
+}
+
+/// `name: value` lines with the values aligned.
+pub fn render_fields(fields: &[(&str, String)]) -> String {
+    let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+    fields
+        .iter()
+        .map(|(k, v)| format!("{:<width$}  {v}\n", format!("{k}:")))
+        .collect()
+}
+
+/// `backend (01234567)`, or `user`.
+pub fn party(p: &Party) -> String {
+    match &p.session_id {
+        Some(id) => format!("{} ({})", p.name, short_id(id)),
+        None => p.name.clone(),
+    }
+}
+
+/// A message as the inbox shows it: a header line, then the body indented.
+pub fn render_message_brief(m: &Message, now_ms: i64) -> String {
+    let id = format_message_id(m.id);
+    let mut out = format!(
+        "{id}  {}  from {}  {}",
+        m.kind.as_str(),
+        party(&m.from),
+        relative_time(now_ms, m.created_ms)
+    );
+    if let Some(q) = m.in_reply_to {
+        out.push_str(&format!("  (answer to {})", format_message_id(q)));
+    }
+    out.push('\n');
+    for line in m.body.lines() {
+        out.push_str("  ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    if m.kind == mesh_proto::Kind::Question {
+        out.push_str(&format!("  (answer with: mesh reply {id} <text>)\n"));
+    }
+    out
+}
+
+/// `~/src/backend` style cwd of a session.
+pub fn session_cwd(s: &SessionInfo) -> String {
+    shorten_home(&s.cwd, home_dir().as_deref())
+}
+
+#[cfg(test)]
+mod tests {
+    use mesh_proto::{Kind, Status};
+
+    use super::*;
+
+    #[test]
+    fn fields_align() {
+        assert_eq!(
+            render_fields(&[("id", "m1".into()), ("status", "queued".into())]),
+            "id:      m1\nstatus:  queued\n"
+        );
+    }
+
+    #[test]
+    fn brief_message_shows_id_kind_sender_age_and_body() {
+        let m = Message {
+            id: 42,
+            kind: Kind::Question,
+            from: Party {
+                name: "backend".into(),
+                session_id: Some("0123456789".into()),
+            },
+            to: Party {
+                name: "user".into(),
+                session_id: None,
+            },
+            body: "line one\nline two".into(),
+            in_reply_to: None,
+            status: Status::Delivered,
+            created_ms: 0,
+            delivered_ms: Some(0),
+            answered_ms: None,
+        };
+        assert_eq!(
+            render_message_brief(&m, 180_000),
+            "m42  question  from backend (01234567)  3m ago\n  line one\n  line two\n  (answer with: mesh reply m42 <text>)\n"
+        );
+    }
+}

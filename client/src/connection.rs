@@ -1,0 +1,343 @@
+//! A blocking connection to the daemon: connect, version handshake, then typed request/response
+//! calls, one response per request, in order. Blocking std I/O only: hooks use this and must cost
+//! about an exec of a small binary, so no async runtime is ever started here.
+
+use std::io;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mesh_proto::{
+    Ask, AskOutcome, ClientHello, Consume, Deregister, Deregistered, FrameError, Inbox, List,
+    MAGIC, Me, Message, MessageStatus, PROTOCOL_VERSION, Peers, Ping, Pong, Register, Replied,
+    Reply, Request, Response, Send, Sent, ServerHello, SessionInfo, SetIdle, WhoAmI, read_frame,
+    write_frame,
+};
+
+use crate::error::ClientError;
+
+/// How long the daemon gets to answer the handshake, by default.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the daemon gets to answer an ordinary request, by default.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Extra time an `ask` waits beyond its own timeout, for the daemon to report the time-out.
+pub const ASK_MARGIN: Duration = Duration::from_secs(5);
+/// How long `connect_or_start` may take in total, by default (the CLI's budget).
+pub const CONNECT_DEADLINE: Duration = Duration::from_secs(5);
+
+/// How to connect, and whether to start a daemon when none runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// Start a daemon (or wait for the service manager's) when none is listening.
+    pub autostart: bool,
+    /// Bound on the whole connect-or-start, including waiting for a service or a spawned
+    /// daemon to come up.
+    pub deadline: Duration,
+    /// Bound on reading the daemon's [`ServerHello`].
+    pub handshake_timeout: Duration,
+    /// Read/write timeout of ordinary requests; `None` waits forever. `ask` uses its own.
+    pub request_timeout: Option<Duration>,
+}
+
+impl Default for ConnectOptions {
+    /// The CLI's options: autostart within 5 s, 2 s handshake, 30 s per request.
+    fn default() -> Self {
+        Self {
+            autostart: true,
+            deadline: CONNECT_DEADLINE,
+            handshake_timeout: HANDSHAKE_TIMEOUT,
+            request_timeout: Some(REQUEST_TIMEOUT),
+        }
+    }
+}
+
+/// A handshaken connection to the daemon.
+#[derive(Debug)]
+pub struct Connection {
+    stream: UnixStream,
+    server: ServerHello,
+    request_timeout: Option<Duration>,
+    /// Set when the byte stream can no longer be trusted (a timeout or a broken frame).
+    broken: bool,
+}
+
+impl Connection {
+    /// Connect to `socket` and handshake; no autostart (see
+    /// [`connect_or_start`](crate::connect_or_start)). A missing socket or a refused connect is
+    /// [`ClientError::NotRunning`].
+    pub fn connect(socket: &Path, opts: &ConnectOptions) -> Result<Self, ClientError> {
+        let stream = UnixStream::connect(socket).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => ClientError::NotRunning {
+                socket: socket.to_owned(),
+                reason: e,
+            },
+            _ => ClientError::io(format!("cannot connect to {}", socket.display()), e),
+        })?;
+        Self::handshake(stream, socket, opts)
+    }
+
+    /// Run the version handshake on an already connected stream. `socket` is only used in
+    /// error messages.
+    pub fn handshake(
+        mut stream: UnixStream,
+        socket: &Path,
+        opts: &ConnectOptions,
+    ) -> Result<Self, ClientError> {
+        set_timeouts(&stream, Some(opts.handshake_timeout))?;
+        let hello = ClientHello::current(env!("CARGO_PKG_VERSION"));
+        // A daemon refusing us may answer and close before reading our hello, so a failed
+        // write is only reported when no ServerHello can be read either.
+        let written = write_frame(&mut stream, &hello);
+        let server: ServerHello = match read_frame(&mut stream) {
+            Ok(server) => server,
+            // A payload that does not decode as a ServerHello: not our protocol at all.
+            Err(FrameError::Malformed(_) | FrameError::TooLarge { .. }) => {
+                return Err(ClientError::NotAMeshDaemon {
+                    socket: PathBuf::from(socket),
+                });
+            }
+            Err(e) => {
+                let e = written.err().unwrap_or(e);
+                return Err(frame_error(
+                    e,
+                    "the daemon's handshake",
+                    opts.handshake_timeout,
+                ));
+            }
+        };
+        check_server_hello(&server, socket)?;
+        set_timeouts(&stream, opts.request_timeout)?;
+        Ok(Self {
+            stream,
+            server,
+            request_timeout: opts.request_timeout,
+            broken: false,
+        })
+    }
+
+    /// The daemon's process id, as it announced in the handshake.
+    pub fn daemon_pid(&self) -> u32 {
+        self.server.pid
+    }
+
+    /// The daemon's program version, e.g. `0.1.0`.
+    pub fn daemon_version(&self) -> &str {
+        &self.server.program_version
+    }
+
+    /// The daemon's whole handshake answer.
+    pub fn server_hello(&self) -> &ServerHello {
+        &self.server
+    }
+
+    /// Change the read/write timeout of later requests (`None`: wait forever).
+    pub fn set_request_timeout(&mut self, timeout: Option<Duration>) -> Result<(), ClientError> {
+        set_timeouts(&self.stream, timeout)?;
+        self.request_timeout = timeout;
+        Ok(())
+    }
+
+    /// Send one request and read its response. [`Response::Error`] becomes
+    /// [`ClientError::Remote`]; the connection stays usable after it.
+    pub fn call(&mut self, req: impl Into<Request>) -> Result<Response, ClientError> {
+        let timeout = self.request_timeout;
+        self.call_with_timeout(req.into(), timeout)
+    }
+
+    fn call_with_timeout(
+        &mut self,
+        req: Request,
+        timeout: Option<Duration>,
+    ) -> Result<Response, ClientError> {
+        if self.broken {
+            return Err(ClientError::io(
+                "the connection to the mesh daemon is unusable after an earlier error",
+                io::Error::from(io::ErrorKind::NotConnected),
+            ));
+        }
+        let waited = timeout.unwrap_or(Duration::ZERO);
+        if let Err(e) = write_frame(&mut self.stream, &req) {
+            if let FrameError::TooLarge { len, max } = e {
+                // Checked before anything was written: the stream is still in sync.
+                return Err(ClientError::TooLarge { len, max });
+            }
+            self.broken = true;
+            return Err(frame_error(e, "the daemon to accept a request", waited));
+        }
+        match read_frame::<_, Response>(&mut self.stream) {
+            Ok(Response::Error(w)) => Err(ClientError::Remote(w)),
+            Ok(resp) => Ok(resp),
+            Err(e) => {
+                self.broken |= !e.is_recoverable();
+                Err(frame_error(e, "the daemon's answer", waited))
+            }
+        }
+    }
+
+    /// Like [`call`](Self::call), with another read timeout for this one call.
+    fn call_waiting(
+        &mut self,
+        req: Request,
+        timeout: Option<Duration>,
+    ) -> Result<Response, ClientError> {
+        set_timeouts(&self.stream, timeout)?;
+        let result = self.call_with_timeout(req, timeout);
+        let restored = set_timeouts(&self.stream, self.request_timeout);
+        let resp = result?;
+        restored?;
+        Ok(resp)
+    }
+
+    /// Liveness and latency check.
+    pub fn ping(&mut self) -> Result<Pong, ClientError> {
+        match self.call(Ping {})? {
+            Response::Pong(p) => Ok(p),
+            other => Err(ClientError::unexpected("Ping", &other)),
+        }
+    }
+
+    /// Register (or re-register) a session.
+    pub fn register(&mut self, req: Register) -> Result<SessionInfo, ClientError> {
+        match self.call(req)? {
+            Response::Registered(s) => Ok(s),
+            other => Err(ClientError::unexpected("Register", &other)),
+        }
+    }
+
+    /// Remove a registration if its session id still matches.
+    pub fn deregister(&mut self, req: Deregister) -> Result<Deregistered, ClientError> {
+        match self.call(req)? {
+            Response::Deregistered(d) => Ok(d),
+            other => Err(ClientError::unexpected("Deregister", &other)),
+        }
+    }
+
+    /// Mark the caller's session busy or idle.
+    pub fn set_idle(&mut self, req: SetIdle) -> Result<(), ClientError> {
+        match self.call(req)? {
+            Response::Done => Ok(()),
+            other => Err(ClientError::unexpected("SetIdle", &other)),
+        }
+    }
+
+    /// Who is the caller? `Me::session` is `None` outside a session.
+    pub fn whoami(&mut self, req: WhoAmI) -> Result<Me, ClientError> {
+        match self.call(req)? {
+            Response::Me(m) => Ok(m),
+            other => Err(ClientError::unexpected("WhoAmI", &other)),
+        }
+    }
+
+    /// Sessions, live or all.
+    pub fn list(&mut self, req: List) -> Result<Peers, ClientError> {
+        match self.call(req)? {
+            Response::Peers(p) => Ok(p),
+            other => Err(ClientError::unexpected("List", &other)),
+        }
+    }
+
+    /// Queue a task or note; one message per recipient.
+    pub fn send(&mut self, req: Send) -> Result<Sent, ClientError> {
+        match self.call(req)? {
+            Response::Sent(s) => Ok(s),
+            other => Err(ClientError::unexpected("Send", &other)),
+        }
+    }
+
+    /// Ask and block until answered, timed out or the peer is gone. The socket waits for the
+    /// ask's own timeout plus [`ASK_MARGIN`].
+    pub fn ask(&mut self, req: Ask) -> Result<AskOutcome, ClientError> {
+        let wait = Duration::from_millis(req.timeout_ms).saturating_add(ASK_MARGIN);
+        match self.call_waiting(req.into(), Some(wait))? {
+            Response::Asked(a) => Ok(a),
+            other => Err(ClientError::unexpected("Ask", &other)),
+        }
+    }
+
+    /// Wait again for the answer to an earlier question, like [`ask`](Self::ask).
+    pub fn await_answer(
+        &mut self,
+        req: mesh_proto::AwaitAnswer,
+    ) -> Result<AskOutcome, ClientError> {
+        let wait = Duration::from_millis(req.timeout_ms).saturating_add(ASK_MARGIN);
+        match self.call_waiting(req.into(), Some(wait))? {
+            Response::Asked(a) => Ok(a),
+            other => Err(ClientError::unexpected("AwaitAnswer", &other)),
+        }
+    }
+
+    /// Answer a question.
+    pub fn reply(&mut self, req: Reply) -> Result<Replied, ClientError> {
+        match self.call(req)? {
+            Response::Replied(r) => Ok(r),
+            other => Err(ClientError::unexpected("Reply", &other)),
+        }
+    }
+
+    /// Take (or peek at) the caller's pending messages.
+    pub fn consume(&mut self, req: Consume) -> Result<Inbox, ClientError> {
+        match self.call(req)? {
+            Response::Inbox(i) => Ok(i),
+            other => Err(ClientError::unexpected("Consume", &other)),
+        }
+    }
+
+    /// One message and its status.
+    pub fn message_status(&mut self, req: MessageStatus) -> Result<Message, ClientError> {
+        match self.call(req)? {
+            Response::Message(m) => Ok(m),
+            other => Err(ClientError::unexpected("MessageStatus", &other)),
+        }
+    }
+}
+
+/// Accept the daemon's hello, or say precisely why not.
+fn check_server_hello(server: &ServerHello, socket: &Path) -> Result<(), ClientError> {
+    if server.magic != MAGIC {
+        return Err(ClientError::NotAMeshDaemon {
+            socket: socket.to_owned(),
+        });
+    }
+    if server.protocol != PROTOCOL_VERSION {
+        return Err(ClientError::VersionMismatch {
+            daemon_version: server.program_version.clone(),
+            daemon_protocol: server.protocol,
+            client_version: env!("CARGO_PKG_VERSION").to_owned(),
+            client_protocol: PROTOCOL_VERSION,
+        });
+    }
+    match &server.error {
+        Some(w) => Err(ClientError::Refused(w.clone())),
+        None => Ok(()),
+    }
+}
+
+fn set_timeouts(stream: &UnixStream, timeout: Option<Duration>) -> Result<(), ClientError> {
+    // A zero duration is an error for std; treat it as the shortest possible wait.
+    let timeout = timeout.map(|t| t.max(Duration::from_millis(1)));
+    stream
+        .set_read_timeout(timeout)
+        .and_then(|()| stream.set_write_timeout(timeout))
+        .map_err(|e| ClientError::io("cannot set the socket timeout", e))
+}
+
+/// A socket timeout becomes [`ClientError::Timeout`]; everything else [`ClientError::Frame`].
+fn frame_error(e: FrameError, waiting_for: &str, after: Duration) -> ClientError {
+    match e {
+        FrameError::Io(io)
+            if matches!(
+                io.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            ClientError::Timeout {
+                waiting_for: waiting_for.to_owned(),
+                after,
+            }
+        }
+        e => ClientError::Frame(e),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,220 @@
+//! Test harness: a real `mesh daemon` process on a temp HOME, talked to over its real socket,
+//! with a real SQLite file. Sessions are real processes (`sleep`) registered like Claude Code
+//! would be; no part of the daemon is mocked.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mesh_client::{ConnectOptions, Connection};
+use mesh_daemon::paths::StateDir;
+use mesh_proto::{Caller, Register, SessionInfo};
+
+/// The `mesh` binary under test.
+pub fn mesh_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_mesh")
+}
+
+/// Poll `cond` until it holds or `deadline` passes (then panic with `what`).
+pub fn wait_for(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + deadline;
+    let mut pause = Duration::from_millis(1);
+    while !cond() {
+        assert!(
+            Instant::now() < end,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// A temp HOME with a daemon running in it. Dropping it kills the daemon.
+pub struct Mesh {
+    pub home: tempfile::TempDir,
+    pub state: StateDir,
+    pub daemon: Option<Child>,
+}
+
+impl Mesh {
+    /// A fresh HOME and a daemon serving it.
+    pub fn start() -> Self {
+        let mut mesh = Self::without_daemon();
+        mesh.spawn_daemon();
+        mesh
+    }
+
+    pub fn without_daemon() -> Self {
+        let home = tempfile::Builder::new()
+            .prefix("mesh-test")
+            .tempdir()
+            .unwrap();
+        let state = StateDir::new(home.path().join(".claude-mesh"));
+        Self {
+            home,
+            state,
+            daemon: None,
+        }
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.home.path().join("daemon.log")
+    }
+
+    /// A `mesh` command isolated in this HOME, outside any Claude Code session.
+    pub fn mesh(&self) -> Command {
+        let mut cmd = Command::new(mesh_bin());
+        isolate(&mut cmd, self.home.path(), &self.state);
+        cmd
+    }
+
+    /// Start `mesh daemon` and wait until it answers.
+    pub fn spawn_daemon(&mut self) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
+        let mut cmd = self.mesh();
+        cmd.arg("daemon")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        let child = cmd.spawn().unwrap();
+        self.daemon = Some(child);
+        let socket = self.state.socket();
+        wait_for("the daemon to answer", Duration::from_secs(20), || {
+            if let Some(status) = self.daemon.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!("daemon exited with {status}: {}", self.log());
+            }
+            Connection::connect(&socket, &opts())
+                .and_then(|mut c| c.ping())
+                .is_ok()
+        });
+    }
+
+    pub fn daemon_pid(&self) -> u32 {
+        self.daemon.as_ref().expect("daemon running").id()
+    }
+
+    /// `kill -9` the daemon and reap it.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM the daemon and wait for it to exit; returns its exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.daemon.take().expect("daemon running");
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().unwrap()
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub fn conn(&self) -> Connection {
+        Connection::connect(&self.state.socket(), &opts())
+            .unwrap_or_else(|e| panic!("connect: {e}\n{}", self.log()))
+    }
+
+    /// A project directory `<home>/projects/<name>` (no git: named after its basename).
+    pub fn project(&self, name: &str) -> PathBuf {
+        let dir = self.home.path().join("projects").join(name);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Start a stand-in for a Claude Code process in project `name` and register it.
+    pub fn session(&self, name: &str) -> Session {
+        let dir = self.project(name);
+        let child = Command::new("sleep")
+            .arg("3600")
+            .current_dir(&dir)
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let info = self.register(pid, &format!("{name}-{pid}-0000-session"), &dir);
+        Session {
+            child,
+            info,
+            caller: Caller {
+                claude_pid: Some(pid),
+                session_id: None,
+            },
+        }
+    }
+
+    pub fn register(&self, pid: u32, session_id: &str, cwd: &Path) -> SessionInfo {
+        self.conn()
+            .register(Register {
+                session_id: session_id.to_owned(),
+                pid: Some(pid),
+                cwd: cwd.to_string_lossy().into_owned(),
+                project_dir: None,
+                transcript_path: None,
+            })
+            .unwrap()
+    }
+}
+
+impl Drop for Mesh {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Connection options for tests: no autostart, generous timeouts.
+pub fn opts() -> ConnectOptions {
+    ConnectOptions {
+        autostart: false,
+        ..ConnectOptions::default()
+    }
+}
+
+/// Point a command at `home` and strip any Claude Code identity inherited from the runner.
+pub fn isolate(cmd: &mut Command, home: &Path, state: &StateDir) {
+    cmd.env("HOME", home)
+        .env("CLAUDE_MESH_HOME", state.root())
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env_remove("CLAUDE_PID")
+        .env_remove("CLAUDE_CODE_SESSION_ID")
+        .env_remove("CLAUDE_PROJECT_DIR")
+        .env_remove("LISTEN_FDS")
+        .env_remove("LISTEN_PID")
+        .env_remove("CLAUDE_MESH_IDLE_TIMEOUT");
+}
+
+/// A registered stand-in session; its process is killed on drop.
+pub struct Session {
+    pub child: Child,
+    pub info: SessionInfo,
+    pub caller: Caller,
+}
+
+impl Session {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// End the session's process (and reap it, so its PID may be reused).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,335 @@
+//! Messaging between sessions, end to end through a real daemon: tasks, notes, broadcast, ask
+//! and reply, concurrent consumers.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use common::{Mesh, wait_for};
+use mesh_proto::{
+    Ask, AskResult, Class, Consume, ErrorCode, Kind, List, MessageStatus, Reply, Scope, Send,
+    Status,
+};
+
+fn send(mesh: &Mesh, from: &common::Session, to: &str, kind: Kind, body: &str) -> Vec<u64> {
+    let sent = mesh
+        .conn()
+        .send(Send {
+            caller: from.caller.clone(),
+            to: to.into(),
+            kind,
+            body: body.into(),
+        })
+        .unwrap();
+    sent.messages.iter().map(|m| m.id).collect()
+}
+
+fn consume(mesh: &Mesh, who: &common::Session, class: Class) -> Vec<mesh_proto::Message> {
+    mesh.conn()
+        .consume(Consume {
+            caller: who.caller.clone(),
+            class,
+            peek: false,
+            max_bytes: 0,
+        })
+        .unwrap()
+        .messages
+}
+
+#[test]
+fn two_sessions_exchange_tasks_and_notes() {
+    let mesh = Mesh::start();
+    let a = mesh.session("frontend");
+    let b = mesh.session("backend");
+
+    send(&mesh, &a, "Backend", Kind::Task, "please add /health");
+    send(&mesh, &a, "backend", Kind::Note, "fyi: CI is green");
+
+    // A tool-use hook takes urgent mail only: the task, not the note.
+    let urgent = consume(&mesh, &b, Class::Urgent);
+    assert_eq!(urgent.len(), 1);
+    assert_eq!(
+        (urgent[0].kind, urgent[0].body.as_str()),
+        (Kind::Task, "please add /health")
+    );
+    assert_eq!(urgent[0].from.name, "frontend");
+    assert_eq!(urgent[0].status, Status::Delivered);
+    // The next prompt takes the note.
+    let rest = consume(&mesh, &b, Class::All);
+    assert_eq!(
+        rest.iter().map(|m| m.kind).collect::<Vec<_>>(),
+        [Kind::Note]
+    );
+    assert!(
+        consume(&mesh, &b, Class::All).is_empty(),
+        "nothing is handed out twice"
+    );
+
+    // And back.
+    let id = send(&mesh, &b, "frontend", Kind::Task, "done, see /health")[0];
+    let got = consume(&mesh, &a, Class::All);
+    assert_eq!(got.iter().map(|m| m.id).collect::<Vec<_>>(), [id]);
+    let status = mesh
+        .conn()
+        .message_status(MessageStatus { message_id: id })
+        .unwrap();
+    assert_eq!(status.status, Status::Delivered);
+    assert!(status.delivered_ms.is_some());
+}
+
+#[test]
+fn broadcast_reaches_every_live_peer_but_the_sender() {
+    let mesh = Mesh::start();
+    let a = mesh.session("alpha");
+    let b = mesh.session("beta");
+    let c = mesh.session("gamma");
+    let mut dead = mesh.session("delta");
+    dead.kill();
+    wait_for("delta to leave the list", Duration::from_secs(10), || {
+        let peers = mesh.conn().list(List {
+            caller: Default::default(),
+            scope: Scope::Machine,
+            include_offline: false,
+        });
+        peers.unwrap().sessions.iter().all(|s| s.name != "delta")
+    });
+
+    let ids = send(&mesh, &a, "*", Kind::Task, "rebase on main");
+    assert_eq!(ids.len(), 2);
+    for s in [&b, &c] {
+        let got = consume(&mesh, s, Class::All);
+        assert_eq!(got.len(), 1, "{}", s.info.name);
+        assert_eq!(got[0].body, "rebase on main");
+    }
+    assert!(
+        consume(&mesh, &a, Class::All).is_empty(),
+        "the sender is not its own peer"
+    );
+}
+
+#[test]
+fn ask_blocks_until_the_reply_is_pushed() {
+    let mesh = Mesh::start();
+    let asker = mesh.session("asker");
+    let answerer = mesh.session("answerer");
+
+    let caller = asker.caller.clone();
+    let socket = mesh.state.socket();
+    let waiting = std::thread::spawn(move || {
+        let mut conn = mesh_client::Connection::connect(&socket, &common::opts()).unwrap();
+        conn.ask(Ask {
+            caller,
+            to: "answerer".into(),
+            question: "which port?".into(),
+            timeout_ms: 30_000,
+        })
+        .unwrap()
+    });
+
+    // The question arrives as urgent mail.
+    let mut question = Vec::new();
+    wait_for("the question to arrive", Duration::from_secs(10), || {
+        question = consume(&mesh, &answerer, Class::Urgent);
+        !question.is_empty()
+    });
+    assert_eq!(question[0].kind, Kind::Question);
+    let reply = mesh
+        .conn()
+        .reply(Reply {
+            caller: answerer.caller.clone(),
+            message_id: question[0].id,
+            body: "8080".into(),
+        })
+        .unwrap();
+
+    let outcome = waiting.join().unwrap();
+    match outcome.result {
+        AskResult::Answered(m) => {
+            assert_eq!(
+                (m.id, m.body.as_str(), m.from.name.as_str()),
+                (reply.answer.id, "8080", "answerer")
+            );
+        }
+        other => panic!("expected an answer, got {other:?}"),
+    }
+    // Delivered once, to the blocked asker: not again in its inbox.
+    assert!(consume(&mesh, &asker, Class::All).is_empty());
+    let q = mesh
+        .conn()
+        .message_status(MessageStatus {
+            message_id: question[0].id,
+        })
+        .unwrap();
+    assert_eq!(q.status, Status::Answered);
+    // A second reply is refused.
+    let err = mesh
+        .conn()
+        .reply(Reply {
+            caller: answerer.caller.clone(),
+            message_id: question[0].id,
+            body: "9090".into(),
+        })
+        .unwrap_err();
+    assert_eq!(err.wire_code(), Some(ErrorCode::AlreadyAnswered));
+}
+
+#[test]
+fn ask_times_out_and_a_dying_peer_ends_the_wait() {
+    let mesh = Mesh::start();
+    let asker = mesh.session("asker");
+    let mut answerer = mesh.session("answerer");
+
+    let outcome = mesh
+        .conn()
+        .ask(Ask {
+            caller: asker.caller.clone(),
+            to: "answerer".into(),
+            question: "there?".into(),
+            timeout_ms: 200,
+        })
+        .unwrap();
+    assert_eq!(outcome.result, AskResult::TimedOut);
+
+    let caller = asker.caller.clone();
+    let socket = mesh.state.socket();
+    let waiting = std::thread::spawn(move || {
+        let mut conn = mesh_client::Connection::connect(&socket, &common::opts()).unwrap();
+        conn.ask(Ask {
+            caller,
+            to: "answerer".into(),
+            question: "still there?".into(),
+            timeout_ms: 60_000,
+        })
+        .unwrap()
+    });
+    // Wait until the question is queued, then end the asked session.
+    wait_for("the question to be queued", Duration::from_secs(10), || {
+        let peers = mesh.conn().list(List {
+            caller: Default::default(),
+            scope: Scope::Machine,
+            include_offline: false,
+        });
+        peers
+            .unwrap()
+            .sessions
+            .iter()
+            .any(|s| s.name == "answerer" && s.pending == 2)
+    });
+    answerer.kill();
+    let outcome = waiting.join().unwrap();
+    assert_eq!(outcome.result, AskResult::PeerGone);
+}
+
+#[test]
+fn mail_for_an_offline_peer_waits_for_its_next_session() {
+    let mesh = Mesh::start();
+    let a = mesh.session("alpha");
+    let mut b = mesh.session("beta");
+    b.kill();
+    wait_for("beta to go offline", Duration::from_secs(10), || {
+        let peers = mesh.conn().list(List {
+            caller: Default::default(),
+            scope: Scope::Machine,
+            include_offline: true,
+        });
+        peers
+            .unwrap()
+            .sessions
+            .iter()
+            .any(|s| s.name == "beta" && !s.live)
+    });
+    let id = send(&mesh, &a, "beta", Kind::Task, "for whoever is beta next")[0];
+    let err = mesh
+        .conn()
+        .send(Send {
+            caller: a.caller.clone(),
+            to: "nobody".into(),
+            kind: Kind::Task,
+            body: "x".into(),
+        })
+        .unwrap_err();
+    assert_eq!(err.wire_code(), Some(ErrorCode::UnknownPeer));
+
+    let b2 = mesh.session("beta");
+    let got = consume(&mesh, &b2, Class::All);
+    assert_eq!(got.iter().map(|m| m.id).collect::<Vec<_>>(), [id]);
+}
+
+#[test]
+fn concurrent_consumers_get_disjoint_sets_in_order() {
+    const MESSAGES: usize = 400;
+    const CONSUMERS: usize = 4;
+    let mesh = Mesh::start();
+    let a = mesh.session("producer");
+    let b = mesh.session("consumer");
+
+    let barrier = Arc::new(Barrier::new(CONSUMERS + 1));
+    let done = Arc::new(AtomicBool::new(false));
+    let consumers: Vec<_> = (0..CONSUMERS)
+        .map(|_| {
+            let socket = mesh.state.socket();
+            let caller = b.caller.clone();
+            let (barrier, done) = (barrier.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut conn = mesh_client::Connection::connect(&socket, &common::opts()).unwrap();
+                let mut got = Vec::new();
+                barrier.wait();
+                loop {
+                    // Read `done` before consuming: an empty batch after it means nothing is left.
+                    let finished = done.load(Ordering::SeqCst);
+                    let batch = conn
+                        .consume(Consume {
+                            caller: caller.clone(),
+                            class: Class::All,
+                            peek: false,
+                            max_bytes: 16,
+                        })
+                        .unwrap();
+                    let ids: Vec<u64> = batch.messages.iter().map(|m| m.id).collect();
+                    assert!(
+                        ids.windows(2).all(|w| w[0] < w[1]),
+                        "each batch is in FIFO order"
+                    );
+                    if ids.is_empty() {
+                        if finished {
+                            break;
+                        }
+                        std::thread::yield_now();
+                    }
+                    got.extend(ids);
+                }
+                got
+            })
+        })
+        .collect();
+    barrier.wait();
+    let mut sent = Vec::new();
+    let mut conn = mesh.conn();
+    for i in 0..MESSAGES {
+        let s = conn.send(Send {
+            caller: a.caller.clone(),
+            to: "consumer".into(),
+            kind: Kind::Task,
+            body: format!("{i}"),
+        });
+        sent.push(s.unwrap().messages[0].id);
+    }
+    done.store(true, Ordering::SeqCst);
+    // Drain what the consumers did not take before they gave up.
+    let mut all: Vec<u64> = consumers
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    all.extend(consume(&mesh, &b, Class::All).iter().map(|m| m.id));
+    let unique: HashSet<u64> = all.iter().copied().collect();
+    assert_eq!(unique.len(), all.len(), "a message was handed out twice");
+    assert_eq!(
+        unique,
+        sent.into_iter().collect::<HashSet<_>>(),
+        "a message was lost"
+    );
+}
