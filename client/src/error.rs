@@ -22,7 +22,7 @@ pub enum ClientError {
     /// A service unit is installed, so the service manager owns the daemon, but it did not come
     /// up in time. Clients never start a competing daemon in that case.
     #[error(
-        "the mesh service is installed ({}) but the daemon did not come up: {detail}; check it with `{}`",
+        "service not ready: the mesh service is installed ({}) but the daemon did not come up: {detail}; check it with `{}`",
         unit.path.display(),
         unit.status_command()
     )]

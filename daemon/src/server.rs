@@ -118,7 +118,7 @@ pub async fn run(
     let permits = Arc::new(Semaphore::new(config.max_connections));
     let activity = Arc::new(Activity::default());
     let mut idle_since = Instant::now();
-    tracing::info!(pid = shared.pid, db = %config.db_path.display(), "daemon serving");
+    tracing::info!(pid = shared.pid, db = %config.db_path.display(), idle_timeout = ?config.idle_timeout, "daemon serving");
     if let Some(ready) = &config.on_ready {
         ready();
     }

@@ -1,0 +1,333 @@
+//! The daemon's lifecycle and the CLI, through the real `mesh` binary: one daemon per state
+//! directory, clean shutdown, on-demand start by concurrent clients, socket-activated idle exit,
+//! and the CLI's identity rules, `--json` output and exit codes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::{Mesh, wait_for};
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status.code(),
+        stderr(out)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn pid_alive(pid: u32) -> bool {
+    mesh_daemon::procinfo::info(pid).is_some_and(|p| !p.zombie)
+}
+
+/// PIDs of `mesh daemon` processes serving `state`.
+fn daemons_of(mesh: &Mesh) -> Vec<u32> {
+    let want = format!("CLAUDE_MESH_HOME={}", mesh.state.root().display());
+    let mut pids = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let environ = fs::read(entry.path().join("environ")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let is_daemon = args.len() >= 2 && args[0].ends_with(b"mesh") && args[1] == b"daemon";
+        if is_daemon && environ.split(|b| *b == 0).any(|v| v == want.as_bytes()) && pid_alive(pid) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Kills daemons started on demand (they are detached, so nothing else would).
+struct Reaper<'a>(&'a Mesh);
+
+impl Drop for Reaper<'_> {
+    fn drop(&mut self) {
+        for pid in daemons_of(self.0) {
+            // SAFETY: kill(2) of a daemon this test started.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
+}
+
+#[test]
+fn a_second_daemon_refuses_with_a_clear_message() {
+    let mesh = Mesh::start();
+    let out = mesh.mesh().arg("daemon").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("already running") && err.contains(&mesh.daemon_pid().to_string()),
+        "{err}"
+    );
+}
+
+#[test]
+fn sigterm_removes_the_socket_and_keeps_the_mail() {
+    let mut mesh = Mesh::start();
+    let s = mesh.session("keeper");
+    let out = mesh
+        .mesh()
+        .args(["send", "keeper", "survive a restart"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status = mesh.stop();
+    assert!(status.success(), "daemon exit: {status}: {}", mesh.log());
+    assert!(
+        !mesh.state.socket().exists(),
+        "socket left behind after a clean shutdown"
+    );
+    assert!(mesh.log().contains("daemon stopped"), "{}", mesh.log());
+
+    mesh.spawn_daemon();
+    let out = mesh
+        .mesh()
+        .args(["inbox", "--json"])
+        .env("CLAUDE_PID", s.pid().to_string())
+        .output()
+        .unwrap();
+    let inbox = json(&out);
+    assert_eq!(inbox["messages"][0]["body"], "survive a restart");
+}
+
+#[test]
+fn concurrent_clients_start_exactly_one_daemon() {
+    let mesh = Mesh::without_daemon();
+    let _reaper = Reaper(&mesh);
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            mesh.mesh()
+                .args(["list", "--json"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let list = json(&out);
+        assert_eq!(list["sessions"].as_array().map(Vec::len), Some(0));
+    }
+    let daemons = daemons_of(&mesh);
+    assert_eq!(daemons.len(), 1, "daemons running: {daemons:?}");
+    // It runs detached, in a session of its own, logging to mesh.log.
+    let info = mesh_daemon::procinfo::info(daemons[0]).unwrap();
+    assert_ne!(info.ppid, std::process::id());
+    assert!(mesh.state.log().exists());
+}
+
+#[test]
+fn a_failed_start_says_why() {
+    let mesh = Mesh::without_daemon();
+    let _reaper = Reaper(&mesh);
+    fs::create_dir_all(mesh.state.root()).unwrap();
+    fs::set_permissions(mesh.state.root(), fs::Permissions::from_mode(0o777)).unwrap();
+    let out = mesh.mesh().arg("list").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("writable by others") && err.contains("chmod 700"),
+        "{err}"
+    );
+    assert!(daemons_of(&mesh).is_empty());
+}
+
+#[test]
+fn an_installed_unit_is_waited_for_not_competed_with() {
+    let mesh = Mesh::without_daemon();
+    let _reaper = Reaper(&mesh);
+    let units = mesh.home.path().join(".config/systemd/user");
+    fs::create_dir_all(&units).unwrap();
+    fs::write(units.join("mesh.socket"), "[Socket]\n").unwrap();
+    let out = mesh.mesh().arg("list").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("not ready") && err.contains("systemctl --user"),
+        "{err}"
+    );
+    assert!(
+        daemons_of(&mesh).is_empty(),
+        "a competitor daemon was started"
+    );
+}
+
+#[test]
+fn socket_activated_daemon_exits_when_idle() {
+    if Command::new("systemd-socket-activate")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: systemd-socket-activate is not installed (Debian package `systemd`)");
+        return;
+    }
+    let mesh = Mesh::without_daemon();
+    fs::create_dir_all(mesh.state.root()).unwrap();
+    fs::set_permissions(mesh.state.root(), fs::Permissions::from_mode(0o700)).unwrap();
+    let mut cmd = Command::new("systemd-socket-activate");
+    common::isolate(&mut cmd, mesh.home.path(), &mesh.state);
+    let mut child = cmd
+        .arg("-l")
+        .arg(mesh.state.socket())
+        // It passes on only a few variables (HOME, PATH, ...) unless told with -E.
+        .arg("-E")
+        .arg(format!("CLAUDE_MESH_HOME={}", mesh.state.root().display()))
+        .args(["-E", "CLAUDE_MESH_IDLE_TIMEOUT=1"])
+        .args(["--", common::mesh_bin(), "daemon"])
+        .stderr(fs::File::create(mesh.log_path()).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for("the activated socket", Duration::from_secs(10), || {
+        mesh.state.socket().exists()
+    });
+    // The first connection reaches the daemon behind the inherited socket.
+    let pong = mesh.conn().ping().unwrap();
+    assert_eq!(
+        pong.pid,
+        child.id(),
+        "systemd-socket-activate execs the daemon in place"
+    );
+    // No connection for a second: it exits cleanly, and leaves the socket to the manager.
+    wait_for("the idle exit", Duration::from_secs(20), || {
+        child.try_wait().unwrap().is_some()
+    });
+    assert!(child.wait().unwrap().success(), "{}", mesh.log());
+    assert!(mesh.log().contains("idle"), "{}", mesh.log());
+}
+
+#[test]
+fn cli_acts_as_the_session_named_by_claude_pid_and_as_the_user_outside() {
+    let mesh = Mesh::start();
+    let a = mesh.session("web");
+    let _b = mesh.session("api");
+
+    let me = json(
+        &mesh
+            .mesh()
+            .args(["whoami", "--json"])
+            .env("CLAUDE_PID", a.pid().to_string())
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(me["session"]["name"], "web");
+    let user = json(&mesh.mesh().args(["whoami", "--json"]).output().unwrap());
+    assert_eq!(user["in_session"], false);
+
+    let sent = json(
+        &mesh
+            .mesh()
+            .args(["send", "API", "run", "the", "migrations", "--json"])
+            .env("CLAUDE_PID", a.pid().to_string())
+            .output()
+            .unwrap(),
+    );
+    let id = sent["messages"][0]["id"].as_u64().unwrap();
+    let msg = json(
+        &mesh
+            .mesh()
+            .args(["message", &id.to_string(), "--json"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(msg["body"], "run the migrations");
+    assert_eq!(msg["from"]["name"], "web");
+    assert_eq!(msg["kind"], "task");
+    assert_eq!(msg["status"], "queued");
+
+    let list = json(&mesh.mesh().args(["list", "--json"]).output().unwrap());
+    let names: Vec<&str> = list["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["api", "web"]);
+    let human = mesh.mesh().arg("list").output().unwrap();
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        text.contains("NAME") && text.contains("api") && text.contains("web"),
+        "{text}"
+    );
+}
+
+#[test]
+fn cli_exit_codes() {
+    let mesh = Mesh::start();
+    let _a = mesh.session("silent");
+    // Usage error.
+    assert_eq!(
+        mesh.mesh().args(["send"]).output().unwrap().status.code(),
+        Some(2)
+    );
+    // Unknown peer: failure with a message that names the live peers.
+    let out = mesh.mesh().args(["send", "nobody", "hi"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("silent"), "{}", stderr(&out));
+    // An ask nobody answers times out with exit 3.
+    let out = mesh
+        .mesh()
+        .args(["ask", "silent", "anyone?", "--timeout", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    // Unknown message id.
+    let out = mesh.mesh().args(["message", "999999"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn cli_ask_and_reply_round_trip() {
+    let mesh = Mesh::start();
+    let answerer = mesh.session("oracle");
+    let asker = mesh
+        .mesh()
+        .args(["ask", "oracle", "what is 6*7?", "--timeout", "30"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = answerer.pid().to_string();
+    let mut question = serde_json::Value::Null;
+    wait_for("the question", Duration::from_secs(10), || {
+        let inbox = json(
+            &mesh
+                .mesh()
+                .args(["inbox", "--json"])
+                .env("CLAUDE_PID", &pid)
+                .output()
+                .unwrap(),
+        );
+        question = inbox["messages"][0].clone();
+        !question.is_null()
+    });
+    assert_eq!(question["kind"], "question");
+    let id = question["id"].as_u64().unwrap().to_string();
+    let out = mesh
+        .mesh()
+        .args(["reply", &id, "42"])
+        .env("CLAUDE_PID", &pid)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = asker.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
+}
