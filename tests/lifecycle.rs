@@ -331,3 +331,46 @@ fn cli_ask_and_reply_round_trip() {
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
 }
+
+#[test]
+fn stop_and_restart_keep_the_mail() {
+    let mut mesh = Mesh::start();
+    let s = mesh.session("durable");
+    assert!(
+        mesh.mesh()
+            .args(["send", "durable", "still here"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let old = mesh.daemon_pid();
+    let mut old_child = mesh.daemon.take().unwrap();
+    let _reaper = Reaper(&mesh);
+
+    let out = json(&mesh.mesh().args(["restart", "--json"]).output().unwrap());
+    assert_eq!(out["stopped_pid"].as_u64(), Some(u64::from(old)));
+    let new = out["running_pid"].as_u64().unwrap() as u32;
+    assert_ne!(new, old);
+    assert!(
+        old_child.wait().unwrap().success(),
+        "SIGTERM is a clean exit"
+    );
+    // The registration and its mail survived.
+    let inbox = json(
+        &mesh
+            .mesh()
+            .args(["inbox", "--json"])
+            .env("CLAUDE_PID", s.pid().to_string())
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(inbox["messages"][0]["body"], "still here");
+
+    let out = mesh.mesh().arg("stop").output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("pid {new}")));
+    assert!(!pid_alive(new));
+    let out = mesh.mesh().arg("stop").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no mesh daemon is running"));
+}

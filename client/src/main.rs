@@ -36,6 +36,10 @@ enum Command {
     Inbox(cmd::inbox::Args),
     /// Show one message and its status, with timestamps
     Message(cmd::message::Args),
+    /// Stop the daemon (queued mail survives)
+    Stop(cmd::stop::Args),
+    /// Restart the daemon (queued mail survives)
+    Restart(cmd::stop::Args),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +57,8 @@ fn main() -> ExitCode {
         Command::Reply(args) => cmd::reply::run(args),
         Command::Inbox(args) => cmd::inbox::run(args),
         Command::Message(args) => cmd::message::run(args),
+        Command::Stop(args) => cmd::stop::stop(args),
+        Command::Restart(args) => cmd::stop::restart(args),
     };
     match result {
         Ok(code) => code,

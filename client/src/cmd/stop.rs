@@ -1,0 +1,127 @@
+//! `mesh stop` / `mesh restart`: stop the daemon gracefully (SIGTERM: it finishes in-flight
+//! requests and closes the database; queued mail is in the database and survives), and for
+//! restart, start it again on demand. The daemon's PID comes from its handshake answer, which
+//! it sends even when it refuses us (an older daemon after an upgrade), so an incompatible
+//! daemon can be stopped too.
+
+use std::io;
+use std::os::unix::net::UnixStream;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use mesh_daemon::paths::StateDir;
+use mesh_proto::{ClientHello, ServerHello, read_frame, write_frame};
+use serde::Serialize;
+
+use super::{JsonFlag, connect, emit, emit_json};
+
+/// How long a stop waits for the daemon to exit.
+const STOP_DEADLINE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
+#[derive(Serialize)]
+struct StopJson {
+    /// The PID of the daemon that was stopped, `null` when none was running.
+    stopped_pid: Option<u32>,
+    /// After a restart: the new daemon's PID and version.
+    running_pid: Option<u32>,
+    running_version: Option<String>,
+}
+
+pub fn stop(args: Args) -> anyhow::Result<ExitCode> {
+    let state = StateDir::from_env().context("cannot locate the mesh state directory")?;
+    let stopped = stop_daemon(&state)?;
+    if args.out.json {
+        emit_json(&StopJson {
+            stopped_pid: stopped,
+            running_pid: None,
+            running_version: None,
+        })?;
+    } else {
+        match stopped {
+            Some(pid) => emit(&format!("stopped the mesh daemon (pid {pid})\n"))?,
+            None => emit("no mesh daemon is running\n")?,
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn restart(args: Args) -> anyhow::Result<ExitCode> {
+    let state = StateDir::from_env().context("cannot locate the mesh state directory")?;
+    let stopped = stop_daemon(&state)?;
+    let conn = connect().context("the daemon did not start again")?;
+    let (pid, version) = (conn.daemon_pid(), conn.daemon_version().to_owned());
+    if args.out.json {
+        emit_json(&StopJson {
+            stopped_pid: stopped,
+            running_pid: Some(pid),
+            running_version: Some(version),
+        })?;
+    } else {
+        emit(&format!("mesh daemon {version} running (pid {pid})\n"))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM the daemon serving `state` and wait for it to exit. `None`: none was running.
+fn stop_daemon(state: &StateDir) -> anyhow::Result<Option<u32>> {
+    let socket = state.socket();
+    let mut stream = match UnixStream::connect(&socket) {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot connect to {}", socket.display())),
+    };
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(2)))?;
+    write_frame(
+        &mut stream,
+        &ClientHello::current(env!("CARGO_PKG_VERSION")),
+    )
+    .with_context(|| format!("cannot talk to the daemon on {}", socket.display()))?;
+    let hello: ServerHello = read_frame(&mut stream).with_context(|| {
+        format!(
+            "no daemon handshake on {}; is it a mesh daemon?",
+            socket.display()
+        )
+    })?;
+    drop(stream);
+    let pid = hello.pid;
+    let Ok(raw) = i32::try_from(pid) else {
+        bail!("the daemon announced an invalid pid {pid}")
+    };
+    // SAFETY: kill(2) with a plain pid and signal.
+    if unsafe { libc::kill(raw, libc::SIGTERM) } != 0 {
+        let e = io::Error::last_os_error();
+        bail!("cannot stop the daemon (pid {pid}): {e}");
+    }
+    let end = Instant::now() + STOP_DEADLINE;
+    let mut pause = Duration::from_millis(5);
+    // SAFETY: kill(pid, 0) only checks for existence.
+    while unsafe { libc::kill(raw, 0) } == 0 && !is_zombie(pid) {
+        if Instant::now() >= end {
+            bail!(
+                "the daemon (pid {pid}) did not exit within {STOP_DEADLINE:?}; `kill -9 {pid}` forces it (queued mail is safe)"
+            );
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+    Ok(Some(pid))
+}
+
+fn is_zombie(pid: u32) -> bool {
+    mesh_daemon::procinfo::info(pid).is_some_and(|p| p.zombie)
+}
