@@ -20,6 +20,12 @@ pub const USER: &str = "user";
 /// Default byte budget of one consume.
 pub const DEFAULT_CONSUME_BYTES: usize = 1024 * 1024;
 
+/// Most messages one consume hands out.
+pub const MAX_CONSUME_MESSAGES: usize = 1000;
+
+/// What a message costs in a consume's budget besides its body (names, ids, timestamps).
+const MESSAGE_OVERHEAD: usize = 128;
+
 const COLUMNS: &str = "id, kind, from_name, from_session_id, to_name, to_session_id, body, in_reply_to, \
                        created_ms, delivered_ms, answered_ms";
 
@@ -383,7 +389,8 @@ fn mark_delivered(ctx: &mut Ctx<'_>, id: i64) -> Result<(), WireError> {
 }
 
 /// Take (or peek at) what is pending for `who` (`None`: the user), oldest first, up to
-/// `max_bytes` of bodies (always at least one message when any is pending).
+/// `max_bytes` (bodies plus a fixed overhead each) and [`MAX_CONSUME_MESSAGES`]; always at least
+/// one message when any is pending. `remaining` says how many are left.
 pub fn consume(
     ctx: &mut Ctx<'_>,
     who: Option<&SessionRow>,
@@ -402,31 +409,42 @@ pub fn consume(
         }
         None => "(to_key IS NULL AND to_name_norm IS NULL AND ?1 IS NULL AND ?2 IS NULL)",
     };
-    let sql = format!(
-        "SELECT {COLUMNS} FROM messages WHERE delivered_ms IS NULL AND kind IN {kinds} AND {filter} ORDER BY id"
-    );
     let key = who.map(|w| w.key);
     let name = who.map(|w| w.name_norm.as_str());
-    let pending: Vec<Message> = ctx
-        .conn
-        .prepare_cached(&sql)
-        .and_then(|mut s| s.query_map(params![key, name], from_row)?.collect())
-        .map_err(|e| db(ctx, e))?;
     let budget = if max_bytes == 0 {
         DEFAULT_CONSUME_BYTES
     } else {
         max_bytes
     };
-    let mut used = 0usize;
-    let mut taken = Vec::new();
-    for m in pending.iter() {
-        if !taken.is_empty() && used + m.body.len() > budget {
-            break;
+    // Read only as far as the budget goes (a backlog of thousands must not be loaded, nor sent
+    // in one frame), then count what is left with the index.
+    let conn = ctx.conn;
+    let mut taken: Vec<Message> = Vec::new();
+    {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM messages WHERE delivered_ms IS NULL AND kind IN {kinds} AND {filter} ORDER BY id"
+        );
+        let mut stmt = conn.prepare_cached(&sql).map_err(|e| db(ctx, e))?;
+        let mut rows = stmt.query(params![key, name]).map_err(|e| db(ctx, e))?;
+        let mut used = 0usize;
+        while taken.len() < MAX_CONSUME_MESSAGES {
+            let Some(row) = rows.next().map_err(|e| db(ctx, e))? else {
+                break;
+            };
+            let m = from_row(row).map_err(|e| db(ctx, e))?;
+            let cost = m.body.len() + MESSAGE_OVERHEAD;
+            if !taken.is_empty() && used + cost > budget {
+                break;
+            }
+            used += cost;
+            taken.push(m);
         }
-        used += m.body.len();
-        taken.push(m.clone());
     }
-    let remaining = (pending.len() - taken.len()) as u32;
+    let total: i64 = conn
+        .prepare_cached(&format!("SELECT count(*) FROM messages WHERE delivered_ms IS NULL AND kind IN {kinds} AND {filter}"))
+        .and_then(|mut s| s.query_row(params![key, name], |r| r.get(0)))
+        .map_err(|e| db(ctx, e))?;
+    let remaining = (total as usize).saturating_sub(taken.len()) as u32;
     if !peek {
         let now = ctx.now_ms;
         for m in taken.iter_mut() {

@@ -304,3 +304,42 @@ fn a_failing_job_does_not_roll_back_its_batch_neighbours() {
         .unwrap();
     assert_eq!(n, 1);
 }
+
+#[test]
+fn consume_stops_at_its_budget_and_counts_the_rest() {
+    let (_d, store, _t) = open();
+    let b = register(&store, reg("id-b", 20, 2, "beta"));
+    for i in 0..(messages::MAX_CONSUME_MESSAGES + 5) {
+        send(&store, None, "beta", &format!("{i:04}")).unwrap();
+    }
+    let who = b.clone();
+    assert_eq!(
+        store
+            .call_blocking(move |ctx| sessions::pending_of(ctx, &who))
+            .unwrap() as usize,
+        messages::MAX_CONSUME_MESSAGES + 5
+    );
+    let who = b.clone();
+    let small = store
+        .call_blocking(move |ctx| messages::consume(ctx, Some(&who), Class::All, false, 300))
+        .unwrap();
+    assert_eq!(
+        small
+            .messages
+            .iter()
+            .map(|m| m.body.as_str())
+            .collect::<Vec<_>>(),
+        ["0000", "0001"]
+    );
+    assert_eq!(small.remaining as usize, messages::MAX_CONSUME_MESSAGES + 3);
+    let who = b.clone();
+    let big = store
+        .call_blocking(move |ctx| messages::consume(ctx, Some(&who), Class::All, false, 0))
+        .unwrap();
+    assert_eq!(big.messages.len(), messages::MAX_CONSUME_MESSAGES);
+    assert_eq!(big.messages[0].body, "0002");
+    assert_eq!(big.remaining, 3);
+    let rest = consume(&store, b, Class::All);
+    assert_eq!(rest.messages.len(), 3);
+    assert_eq!(rest.remaining, 0);
+}
