@@ -358,6 +358,8 @@ pub fn reply(
         let pushed = answer.clone();
         ctx.after_commit(move || {
             let id = pushed.id;
+            // Benchmarks time "commit -> asker woken" from this event (same clock, same process).
+            tracing::trace!(target: "mesh::latency", question = qid, "answer committed, waking the asker");
             if w.tx.send(AskResult::Answered(pushed)).is_err() {
                 // The asker left between the commit and now: the answer waits in its inbox.
                 store.spawn(move |ctx| undeliver(ctx, id));
