@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mesh_proto::{
-    AskResult, Caller, Deregistered, ErrorCode, Inbox, Me, Peers, Pong, Replied, Request, Response,
-    Scope, Sent, SessionInfo, WireError,
+    AskResult, Caller, Deregistered, ErrorCode, Me, Peers, Pong, Replied, Request, Response, Scope,
+    Sent, SessionInfo, WireError,
 };
 use tokio::sync::oneshot;
 
 use crate::monitor::Monitor;
 use crate::store::messages;
-use crate::store::sessions::{self, CallerProcs, Registration};
+use crate::store::sessions::{self, CallerProcs, Registration, SessionRow};
 use crate::store::{Ctx, Store};
 use crate::{naming, procinfo};
 
@@ -86,7 +86,7 @@ fn caller_procs(caller: &Caller, peer: &Peer) -> CallerProcs {
     }
 }
 
-fn need_session(row: Option<sessions::SessionRow>) -> Result<sessions::SessionRow, WireError> {
+fn need_session(row: Option<SessionRow>) -> Result<SessionRow, WireError> {
     row.ok_or_else(|| {
         WireError::new(
             ErrorCode::NotASession,
@@ -101,6 +101,32 @@ fn info_of(ctx: &Ctx<'_>, row: &sessions::SessionRow) -> Result<SessionInfo, Wir
 
 fn invalid(msg: impl Into<String>) -> WireError {
     WireError::new(ErrorCode::InvalidArgument, msg)
+}
+
+/// Resolve the caller and run `f` with its session (`None`: the user), in one store job, so the
+/// identity and the operation see the same state.
+async fn as_caller<T, F>(
+    shared: &Shared,
+    caller: &Caller,
+    peer: &Peer,
+    f: F,
+) -> Result<T, WireError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Ctx<'_>, Option<SessionRow>) -> Result<T, WireError> + Send + 'static,
+{
+    let who = caller_procs(caller, peer);
+    shared
+        .store
+        .call(move |ctx| {
+            let me = sessions::resolve_caller(ctx, &who)?;
+            f(ctx, me)
+        })
+        .await
+}
+
+fn asked(question: mesh_proto::Message, result: AskResult) -> Outcome {
+    Outcome::Now(Response::Asked(mesh_proto::AskOutcome { question, result }))
 }
 
 /// Handle one request.
@@ -120,110 +146,71 @@ pub async fn handle(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Outcome 
             })
             .await
             .into(),
-        Request::SetIdle(s) => {
-            let who = caller_procs(&s.caller, peer);
-            store
-                .call(move |ctx| {
-                    let me = need_session(sessions::resolve_caller(ctx, &who)?)?;
-                    sessions::set_idle(ctx, me.key, s.idle)?;
-                    Ok(Response::Done)
-                })
-                .await
-                .into()
-        }
-        Request::WhoAmI(w) => {
-            let who = caller_procs(&w.caller, peer);
-            store
-                .call(move |ctx| {
-                    let session = match sessions::resolve_caller(ctx, &who)? {
-                        Some(row) => Some(info_of(ctx, &row)?),
-                        None => None,
-                    };
-                    Ok(Response::Me(Me { session }))
-                })
-                .await
-                .into()
-        }
+        Request::SetIdle(s) => as_caller(shared, &s.caller, peer, move |ctx, me| {
+            sessions::set_idle(ctx, need_session(me)?.key, s.idle)?;
+            Ok(Response::Done)
+        })
+        .await
+        .into(),
+        Request::WhoAmI(w) => as_caller(shared, &w.caller, peer, |ctx, me| {
+            let session = me.map(|row| info_of(ctx, &row)).transpose()?;
+            Ok(Response::Me(Me { session }))
+        })
+        .await
+        .into(),
         Request::List(l) => list(shared, peer, l).await.into(),
-        Request::Send(s) => {
-            let who = caller_procs(&s.caller, peer);
-            store
-                .call(move |ctx| {
-                    let me = sessions::resolve_caller(ctx, &who)?;
-                    let messages = messages::send(ctx, me.as_ref(), &s.to, s.kind, &s.body)?;
-                    Ok(Response::Sent(Sent { messages }))
-                })
-                .await
-                .into()
-        }
+        Request::Send(s) => as_caller(shared, &s.caller, peer, move |ctx, me| {
+            let messages = messages::send(ctx, me.as_ref(), &s.to, s.kind, &s.body)?;
+            Ok(Response::Sent(Sent { messages }))
+        })
+        .await
+        .into(),
         Request::Ask(a) => {
-            let who = caller_procs(&a.caller, peer);
             let timeout = Duration::from_millis(a.timeout_ms).min(MAX_ASK_TIMEOUT);
             let (tx, rx) = oneshot::channel();
-            let res = store
-                .call(move |ctx| {
-                    let me = sessions::resolve_caller(ctx, &who)?;
-                    messages::ask(ctx, me.as_ref(), &a.to, &a.question, tx)
-                })
-                .await;
+            let res = as_caller(shared, &a.caller, peer, move |ctx, me| {
+                messages::ask(ctx, me.as_ref(), &a.to, &a.question, tx)
+            })
+            .await;
             match res {
                 Ok((question, true)) => Outcome::Wait(PendingAsk {
                     question,
                     rx,
                     timeout,
                 }),
-                Ok((question, false)) => Outcome::Now(Response::Asked(mesh_proto::AskOutcome {
-                    question,
-                    result: AskResult::PeerGone,
-                })),
+                Ok((question, false)) => asked(question, AskResult::PeerGone),
                 Err(e) => Outcome::Now(Response::Error(e)),
             }
         }
         Request::AwaitAnswer(a) => {
-            let who = caller_procs(&a.caller, peer);
             let timeout = Duration::from_millis(a.timeout_ms).min(MAX_ASK_TIMEOUT);
             let (tx, rx) = oneshot::channel();
-            let res = store
-                .call(move |ctx| {
-                    let me = sessions::resolve_caller(ctx, &who)?;
-                    messages::await_answer(ctx, me.as_ref(), a.question_id, tx)
-                })
-                .await;
+            let res = as_caller(shared, &a.caller, peer, move |ctx, me| {
+                messages::await_answer(ctx, me.as_ref(), a.question_id, tx)
+            })
+            .await;
             match res {
                 Ok((question, None)) => Outcome::Wait(PendingAsk {
                     question,
                     rx,
                     timeout,
                 }),
-                Ok((question, Some(result))) => {
-                    Outcome::Now(Response::Asked(mesh_proto::AskOutcome { question, result }))
-                }
+                Ok((question, Some(result))) => asked(question, result),
                 Err(e) => Outcome::Now(Response::Error(e)),
             }
         }
-        Request::Reply(r) => {
-            let who = caller_procs(&r.caller, peer);
-            store
-                .call(move |ctx| {
-                    let me = sessions::resolve_caller(ctx, &who)?;
-                    let answer = messages::reply(ctx, me.as_ref(), r.message_id, &r.body)?;
-                    Ok(Response::Replied(Replied { answer }))
-                })
-                .await
-                .into()
-        }
-        Request::Consume(c) => {
-            let who = caller_procs(&c.caller, peer);
-            store
-                .call(move |ctx| {
-                    let me = sessions::resolve_caller(ctx, &who)?;
-                    let inbox: Inbox =
-                        messages::consume(ctx, me.as_ref(), c.class, c.peek, c.max_bytes as usize)?;
-                    Ok(Response::Inbox(inbox))
-                })
-                .await
-                .into()
-        }
+        Request::Reply(r) => as_caller(shared, &r.caller, peer, move |ctx, me| {
+            let answer = messages::reply(ctx, me.as_ref(), r.message_id, &r.body)?;
+            Ok(Response::Replied(Replied { answer }))
+        })
+        .await
+        .into(),
+        Request::Consume(c) => as_caller(shared, &c.caller, peer, move |ctx, me| {
+            let inbox = messages::consume(ctx, me.as_ref(), c.class, c.peek, c.max_bytes as usize)?;
+            Ok(Response::Inbox(inbox))
+        })
+        .await
+        .into(),
         Request::MessageStatus(m) => store
             .call(move |ctx| Ok(Response::Message(messages::status(ctx, m.message_id)?)))
             .await
@@ -296,7 +283,6 @@ async fn list(
     peer: &Peer,
     l: mesh_proto::List,
 ) -> Result<Response, WireError> {
-    let who = caller_procs(&l.caller, peer);
     // For a caller outside any session, scope by the directory the command runs in.
     let peer_dir = match l.scope {
         Scope::Machine => None,
@@ -307,25 +293,23 @@ async fn list(
             (cwd.to_string_lossy().into_owned(), git)
         }),
     };
-    shared
-        .store
-        .call(move |ctx| {
-            let me = sessions::resolve_caller(ctx, &who)?;
-            let (cwd, git) = match (&me, peer_dir) {
-                (Some(row), _) => (Some(row.cwd.clone()), row.git_root.clone()),
-                (None, Some((cwd, git))) => (Some(cwd), git),
-                (None, None) => (None, None),
-            };
-            let sessions = sessions::list(
-                ctx,
-                l.scope,
-                cwd.as_deref(),
-                git.as_deref(),
-                l.include_offline,
-            )?;
-            Ok(Response::Peers(Peers { sessions }))
-        })
-        .await
+    let caller = l.caller.clone();
+    as_caller(shared, &caller, peer, move |ctx, me| {
+        let (cwd, git) = match (&me, peer_dir) {
+            (Some(row), _) => (Some(row.cwd.clone()), row.git_root.clone()),
+            (None, Some((cwd, git))) => (Some(cwd), git),
+            (None, None) => (None, None),
+        };
+        let sessions = sessions::list(
+            ctx,
+            l.scope,
+            cwd.as_deref(),
+            git.as_deref(),
+            l.include_offline,
+        )?;
+        Ok(Response::Peers(Peers { sessions }))
+    })
+    .await
 }
 
 /// Undo the delivery of an answer that could not be written to its asker.

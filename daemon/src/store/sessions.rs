@@ -143,58 +143,39 @@ pub fn register(ctx: &mut Ctx<'_>, reg: Registration) -> Result<SessionRow, Wire
             })
             .map_err(|e| db(ctx, e))?,
     };
-    let now = ctx.now_ms;
-    let key = match key {
-        Some(key) => {
-            ctx.conn
-                .prepare_cached(
-                    "UPDATE sessions SET session_id = ?2, pid = ?3, start_time = ?4, name = ?5, name_norm = ?6,
-                     cwd = ?7, project_root = ?8, git_root = ?9, transcript_path = ?10, idle = 0, live = 1,
-                     last_active_ms = ?11 WHERE key = ?1",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        key,
-                        reg.session_id,
-                        reg.pid,
-                        reg.start_time as i64,
-                        reg.name,
-                        norm(&reg.name),
-                        reg.cwd,
-                        reg.project_root,
-                        reg.git_root,
-                        reg.transcript_path,
-                        now
-                    ])
-                })
-                .map_err(|e| db(ctx, e))?;
-            key
-        }
-        None => {
-            ctx.conn
-                .prepare_cached(
-                    "INSERT INTO sessions (session_id, pid, start_time, name, name_norm, cwd, project_root,
-                     git_root, transcript_path, registered_ms, last_active_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        reg.session_id,
-                        reg.pid,
-                        reg.start_time as i64,
-                        reg.name,
-                        norm(&reg.name),
-                        reg.cwd,
-                        reg.project_root,
-                        reg.git_root,
-                        reg.transcript_path,
-                        now
-                    ])
-                })
-                .map_err(|e| db(ctx, e))?;
-            ctx.conn.last_insert_rowid()
-        }
-    };
+    // One statement for both cases: a NULL key inserts a new row, an existing key updates it.
+    let key: i64 = ctx
+        .conn
+        .prepare_cached(
+            "INSERT INTO sessions (key, session_id, pid, start_time, name, name_norm, cwd, project_root,
+                                   git_root, transcript_path, registered_ms, last_active_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)
+             ON CONFLICT(key) DO UPDATE SET session_id = excluded.session_id, pid = excluded.pid,
+                 start_time = excluded.start_time, name = excluded.name, name_norm = excluded.name_norm,
+                 cwd = excluded.cwd, project_root = excluded.project_root, git_root = excluded.git_root,
+                 transcript_path = excluded.transcript_path, idle = 0, live = 1,
+                 last_active_ms = excluded.last_active_ms
+             RETURNING key",
+        )
+        .and_then(|mut s| {
+            s.query_row(
+                params![
+                    key,
+                    reg.session_id,
+                    reg.pid,
+                    reg.start_time as i64,
+                    reg.name,
+                    norm(&reg.name),
+                    reg.cwd,
+                    reg.project_root,
+                    reg.git_root,
+                    reg.transcript_path,
+                    ctx.now_ms
+                ],
+                |r| r.get(0),
+            )
+        })
+        .map_err(|e| db(ctx, e))?;
     by_key(ctx, key)?
         .ok_or_else(|| WireError::new(ErrorCode::Internal, "registered session vanished"))
 }
