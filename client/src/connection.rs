@@ -220,6 +220,14 @@ impl Connection {
         }
     }
 
+    /// Set the caller's session summary (the caller must be a session).
+    pub fn set_summary(&mut self, req: mesh_proto::SetSummary) -> Result<(), ClientError> {
+        match self.call(req)? {
+            Response::Done => Ok(()),
+            other => Err(ClientError::unexpected("SetSummary", &other)),
+        }
+    }
+
     /// Who is the caller? `Me::session` is `None` outside a session.
     pub fn whoami(&mut self, req: WhoAmI) -> Result<Me, ClientError> {
         match self.call(req)? {

@@ -159,6 +159,12 @@ pub async fn handle(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Outcome 
         .await
         .into(),
         Request::List(l) => list(shared, peer, l).await.into(),
+        Request::SetSummary(s) => as_caller(shared, &s.caller, peer, move |ctx, me| {
+            sessions::set_summary(ctx, need_session(me)?.key, &s.summary)?;
+            Ok(Response::Done)
+        })
+        .await
+        .into(),
         Request::Send(s) => as_caller(shared, &s.caller, peer, move |ctx, me| {
             let messages = messages::send(ctx, me.as_ref(), &s.to, s.kind, &s.body)?;
             Ok(Response::Sent(Sent { messages }))

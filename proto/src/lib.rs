@@ -29,3 +29,6 @@ pub const MAX_FRAME_LEN: usize = 4 * 1024 * 1024;
 
 /// Largest message body the daemon accepts, in bytes (bodies are UTF-8 text).
 pub const MAX_BODY_LEN: usize = 256 * 1024;
+
+/// Largest session summary the daemon accepts, in bytes.
+pub const MAX_SUMMARY_LEN: usize = 1024;

@@ -175,6 +175,8 @@ requests! {
     Consume,
     /// One message and its status.
     MessageStatus,
+    /// Set the caller's session summary (shown by `list`).
+    SetSummary,
 }
 
 /// A response from the daemon. Append-only, like [`Request`].
@@ -357,4 +359,12 @@ pub struct Inbox {
 #[cfg_attr(test, derive(Arbitrary))]
 pub struct MessageStatus {
     pub message_id: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct SetSummary {
+    pub caller: Caller,
+    /// At most [`crate::MAX_SUMMARY_LEN`] bytes; empty clears it.
+    pub summary: String,
 }

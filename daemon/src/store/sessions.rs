@@ -258,6 +258,28 @@ pub fn set_idle(ctx: &mut Ctx<'_>, key: i64, idle: bool) -> Result<(), WireError
     Ok(())
 }
 
+pub fn set_summary(ctx: &mut Ctx<'_>, key: i64, summary: &str) -> Result<(), WireError> {
+    if summary.len() > mesh_proto::MAX_SUMMARY_LEN {
+        return Err(WireError::new(
+            ErrorCode::InvalidArgument,
+            format!(
+                "the summary is {} bytes; the limit is {}",
+                summary.len(),
+                mesh_proto::MAX_SUMMARY_LEN
+            ),
+        ));
+    }
+    let clean: String = summary
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    ctx.conn
+        .prepare_cached("UPDATE sessions SET summary = ?2, last_active_ms = ?3 WHERE key = ?1")
+        .and_then(|mut s| s.execute(params![key, clean.trim(), ctx.now_ms]))
+        .map_err(|e| db(ctx, e))?;
+    Ok(())
+}
+
 pub fn touch(ctx: &mut Ctx<'_>, key: i64) -> Result<(), WireError> {
     ctx.conn
         .prepare_cached("UPDATE sessions SET last_active_ms = ?2 WHERE key = ?1")

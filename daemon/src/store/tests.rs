@@ -343,3 +343,23 @@ fn consume_stops_at_its_budget_and_counts_the_rest() {
     assert_eq!(rest.messages.len(), 3);
     assert_eq!(rest.remaining, 0);
 }
+
+#[test]
+fn summary_is_cleaned_and_capped() {
+    let (_d, store, _t) = open();
+    let a = register(&store, reg("id-a", 10, 1, "alpha"));
+    let key = a.key;
+    store
+        .call_blocking(move |ctx| sessions::set_summary(ctx, key, " fixing\tthe\u{1b}[31m login "))
+        .unwrap();
+    let row = store
+        .call_blocking(move |ctx| sessions::by_key(ctx, key))
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.summary, "fixing the [31m login");
+    let long = "x".repeat(mesh_proto::MAX_SUMMARY_LEN + 1);
+    let err = store
+        .call_blocking(move |ctx| sessions::set_summary(ctx, key, &long))
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidArgument);
+}
