@@ -5,6 +5,8 @@
 
 mod cmd;
 mod daemon_cmd;
+mod hook;
+mod mcp;
 
 use std::process::ExitCode;
 
@@ -40,9 +42,26 @@ enum Command {
     Stop(cmd::stop::Args),
     /// Restart the daemon (queued mail survives)
     Restart(cmd::stop::Args),
+    /// Claude Code hook shim: reads the hook's JSON on stdin, prints hook JSON, always exits 0
+    Hook {
+        /// session-start, user-prompt-submit, post-tool-use, stop or session-end
+        event: String,
+    },
+    /// MCP server over stdio (registered with Claude Code as `claude-mesh`)
+    Mcp,
+    /// Status-line badge: reads Claude Code's status-line JSON on stdin
+    Statusline,
 }
 
 fn main() -> ExitCode {
+    // Hooks and the status line run on every tool call of every session: dispatch them before
+    // clap and before any logging is set up, so they cost little more than the exec itself.
+    let mut argv = std::env::args_os().skip(1);
+    match (argv.next(), argv.next(), argv.next()) {
+        (Some(cmd), Some(event), None) if cmd == "hook" => return hook::main(&event),
+        (Some(cmd), None, None) if cmd == "statusline" => return cmd::statusline::main(),
+        _ => {}
+    }
     let cli = Cli::parse();
     // `mesh daemon` goes first and alone: it sets up its own logging and tokio runtime.
     if !matches!(cli.command, Command::Daemon(_)) {
@@ -59,6 +78,9 @@ fn main() -> ExitCode {
         Command::Message(args) => cmd::message::run(args),
         Command::Stop(args) => cmd::stop::stop(args),
         Command::Restart(args) => cmd::stop::restart(args),
+        Command::Hook { event } => Ok(hook::main(std::ffi::OsStr::new(&event))),
+        Command::Mcp => mcp::run(),
+        Command::Statusline => Ok(cmd::statusline::main()),
     };
     match result {
         Ok(code) => code,

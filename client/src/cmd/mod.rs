@@ -8,6 +8,7 @@ pub mod list;
 pub mod message;
 pub mod reply;
 pub mod send;
+pub mod statusline;
 pub mod stop;
 pub mod whoami;
 
