@@ -1,10 +1,510 @@
-//! `mesh hook <event>`: the Claude Code hook shim. STUB: exits 0 without output.
+//! `mesh hook <event>`: the Claude Code hook shim, one short-lived process per hook call.
+//!
+//! | event | does |
+//! |---|---|
+//! | `session-start` | registers the session (busy), injects all pending mail |
+//! | `user-prompt-submit` | marks the session busy, injects all pending mail |
+//! | `post-tool-use` | injects urgent mail (tasks, questions, answers; notes wait) |
+//! | `stop` | urgent mail pending: hands it out and blocks the stop with it as the reason (loop-guarded, see [`stop`]); else marks the session idle |
+//! | `session-end` | deregisters the session id (a no-op if `/clear` already replaced it) |
+//!
+//! Rules (see CLAUDE_CODE.md): stdout is exactly one JSON object, or nothing when there is
+//! nothing to say; the process always exits 0 ("fail open"): any error is one `mesh hook: …`
+//! line on stderr and an empty stdout. A hard deadline ([`deadline`]) bounds the whole call even
+//! when the daemon hangs: 2 s, 1 s for `session-end` (Claude Code gives all SessionEnd hooks
+//! together about 1.5 s). A hook waits for an on-demand daemon to boot at most
+//! [`MAX_BOOT_WAIT`] and never beyond its deadline.
+//!
+//! Identity: every request carries `Caller { claude_pid: $CLAUDE_PID, session_id: <stdin
+//! session_id> }` (stdin's id is current; `$CLAUDE_CODE_SESSION_ID` is only a fallback, it may
+//! be stale after `/clear`); the daemon also walks the hook's ancestors.
+//!
+//! A caller the daemon cannot place in a session acts as the *user*, and consuming then would
+//! hand the human's own `mesh inbox` to the model. So mail is consumed only after the daemon
+//! confirmed the session in the same connection: by `Register` (session-start), `SetIdle`
+//! (user-prompt-submit; it refuses non-sessions) or `WhoAmI` (post-tool-use, stop). When the
+//! session is unknown (SessionStart failed, or the hooks were installed while it was running),
+//! those hooks register it from their own input first: the session heals itself at its next
+//! hook. Likewise post-tool-use and stop re-register a session the daemon knows under an older
+//! id (a `/clear` whose SessionStart failed).
+//!
+//! Speed: no async runtime, no clap, no tracing subscriber; one blocking connection; one round
+//! trip after the handshake for `post-tool-use` with no mail (a read-only `WhoAmI`, whose
+//! pending count says whether to consume) and for `session-end`, two for the others.
+
+pub(crate) mod deadline;
+pub(crate) mod input;
+mod render;
+mod stop;
 
 use std::ffi::OsStr;
+use std::io::Write;
+use std::panic::{self, AssertUnwindSafe};
+use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use mesh_client::caller::{CLAUDE_PID_ENV, SESSION_ID_ENV, caller_from_values};
+use mesh_client::{ClientError, ConnectOptions, Connection, connect_or_start};
+use mesh_daemon::paths::StateDir;
+use mesh_proto::{
+    Caller, Class, Consume, Deregister, ErrorCode, Inbox, Register, SessionInfo, SetIdle, WhoAmI,
+};
+use serde::Serialize;
+
+use self::deadline::{Alarm, Deadline};
+use self::input::HookInput;
+use self::render::Frame;
+
+/// Deadline of a hook call, from its start to its exit.
+pub(crate) const HOOK_DEADLINE: Duration = Duration::from_millis(2000);
+/// Deadline of `session-end` (all SessionEnd hooks together get about 1.5 s).
+pub(crate) const SESSION_END_DEADLINE: Duration = Duration::from_millis(1000);
+/// Longest wait for an on-demand daemon to come up.
+pub(crate) const MAX_BOOT_WAIT: Duration = Duration::from_millis(1000);
+/// Byte budget of one consume: bodies plus the daemon's per-message overhead. With framing and
+/// neutralisation the injection stays well under Claude Code's 10,000 characters.
+pub(crate) const CONSUME_BYTES: u32 = 6000;
+
+/// The hook events, as `mesh hook <event>` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Event {
+    SessionStart,
+    UserPromptSubmit,
+    PostToolUse,
+    Stop,
+    SessionEnd,
+}
+
+impl Event {
+    /// `session-start` (the documented form), or Claude Code's own `SessionStart`.
+    fn parse(arg: &OsStr) -> Option<Self> {
+        Some(match arg.to_str()? {
+            "session-start" | "SessionStart" => Self::SessionStart,
+            "user-prompt-submit" | "UserPromptSubmit" => Self::UserPromptSubmit,
+            "post-tool-use" | "PostToolUse" => Self::PostToolUse,
+            "stop" | "Stop" => Self::Stop,
+            "session-end" | "SessionEnd" => Self::SessionEnd,
+            _ => return None,
+        })
+    }
+
+    /// Claude Code's name of the event (`hook_event_name`, `hookEventName`).
+    fn claude_name(self) -> &'static str {
+        match self {
+            Self::SessionStart => "SessionStart",
+            Self::UserPromptSubmit => "UserPromptSubmit",
+            Self::PostToolUse => "PostToolUse",
+            Self::Stop => "Stop",
+            Self::SessionEnd => "SessionEnd",
+        }
+    }
+
+    fn deadline(self) -> Duration {
+        match self {
+            Self::SessionEnd => SESSION_END_DEADLINE,
+            _ => HOOK_DEADLINE,
+        }
+    }
+}
+
+/// What the hook prints.
+#[derive(Debug)]
+enum Output {
+    /// `additionalContext` for the firing event.
+    Context(String),
+    /// Block the stop with this reason.
+    Block(String),
+}
+
+#[derive(Serialize)]
+struct ContextJson<'a> {
+    #[serde(rename = "hookSpecificOutput")]
+    specific: SpecificJson<'a>,
+}
+
+#[derive(Serialize)]
+struct SpecificJson<'a> {
+    #[serde(rename = "hookEventName")]
+    event: &'a str,
+    #[serde(rename = "additionalContext")]
+    context: &'a str,
+}
+
+#[derive(Serialize)]
+struct BlockJson<'a> {
+    decision: &'a str,
+    reason: &'a str,
+}
 
 /// Run the hook for `event`. Always exits 0 (hooks fail open).
 pub fn main(event: &OsStr) -> ExitCode {
-    let _ = event;
+    let Some(event) = Event::parse(event) else {
+        warn(&format!(
+            "unknown hook event `{}` (expected session-start, user-prompt-submit, post-tool-use, \
+             stop or session-end)",
+            event.to_string_lossy()
+        ));
+        return ExitCode::SUCCESS;
+    };
+    let deadline = Deadline::arm(event.deadline(), Alarm::Hook);
+    // A panic must not become exit 101 and a backtrace: one line, exit 0, like any error.
+    panic::set_hook(Box::new(|info| warn(&format!("internal error: {info}"))));
+    match panic::catch_unwind(AssertUnwindSafe(|| run(event, &deadline))) {
+        Ok(Ok(Some(out))) => {
+            // All daemon I/O is done: what was handed out must now reach stdout.
+            deadline.disarm();
+            if let Err(e) = print(event, &out) {
+                warn(&format!("cannot write the hook's output: {e}"));
+            }
+        }
+        Ok(Ok(None)) | Err(_) => {}
+        Ok(Err(e)) => warn(&format!("{e:#}")),
+    }
     ExitCode::SUCCESS
+}
+
+/// One line on stderr, prefixed `mesh hook: `.
+fn warn(msg: &str) {
+    let line: String = msg
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let _ = writeln!(std::io::stderr().lock(), "mesh hook: {line}");
+}
+
+fn print(event: Event, out: &Output) -> anyhow::Result<()> {
+    let mut json = match out {
+        Output::Context(text) => serde_json::to_string(&ContextJson {
+            specific: SpecificJson {
+                event: event.claude_name(),
+                context: text,
+            },
+        })?,
+        Output::Block(reason) => serde_json::to_string(&BlockJson {
+            decision: "block",
+            reason,
+        })?,
+    };
+    json.push('\n');
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(json.as_bytes())?;
+    stdout.flush()?;
+    Ok(())
+}
+
+fn run(event: Event, deadline: &Deadline) -> anyhow::Result<Option<Output>> {
+    let bytes = input::read_stdin(input::MAX_INPUT)?;
+    let input = input::parse(&bytes)?;
+    drop(bytes);
+    if let Some(name) = &input.hook_event_name
+        && name != event.claude_name()
+    {
+        // Its output would be dropped (hookEventName must match), and mail consumed for it lost.
+        bail!(
+            "`mesh hook {}` ran for a {name} event; fix the hooks in ~/.claude/settings.json \
+             (or run `mesh install`)",
+            kebab(event)
+        );
+    }
+    let session_id = input
+        .session_id
+        .clone()
+        .or_else(|| non_empty_env(SESSION_ID_ENV));
+    let caller = caller_from_values(
+        std::env::var_os(CLAUDE_PID_ENV).as_deref(),
+        session_id.as_deref().map(OsStr::new),
+    );
+    let state = StateDir::from_env().context("cannot locate the mesh state directory")?;
+    let mut hook = Hook {
+        event,
+        input,
+        caller,
+        deadline,
+        conn: connect(&state, deadline, event != Event::SessionEnd)?,
+    };
+    match event {
+        Event::SessionStart => hook.session_start(),
+        Event::UserPromptSubmit => hook.user_prompt_submit(),
+        Event::PostToolUse => hook.post_tool_use(),
+        Event::Stop => hook.stop(&state),
+        Event::SessionEnd => hook.session_end(&state),
+    }
+}
+
+fn kebab(event: Event) -> &'static str {
+    match event {
+        Event::SessionStart => "session-start",
+        Event::UserPromptSubmit => "user-prompt-submit",
+        Event::PostToolUse => "post-tool-use",
+        Event::Stop => "stop",
+        Event::SessionEnd => "session-end",
+    }
+}
+
+/// `text` on one line with control characters and escape sequences removed, at most
+/// `max_chars` characters: for names printed to a terminal (the status line).
+pub(crate) fn render_inline(text: &str, max_chars: usize) -> String {
+    render::clean_inline(text, max_chars, false)
+}
+
+fn non_empty_env(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// Connect within the deadline; start the daemon on demand when `autostart` (waiting at most
+/// [`MAX_BOOT_WAIT`] for it).
+pub(crate) fn connect(
+    state: &StateDir,
+    deadline: &Deadline,
+    autostart: bool,
+) -> anyhow::Result<Connection> {
+    let left = deadline.remaining();
+    let opts = ConnectOptions {
+        autostart,
+        deadline: left.min(MAX_BOOT_WAIT),
+        handshake_timeout: left,
+        request_timeout: Some(left),
+    };
+    Ok(connect_or_start(state, &opts)?)
+}
+
+/// One hook call in progress.
+struct Hook<'a> {
+    event: Event,
+    input: HookInput,
+    caller: Caller,
+    deadline: &'a Deadline,
+    conn: Connection,
+}
+
+impl Hook<'_> {
+    /// Bound the next request by what is left of the deadline.
+    fn budget(&mut self) -> Result<(), ClientError> {
+        if self.deadline.expired() {
+            return Err(ClientError::Timeout {
+                waiting_for: "the daemon (the hook's deadline passed)".to_owned(),
+                after: self.event.deadline(),
+            });
+        }
+        self.conn
+            .set_request_timeout(Some(self.deadline.remaining()))
+    }
+
+    fn session_start(&mut self) -> anyhow::Result<Option<Output>> {
+        let me = self.register()?;
+        if me.pending == 0 {
+            return Ok(None);
+        }
+        self.inject(Class::All)
+    }
+
+    fn user_prompt_submit(&mut self) -> anyhow::Result<Option<Output>> {
+        self.budget()?;
+        let busy = SetIdle {
+            caller: self.caller.clone(),
+            idle: false,
+        };
+        match self.conn.set_idle(busy) {
+            Ok(()) => {}
+            // Registering also marks it busy.
+            Err(e) if e.wire_code() == Some(ErrorCode::NotASession) => {
+                self.register()?;
+            }
+            Err(e) => return Err(e).context("cannot mark the session busy"),
+        }
+        self.inject(Class::All)
+    }
+
+    fn post_tool_use(&mut self) -> anyhow::Result<Option<Output>> {
+        if self.session()?.pending == 0 {
+            return Ok(None);
+        }
+        self.inject(Class::Urgent)
+    }
+
+    fn stop(&mut self, state: &StateDir) -> anyhow::Result<Option<Output>> {
+        let me = self.session()?;
+        let session_id = self.caller.session_id.as_deref().unwrap_or(&me.session_id);
+        let counter = stop::Counter::new(state, session_id);
+        let active = self.input.stop_hook_active;
+        let before = stop::blocks_before(active, if active { counter.read() } else { 0 });
+        let cap = stop::cap_from(std::env::var_os(stop::CAP_ENV).as_deref());
+        // Consume only when a block is allowed: then "anything handed out" is "block", so the
+        // consume doubles as the peek and nothing is ever consumed without being shown.
+        if me.pending > 0 && stop::may_block(before, cap) {
+            let inbox = self.consume(Class::Urgent)?;
+            if !inbox.messages.is_empty() {
+                if let Err(e) = counter.set(before + 1) {
+                    // Claude Code's own cap still ends a loop; say why ours may not have.
+                    warn(&format!(
+                        "cannot record the stop-block count in {}: {e}",
+                        state.root().display()
+                    ));
+                }
+                return Ok(Some(Output::Block(render::render(
+                    &inbox.messages,
+                    inbox.remaining,
+                    Frame::Stop,
+                    &render::mesh_command,
+                ))));
+            }
+        }
+        let _ = counter.clear();
+        self.budget()?;
+        self.conn
+            .set_idle(SetIdle {
+                caller: self.caller.clone(),
+                idle: true,
+            })
+            .context("cannot mark the session idle")?;
+        Ok(None)
+    }
+
+    fn session_end(&mut self, state: &StateDir) -> anyhow::Result<Option<Output>> {
+        let Some(session_id) = self.caller.session_id.clone() else {
+            bail!("no session_id in the hook's input");
+        };
+        let _ = stop::Counter::new(state, &session_id).clear();
+        self.budget()?;
+        // Removes the registration only if its current id is still this one: a late SessionEnd
+        // of an id that `/clear` already replaced leaves the new one alone.
+        self.conn
+            .deregister(Deregister { session_id })
+            .context("cannot deregister the session")?;
+        Ok(None)
+    }
+
+    /// This session as the daemon knows it, registering it first if it does not, or if it
+    /// knows it under another session id (a `/clear` whose SessionStart hook failed: the
+    /// process is the same, stdin's id is the current one).
+    fn session(&mut self) -> anyhow::Result<SessionInfo> {
+        self.budget()?;
+        let me = self
+            .conn
+            .whoami(WhoAmI {
+                caller: self.caller.clone(),
+            })
+            .context("cannot ask the daemon who this session is")?;
+        match me.session {
+            Some(s)
+                if self
+                    .caller
+                    .session_id
+                    .as_ref()
+                    .is_none_or(|id| *id == s.session_id) =>
+            {
+                Ok(s)
+            }
+            _ => self.register(),
+        }
+    }
+
+    /// Register (or re-register) the session from the hook's input.
+    fn register(&mut self) -> anyhow::Result<SessionInfo> {
+        let Some(session_id) = self.caller.session_id.clone() else {
+            bail!("no session_id in the hook's input: cannot register the session");
+        };
+        let cwd = match self
+            .input
+            .cwd
+            .clone()
+            .filter(|c| Path::new(c).is_absolute())
+        {
+            Some(cwd) => cwd,
+            None => std::env::current_dir()
+                .context("no cwd in the hook's input")?
+                .to_string_lossy()
+                .into_owned(),
+        };
+        self.budget()?;
+        self.conn
+            .register(Register {
+                session_id,
+                pid: self.caller.claude_pid,
+                cwd,
+                project_dir: non_empty_env("CLAUDE_PROJECT_DIR"),
+                transcript_path: self.input.transcript_path.clone(),
+            })
+            .context("cannot register the session")
+    }
+
+    fn consume(&mut self, class: Class) -> anyhow::Result<Inbox> {
+        self.budget()?;
+        self.conn
+            .consume(Consume {
+                caller: self.caller.clone(),
+                class,
+                peek: false,
+                max_bytes: CONSUME_BYTES,
+            })
+            .context("cannot fetch the session's messages")
+    }
+
+    /// Consume `class` and render it as additional context (nothing when nothing is pending).
+    fn inject(&mut self, class: Class) -> anyhow::Result<Option<Output>> {
+        let inbox = self.consume(class)?;
+        if inbox.messages.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Output::Context(render::render(
+            &inbox.messages,
+            inbox.remaining,
+            Frame::Context,
+            &render::mesh_command,
+        ))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_parse_in_both_spellings() {
+        for (arg, ev) in [
+            ("session-start", Event::SessionStart),
+            ("SessionStart", Event::SessionStart),
+            ("user-prompt-submit", Event::UserPromptSubmit),
+            ("post-tool-use", Event::PostToolUse),
+            ("stop", Event::Stop),
+            ("session-end", Event::SessionEnd),
+        ] {
+            assert_eq!(Event::parse(OsStr::new(arg)), Some(ev));
+            assert_eq!(Event::parse(OsStr::new(kebab(ev))), Some(ev));
+            assert_eq!(Event::parse(OsStr::new(ev.claude_name())), Some(ev));
+        }
+        assert_eq!(Event::parse(OsStr::new("pre-tool-use")), None);
+        assert_eq!(Event::parse(OsStr::new("")), None);
+        assert!(Event::SessionEnd.deadline() <= Duration::from_secs(1));
+    }
+
+    #[test]
+    fn output_is_exactly_one_json_object() {
+        let ctx = serde_json::to_value(ContextJson {
+            specific: SpecificJson {
+                event: "PostToolUse",
+                context: "a \"quoted\"\nline",
+            },
+        })
+        .unwrap();
+        assert_eq!(
+            ctx,
+            serde_json::json!({"hookSpecificOutput": {"hookEventName": "PostToolUse",
+                "additionalContext": "a \"quoted\"\nline"}})
+        );
+        let block = serde_json::to_value(BlockJson {
+            decision: "block",
+            reason: "r",
+        })
+        .unwrap();
+        assert_eq!(
+            block,
+            serde_json::json!({"decision": "block", "reason": "r"})
+        );
+    }
 }
