@@ -12,10 +12,11 @@ use mesh_proto::{
 use tokio::sync::oneshot;
 
 use crate::monitor::Monitor;
+use crate::naming;
+use crate::procinfo::{self, LazyLineage};
 use crate::store::messages;
 use crate::store::sessions::{self, CallerProcs, Registration, SessionRow};
 use crate::store::{Ctx, Store};
-use crate::{naming, procinfo};
 
 /// The longest an ask may wait, whatever the client asks for (one day).
 pub const MAX_ASK_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
@@ -33,22 +34,16 @@ pub struct Shared {
 #[derive(Debug, Clone, Default)]
 pub struct Peer {
     pub pid: Option<u32>,
-    /// The peer and its ancestors with their start times, nearest first (read once per
-    /// connection).
-    pub lineage: Vec<(u32, u64)>,
+    /// The peer and its ancestors, read at most once per connection and only when needed.
+    pub lineage: LazyLineage,
 }
 
 impl Peer {
     pub fn from_pid(pid: Option<u32>) -> Self {
-        let lineage = pid
-            .map(|p| {
-                procinfo::lineage(p, 32)
-                    .into_iter()
-                    .map(|i| (i.pid, i.start))
-                    .collect()
-            })
-            .unwrap_or_default();
-        Self { pid, lineage }
+        Self {
+            pid,
+            lineage: LazyLineage::new(pid),
+        }
     }
 }
 

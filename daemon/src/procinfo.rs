@@ -244,3 +244,44 @@ mod tests {
             .ok()
     }
 }
+
+/// A process and its ancestors (`(pid, start)`, nearest first), read from the OS only the first
+/// time someone needs them, then cached: most callers are identified by `CLAUDE_PID` already,
+/// and a walk of the process tree costs a `/proc` read per ancestor.
+#[derive(Debug, Clone, Default)]
+pub struct LazyLineage {
+    pid: Option<u32>,
+    cache: std::sync::Arc<std::sync::OnceLock<Vec<(u32, StartTime)>>>,
+}
+
+impl LazyLineage {
+    /// Up to this many ancestors are read.
+    pub const DEPTH: usize = 32;
+
+    pub fn new(pid: Option<u32>) -> Self {
+        Self {
+            pid,
+            cache: Default::default(),
+        }
+    }
+
+    /// A lineage known in advance (tests).
+    pub fn known(lineage: Vec<(u32, StartTime)>) -> Self {
+        let cache = std::sync::OnceLock::new();
+        let _ = cache.set(lineage);
+        Self {
+            pid: None,
+            cache: std::sync::Arc::new(cache),
+        }
+    }
+
+    pub fn get(&self) -> &[(u32, StartTime)] {
+        self.cache.get_or_init(|| match self.pid {
+            Some(p) => lineage(p, Self::DEPTH)
+                .into_iter()
+                .map(|i| (i.pid, i.start))
+                .collect(),
+            None => Vec::new(),
+        })
+    }
+}

@@ -456,7 +456,11 @@ pub fn consume(
                 m.status = Status::Delivered;
             }
         }
-        if let Some(w) = who {
+        // Only a consume that hands something out writes (and so costs an fsync): hooks
+        // consume on every tool call, almost always finding nothing.
+        if let Some(w) = who
+            && !taken.is_empty()
+        {
             sessions::touch(ctx, w.key)?;
         }
     }

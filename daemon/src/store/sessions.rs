@@ -293,8 +293,9 @@ pub fn touch(ctx: &mut Ctx<'_>, key: i64) -> Result<(), WireError> {
 pub struct CallerProcs {
     /// `CLAUDE_PID` and that process's start time, if it exists.
     pub claude: Option<(u32, u64)>,
-    /// The connecting process and its ancestors with start times, nearest first.
-    pub lineage: Vec<(u32, u64)>,
+    /// The connecting process and its ancestors with start times, nearest first (read from the
+    /// OS only if `claude` does not already identify the session).
+    pub lineage: crate::procinfo::LazyLineage,
     /// `CLAUDE_CODE_SESSION_ID`.
     pub session_id: Option<String>,
 }
@@ -307,12 +308,20 @@ pub fn resolve_caller(ctx: &Ctx<'_>, who: &CallerProcs) -> Result<Option<Session
             "SELECT {COLUMNS} FROM sessions WHERE pid = ?1 AND start_time = ?2 AND live = 1 ORDER BY key DESC LIMIT 1"
         ))
         .map_err(|e| db(ctx, e))?;
-    for (pid, start) in who.claude.iter().chain(who.lineage.iter()) {
-        if let Some(row) = by_process
-            .query_row(params![pid, *start as i64], from_row)
+    let mut find = |pid: u32, start: u64| {
+        by_process
+            .query_row(params![pid, start as i64], from_row)
             .optional()
-            .map_err(|e| db(ctx, e))?
-        {
+            .map_err(|e| db(ctx, e))
+    };
+    if let Some((pid, start)) = who.claude
+        && let Some(row) = find(pid, start)?
+    {
+        return Ok(Some(row));
+    }
+    // Only now is the lineage read from the OS (once per connection, cached).
+    for &(pid, start) in who.lineage.get() {
+        if let Some(row) = find(pid, start)? {
             return Ok(Some(row));
         }
     }

@@ -163,7 +163,7 @@ fn caller_resolution_checks_start_time() {
     // Same PID, another start time: a reused PID is not the session.
     let who = CallerProcs {
         claude: Some((10, 2)),
-        lineage: vec![(99, 1)],
+        lineage: crate::procinfo::LazyLineage::known(vec![(99, 1)]),
         session_id: None,
     };
     assert!(
