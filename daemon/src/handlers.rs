@@ -169,18 +169,22 @@ pub async fn handle(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Outcome 
         Request::Ask(a) => {
             let timeout = Duration::from_millis(a.timeout_ms).min(MAX_ASK_TIMEOUT);
             let (tx, rx) = oneshot::channel();
+            // A zero wait only queues the question (the MCP server then waits with
+            // AwaitAnswer): leave no live waiter behind for a reply to race with.
+            let rx = (!timeout.is_zero()).then_some(rx);
             let res = as_caller(shared, &a.caller, peer, move |ctx, me| {
                 messages::ask(ctx, me.as_ref(), &a.to, &a.question, tx)
             })
             .await;
-            match res {
-                Ok((question, true)) => Outcome::Wait(PendingAsk {
+            match (res, rx) {
+                (Ok((question, true)), Some(rx)) => Outcome::Wait(PendingAsk {
                     question,
                     rx,
                     timeout,
                 }),
-                Ok((question, false)) => asked(question, AskResult::PeerGone),
-                Err(e) => Outcome::Now(Response::Error(e)),
+                (Ok((question, true)), None) => asked(question, AskResult::TimedOut),
+                (Ok((question, false)), _) => asked(question, AskResult::PeerGone),
+                (Err(e), _) => Outcome::Now(Response::Error(e)),
             }
         }
         Request::AwaitAnswer(a) => {
