@@ -228,8 +228,8 @@ fn run(event: Event, deadline: &Deadline) -> anyhow::Result<Option<Output>> {
         Event::SessionStart => hook.session_start(),
         Event::UserPromptSubmit => hook.user_prompt_submit(),
         Event::PostToolUse => hook.post_tool_use(),
-        Event::Stop => hook.stop(&state),
-        Event::SessionEnd => hook.session_end(&state),
+        Event::Stop => hook.stop(),
+        Event::SessionEnd => hook.session_end(),
     }
 }
 
@@ -327,25 +327,14 @@ impl Hook<'_> {
         self.inject(Class::Urgent)
     }
 
-    fn stop(&mut self, state: &StateDir) -> anyhow::Result<Option<Output>> {
+    fn stop(&mut self) -> anyhow::Result<Option<Output>> {
         let me = self.session()?;
-        let session_id = self.caller.session_id.as_deref().unwrap_or(&me.session_id);
-        let counter = stop::Counter::new(state, session_id);
-        let active = self.input.stop_hook_active;
-        let before = stop::blocks_before(active, if active { counter.read() } else { 0 });
         let cap = stop::cap_from(std::env::var_os(stop::CAP_ENV).as_deref());
         // Consume only when a block is allowed: then "anything handed out" is "block", so the
         // consume doubles as the peek and nothing is ever consumed without being shown.
-        if me.pending > 0 && stop::may_block(before, cap) {
+        if me.pending > 0 && stop::may_block(self.input.stop_hook_active, cap) {
             let inbox = self.consume(Class::Urgent)?;
             if !inbox.messages.is_empty() {
-                if let Err(e) = counter.set(before + 1) {
-                    // Claude Code's own cap still ends a loop; say why ours may not have.
-                    warn(&format!(
-                        "cannot record the stop-block count in {}: {e}",
-                        state.root().display()
-                    ));
-                }
                 return Ok(Some(Output::Block(render::render(
                     &inbox.messages,
                     inbox.remaining,
@@ -354,7 +343,6 @@ impl Hook<'_> {
                 ))));
             }
         }
-        let _ = counter.clear();
         self.budget()?;
         self.conn
             .set_idle(SetIdle {
@@ -365,11 +353,10 @@ impl Hook<'_> {
         Ok(None)
     }
 
-    fn session_end(&mut self, state: &StateDir) -> anyhow::Result<Option<Output>> {
+    fn session_end(&mut self) -> anyhow::Result<Option<Output>> {
         let Some(session_id) = self.caller.session_id.clone() else {
             bail!("no session_id in the hook's input");
         };
-        let _ = stop::Counter::new(state, &session_id).clear();
         self.budget()?;
         // Removes the registration only if its current id is still this one: a late SessionEnd
         // of an id that `/clear` already replaced leaves the new one alone.
