@@ -59,6 +59,9 @@ pub struct Connection {
     request_timeout: Option<Duration>,
     /// Set when the byte stream can no longer be trusted (a timeout or a broken frame).
     broken: bool,
+    /// Pipelined handshake: our hello is sent but the daemon's is still unread (the socket
+    /// path, for error messages).
+    hello_pending: Option<PathBuf>,
 }
 
 impl Connection {
@@ -74,6 +77,49 @@ impl Connection {
             _ => ClientError::io(format!("cannot connect to {}", socket.display()), e),
         })?;
         Self::handshake(stream, socket, opts)
+    }
+
+    /// Like [`connect`](Self::connect), but pipelined: the hello is sent and the daemon's
+    /// answer is read only together with the first request's response, saving a round trip
+    /// (hooks run on every tool call). Handshake errors surface from that first call;
+    /// [`daemon_pid`](Self::daemon_pid) and friends are zero/empty until then.
+    pub fn connect_pipelined(socket: &Path, opts: &ConnectOptions) -> Result<Self, ClientError> {
+        let mut stream = UnixStream::connect(socket).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => ClientError::NotRunning {
+                socket: socket.to_owned(),
+                reason: e,
+            },
+            _ => ClientError::io(format!("cannot connect to {}", socket.display()), e),
+        })?;
+        set_timeouts(
+            &stream,
+            opts.request_timeout.or(Some(opts.handshake_timeout)),
+        )?;
+        write_frame(
+            &mut stream,
+            &ClientHello::current(env!("CARGO_PKG_VERSION")),
+        )
+        .map_err(|e| {
+            frame_error(
+                e,
+                "the daemon to accept the handshake",
+                opts.handshake_timeout,
+            )
+        })?;
+        let placeholder = ServerHello {
+            magic: 0,
+            protocol: 0,
+            program_version: String::new(),
+            pid: 0,
+            error: None,
+        };
+        Ok(Self {
+            stream,
+            server: placeholder,
+            request_timeout: opts.request_timeout,
+            broken: false,
+            hello_pending: Some(socket.to_owned()),
+        })
     }
 
     /// Run the version handshake on an already connected stream. `socket` is only used in
@@ -112,6 +158,7 @@ impl Connection {
             server,
             request_timeout: opts.request_timeout,
             broken: false,
+            hello_pending: None,
         })
     }
 
@@ -163,6 +210,24 @@ impl Connection {
             }
             self.broken = true;
             return Err(frame_error(e, "the daemon to accept a request", waited));
+        }
+        if let Some(socket) = self.hello_pending.take() {
+            let server: ServerHello = match read_frame(&mut self.stream) {
+                Ok(server) => server,
+                Err(FrameError::Malformed(_) | FrameError::TooLarge { .. }) => {
+                    self.broken = true;
+                    return Err(ClientError::NotAMeshDaemon { socket });
+                }
+                Err(e) => {
+                    self.broken = true;
+                    return Err(frame_error(e, "the daemon's handshake", waited));
+                }
+            };
+            if let Err(e) = check_server_hello(&server, &socket) {
+                self.broken = true;
+                return Err(e);
+            }
+            self.server = server;
         }
         match read_frame::<_, Response>(&mut self.stream) {
             Ok(Response::Error(w)) => Err(ClientError::Remote(w)),

@@ -133,3 +133,23 @@ fn missing_or_stale_socket_is_not_running() {
     let err = Connection::connect(&socket, &ConnectOptions::default()).unwrap_err();
     assert!(err.is_not_running(), "{err:?}");
 }
+
+#[test]
+fn pipelined_handshake_checks_the_hello_at_the_first_call() {
+    let (_dir, socket, _server) = fake_daemon(hello(PROTOCOL_VERSION, "0.1.0", None));
+    let mut conn = Connection::connect_pipelined(&socket, &ConnectOptions::default()).unwrap();
+    assert_eq!(conn.daemon_pid(), 0, "unknown until the first answer");
+    assert_eq!(conn.ping().unwrap().pid, 4242);
+    assert_eq!(conn.daemon_pid(), 4242);
+    assert!(conn.ping().is_ok());
+
+    let older = PROTOCOL_VERSION - 1;
+    let (_dir, socket, _server) = fake_daemon(hello(older, "0.0.1", None));
+    let mut conn = Connection::connect_pipelined(&socket, &ConnectOptions::default()).unwrap();
+    let err = conn.ping().unwrap_err();
+    assert!(
+        matches!(err, ClientError::VersionMismatch { .. }),
+        "{err:?}"
+    );
+    assert!(conn.ping().is_err(), "a refused connection stays unusable");
+}

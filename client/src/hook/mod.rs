@@ -270,7 +270,13 @@ pub(crate) fn connect(
         handshake_timeout: left,
         request_timeout: Some(left),
     };
-    Ok(connect_or_start(state, &opts)?)
+    // The daemon is almost always up: pipeline the handshake with the first request. Only if
+    // nobody listens, fall back to the path that can start one.
+    match Connection::connect_pipelined(&state.socket(), &opts) {
+        Ok(conn) => Ok(conn),
+        Err(e) if e.is_not_running() => Ok(connect_or_start(state, &opts)?),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// One hook call in progress.
