@@ -69,13 +69,7 @@ impl Connection {
     /// [`connect_or_start`](crate::connect_or_start)). A missing socket or a refused connect is
     /// [`ClientError::NotRunning`].
     pub fn connect(socket: &Path, opts: &ConnectOptions) -> Result<Self, ClientError> {
-        let stream = UnixStream::connect(socket).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => ClientError::NotRunning {
-                socket: socket.to_owned(),
-                reason: e,
-            },
-            _ => ClientError::io(format!("cannot connect to {}", socket.display()), e),
-        })?;
+        let stream = open_stream(socket)?;
         Self::handshake(stream, socket, opts)
     }
 
@@ -84,13 +78,7 @@ impl Connection {
     /// (hooks run on every tool call). Handshake errors surface from that first call;
     /// [`daemon_pid`](Self::daemon_pid) and friends are zero/empty until then.
     pub fn connect_pipelined(socket: &Path, opts: &ConnectOptions) -> Result<Self, ClientError> {
-        let mut stream = UnixStream::connect(socket).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => ClientError::NotRunning {
-                socket: socket.to_owned(),
-                reason: e,
-            },
-            _ => ClientError::io(format!("cannot connect to {}", socket.display()), e),
-        })?;
+        let mut stream = open_stream(socket)?;
         set_timeouts(
             &stream,
             opts.request_timeout.or(Some(opts.handshake_timeout)),
@@ -362,6 +350,18 @@ impl Connection {
             other => Err(ClientError::unexpected("MessageStatus", &other)),
         }
     }
+}
+
+/// Connect the socket; nothing listening (no socket file, or connect refused) is
+/// [`ClientError::NotRunning`].
+fn open_stream(socket: &Path) -> Result<UnixStream, ClientError> {
+    UnixStream::connect(socket).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => ClientError::NotRunning {
+            socket: socket.to_owned(),
+            reason: e,
+        },
+        _ => ClientError::io(format!("cannot connect to {}", socket.display()), e),
+    })
 }
 
 /// Accept the daemon's hello, or say precisely why not.
