@@ -14,12 +14,13 @@
 //!
 //! Modules: `report` (statistics, formatting, the table), `machine` (the header), `procs`
 //! (daemon and session guards, `/proc` accounting, reference binaries), `raw_socket` and
-//! `raw_sqlite` (the limits), and one module per measurement group: `requests` (1), `cli` (2),
-//! `reply` (3a–3d), `reply_inproc` (3e), `throughput` (4, 4b), `fleet` (5).
+//! `raw_sqlite` (the limits), and one module per measurement group: `requests` (1), `cli` (2a,
+//! 2b), `hooks` (2c–2i), `reply` (3a–3d), `reply_inproc` (3e), `throughput` (4, 4b), `fleet` (5).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cli;
 mod fleet;
+mod hooks;
 mod machine;
 mod procs;
 mod raw_socket;
@@ -45,6 +46,7 @@ pub struct Plan {
     pub ping_iters: usize,
     pub send_iters: usize,
     pub exec_runs: usize,
+    pub hook_runs: usize,
     pub reply_iters: usize,
     pub throughput_for: Duration,
     pub sessions: usize,
@@ -61,6 +63,7 @@ impl Plan {
                 ping_iters: 1_000,
                 send_iters: 200,
                 exec_runs: 30,
+                hook_runs: 30,
                 reply_iters: 30,
                 throughput_for: Duration::from_secs(1),
                 sessions: 1_000,
@@ -74,6 +77,7 @@ impl Plan {
                 ping_iters: 10_000,
                 send_iters: 2_000,
                 exec_runs: 200,
+                hook_runs: 300,
                 reply_iters: 300,
                 throughput_for: Duration::from_secs(5),
                 sessions: 1_000,
@@ -151,11 +155,13 @@ fn run(plan: &Plan, tmp: &Path, report: &mut Report) {
     throughput::queued_list(plan, &daemon, &mut conn, sink_pid, report);
     // Part 2 runs with the queue of part 4 drained.
     let empty_exec = cli::run(plan, &daemon, &empty, report);
+    // Right after, on the same daemon: the hook shim and the status line as processes.
+    let hook_tasks = hooks::run(plan, &daemon, &mut sleepers, &empty, report);
 
     let (rss_a, hwm_a) = rss_kib(daemon.pid());
     report.notes.push(format!(
         "Daemon A (parts 1–4) after its workload (~{} messages stored): VmRSS {}, VmHWM {}.",
-        plan.send_iters + sent_total + plan.exec_runs + questions * 2,
+        plan.send_iters + sent_total + plan.exec_runs + hook_tasks + questions * 2,
         fmt_mb(rss_a),
         fmt_mb(hwm_a)
     ));
