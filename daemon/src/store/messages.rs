@@ -405,11 +405,11 @@ pub fn consume(
         Class::Urgent => "('task', 'question', 'answer')",
     };
     let filter = match who {
-        Some(_) => {
-            "(to_key = ?1 OR (to_name_norm = ?2 AND (to_key IS NULL OR NOT EXISTS
-               (SELECT 1 FROM sessions s WHERE s.key = messages.to_key AND s.live = 1))))"
+        Some(_) => sessions::PENDING_FOR_SESSION,
+        None => {
+            "id IN (SELECT id FROM messages WHERE to_key IS NULL AND delivered_ms IS NULL
+                    AND to_name_norm IS NULL AND ?1 IS NULL AND ?2 IS NULL)"
         }
-        None => "(to_key IS NULL AND to_name_norm IS NULL AND ?1 IS NULL AND ?2 IS NULL)",
     };
     let key = who.map(|w| w.key);
     let name = who.map(|w| w.name_norm.as_str());

@@ -400,14 +400,27 @@ impl Pending {
     }
 }
 
+/// SQL condition on `messages` selecting what session `?1` (key) named `?2` (normalised) would
+/// receive: mail to its key, plus mail to its name whose addressee is not live. Written as two
+/// lookups in the partial "pending" indexes: an `OR` across the two columns would make SQLite
+/// scan every message ever sent (they are never deleted), slowing every hook as the database
+/// ages. Combine with `delivered_ms IS NULL`.
+pub(crate) const PENDING_FOR_SESSION: &str = "id IN (
+    SELECT id FROM messages WHERE to_key = ?1 AND delivered_ms IS NULL
+    UNION ALL
+    SELECT id FROM messages m WHERE to_name_norm = ?2 AND delivered_ms IS NULL
+      AND (to_key IS NULL OR (to_key != ?1 AND NOT EXISTS
+           (SELECT 1 FROM sessions s WHERE s.key = m.to_key AND s.live = 1))))";
+
 /// The pending count of one session (what it would receive if it consumed now), by index.
 pub fn pending_of(ctx: &Ctx<'_>, row: &SessionRow) -> Result<u32, WireError> {
+    // An offline row counts only what waits on its key (its name's mail goes to live peers).
+    let name = row.live.then_some(row.name_norm.as_str());
     ctx.conn
-        .prepare_cached(
-            "SELECT count(*) FROM messages WHERE delivered_ms IS NULL AND (to_key = ?1 OR (?3 AND to_name_norm = ?2
-             AND (to_key IS NULL OR NOT EXISTS (SELECT 1 FROM sessions s WHERE s.key = messages.to_key AND s.live = 1))))",
-        )
-        .and_then(|mut s| s.query_row(params![row.key, row.name_norm, row.live], |r| r.get(0)))
+        .prepare_cached(&format!(
+            "SELECT count(*) FROM messages WHERE delivered_ms IS NULL AND {PENDING_FOR_SESSION}"
+        ))
+        .and_then(|mut s| s.query_row(params![row.key, name], |r| r.get(0)))
         .map_err(|e| db(ctx, e))
 }
 

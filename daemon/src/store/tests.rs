@@ -363,3 +363,30 @@ fn summary_is_cleaned_and_capped() {
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::InvalidArgument);
 }
+
+#[test]
+fn pending_lookups_use_the_indexes_not_a_scan() {
+    let (_d, store, _t) = open();
+    let plan = store
+        .call_blocking(|ctx| {
+            let sql = format!(
+                "EXPLAIN QUERY PLAN SELECT count(*) FROM messages WHERE delivered_ms IS NULL AND {}",
+                sessions::PENDING_FOR_SESSION
+            );
+            let mut stmt = ctx.conn.prepare(&sql).map_err(|e| sessions::db(ctx, e))?;
+            let rows: Vec<String> = stmt
+                .query_map(rusqlite::params![1, "x"], |r| r.get::<_, String>(3))
+                .and_then(|r| r.collect())
+                .map_err(|e| sessions::db(ctx, e))?;
+            Ok(rows.join("\n"))
+        })
+        .unwrap();
+    assert!(
+        !plan.contains("SCAN messages"),
+        "full scan of messages:\n{plan}"
+    );
+    assert!(
+        plan.contains("messages_pending_by_key") && plan.contains("messages_pending_by_name"),
+        "{plan}"
+    );
+}
