@@ -28,6 +28,7 @@ pub mod error;
 pub mod ids;
 pub mod json;
 pub mod ready;
+pub mod service;
 
 pub use autostart::{ServiceManager, ServiceUnit, connect_or_start};
 pub use caller::CallerFromEnv;
