@@ -41,7 +41,7 @@ fn parses_ready_and_error_lines() {
 fn ready_line_returns_the_pid_and_the_child_is_detached() {
     let tmp = tempfile::tempdir().unwrap();
     let state = StateDir::new(tmp.path().join("state"));
-    let script = r#"echo "ready $$" >&"$CLAUDE_MESH_READY_FD"; exec sleep 2"#;
+    let script = r#"echo "ready $$" > "/proc/self/fd/$CLAUDE_MESH_READY_FD"; exec sleep 2"#;
     let pid = spawn_sh(&state, script, Duration::from_secs(5)).unwrap();
     // SAFETY: getsid has no memory-safety preconditions.
     let sid = unsafe { libc::getsid(pid as libc::pid_t) };
@@ -54,7 +54,7 @@ fn ready_line_returns_the_pid_and_the_child_is_detached() {
 fn daemon_sees_state_dir_and_root_cwd_but_no_session_env() {
     let tmp = tempfile::tempdir().unwrap();
     let state = StateDir::new(tmp.path().join("state"));
-    let script = r#"echo "error: home=$CLAUDE_MESH_HOME cwd=$(pwd) pid=${CLAUDE_PID-unset}" >&"$CLAUDE_MESH_READY_FD""#;
+    let script = r#"echo "error: home=$CLAUDE_MESH_HOME cwd=$(pwd) pid=${CLAUDE_PID-unset}" > "/proc/self/fd/$CLAUDE_MESH_READY_FD""#;
     let reason = start_failed_reason(spawn_sh(&state, script, Duration::from_secs(5)));
     assert_eq!(
         reason,
