@@ -22,6 +22,7 @@
 
 pub mod autostart;
 pub mod caller;
+pub mod claude_config;
 pub mod connection;
 pub mod display;
 pub mod error;

@@ -1,0 +1,135 @@
+//! Writing a configuration file safely: timestamped backup first, then a temp file in the same
+//! directory, fsync, rename over the original (keeping its mode), fsync of the directory.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::ConfigError;
+
+/// Mode of a file we create (`~/.claude.json` holds account state, so not world-readable).
+const NEW_FILE_MODE: u32 = 0o600;
+
+/// Reads `path`; `None` if it does not exist.
+pub(crate) fn read_optional(path: &Path) -> Result<Option<String>, ConfigError> {
+    match fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ConfigError::io("read", path)(e)),
+    }
+}
+
+/// The file to write through: the target of a symlink (dotfile managers link these files), so
+/// that the rename replaces the real file and not the link.
+pub(crate) fn resolve(path: &Path) -> PathBuf {
+    fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// `YYYYmmddTHHMMSS` in UTC.
+pub(crate) fn timestamp(now: SystemTime) -> String {
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Copies `path` to `<path>.mesh-backup-<timestamp>` (with `-N` if that exists already).
+pub(crate) fn backup(path: &Path, stamp: &str) -> Result<PathBuf, ConfigError> {
+    let base = format!("{}.mesh-backup-{stamp}", path.display());
+    let mut candidate = PathBuf::from(&base);
+    let mut n = 1;
+    while candidate.exists() {
+        candidate = PathBuf::from(format!("{base}-{n}"));
+        n += 1;
+    }
+    fs::copy(path, &candidate).map_err(ConfigError::io("back up", path))?;
+    Ok(candidate)
+}
+
+/// Replaces `path` by `text` atomically, keeping the mode of the existing file.
+pub(crate) fn atomic_write(path: &Path, text: &str) -> Result<(), ConfigError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(ConfigError::io("create directory", dir))?;
+    let mode = match fs::metadata(path) {
+        Ok(meta) => meta.permissions().mode() & 0o7777,
+        Err(_) => NEW_FILE_MODE,
+    };
+    let name = path
+        .file_name()
+        .map_or_else(Default::default, |n| n.to_string_lossy().into_owned());
+    let tmp = dir.join(format!(".{name}.mesh-tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        file.set_permissions(fs::Permissions::from_mode(mode))?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(ConfigError::io("write", path))
+}
+
+/// Removes `path` (after it has been backed up) and syncs its directory.
+pub(crate) fn remove(path: &Path) -> Result<(), ConfigError> {
+    fs::remove_file(path).map_err(ConfigError::io("remove", path))?;
+    if let Some(dir) = path.parent() {
+        let _ = File::open(dir).and_then(|d| d.sync_all());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timestamp_is_utc_civil_time() {
+        assert_eq!(timestamp(UNIX_EPOCH), "19700101T000000");
+        let t = UNIX_EPOCH + Duration::from_secs(1_709_210_096); // 2024-02-29 12:34:56 UTC
+        assert_eq!(timestamp(t), "20240229T123456");
+    }
+
+    #[test]
+    fn atomic_write_keeps_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.json");
+        fs::write(&path, "{}").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+        atomic_write(&path, "{\"a\":1}").unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "{\"a\":1}");
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
+    }
+}
