@@ -354,7 +354,7 @@ impl Connection {
 
 /// Connect the socket; nothing listening (no socket file, or connect refused) is
 /// [`ClientError::NotRunning`].
-fn open_stream(socket: &Path) -> Result<UnixStream, ClientError> {
+pub fn open_stream(socket: &Path) -> Result<UnixStream, ClientError> {
     UnixStream::connect(socket).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => ClientError::NotRunning {
             socket: socket.to_owned(),

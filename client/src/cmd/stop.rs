@@ -5,7 +5,6 @@
 //! daemon can be stopped too.
 
 use std::io;
-use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -72,17 +71,10 @@ pub fn restart(args: Args) -> anyhow::Result<ExitCode> {
 /// SIGTERM the daemon serving `state` and wait for it to exit. `None`: none was running.
 fn stop_daemon(state: &StateDir) -> anyhow::Result<Option<u32>> {
     let socket = state.socket();
-    let mut stream = match UnixStream::connect(&socket) {
+    let mut stream = match mesh_client::connection::open_stream(&socket) {
         Ok(s) => s,
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
-            ) =>
-        {
-            return Ok(None);
-        }
-        Err(e) => return Err(e).with_context(|| format!("cannot connect to {}", socket.display())),
+        Err(e) if e.is_not_running() => return Ok(None),
+        Err(e) => return Err(e.into()),
     };
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     stream.set_write_timeout(Some(Duration::from_secs(2)))?;

@@ -19,6 +19,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use mesh_client::connection::open_stream;
 use mesh_client::{ClientError, ConnectOptions, Connection, connect_or_start};
 use mesh_daemon::paths::StateDir;
 use mesh_proto::{Ask, AskOutcome, AskResult, AwaitAnswer, Caller, ErrorCode, FrameError};
@@ -38,18 +39,13 @@ impl Link {
     /// exactly as [`connect_or_start`] does, then connect again.
     fn open(state: &StateDir, opts: &ConnectOptions) -> Result<Self, ClientError> {
         let path = state.socket();
-        let stream = match UnixStream::connect(&path) {
+        let stream = match open_stream(&path) {
             Ok(s) => s,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
-                ) =>
-            {
+            Err(e) if e.is_not_running() => {
                 drop(connect_or_start(state, opts)?);
-                UnixStream::connect(&path).map_err(|e| io_error(&path, e))?
+                open_stream(&path)?
             }
-            Err(e) => return Err(io_error(&path, e)),
+            Err(e) => return Err(e),
         };
         let socket = stream.try_clone().map_err(|e| ClientError::Io {
             context: "cannot duplicate the daemon socket".into(),
@@ -70,13 +66,6 @@ impl Link {
         // SAFETY: one valid pollfd, zero timeout; the fd is open while `self` lives.
         let n = unsafe { libc::poll(&mut pfd, 1, 0) };
         n != 0
-    }
-}
-
-fn io_error(path: &std::path::Path, e: io::Error) -> ClientError {
-    ClientError::Io {
-        context: format!("cannot connect to the mesh daemon at {}", path.display()),
-        source: e,
     }
 }
 
