@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mesh_proto::{
-    AskResult, Caller, Deregistered, ErrorCode, Me, Peers, Pong, Replied, Request, Response, Scope,
-    Sent, SessionInfo, WireError,
+    AskResult, Caller, Deregistered, ErrorCode, Inbox, Me, Peers, Pong, Replied, Request, Response,
+    Scope, Sent, SessionInfo, WireError,
 };
 use tokio::sync::oneshot;
 
@@ -16,7 +16,7 @@ use crate::naming;
 use crate::procinfo::{self, LazyLineage};
 use crate::store::messages;
 use crate::store::sessions::{self, CallerProcs, Registration, SessionRow};
-use crate::store::{Ctx, Store};
+use crate::store::{Ctx, Reader, Store};
 
 /// The longest an ask may wait, whatever the client asks for (one day).
 pub const MAX_ASK_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
@@ -90,7 +90,7 @@ fn need_session(row: Option<SessionRow>) -> Result<SessionRow, WireError> {
     })
 }
 
-fn info_of(ctx: &Ctx<'_>, row: &sessions::SessionRow) -> Result<SessionInfo, WireError> {
+fn info_of(ctx: &Reader<'_>, row: &sessions::SessionRow) -> Result<SessionInfo, WireError> {
     Ok(row.info(sessions::pending_of(ctx, row)?))
 }
 
@@ -120,6 +120,21 @@ where
         .await
 }
 
+/// Like [`as_caller`] for requests that only read: on this thread, off the store thread
+/// ([`Store::read`]), so a hook's `WhoAmI` costs one socket round trip and a query.
+fn as_caller_read<T>(
+    shared: &Shared,
+    caller: &Caller,
+    peer: &Peer,
+    f: impl FnOnce(&Reader<'_>, Option<SessionRow>) -> Result<T, WireError>,
+) -> Result<T, WireError> {
+    let who = caller_procs(caller, peer);
+    shared.store.read(|r| {
+        let me = sessions::resolve_caller(r, &who)?;
+        f(r, me)
+    })
+}
+
 fn asked(question: mesh_proto::Message, result: AskResult) -> Outcome {
     Outcome::Now(Response::Asked(mesh_proto::AskOutcome { question, result }))
 }
@@ -147,13 +162,12 @@ pub async fn handle(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Outcome 
         })
         .await
         .into(),
-        Request::WhoAmI(w) => as_caller(shared, &w.caller, peer, |ctx, me| {
-            let session = me.map(|row| info_of(ctx, &row)).transpose()?;
+        Request::WhoAmI(w) => as_caller_read(shared, &w.caller, peer, |r, me| {
+            let session = me.map(|row| info_of(r, &row)).transpose()?;
             Ok(Response::Me(Me { session }))
         })
-        .await
         .into(),
-        Request::List(l) => list(shared, peer, l).await.into(),
+        Request::List(l) => list(shared, peer, l).into(),
         Request::SetSummary(s) => as_caller(shared, &s.caller, peer, move |ctx, me| {
             sessions::set_summary(ctx, need_session(me)?.key, &s.summary)?;
             Ok(Response::Done)
@@ -210,17 +224,42 @@ pub async fn handle(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Outcome 
         })
         .await
         .into(),
-        Request::Consume(c) => as_caller(shared, &c.caller, peer, move |ctx, me| {
-            let inbox = messages::consume(ctx, me.as_ref(), c.class, c.peek, c.max_bytes as usize)?;
-            Ok(Response::Inbox(inbox))
-        })
-        .await
-        .into(),
-        Request::MessageStatus(m) => store
-            .call(move |ctx| Ok(Response::Message(messages::status(ctx, m.message_id)?)))
-            .await
+        Request::Consume(c) => {
+            // Most hook calls find nothing: answer those from a read, with no write and no
+            // wait for the store thread. Anything else is consumed in the store.
+            let empty = as_caller_read(shared, &c.caller, peer, |r, me| match me {
+                Some(row) => Ok(sessions::pending_of(r, &row)? == 0),
+                None => Ok(false),
+            });
+            match empty {
+                Ok(true) => {
+                    return Outcome::Now(Response::Inbox(Inbox {
+                        messages: Vec::new(),
+                        remaining: 0,
+                    }));
+                }
+                Ok(false) => {}
+                Err(e) => return Outcome::Now(Response::Error(e)),
+            }
+            consume(shared, peer, c).await.into()
+        }
+        Request::MessageStatus(m) => shared
+            .store
+            .read(|r| Ok(Response::Message(messages::status(r, m.message_id)?)))
             .into(),
     }
+}
+
+async fn consume(
+    shared: &Arc<Shared>,
+    peer: &Peer,
+    c: mesh_proto::Consume,
+) -> Result<Response, WireError> {
+    as_caller(shared, &c.caller.clone(), peer, move |ctx, me| {
+        let inbox = messages::consume(ctx, me.as_ref(), c.class, c.peek, c.max_bytes as usize)?;
+        Ok(Response::Inbox(inbox))
+    })
+    .await
 }
 
 async fn register(
@@ -283,11 +322,7 @@ async fn register(
     Ok(Response::Registered(info))
 }
 
-async fn list(
-    shared: &Arc<Shared>,
-    peer: &Peer,
-    l: mesh_proto::List,
-) -> Result<Response, WireError> {
+fn list(shared: &Arc<Shared>, peer: &Peer, l: mesh_proto::List) -> Result<Response, WireError> {
     // For a caller outside any session, scope by the directory the command runs in.
     let peer_dir = match l.scope {
         Scope::Machine => None,
@@ -298,8 +333,7 @@ async fn list(
             (cwd.to_string_lossy().into_owned(), git)
         }),
     };
-    let caller = l.caller.clone();
-    as_caller(shared, &caller, peer, move |ctx, me| {
+    as_caller_read(shared, &l.caller, peer, |ctx, me| {
         let (cwd, git) = match (&me, peer_dir) {
             (Some(row), _) => (Some(row.cwd.clone()), row.git_root.clone()),
             (None, Some((cwd, git))) => (Some(cwd), git),
@@ -314,7 +348,6 @@ async fn list(
         )?;
         Ok(Response::Peers(Peers { sessions }))
     })
-    .await
 }
 
 /// Undo the delivery of an answer that could not be written to its asker.

@@ -12,7 +12,7 @@ use rusqlite::{OptionalExtension, Row, params};
 use tokio::sync::oneshot;
 
 use super::sessions::{self, SessionRow, Target, db};
-use super::{Ctx, Waiter};
+use super::{Ctx, Reader, Waiter};
 
 /// Display name of the human user as a sender or recipient.
 pub const USER: &str = "user";
@@ -131,7 +131,7 @@ fn insert(
     get(ctx, id)?.ok_or_else(|| WireError::new(ErrorCode::Internal, "inserted message vanished"))
 }
 
-fn get(ctx: &Ctx<'_>, id: i64) -> Result<Option<Message>, WireError> {
+fn get(ctx: &Reader<'_>, id: i64) -> Result<Option<Message>, WireError> {
     ctx.conn
         .prepare_cached(&format!("SELECT {COLUMNS} FROM messages WHERE id = ?1"))
         .and_then(|mut s| s.query_row(params![id], from_row).optional())
@@ -471,7 +471,7 @@ pub fn consume(
 }
 
 /// One message and its status.
-pub fn status(ctx: &Ctx<'_>, id: u64) -> Result<Message, WireError> {
+pub fn status(ctx: &Reader<'_>, id: u64) -> Result<Message, WireError> {
     get(ctx, id_of(id)?)?
         .ok_or_else(|| WireError::new(ErrorCode::UnknownMessage, format!("no message {id}")))
 }

@@ -7,14 +7,21 @@
 //! of the fsync. Only after the commit succeeds does a caller get its result; side effects
 //! that must not happen for uncommitted data (waking a blocked asker) are queued as
 //! [`Ctx::after_commit`] effects and run after the commit, never before.
+//!
+//! Requests that only read (who am I, list, a message's status, an empty inbox) do not queue
+//! behind the writer: [`Store::read`] runs them on the calling thread, on one of a few
+//! read-only connections, in a read transaction (WAL lets readers run beside the writer and
+//! shows them only committed data). On the hook's hot path this saves two cross-thread
+//! wake-ups, which in a VM cost more than the query itself.
 
 pub mod messages;
 mod schema;
 pub mod sessions;
 
 use std::collections::HashMap;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -26,6 +33,10 @@ pub use schema::SCHEMA_VERSION;
 
 /// Most jobs run in one transaction.
 const MAX_BATCH: usize = 512;
+
+/// Read-only connections kept open for [`Store::read`]; more are opened under load and closed
+/// after use.
+const MAX_IDLE_READERS: usize = 4;
 
 /// A question whose asker is blocked on an open connection.
 #[derive(Debug)]
@@ -79,9 +90,23 @@ impl Waiters {
 
 type Effect = Box<dyn FnOnce() + Send>;
 
-/// What a job sees: the connection inside the batch transaction, the waiters, and the clock.
-pub struct Ctx<'a> {
+/// What a read sees: a connection inside a transaction, and the database's path (for errors).
+#[derive(Debug)]
+pub struct Reader<'a> {
     pub conn: &'a Connection,
+    path: &'a Path,
+}
+
+impl Reader<'_> {
+    pub fn path(&self) -> &Path {
+        self.path
+    }
+}
+
+/// What a job sees: the connection inside the batch transaction, the waiters, and the clock.
+/// It derefs to a [`Reader`], so every read-only query runs in either place.
+pub struct Ctx<'a> {
+    reader: Reader<'a>,
     pub waiters: &'a mut Waiters,
     /// The batch's timestamp, ms since the epoch.
     pub now_ms: i64,
@@ -94,6 +119,14 @@ impl std::fmt::Debug for Ctx<'_> {
         f.debug_struct("Ctx")
             .field("now_ms", &self.now_ms)
             .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Deref for Ctx<'a> {
+    type Target = Reader<'a>;
+
+    fn deref(&self) -> &Reader<'a> {
+        &self.reader
     }
 }
 
@@ -156,6 +189,8 @@ enum Msg {
 pub struct Store {
     tx: mpsc::Sender<Msg>,
     path: PathBuf,
+    /// Idle read-only connections for [`Store::read`].
+    readers: Arc<Mutex<Vec<Connection>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -184,6 +219,7 @@ impl Store {
         let store = Store {
             tx,
             path: path.to_owned(),
+            readers: Arc::default(),
         };
         let handle = store.clone();
         let thread = std::thread::Builder::new()
@@ -211,6 +247,36 @@ impl Store {
         let (tx, rx) = oneshot::channel();
         self.submit(f, tx)?;
         rx.await.map_err(|_| shutting_down())?
+    }
+
+    /// Run `f` on this thread in a read transaction on a read-only connection: it sees what is
+    /// committed, and never waits for the store thread. For short queries only (it blocks the
+    /// calling thread, a tokio worker).
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&Reader<'_>) -> Result<T, WireError>,
+    ) -> Result<T, WireError> {
+        let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => open_reader(&self.path).map_err(|e| sql_error(&e, &self.path))?,
+        };
+        let reader = Reader {
+            conn: &conn,
+            path: &self.path,
+        };
+        conn.execute_batch("BEGIN")
+            .map_err(|e| sql_error(&e, &self.path))?;
+        let out = f(&reader);
+        // Ending a read transaction cannot lose anything; a failure here means the
+        // connection is in a bad state, so it is not reused.
+        if conn.execute_batch("COMMIT").is_ok() {
+            let mut idle = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(conn);
+            }
+        }
+        out
     }
 
     /// Like [`Store::call`] but without waiting for the result (for follow-up work).
@@ -284,6 +350,18 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     // over every request waiting in the same batch.
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", true)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+/// A connection for [`Store::read`]: it refuses writes (`query_only`), and waits for the
+/// writer's lock only in the rare moments a checkpoint or recovery needs it.
+fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.pragma_update(None, "query_only", true)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     Ok(conn)
 }
@@ -377,7 +455,7 @@ fn run_batch(
         return;
     }
     let mut ctx = Ctx {
-        conn,
+        reader: Reader { conn, path },
         waiters,
         now_ms: now_ms(),
         store,

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use mesh_proto::{AskResult, ErrorCode, Scope, SessionInfo, WireError};
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::Ctx;
+use super::{Ctx, Reader};
 
 /// A row of `sessions`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,8 +114,8 @@ pub struct Registration {
     pub transcript_path: Option<String>,
 }
 
-pub(crate) fn db(ctx: &Ctx<'_>, e: rusqlite::Error) -> WireError {
-    super::sql_error(&e, ctx.store.path())
+pub(crate) fn db(ctx: &Reader<'_>, e: rusqlite::Error) -> WireError {
+    super::sql_error(&e, ctx.path())
 }
 
 /// Register or re-register a session; it is live and busy afterwards.
@@ -180,7 +180,7 @@ pub fn register(ctx: &mut Ctx<'_>, reg: Registration) -> Result<SessionRow, Wire
         .ok_or_else(|| WireError::new(ErrorCode::Internal, "registered session vanished"))
 }
 
-pub fn by_key(ctx: &Ctx<'_>, key: i64) -> Result<Option<SessionRow>, WireError> {
+pub fn by_key(ctx: &Reader<'_>, key: i64) -> Result<Option<SessionRow>, WireError> {
     ctx.conn
         .prepare_cached(&format!("SELECT {COLUMNS} FROM sessions WHERE key = ?1"))
         .and_then(|mut s| s.query_row(params![key], from_row).optional())
@@ -238,7 +238,7 @@ fn set_dead(ctx: &mut Ctx<'_>, key: i64) -> Result<(), WireError> {
 }
 
 /// `(key, pid, start)` of every session believed live.
-pub fn live_processes(ctx: &Ctx<'_>) -> Result<Vec<(i64, u32, u64)>, WireError> {
+pub fn live_processes(ctx: &Reader<'_>) -> Result<Vec<(i64, u32, u64)>, WireError> {
     ctx.conn
         .prepare_cached("SELECT key, pid, start_time FROM sessions WHERE live = 1")
         .and_then(|mut s| {
@@ -301,7 +301,10 @@ pub struct CallerProcs {
 }
 
 /// Find the caller's live session (CONTRACT.md, "Identity"), or `None`: the user.
-pub fn resolve_caller(ctx: &Ctx<'_>, who: &CallerProcs) -> Result<Option<SessionRow>, WireError> {
+pub fn resolve_caller(
+    ctx: &Reader<'_>,
+    who: &CallerProcs,
+) -> Result<Option<SessionRow>, WireError> {
     let mut by_process = ctx
         .conn
         .prepare_cached(&format!(
@@ -339,7 +342,7 @@ pub fn resolve_caller(ctx: &Ctx<'_>, who: &CallerProcs) -> Result<Option<Session
 
 /// Sessions ordered by name, then age. A table scan sorted here: SQLite would walk the name
 /// index and fetch each row separately, ten times slower for a thousand sessions.
-fn all_rows(ctx: &Ctx<'_>, include_offline: bool) -> Result<Vec<SessionRow>, WireError> {
+fn all_rows(ctx: &Reader<'_>, include_offline: bool) -> Result<Vec<SessionRow>, WireError> {
     let sql = if include_offline {
         format!("SELECT {COLUMNS} FROM sessions NOT INDEXED")
     } else {
@@ -361,7 +364,7 @@ struct Pending {
 }
 
 impl Pending {
-    fn load(ctx: &Ctx<'_>) -> Result<Self, WireError> {
+    fn load(ctx: &Reader<'_>) -> Result<Self, WireError> {
         let by_key = ctx
             .conn
             .prepare_cached(
@@ -413,7 +416,7 @@ pub(crate) const PENDING_FOR_SESSION: &str = "id IN (
            (SELECT 1 FROM sessions s WHERE s.key = m.to_key AND s.live = 1))))";
 
 /// The pending count of one session (what it would receive if it consumed now), by index.
-pub fn pending_of(ctx: &Ctx<'_>, row: &SessionRow) -> Result<u32, WireError> {
+pub fn pending_of(ctx: &Reader<'_>, row: &SessionRow) -> Result<u32, WireError> {
     // An offline row counts only what waits on its key (its name's mail goes to live peers).
     let name = row.live.then_some(row.name_norm.as_str());
     ctx.conn
@@ -426,7 +429,7 @@ pub fn pending_of(ctx: &Ctx<'_>, row: &SessionRow) -> Result<u32, WireError> {
 
 /// Sessions for `list`, relative to `scope_cwd` / `scope_git_root` for the narrower scopes.
 pub fn list(
-    ctx: &Ctx<'_>,
+    ctx: &Reader<'_>,
     scope: Scope,
     scope_cwd: Option<&str>,
     scope_git_root: Option<&str>,
@@ -461,7 +464,11 @@ pub enum Target {
 }
 
 /// Resolve an address: `*`, a name (case-insensitive), or an id prefix of >= 4 characters.
-pub fn resolve_target(ctx: &Ctx<'_>, to: &str, sender: Option<i64>) -> Result<Target, WireError> {
+pub fn resolve_target(
+    ctx: &Reader<'_>,
+    to: &str,
+    sender: Option<i64>,
+) -> Result<Target, WireError> {
     let to = to.trim();
     if to.is_empty() {
         return Err(WireError::new(
@@ -528,7 +535,7 @@ pub fn resolve_target(ctx: &Ctx<'_>, to: &str, sender: Option<i64>) -> Result<Ta
     ))
 }
 
-fn query_rows(ctx: &Ctx<'_>, filter: &str, arg: &str) -> Result<Vec<SessionRow>, WireError> {
+fn query_rows(ctx: &Reader<'_>, filter: &str, arg: &str) -> Result<Vec<SessionRow>, WireError> {
     ctx.conn
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM sessions WHERE {filter} ORDER BY key"

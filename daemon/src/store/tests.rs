@@ -390,3 +390,39 @@ fn pending_lookups_use_the_indexes_not_a_scan() {
         "{plan}"
     );
 }
+
+#[test]
+fn reads_off_the_store_thread_see_every_commit_and_cannot_write() {
+    let (_d, store, _t) = open();
+    let a = register(&store, reg("aaaa-1111", 10, 1, "alpha"));
+    let pending = |row: &sessions::SessionRow| {
+        store
+            .read(|r| sessions::pending_of(r, row))
+            .expect("read the pending count")
+    };
+    assert_eq!(pending(&a), 0);
+    // Each send's result arrives after its commit, so the next read must see it.
+    for n in 1..=3 {
+        send(&store, None, "alpha", "hello").unwrap();
+        assert_eq!(pending(&a), n);
+    }
+    consume(&store, a.clone(), Class::All);
+    assert_eq!(pending(&a), 0);
+    // The pooled connections only read.
+    let write = store.read(|r| {
+        r.conn
+            .execute("DELETE FROM messages", [])
+            .map_err(|e| sessions::db(r, e))
+    });
+    let err = write.expect_err("a reader must refuse writes");
+    assert!(err.message.contains("readonly"), "{}", err.message);
+    let status = store
+        .call_blocking(|ctx| {
+            Ok(ctx
+                .conn
+                .query_row("SELECT count(*) FROM messages", [], |r| r.get::<_, i64>(0))
+                .unwrap())
+        })
+        .unwrap();
+    assert_eq!(status, 3, "nothing was deleted");
+}
