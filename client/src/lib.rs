@@ -26,6 +26,7 @@ pub mod claude_config;
 pub mod connection;
 pub mod display;
 pub mod error;
+pub mod health;
 pub mod ids;
 pub mod json;
 pub mod ready;

@@ -42,6 +42,12 @@ enum Command {
     Stop(cmd::stop::Args),
     /// Restart the daemon (queued mail survives)
     Restart(cmd::stop::Args),
+    /// Install the service unit and register hooks, MCP server and status line with Claude Code
+    Install(cmd::install::InstallArgs),
+    /// Undo exactly what `mesh install` did
+    Uninstall(cmd::install::UninstallArgs),
+    /// Diagnose every layer of the installation; non-zero exit if anything is wrong
+    Health(cmd::health::Args),
     /// Claude Code hook shim: reads the hook's JSON on stdin, prints hook JSON, always exits 0
     Hook {
         /// session-start, user-prompt-submit, post-tool-use, stop or session-end
@@ -78,6 +84,9 @@ fn main() -> ExitCode {
         Command::Message(args) => cmd::message::run(args),
         Command::Stop(args) => cmd::stop::stop(args),
         Command::Restart(args) => cmd::stop::restart(args),
+        Command::Install(args) => cmd::install::install(args),
+        Command::Uninstall(args) => cmd::install::uninstall(args),
+        Command::Health(args) => cmd::health::run(args),
         Command::Hook { event } => Ok(hook::main(std::ffi::OsStr::new(&event))),
         Command::Mcp => mcp::run(),
         Command::Statusline => Ok(cmd::statusline::main()),

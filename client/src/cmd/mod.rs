@@ -3,7 +3,9 @@
 //! pipe (`mesh list | head`).
 
 pub mod ask;
+pub mod health;
 pub mod inbox;
+pub mod install;
 pub mod list;
 pub mod message;
 pub mod reply;

@@ -1,0 +1,1 @@
+//! `mesh health` against a real daemon (being written).

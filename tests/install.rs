@@ -1,0 +1,1 @@
+//! `mesh install` / `mesh uninstall` round trips on temp HOMEs (being written).
