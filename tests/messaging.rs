@@ -333,3 +333,55 @@ fn concurrent_consumers_get_disjoint_sets_in_order() {
         "a message was lost"
     );
 }
+
+#[test]
+fn poll_takes_urgent_mail_only_for_the_current_session_id() {
+    let mesh = Mesh::start();
+    let alpha = mesh.session("alpha");
+    let beta = mesh.session("beta");
+    let poll = |caller: mesh_proto::Caller| {
+        mesh.conn()
+            .poll(mesh_proto::Poll {
+                caller,
+                class: Class::Urgent,
+                max_bytes: 0,
+            })
+            .unwrap()
+    };
+    let as_beta = |id: &str| mesh_proto::Caller {
+        claude_pid: beta.caller.claude_pid,
+        session_id: Some(id.to_owned()),
+    };
+    // Nothing pending: the session, nothing taken.
+    let p = poll(as_beta(&beta.info.session_id));
+    assert_eq!(p.session.as_ref().unwrap().key, beta.info.key);
+    assert!(p.inbox.messages.is_empty());
+
+    let task = send(&mesh, &alpha, "beta", Kind::Task, "run the tests")[0];
+    let note = send(&mesh, &alpha, "beta", Kind::Note, "fyi")[0];
+    // The process is beta's but the daemon knows it under another id (a /clear whose
+    // SessionStart failed): the session comes back, nothing is taken.
+    let p = poll(as_beta("some-newer-session-id"));
+    assert_eq!(p.session.unwrap().pending, 2);
+    assert!(p.inbox.messages.is_empty());
+    // Outside any session: no session, and the user's own mail is not touched.
+    let from_user = mesh
+        .conn()
+        .send(Send {
+            caller: alpha.caller.clone(),
+            to: "beta".into(),
+            kind: Kind::Task,
+            body: "second".into(),
+        })
+        .unwrap();
+    let p = poll(mesh_proto::Caller::default());
+    assert!(p.session.is_none() && p.inbox.messages.is_empty(), "{p:?}");
+    // The current id: the urgent mail is taken (in order), the note waits.
+    let p = poll(as_beta(&beta.info.session_id));
+    let ids: Vec<u64> = p.inbox.messages.iter().map(|m| m.id).collect();
+    assert_eq!(ids, [task, from_user.messages[0].id]);
+    assert_eq!(p.inbox.remaining, 0);
+    assert_eq!(p.session.unwrap().pending, 1, "the note is still pending");
+    let rest = consume(&mesh, &beta, Class::All);
+    assert_eq!(rest.iter().map(|m| m.id).collect::<Vec<_>>(), [note]);
+}

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use mesh_proto::{
     Ask, AskOutcome, ClientHello, Consume, Deregister, Deregistered, FrameError, Inbox, List,
-    MAGIC, Me, Message, MessageStatus, PROTOCOL_VERSION, Peers, Ping, Pong, Register, Replied,
-    Reply, Request, Response, Send, Sent, ServerHello, SessionInfo, SetIdle, WhoAmI, read_frame,
-    write_frame,
+    MAGIC, Me, Message, MessageStatus, PROTOCOL_VERSION, Peers, Ping, Poll, Polled, Pong, Register,
+    Replied, Reply, Request, Response, Send, Sent, ServerHello, SessionInfo, SetIdle, WhoAmI,
+    read_frame, write_frame,
 };
 
 use crate::error::ClientError;
@@ -340,6 +340,15 @@ impl Connection {
         match self.call(req)? {
             Response::Inbox(i) => Ok(i),
             other => Err(ClientError::unexpected("Consume", &other)),
+        }
+    }
+
+    /// A hook's poll: the caller's session and, when it is current, its pending messages of a
+    /// class, taken (see [`Poll`]).
+    pub fn poll(&mut self, req: Poll) -> Result<Polled, ClientError> {
+        match self.call(req)? {
+            Response::Polled(p) => Ok(p),
+            other => Err(ClientError::unexpected("Poll", &other)),
         }
     }
 

@@ -100,6 +100,11 @@ impl ClientError {
         matches!(self, ClientError::NotRunning { .. })
     }
 
+    /// The daemon speaks another protocol version (one binary was upgraded, not the other).
+    pub fn is_version_mismatch(&self) -> bool {
+        matches!(self, ClientError::VersionMismatch { .. })
+    }
+
     /// The wire error code, for errors the daemon sent.
     pub fn wire_code(&self) -> Option<ErrorCode> {
         match self {
@@ -138,6 +143,7 @@ pub(crate) fn response_name(response: &Response) -> &'static str {
         Response::Replied(_) => "Replied",
         Response::Inbox(_) => "Inbox",
         Response::Message(_) => "Message",
+        Response::Polled(_) => "Polled",
     }
 }
 

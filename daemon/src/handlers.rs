@@ -243,11 +243,60 @@ pub async fn handle(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Outcome 
             }
             consume(shared, peer, c).await.into()
         }
+        Request::Poll(p) => poll(shared, peer, p).await.into(),
         Request::MessageStatus(m) => shared
             .store
             .read(|r| Ok(Response::Message(messages::status(r, m.message_id)?)))
             .into(),
     }
+}
+
+/// A hook's poll ([`mesh_proto::Poll`]). A read answers it when there is nothing to take (no
+/// session, another session id, an empty inbox): no write, no store thread. Otherwise the
+/// store resolves the caller again and consumes, in one job.
+async fn poll(
+    shared: &Arc<Shared>,
+    peer: &Peer,
+    p: mesh_proto::Poll,
+) -> Result<Response, WireError> {
+    fn empty() -> Inbox {
+        Inbox {
+            messages: Vec::new(),
+            remaining: 0,
+        }
+    }
+    let wanted = p.caller.session_id.clone().filter(|s| !s.is_empty());
+    let current = move |row: &SessionRow| wanted.as_ref().is_none_or(|id| *id == row.session_id);
+    let quick = {
+        let current = current.clone();
+        as_caller_read(shared, &p.caller, peer, move |r, me| {
+            let Some(row) = me else {
+                return Ok(Some(None));
+            };
+            let pending = sessions::pending_of(r, &row)?;
+            Ok((pending == 0 || !current(&row)).then(|| Some(row.info(pending))))
+        })?
+    };
+    if let Some(session) = quick {
+        return Ok(Response::Polled(mesh_proto::Polled {
+            session,
+            inbox: empty(),
+        }));
+    }
+    let caller = p.caller.clone();
+    as_caller(shared, &caller, peer, move |ctx, me| {
+        let (session, inbox) = match me {
+            Some(row) if current(&row) => {
+                let inbox =
+                    messages::consume(ctx, Some(&row), p.class, false, p.max_bytes as usize)?;
+                (Some(info_of(ctx, &row)?), inbox)
+            }
+            Some(row) => (Some(info_of(ctx, &row)?), empty()),
+            None => (None, empty()),
+        };
+        Ok(Response::Polled(mesh_proto::Polled { session, inbox }))
+    })
+    .await
 }
 
 async fn consume(

@@ -177,6 +177,9 @@ requests! {
     MessageStatus,
     /// Set the caller's session summary (shown by `list`).
     SetSummary,
+    /// A hook's poll: who the caller is and, only when it is a session whose current id is
+    /// the caller's, its pending messages of a class, taken. Never acts as the user.
+    Poll,
 }
 
 /// A response from the daemon. Append-only, like [`Request`].
@@ -195,6 +198,7 @@ pub enum Response {
     Replied(Replied),
     Inbox(Inbox),
     Message(Message),
+    Polled(Polled),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -345,6 +349,27 @@ pub struct Consume {
     /// Stop adding messages once their bodies exceed this many bytes (at least one message is
     /// always returned when any is pending). 0 means the daemon's default.
     pub max_bytes: u32,
+}
+
+/// One round trip for the hook on every tool call: [`WhoAmI`] and [`Consume`] together.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct Poll {
+    pub caller: Caller,
+    pub class: Class,
+    /// As in [`Consume::max_bytes`].
+    pub max_bytes: u32,
+}
+
+/// The answer to [`Poll`]. `session`: the caller's session (`None`: not inside one). `inbox` is
+/// empty unless that session's current id is the caller's `session_id` (when given): a caller
+/// the daemon knows under an older id (a `/clear` whose SessionStart hook failed) must
+/// re-register before it takes anything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct Polled {
+    pub session: Option<SessionInfo>,
+    pub inbox: Inbox,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

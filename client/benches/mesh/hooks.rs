@@ -12,7 +12,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
 use mesh_client::{ClientError, Connection};
-use mesh_proto::{Caller, Class, Consume, Kind, List, Register, Scope, Send, SetIdle, WhoAmI};
+use mesh_proto::{
+    Caller, Class, Consume, Kind, List, Poll, Register, Scope, Send, SetIdle, WhoAmI,
+};
 use serde_json::{Value, json};
 
 use crate::Plan;
@@ -53,9 +55,9 @@ enum Slot {
 /// A hook's requests, as `mesh hook` issues them on its one pipelined connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Requests {
-    /// post-tool-use: `WhoAmI` (pending 0: done).
+    /// post-tool-use: `Poll(Urgent)` (answered from a read: nothing to take).
     PostToolUse,
-    /// post-tool-use with mail: `WhoAmI`, `Consume(Urgent)`.
+    /// post-tool-use with mail: `Poll(Urgent)` (takes the task, one commit).
     PostToolUsePending,
     /// user-prompt-submit: `SetIdle(busy)`, `Consume(All)`.
     UserPromptSubmit,
@@ -261,14 +263,14 @@ pub fn run(
             "2c",
             2,
             format!(
-                "`mesh hook post-tool-use`, empty inbox: the hot path, every tool call (stdin {}; requests: `WhoAmI`)",
+                "`mesh hook post-tool-use`, empty inbox: the hot path, every tool call (stdin {}; requests: `Poll`)",
                 fmt_bytes(post_tool_use.len())
             ),
         ),
         (
             "2d",
             3,
-            "`mesh hook post-tool-use`, one task pending (queued before each run, not timed; requests: `WhoAmI`, `Consume`; prints the task)".to_owned(),
+            "`mesh hook post-tool-use`, one task pending (queued before each run, not timed; requests: `Poll`, which takes it with one commit; prints the task)".to_owned(),
         ),
         (
             "2e",
@@ -476,10 +478,11 @@ fn whoami_pending(conn: &mut Connection, caller: &Caller) -> u32 {
 /// The single requests the hooks are made of, round robin on one open connection (plus a new
 /// connection with its handshake and a `ping`): the note that splits the hooks' daemon time.
 fn per_request(plan: &Plan, s: &Session<'_>, dpid: u32) -> String {
-    const NAMES: [&str; 8] = [
+    const NAMES: [&str; 9] = [
         "new connection + pipelined handshake + `Ping`",
         "`Ping`",
         "`WhoAmI`",
+        "`Poll(Urgent)`, nothing pending",
         "`Consume(Urgent)`, nothing pending",
         "`Consume(All)`, nothing pending",
         "`SetIdle` (busy and idle alternately; writes, so 1 commit)",
@@ -514,12 +517,20 @@ fn per_request(plan: &Plan, s: &Session<'_>, dpid: u32) -> String {
                     c.whoami(WhoAmI { caller: caller() }).unwrap();
                 }
                 3 => {
-                    c.consume(consume(Class::Urgent)).unwrap();
+                    c.poll(Poll {
+                        caller: caller(),
+                        class: Class::Urgent,
+                        max_bytes: CONSUME_BYTES,
+                    })
+                    .unwrap();
                 }
                 4 => {
-                    c.consume(consume(Class::All)).unwrap();
+                    c.consume(consume(Class::Urgent)).unwrap();
                 }
                 5 => {
+                    c.consume(consume(Class::All)).unwrap();
+                }
+                6 => {
                     idle = !idle;
                     c.set_idle(SetIdle {
                         caller: caller(),
@@ -527,7 +538,7 @@ fn per_request(plan: &Plan, s: &Session<'_>, dpid: u32) -> String {
                     })
                     .unwrap();
                 }
-                6 => {
+                7 => {
                     c.register(Register {
                         session_id: SESSION_ID.to_owned(),
                         pid: Some(s.pid),
@@ -595,14 +606,13 @@ fn requests(r: Requests, s: &Session<'_>) -> f64 {
         .map(|inbox| inbox.messages.len())
     };
     let handed_out = match r {
-        Requests::PostToolUse => whoami(&mut c).map(|p| p as usize),
-        Requests::PostToolUsePending => whoami(&mut c).and_then(|p| {
-            if p > 0 {
-                consume(&mut c, Class::Urgent)
-            } else {
-                Ok(0)
-            }
-        }),
+        Requests::PostToolUse | Requests::PostToolUsePending => c
+            .poll(Poll {
+                caller: caller(),
+                class: Class::Urgent,
+                max_bytes: CONSUME_BYTES,
+            })
+            .map(|p| p.inbox.messages.len()),
         Requests::UserPromptSubmit => c
             .set_idle(SetIdle {
                 caller: caller(),

@@ -76,8 +76,13 @@ pub fn machine(dir: &Path) -> Vec<String> {
             dir.display()
         ),
         format!(
-            "- mesh binary: `{mesh}` ({:.1} MB, the profile `cargo bench` built)",
-            mesh_size as f64 / 1e6
+            "- mesh binary: `{mesh}` ({:.1} MB, {})",
+            mesh_size as f64 / 1e6,
+            if std::env::var_os("MESH_BENCH_BIN").is_some_and(|b| !b.is_empty()) {
+                "`$MESH_BENCH_BIN`"
+            } else {
+                "the profile `cargo bench` built"
+            }
         ),
     ]
 }

@@ -17,8 +17,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::report::{Stats, stats, us};
 
+/// The `mesh` binary under test: the one `cargo bench` built, or `$MESH_BENCH_BIN` (for
+/// instance the statically linked binary `./install.sh` installs).
 pub fn mesh_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_mesh")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("MESH_BENCH_BIN")
+            .ok()
+            .filter(|b| !b.is_empty())
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_mesh").to_owned())
+    })
 }
 
 /// Connect options for the bench's clients: never start a daemon.

@@ -22,15 +22,17 @@
 //! A caller the daemon cannot place in a session acts as the *user*, and consuming then would
 //! hand the human's own `mesh inbox` to the model. So mail is consumed only after the daemon
 //! confirmed the session in the same connection: by `Register` (session-start), `SetIdle`
-//! (user-prompt-submit; it refuses non-sessions) or `WhoAmI` (post-tool-use, stop). When the
+//! (user-prompt-submit; it refuses non-sessions), `WhoAmI` (stop), or in the same request by
+//! `Poll` (post-tool-use: the daemon takes mail only for a session whose current id is the
+//! hook's). When the
 //! session is unknown (SessionStart failed, or the hooks were installed while it was running),
 //! those hooks register it from their own input first: the session heals itself at its next
 //! hook. Likewise post-tool-use and stop re-register a session the daemon knows under an older
 //! id (a `/clear` whose SessionStart failed).
 //!
 //! Speed: no async runtime, no clap, no tracing subscriber; one blocking connection; one round
-//! trip after the handshake for `post-tool-use` with no mail (a read-only `WhoAmI`, whose
-//! pending count says whether to consume) and for `session-end`, two for the others.
+//! trip, pipelined with the handshake, for `post-tool-use` (a `Poll`, answered from a read when
+//! there is no mail) and for `session-end`, two for the others.
 
 pub(crate) mod deadline;
 pub(crate) mod input;
@@ -49,7 +51,8 @@ use mesh_client::caller::{CLAUDE_PID_ENV, SESSION_ID_ENV, caller_from_values};
 use mesh_client::{ClientError, ConnectOptions, Connection, connect_or_start};
 use mesh_daemon::paths::StateDir;
 use mesh_proto::{
-    Caller, Class, Consume, Deregister, ErrorCode, Inbox, Register, SessionInfo, SetIdle, WhoAmI,
+    Caller, Class, Consume, Deregister, ErrorCode, Inbox, Poll, Register, SessionInfo, SetIdle,
+    WhoAmI,
 };
 use serde::Serialize;
 
@@ -326,8 +329,23 @@ impl Hook<'_> {
         self.inject(Class::All)
     }
 
+    /// One round trip in the common case: `Poll` confirms the session and takes its urgent
+    /// mail together (the daemon answers from a read when there is none).
     fn post_tool_use(&mut self) -> anyhow::Result<Option<Output>> {
-        if self.session()?.pending == 0 {
+        self.budget()?;
+        let polled = self
+            .conn
+            .poll(Poll {
+                caller: self.caller.clone(),
+                class: Class::Urgent,
+                max_bytes: CONSUME_BYTES,
+            })
+            .context("cannot ask the daemon for this session's messages")?;
+        if polled.session.as_ref().is_some_and(|s| self.is_current(s)) {
+            return Ok(context(polled.inbox));
+        }
+        // Unknown, or known under an older id: heal the registration, then take the mail.
+        if self.register()?.pending == 0 {
             return Ok(None);
         }
         self.inject(Class::Urgent)
@@ -384,17 +402,17 @@ impl Hook<'_> {
             })
             .context("cannot ask the daemon who this session is")?;
         match me.session {
-            Some(s)
-                if self
-                    .caller
-                    .session_id
-                    .as_ref()
-                    .is_none_or(|id| *id == s.session_id) =>
-            {
-                Ok(s)
-            }
+            Some(s) if self.is_current(&s) => Ok(s),
             _ => self.register(),
         }
+    }
+
+    /// The daemon knows the session under the id of this hook's input (not an older one).
+    fn is_current(&self, s: &SessionInfo) -> bool {
+        self.caller
+            .session_id
+            .as_ref()
+            .is_none_or(|id| *id == s.session_id)
     }
 
     /// Register (or re-register) the session from the hook's input.
@@ -440,17 +458,21 @@ impl Hook<'_> {
 
     /// Consume `class` and render it as additional context (nothing when nothing is pending).
     fn inject(&mut self, class: Class) -> anyhow::Result<Option<Output>> {
-        let inbox = self.consume(class)?;
-        if inbox.messages.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(Output::Context(render::render(
-            &inbox.messages,
-            inbox.remaining,
-            Frame::Context,
-            &render::mesh_command,
-        ))))
+        Ok(context(self.consume(class)?))
     }
+}
+
+/// Messages handed out, as additional context (nothing when there are none).
+fn context(inbox: Inbox) -> Option<Output> {
+    if inbox.messages.is_empty() {
+        return None;
+    }
+    Some(Output::Context(render::render(
+        &inbox.messages,
+        inbox.remaining,
+        Frame::Context,
+        &render::mesh_command,
+    )))
 }
 
 #[cfg(test)]
