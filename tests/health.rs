@@ -1,1 +1,594 @@
-//! `mesh health` against a real daemon (being written).
+//! `mesh health` against real processes: the `mesh` binary, a real daemon (a `mesh daemon`
+//! process, or `mesh_daemon::run` in this process posing as an older version), a real SQLite
+//! file, and Claude Code settings written by the real installer code. Nothing is mocked.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+#[path = "common/user_manager.rs"]
+mod user_manager;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Output;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{Mesh, mesh_bin, opts, wait_for};
+use mesh_client::Connection;
+use mesh_client::claude_config::{Plan, claude_json_path, settings_path};
+use mesh_client::service::{ServiceSpec, SystemdUser, render_systemd};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use user_manager::UserManager;
+
+/// Every check `mesh health` runs when the daemon answers and the database exists.
+const ALL_CHECKS: &[&str] = &[
+    "binary.version",
+    "state.dir",
+    "state.socket",
+    "service.unit",
+    "daemon.reachable",
+    "daemon.version",
+    "db.file",
+    "db.schema",
+    "db.integrity",
+    "db.sessions",
+    "db.mail",
+    "claude.hooks",
+    "claude.mcp",
+    "claude.statusline",
+];
+
+/// `mesh health --json`: exit code and the parsed document.
+fn health_json(mesh: &Mesh) -> (i32, Value) {
+    let out = mesh.mesh().args(["health", "--json"]).output().unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let code = out.status.code().expect("mesh health exited by a signal");
+    (code, doc)
+}
+
+/// `mesh health` for a human.
+fn health_text(mesh: &Mesh) -> Output {
+    mesh.mesh().arg("health").output().unwrap()
+}
+
+fn check<'a>(doc: &'a Value, name: &str) -> &'a Value {
+    doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name} in {doc:#}"))
+}
+
+fn names(doc: &Value) -> Vec<String> {
+    doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Assert that check `name` came out at `level` with a fix mentioning `fix`.
+fn assert_check(doc: &Value, name: &str, level: &str, fix: &str) {
+    let c = check(doc, name);
+    assert_eq!(c["level"], level, "{name}: {c:#}\n{doc:#}");
+    let got = c["fix"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{name} has no fix: {c:#}"));
+    assert!(got.contains(fix), "{name}: fix {got:?} lacks {fix:?}");
+}
+
+fn assert_failed(code: i32, doc: &Value) {
+    assert_eq!(code, 1, "exit status: {doc:#}");
+    assert_eq!(doc["ok"], false, "{doc:#}");
+}
+
+/// Register this mesh binary with Claude Code in the test HOME, as `mesh install` does.
+fn register(mesh: &Mesh) {
+    Plan::install(mesh.home.path(), Path::new(mesh_bin()))
+        .unwrap()
+        .apply()
+        .unwrap();
+}
+
+fn edit_json(path: &Path, f: impl FnOnce(&mut Value)) {
+    let mut v: Value = serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap();
+    f(&mut v);
+    fs::write(path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+}
+
+#[test]
+fn all_good_installation_passes_quickly() {
+    let mesh = Mesh::start();
+    register(&mesh);
+    let peer = mesh.session("backend");
+    let sent = mesh
+        .mesh()
+        .args(["send", "backend", "hello"])
+        .output()
+        .unwrap();
+    assert!(sent.status.success(), "{sent:?}");
+
+    let start = Instant::now();
+    let (code, doc) = health_json(&mesh);
+    let took = start.elapsed();
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(doc["ok"], true);
+    assert_eq!(names(&doc), ALL_CHECKS, "{doc:#}");
+    assert!(took < Duration::from_secs(1), "mesh health took {took:?}");
+    for name in ALL_CHECKS.iter().filter(|n| **n != "service.unit") {
+        let c = check(&doc, name);
+        assert_eq!(c["level"], "ok", "{c:#}");
+        assert!(c["fix"].is_null(), "{c:#}");
+    }
+    let reachable = check(&doc, "daemon.reachable")["detail"].as_str().unwrap();
+    assert!(
+        reachable.contains(&format!("pid {}", mesh.daemon_pid())) && reachable.contains(" ms"),
+        "{reachable}"
+    );
+    let version = check(&doc, "daemon.version")["detail"].as_str().unwrap();
+    assert!(version.contains(env!("CARGO_PKG_VERSION")), "{version}");
+    let sessions = check(&doc, "db.sessions")["detail"].as_str().unwrap();
+    assert!(sessions.starts_with("1 live, 0 ended"), "{sessions}");
+    let mail = check(&doc, "db.mail")["detail"].as_str().unwrap();
+    assert!(mail.starts_with("1 undelivered message,"), "{mail}");
+    let hooks = check(&doc, "claude.hooks")["detail"].as_str().unwrap();
+    assert!(hooks.contains(mesh_bin()), "{hooks}");
+
+    // The same for a human: one line per check, exit 0.
+    let out = health_text(&mesh);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    for name in ALL_CHECKS {
+        assert!(
+            text.lines()
+                .any(|l| l.split_whitespace().nth(1) == Some(name)),
+            "no line for {name}:\n{text}"
+        );
+    }
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("ok    daemon.reachable ")),
+        "{text}"
+    );
+    drop(peer);
+}
+
+#[test]
+fn daemon_down_fails_and_health_does_not_start_it() {
+    let mesh = Mesh::without_daemon();
+    register(&mesh);
+    let (code, doc) = health_json(&mesh);
+    assert_failed(code, &doc);
+    assert_check(&doc, "daemon.reachable", "fail", "mesh restart");
+    assert!(
+        !names(&doc).contains(&"daemon.version".to_owned()),
+        "{doc:#}"
+    );
+    assert_eq!(check(&doc, "claude.hooks")["level"], "ok", "{doc:#}");
+    // Never autostarted: still nothing listens, and no state was created.
+    assert!(!mesh.state.socket().exists());
+    assert!(Connection::connect(&mesh.state.socket(), &opts()).is_err());
+    assert!(!mesh.state.db().exists());
+
+    let out = health_text(&mesh);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let at = text
+        .lines()
+        .position(|l| l.starts_with("fail  daemon.reachable "))
+        .unwrap_or_else(|| panic!("{text}"));
+    let fix = text.lines().nth(at + 1).unwrap();
+    assert!(
+        fix.trim_start().starts_with("fix: mesh restart"),
+        "{fix:?}\n{text}"
+    );
+}
+
+#[test]
+fn stopped_daemon_fails_but_its_database_is_checked() {
+    let mut mesh = Mesh::start();
+    register(&mesh);
+    let _ = mesh.session("frontend");
+    assert!(mesh.stop().success());
+    let (code, doc) = health_json(&mesh);
+    assert_failed(code, &doc);
+    assert_check(&doc, "daemon.reachable", "fail", "mesh restart");
+    for name in [
+        "db.file",
+        "db.schema",
+        "db.integrity",
+        "db.sessions",
+        "db.mail",
+    ] {
+        assert_eq!(check(&doc, name)["level"], "ok", "{doc:#}");
+    }
+    let file = check(&doc, "db.file")["detail"].as_str().unwrap();
+    assert!(file.contains("no WAL"), "a clean stop checkpoints: {file}");
+    assert!(!mesh.state.socket().exists(), "health started a daemon");
+}
+
+#[test]
+fn socket_readable_by_others_fails() {
+    let mesh = Mesh::start();
+    register(&mesh);
+    let socket = mesh.state.socket();
+    fs::set_permissions(&socket, fs::Permissions::from_mode(0o666)).unwrap();
+    let (code, doc) = health_json(&mesh);
+    assert_failed(code, &doc);
+    assert_check(&doc, "state.socket", "fail", "chmod 600");
+    let fix = check(&doc, "state.socket")["fix"].as_str().unwrap();
+    assert!(fix.contains(socket.to_str().unwrap()), "{fix}");
+    assert_eq!(check(&doc, "daemon.reachable")["level"], "ok");
+    assert_eq!(check(&doc, "state.dir")["level"], "ok");
+
+    // Fixing it as told makes the check pass.
+    fs::set_permissions(&socket, fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, doc) = health_json(&mesh);
+    assert_eq!(code, 0, "{doc:#}");
+}
+
+#[test]
+fn state_dir_readable_by_others_fails() {
+    let mesh = Mesh::start();
+    register(&mesh);
+    fs::set_permissions(mesh.state.root(), fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, doc) = health_json(&mesh);
+    assert_failed(code, &doc);
+    assert_check(&doc, "state.dir", "fail", "chmod 700");
+}
+
+/// `mesh_daemon::run` in this process, on the test HOME's socket, announcing `version`.
+struct InProcessDaemon {
+    socket: std::path::PathBuf,
+    shutdown: CancellationToken,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl InProcessDaemon {
+    fn start(mesh: &Mesh, version: &str) -> Self {
+        mesh.state.ensure().unwrap();
+        let socket = mesh.state.socket();
+        let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        fs::set_permissions(&socket, fs::Permissions::from_mode(0o600)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let mut config = mesh_daemon::Config::new(mesh.state.db());
+        config.program_version = version.to_owned();
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        let thread = thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::UnixListener::from_std(listener).unwrap();
+                mesh_daemon::run(listener, config, stop).await.unwrap();
+            });
+        });
+        wait_for("the in-process daemon", Duration::from_secs(10), || {
+            Connection::connect(&socket, &opts())
+                .and_then(|mut c| c.ping())
+                .is_ok()
+        });
+        Self {
+            socket,
+            shutdown,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for InProcessDaemon {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        // `mesh_daemon::run` leaves the socket file to whoever bound it (here: us).
+        let _ = fs::remove_file(&self.socket);
+    }
+}
+
+#[test]
+fn daemon_older_than_the_binary_fails() {
+    let mesh = Mesh::without_daemon();
+    register(&mesh);
+    let daemon = InProcessDaemon::start(&mesh, "0.0.1");
+    assert_eq!(
+        Connection::connect(&mesh.state.socket(), &opts())
+            .unwrap()
+            .daemon_version(),
+        "0.0.1"
+    );
+    let (code, doc) = health_json(&mesh);
+    assert_failed(code, &doc);
+    assert_eq!(check(&doc, "daemon.reachable")["level"], "ok", "{doc:#}");
+    assert_check(&doc, "daemon.version", "fail", "mesh restart");
+    let detail = check(&doc, "daemon.version")["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("0.0.1") && detail.contains(env!("CARGO_PKG_VERSION")),
+        "{detail}"
+    );
+    // Only the version is wrong.
+    let failed: Vec<&str> = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["level"] == "fail")
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["daemon.version"], "{doc:#}");
+
+    // A newer daemon is only a warning, with an upgrade as the fix.
+    drop(daemon);
+    let _newer = InProcessDaemon::start(&mesh, "999.0.0");
+    let (code, doc) = health_json(&mesh);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_check(&doc, "daemon.version", "warn", "upgrade");
+}
+
+#[test]
+fn missing_hooks_fail() {
+    let mesh = Mesh::start();
+    register(&mesh);
+    edit_json(&settings_path(mesh.home.path()), |v| {
+        v.as_object_mut().unwrap().remove("hooks");
+    });
+    let (code, doc) = health_json(&mesh);
+    assert_failed(code, &doc);
+    assert_check(&doc, "claude.hooks", "fail", "mesh install");
+    let detail = check(&doc, "claude.hooks")["detail"].as_str().unwrap();
+    assert!(detail.contains("SessionStart"), "{detail}");
+    assert_eq!(check(&doc, "claude.mcp")["level"], "ok", "{doc:#}");
+    assert_eq!(check(&doc, "claude.statusline")["level"], "ok", "{doc:#}");
+}
+
+#[test]
+fn hooks_running_a_deleted_binary_fail() {
+    let mesh = Mesh::start();
+    Plan::install(mesh.home.path(), Path::new("/nonexistent/bin/mesh"))
+        .unwrap()
+        .apply()
+        .unwrap();
+    let (code, doc) = health_json(&mesh);
+    assert_failed(code, &doc);
+    assert_check(&doc, "claude.hooks", "fail", "mesh install");
+    let detail = check(&doc, "claude.hooks")["detail"].as_str().unwrap();
+    assert!(detail.contains("/nonexistent/bin/mesh"), "{detail}");
+    assert_check(&doc, "claude.mcp", "fail", "mesh install");
+}
+
+#[test]
+fn missing_mcp_server_fails() {
+    let mesh = Mesh::start();
+    register(&mesh);
+    edit_json(&claude_json_path(mesh.home.path()), |v| {
+        v["mcpServers"]
+            .as_object_mut()
+            .unwrap()
+            .remove("claude-mesh");
+    });
+    let (code, doc) = health_json(&mesh);
+    assert_failed(code, &doc);
+    assert_check(&doc, "claude.mcp", "fail", "mesh install");
+    assert_eq!(check(&doc, "claude.hooks")["level"], "ok", "{doc:#}");
+}
+
+#[test]
+fn someone_elses_status_line_is_fine_and_none_warns() {
+    let mesh = Mesh::start();
+    let settings = settings_path(mesh.home.path());
+    fs::create_dir_all(settings.parent().unwrap()).unwrap();
+    fs::write(
+        &settings,
+        r#"{"statusLine": {"type": "command", "command": "~/bin/my-line"}}"#,
+    )
+    .unwrap();
+    register(&mesh);
+    let (code, doc) = health_json(&mesh);
+    assert_eq!(code, 0, "{doc:#}");
+    let line = check(&doc, "claude.statusline");
+    assert_eq!(line["level"], "ok", "{line:#}");
+    let detail = line["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("~/bin/my-line") && detail.contains("statusline"),
+        "{detail}"
+    );
+
+    edit_json(&settings, |v| {
+        v.as_object_mut().unwrap().remove("statusLine");
+    });
+    let (code, doc) = health_json(&mesh);
+    assert_eq!(code, 0, "a warning does not fail: {doc:#}");
+    assert_check(&doc, "claude.statusline", "warn", "mesh install");
+}
+
+#[test]
+fn invalid_settings_json_fails_naming_the_file() {
+    let mesh = Mesh::start();
+    let settings = settings_path(mesh.home.path());
+    fs::create_dir_all(settings.parent().unwrap()).unwrap();
+    fs::write(&settings, "{\"hooks\": {,}\n").unwrap();
+    let (code, doc) = health_json(&mesh);
+    assert_failed(code, &doc);
+    let c = check(&doc, "claude.config");
+    assert_eq!(c["level"], "fail", "{c:#}");
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap()
+            .contains(settings.to_str().unwrap()),
+        "{c:#}"
+    );
+    assert!(c["fix"].as_str().unwrap().contains("mesh install"), "{c:#}");
+    assert_eq!(
+        fs::read_to_string(&settings).unwrap(),
+        "{\"hooks\": {,}\n",
+        "health never writes"
+    );
+}
+
+#[test]
+fn corrupt_database_fails_the_integrity_check() {
+    let mut mesh = Mesh::start();
+    register(&mesh);
+    assert!(mesh.stop().success());
+    let db = mesh.state.db();
+    let garbage: Vec<u8> = (0..64 * 1024u32).map(|i| (i * 7 + 13) as u8).collect();
+    fs::write(&db, &garbage).unwrap();
+
+    let (code, doc) = health_json(&mesh);
+    assert_failed(code, &doc);
+    assert_check(&doc, "db.integrity", "fail", "mesh restart");
+    let c = check(&doc, "db.integrity");
+    let fix = c["fix"].as_str().unwrap();
+    assert!(
+        fix.starts_with("mesh stop && ") && fix.contains(" mv "),
+        "{fix}"
+    );
+    assert!(
+        c["detail"].as_str().unwrap().contains("not a database"),
+        "{c:#}"
+    );
+    assert_eq!(check(&doc, "db.file")["level"], "ok", "{doc:#}");
+    assert!(!names(&doc).contains(&"db.sessions".to_owned()), "{doc:#}");
+    assert_eq!(fs::read(&db).unwrap(), garbage, "health never writes");
+    // `mesh restart` alone cannot help a daemon that cannot open its database.
+    assert_check(&doc, "daemon.reachable", "fail", "db check");
+
+    // The fix works as printed (up to the restart, which is done here with a daemon this test
+    // owns): afterwards the database is fresh and every db check passes.
+    let steps = fix.split(" && mesh restart").next().unwrap();
+    let ran = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(steps)
+        .env("PATH", path_with_mesh())
+        .env("HOME", mesh.home.path())
+        .env("CLAUDE_MESH_HOME", mesh.state.root())
+        .env("XDG_CONFIG_HOME", mesh.home.path().join(".config"))
+        .output()
+        .unwrap();
+    assert!(ran.status.success(), "{steps}: {ran:?}");
+    assert!(!db.exists());
+    mesh.spawn_daemon();
+    let (code, doc) = health_json(&mesh);
+    for name in ["db.file", "db.schema", "db.integrity"] {
+        assert_eq!(check(&doc, name)["level"], "ok", "{doc:#}");
+    }
+    assert_eq!(code, 0, "{doc:#}");
+    let aside: Vec<_> = fs::read_dir(mesh.state.root())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("corrupt-")
+        })
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(fs::read(aside[0].join("mesh.db")).unwrap(), garbage);
+}
+
+/// PATH with the directory of the `mesh` under test first, so a printed fix runs it.
+fn path_with_mesh() -> String {
+    let dir = Path::new(mesh_bin()).parent().unwrap();
+    format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+#[test]
+fn socket_activated_daemon_under_a_real_systemd_user_manager() {
+    let mesh = Mesh::without_daemon();
+    let home = mesh.home.path();
+    let manager = match UserManager::start(home) {
+        Ok(m) => m,
+        Err(reason) => {
+            eprintln!("SKIPPED: no systemd user manager here: {reason}");
+            return;
+        }
+    };
+    let bin = fs::canonicalize(mesh_bin()).unwrap();
+    let systemd = SystemdUser::new(home.join(".config/systemd/user"), manager.env.clone());
+    systemd
+        .install(&render_systemd(&ServiceSpec::new(&bin, mesh.state.clone())).unwrap())
+        .unwrap();
+    register(&mesh);
+    let health = || {
+        let out = mesh
+            .mesh()
+            .args(["health", "--json"])
+            .envs(manager.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (out.status.code().unwrap(), doc)
+    };
+    assert_ne!(systemd.state("mesh.service").unwrap(), "active");
+
+    // The socket listens, the daemon is not running yet: connecting starts it, and that is ok.
+    let (code, doc) = health();
+    assert_eq!(code, 0, "{doc:#}");
+    let unit = check(&doc, "service.unit");
+    assert_eq!(unit["level"], "ok", "{unit:#}");
+    assert!(
+        unit["detail"]
+            .as_str()
+            .unwrap()
+            .contains("socket-activated"),
+        "{unit:#}"
+    );
+    let reachable = check(&doc, "daemon.reachable");
+    assert_eq!(reachable["level"], "ok", "{reachable:#}");
+    assert!(
+        reachable["detail"]
+            .as_str()
+            .unwrap()
+            .contains("started by socket activation"),
+        "{reachable:#}"
+    );
+    assert_eq!(systemd.state("mesh.service").unwrap(), "active");
+
+    // With the socket stopped nothing can start the daemon: the fix is the manager's command.
+    assert!(
+        manager
+            .systemctl(&["stop", "mesh.socket", "mesh.service"])
+            .status
+            .success()
+    );
+    let (code, doc) = health();
+    assert_failed(code, &doc);
+    assert_check(
+        &doc,
+        "daemon.reachable",
+        "fail",
+        "systemctl --user start mesh.socket",
+    );
+    assert_check(
+        &doc,
+        "service.unit",
+        "fail",
+        "systemctl --user start mesh.socket",
+    );
+    assert_check(
+        &doc,
+        "state.socket",
+        "warn",
+        "systemctl --user start mesh.socket",
+    );
+    assert!(!mesh.state.socket().exists(), "health started a daemon");
+}

@@ -73,6 +73,8 @@ fn serve(args: DaemonArgs, ready: Arc<Ready>) -> anyhow::Result<()> {
         .set_nonblocking(true)
         .context("cannot make the listener non-blocking")?;
     let mut config = mesh_daemon::Config::new(state.db());
+    // The handshake announces the `mesh` binary's version (clients compare it with theirs).
+    config.program_version = env!("CARGO_PKG_VERSION").to_owned();
     if source != Source::Bound && args.idle_timeout > 0 {
         config.idle_timeout = Some(Duration::from_secs(args.idle_timeout));
     }

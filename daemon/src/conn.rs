@@ -16,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::handlers::{self, Outcome, Peer, PendingAsk, Shared};
 
-/// This build's version, sent in the handshake.
+/// This build's version: the default of [`crate::Config::program_version`], which is what the
+/// handshake announces.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 type RequestFramed = Framed<UnixStream, LenientCodec<Request, Response>>;
@@ -27,21 +28,21 @@ pub struct Limits {
     pub handshake_timeout: Duration,
 }
 
-fn hello(pid: u32, error: Option<WireError>) -> ServerHello {
+fn hello(shared: &Shared, error: Option<WireError>) -> ServerHello {
     ServerHello {
         magic: MAGIC,
         protocol: PROTOCOL_VERSION,
-        program_version: VERSION.to_owned(),
-        pid,
+        program_version: shared.version.clone(),
+        pid: shared.pid,
         error,
     }
 }
 
 /// Send a refusal in place of the handshake answer and close (best effort, bounded).
-pub async fn refuse(stream: UnixStream, pid: u32, error: WireError) {
+pub async fn refuse(stream: UnixStream, shared: &Shared, error: WireError) {
     let mut framed = Framed::new(stream, FrameCodec::<ClientHello, ServerHello>::new());
-    let _ =
-        tokio::time::timeout(Duration::from_secs(1), framed.send(hello(pid, Some(error)))).await;
+    let answer = hello(shared, Some(error));
+    let _ = tokio::time::timeout(Duration::from_secs(1), framed.send(answer)).await;
 }
 
 /// Serve one connection until the client closes it, an error ends it, or shutdown.
@@ -66,7 +67,7 @@ pub async fn serve(
             ErrorCode::PermissionDenied,
             "this daemon serves only its own user",
         );
-        refuse(stream, shared.pid, err).await;
+        refuse(stream, &shared, err).await;
         return;
     }
     let peer_pid = cred.pid().and_then(|p| u32::try_from(p).ok());
@@ -139,7 +140,7 @@ async fn handshake(stream: UnixStream, shared: &Shared, limits: Limits) -> Optio
         Err(_) => {
             let err = WireError::new(ErrorCode::Handshake, "no handshake within the time limit");
             tracing::debug!("{err}");
-            let _ = framed.send(hello(shared.pid, Some(err))).await;
+            let _ = framed.send(hello(shared, Some(err))).await;
             return None;
         }
         Ok(None) => return None,
@@ -161,9 +162,9 @@ async fn handshake(stream: UnixStream, shared: &Shared, limits: Limits) -> Optio
         Ok(h) if h.protocol != PROTOCOL_VERSION => Some(WireError::new(
             ErrorCode::Incompatible,
             format!(
-                "client {} speaks protocol {}, this daemon ({VERSION}) speaks protocol {PROTOCOL_VERSION}; \
+                "client {} speaks protocol {}, this daemon ({}) speaks protocol {PROTOCOL_VERSION}; \
                  restart the daemon (`mesh restart`) or use a matching mesh binary",
-                h.program_version, h.protocol
+                h.program_version, h.protocol, shared.version
             ),
         )),
         Ok(_) => None,
@@ -172,7 +173,7 @@ async fn handshake(stream: UnixStream, shared: &Shared, limits: Limits) -> Optio
     if let Some(err) = &refusal {
         tracing::info!("refused a handshake: {}", err.message);
     }
-    if framed.send(hello(shared.pid, refusal)).await.is_err() || !accepted {
+    if framed.send(hello(shared, refusal)).await.is_err() || !accepted {
         return None;
     }
     Some(framed.map_codec(|_| LenientCodec::new()))

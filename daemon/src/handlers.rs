@@ -28,6 +28,8 @@ pub struct Shared {
     pub monitor: Monitor,
     pub started: Instant,
     pub pid: u32,
+    /// The program version announced in the handshake ([`crate::Config::program_version`]).
+    pub version: String,
 }
 
 /// The connecting process, as the kernel reported it.

@@ -38,6 +38,9 @@ pub struct Config {
     pub sweep_interval: Duration,
     /// Told when the daemon is ready to serve.
     pub on_ready: Option<ReadyHook>,
+    /// The program version announced in the handshake (`ServerHello::program_version`).
+    /// `mesh daemon` passes the `mesh` binary's own version; tests can pose as an older one.
+    pub program_version: String,
 }
 
 impl std::fmt::Debug for Config {
@@ -49,6 +52,7 @@ impl std::fmt::Debug for Config {
             .field("handshake_timeout", &self.handshake_timeout)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("sweep_interval", &self.sweep_interval)
+            .field("program_version", &self.program_version)
             .finish_non_exhaustive()
     }
 }
@@ -63,6 +67,7 @@ impl Config {
             shutdown_grace: Duration::from_secs(5),
             sweep_interval: Duration::from_secs(30),
             on_ready: None,
+            program_version: crate::conn::VERSION.to_owned(),
         }
     }
 }
@@ -111,6 +116,7 @@ pub async fn run(
         monitor,
         started: Instant::now(),
         pid: std::process::id(),
+        version: config.program_version.clone(),
     });
     let limits = Limits {
         handshake_timeout: config.handshake_timeout,
@@ -157,15 +163,14 @@ pub async fn run(
                 "connection limit ({}) reached; refusing a client",
                 config.max_connections
             );
-            let pid = shared.pid;
-            tasks.spawn(conn::refuse(
-                stream,
-                pid,
-                WireError::new(
+            let shared = shared.clone();
+            tasks.spawn(async move {
+                let busy = WireError::new(
                     ErrorCode::Busy,
                     "the daemon is busy (too many connections); retry shortly",
-                ),
-            ));
+                );
+                conn::refuse(stream, &shared, busy).await;
+            });
             continue;
         };
         activity.open.fetch_add(1, Ordering::SeqCst);

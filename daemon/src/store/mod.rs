@@ -14,6 +14,7 @@
 //! shows them only committed data). On the hook's hot path this saves two cross-thread
 //! wake-ups, which in a VM cost more than the query itself.
 
+pub mod inspect;
 pub mod messages;
 mod schema;
 pub mod sessions;

@@ -1,0 +1,237 @@
+//! The state directory and the socket in it: they exist, belong to us, and no other user can
+//! read or write them (CONTRACT.md: directory 0700, socket 0600).
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use mesh_daemon::paths::StateDir;
+
+use super::{Check, quote};
+
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// `state.dir`; `start` is the command that starts the daemon (which creates it).
+pub(super) fn dir(state: &StateDir, from_env: bool, start: &str) -> Check {
+    const NAME: &str = "state.dir";
+    let root = state.root();
+    let shown = root.display();
+    let origin = if from_env {
+        " (from CLAUDE_MESH_HOME)"
+    } else {
+        ""
+    };
+    let meta = match fs::metadata(root) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Check::warn(
+                NAME,
+                format!(
+                    "{shown}{origin} does not exist yet; the daemon creates it when it first starts"
+                ),
+                start,
+            );
+        }
+        Err(e) => {
+            return Check::fail(
+                NAME,
+                format!("cannot read {shown}{origin}: {e}"),
+                format!(
+                    "check the permissions of its parent directory: ls -ld {}",
+                    quote(root)
+                ),
+            );
+        }
+    };
+    if !meta.is_dir() {
+        return Check::fail(
+            NAME,
+            format!("{shown}{origin} is not a directory"),
+            format!(
+                "move it out of the way: mv {} {}.old && mesh restart",
+                quote(root),
+                quote(root)
+            ),
+        );
+    }
+    if meta.uid() != euid() {
+        return Check::fail(
+            NAME,
+            format!(
+                "{shown}{origin} belongs to uid {}, not to you (uid {}): the daemon refuses to use it",
+                meta.uid(),
+                euid()
+            ),
+            format!(
+                "set CLAUDE_MESH_HOME to a directory of your own, or remove {shown} (as its owner)"
+            ),
+        );
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    let chmod = format!("chmod 700 {}", quote(root));
+    if mode & 0o066 != 0 {
+        return Check::fail(
+            NAME,
+            format!(
+                "{shown}{origin} has mode {mode:04o}: other users can {} it; it holds the socket and every message",
+                if mode & 0o022 != 0 {
+                    "write to"
+                } else {
+                    "read"
+                }
+            ),
+            chmod,
+        );
+    }
+    if mode & 0o700 != 0o700 {
+        return Check::fail(
+            NAME,
+            format!("{shown}{origin} has mode {mode:04o}: you cannot use it yourself"),
+            chmod,
+        );
+    }
+    if mode != 0o700 {
+        return Check::warn(
+            NAME,
+            format!("{shown}{origin} has mode {mode:04o}, expected 0700"),
+            chmod,
+        );
+    }
+    Check::ok(NAME, format!("{shown}{origin}, yours, mode 0700"))
+}
+
+/// `state.socket`; `start` is the command that starts the daemon (which creates it).
+pub(super) fn socket(path: &Path, start: &str) -> Check {
+    const NAME: &str = "state.socket";
+    let shown = path.display();
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Check::warn(
+                NAME,
+                format!("{shown} does not exist: no daemon is listening (see daemon.reachable)"),
+                start,
+            );
+        }
+        Err(e) => {
+            return Check::fail(
+                NAME,
+                format!("cannot read {shown}: {e}"),
+                format!(
+                    "check the state directory's permissions: ls -ld {}",
+                    quote(path.parent().unwrap_or(path))
+                ),
+            );
+        }
+    };
+    if !meta.file_type().is_socket() {
+        return Check::fail(
+            NAME,
+            format!(
+                "{shown} is not a socket (a {}); clients cannot connect through it",
+                kind(&meta)
+            ),
+            format!("rm {} && mesh restart", quote(path)),
+        );
+    }
+    if meta.uid() != euid() {
+        return Check::fail(
+            NAME,
+            format!(
+                "{shown} belongs to uid {}, not to you (uid {}): it is another user's daemon",
+                meta.uid(),
+                euid()
+            ),
+            "set CLAUDE_MESH_HOME to a directory of your own",
+        );
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode != 0o600 {
+        let who = if mode & 0o077 != 0 {
+            ": other users could connect to your daemon and read your sessions' mail"
+        } else {
+            ""
+        };
+        return Check::fail(
+            NAME,
+            format!("{shown} has mode {mode:04o}, expected 0600{who}"),
+            format!("chmod 600 {}", quote(path)),
+        );
+    }
+    Check::ok(NAME, format!("{shown}, yours, mode 0600"))
+}
+
+fn kind(meta: &fs::Metadata) -> &'static str {
+    let t = meta.file_type();
+    if t.is_symlink() {
+        "symbolic link"
+    } else if t.is_dir() {
+        "directory"
+    } else if t.is_file() {
+        "regular file"
+    } else {
+        "special file"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixListener;
+
+    use super::super::Level;
+    use super::*;
+
+    #[test]
+    fn directory_modes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = StateDir::new(tmp.path().join("s"));
+        assert_eq!(
+            dir(&state, false, "mesh restart").level,
+            Level::Warn,
+            "missing"
+        );
+        fs::create_dir(state.root()).unwrap();
+        for (mode, level) in [
+            (0o700, Level::Ok),
+            (0o711, Level::Warn),
+            (0o750, Level::Fail),
+            (0o704, Level::Fail),
+            (0o722, Level::Fail),
+            (0o500, Level::Fail),
+        ] {
+            fs::set_permissions(state.root(), fs::Permissions::from_mode(mode)).unwrap();
+            let c = dir(&state, true, "mesh restart");
+            assert_eq!(c.level, level, "{mode:o}: {c:?}");
+            if level != Level::Ok {
+                assert!(c.fix.as_deref().unwrap().starts_with("chmod 700 "), "{c:?}");
+            }
+            assert!(c.detail.contains("CLAUDE_MESH_HOME"), "{c:?}");
+        }
+        fs::set_permissions(state.root(), fs::Permissions::from_mode(0o700)).unwrap();
+    }
+
+    #[test]
+    fn socket_modes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("mesh.sock");
+        assert_eq!(socket(&path, "mesh restart").level, Level::Warn, "missing");
+        fs::write(&path, "").unwrap();
+        assert_eq!(
+            socket(&path, "mesh restart").level,
+            Level::Fail,
+            "a regular file"
+        );
+        fs::remove_file(&path).unwrap();
+        let _listener = UnixListener::bind(&path).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(socket(&path, "mesh restart").level, Level::Ok);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
+        let c = socket(&path, "mesh restart");
+        assert_eq!(c.level, Level::Fail);
+        assert!(c.fix.unwrap().starts_with("chmod 600 "));
+    }
+}
