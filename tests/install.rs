@@ -1,1 +1,396 @@
-//! `mesh install` / `mesh uninstall` round trips on temp HOMEs (being written).
+//! `mesh install` / `mesh uninstall` on temp HOMEs, run as the real binary: the round trip gives
+//! back byte-identical files on a HOME that already had hooks, an MCP server and a status line
+//! of its own; a second install changes nothing; `--dry-run` changes nothing; an invalid JSON
+//! file refuses the whole install; without a service manager the daemon starts on demand; and
+//! under a real systemd user manager the units are installed, serve, and are removed again.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+#[path = "common/user_manager.rs"]
+mod user_manager;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{Mesh, mesh_bin};
+use serde_json::Value;
+use user_manager::{UserManager, runtime_dir};
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A HOME with no reachable service manager: an empty private XDG_RUNTIME_DIR and no D-Bus.
+struct Home {
+    mesh: Mesh,
+}
+
+impl Home {
+    fn new() -> Self {
+        Self {
+            mesh: Mesh::without_daemon(),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.mesh.home.path()
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = self.mesh.mesh();
+        cmd.args(args)
+            .env("XDG_RUNTIME_DIR", runtime_dir(self.path()))
+            .env_remove("DBUS_SESSION_BUS_ADDRESS");
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "mesh {args:?}: {}", text(&out));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn settings(&self) -> PathBuf {
+        self.path().join(".claude/settings.json")
+    }
+
+    fn claude_json(&self) -> PathBuf {
+        self.path().join(".claude.json")
+    }
+
+    /// Every file under HOME except the state dir and the runtime dir, with its bytes.
+    fn snapshot(&self) -> BTreeMap<PathBuf, Vec<u8>> {
+        let mut out = BTreeMap::new();
+        let mut dirs = vec![self.path().to_owned()];
+        while let Some(dir) = dirs.pop() {
+            for e in fs::read_dir(&dir).unwrap() {
+                let e = e.unwrap();
+                let p = e.path();
+                let name = e.file_name();
+                if dir == self.path() && (name == ".claude-mesh" || name == "run") {
+                    continue;
+                }
+                if e.file_type().unwrap().is_dir() {
+                    dirs.push(p);
+                } else {
+                    out.insert(
+                        p.strip_prefix(self.path()).unwrap().to_owned(),
+                        fs::read(&p).unwrap(),
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    fn daemon_answers(&self) -> bool {
+        self.mesh.conn_opt().is_some()
+    }
+}
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        // Install starts a daemon on demand; never leave it behind.
+        let _ = self.cmd(&["stop"]).output();
+    }
+}
+
+trait ConnOpt {
+    fn conn_opt(&self) -> Option<mesh_client::Connection>;
+}
+
+impl ConnOpt for Mesh {
+    fn conn_opt(&self) -> Option<mesh_client::Connection> {
+        mesh_client::Connection::connect(&self.state.socket(), &common::opts()).ok()
+    }
+}
+
+const OWN_SETTINGS: &str = r#"{
+    "model": "opus",
+    "hooks": {
+        "PostToolUse": [
+            {"matcher": "Bash", "hooks": [{"type": "command", "command": "~/bin/audit-bash"}]}
+        ]
+    },
+    "statusLine": {"type": "command", "command": "~/bin/my-status"},
+    "permissions": {"allow": ["Bash(ls:*)"]}
+}
+"#;
+
+const OWN_CLAUDE_JSON: &str = r#"{"numStartups": 42, "mcpServers": {"github": {"command": "gh-mcp", "args": ["--stdio"]}}, "projects": {}}
+"#;
+
+fn read_json(p: &Path) -> Value {
+    serde_json::from_str(&fs::read_to_string(p).unwrap()).unwrap()
+}
+
+fn our_hook_commands(settings: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for (_event, groups) in settings["hooks"].as_object().unwrap() {
+        for g in groups.as_array().unwrap() {
+            for h in g["hooks"].as_array().unwrap() {
+                let c = h["command"].as_str().unwrap();
+                if c.contains(" hook ") {
+                    out.push(c.to_owned());
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn backups(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".mesh-backup-"))
+        .collect()
+}
+
+#[test]
+fn install_then_uninstall_gives_back_the_users_own_files_byte_for_byte() {
+    let home = Home::new();
+    fs::create_dir_all(home.path().join(".claude")).unwrap();
+    fs::write(home.settings(), OWN_SETTINGS).unwrap();
+    fs::write(home.claude_json(), OWN_CLAUDE_JSON).unwrap();
+    let before = home.snapshot();
+
+    let out = home.ok(&["install", "--no-service"]);
+    assert!(out.contains("--no-service"), "{out}");
+    assert!(
+        out.contains("mesh health"),
+        "install ends with the health checks: {out}"
+    );
+    // The badge is not forced onto someone else's status line; install says how to add it.
+    assert!(out.contains("statusline"), "{out}");
+
+    let settings = read_json(&home.settings());
+    let mesh = fs::canonicalize(mesh_bin()).unwrap();
+    let mesh = mesh.to_str().unwrap();
+    let expected: Vec<String> = {
+        let mut v: Vec<String> = [
+            "session-start",
+            "user-prompt-submit",
+            "post-tool-use",
+            "stop",
+            "session-end",
+        ]
+        .iter()
+        .map(|e| format!("{mesh} hook {e}"))
+        .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(our_hook_commands(&settings), expected);
+    // Everything of the user's is still there.
+    assert_eq!(settings["model"], "opus");
+    assert_eq!(settings["statusLine"]["command"], "~/bin/my-status");
+    assert_eq!(settings["permissions"]["allow"][0], "Bash(ls:*)");
+    assert_eq!(
+        settings["hooks"]["PostToolUse"][0]["hooks"][0]["command"],
+        "~/bin/audit-bash"
+    );
+    let claude = read_json(&home.claude_json());
+    assert_eq!(claude["numStartups"], 42);
+    assert_eq!(claude["mcpServers"]["github"]["command"], "gh-mcp");
+    assert_eq!(claude["mcpServers"]["claude-mesh"]["command"], mesh);
+    assert_eq!(claude["mcpServers"]["claude-mesh"]["args"][0], "mcp");
+    // One timestamped backup per file changed.
+    assert_eq!(backups(&home.path().join(".claude")).len(), 1);
+    assert_eq!(backups(home.path()).len(), 1);
+    // And a daemon of this version answers (started on demand).
+    assert!(home.daemon_answers(), "install leaves a running daemon");
+
+    // A second install changes nothing: same bytes, no new backup.
+    let installed = home.snapshot();
+    let again = home.ok(&["install", "--no-service", "--json"]);
+    let doc: Value = serde_json::from_str(&again).unwrap();
+    assert_eq!(doc["claude_code"].as_array().unwrap().len(), 0, "{again}");
+    assert_eq!(home.snapshot(), installed, "a second install changed files");
+
+    // Uninstall removes exactly our entries; the user's files come back byte for byte (the
+    // backups are ours and stay, as a safety net).
+    let out = home.ok(&["uninstall"]);
+    assert!(out.contains("stopped the daemon"), "{out}");
+    assert!(!home.daemon_answers(), "uninstall stops the daemon");
+    let mut after = home.snapshot();
+    after.retain(|p, _| !p.to_string_lossy().contains(".mesh-backup-"));
+    assert_eq!(after, before);
+    // Nothing left to remove.
+    let out = home.ok(&["uninstall", "--dry-run"]);
+    assert!(out.contains("nothing to remove"), "{out}");
+}
+
+#[test]
+fn install_on_an_empty_home_sets_our_status_line_and_uninstall_removes_every_file() {
+    let home = Home::new();
+    let out = home.ok(&["install"]);
+    // No user manager reachable here: it says so and relies on on-demand start.
+    assert!(out.contains("no usable service manager"), "{out}");
+    assert!(
+        !home
+            .path()
+            .join(".config/systemd/user/mesh.socket")
+            .exists(),
+        "no unit without a manager"
+    );
+    let settings = read_json(&home.settings());
+    let mesh = fs::canonicalize(mesh_bin()).unwrap();
+    assert_eq!(
+        settings["statusLine"]["command"],
+        format!("{} statusline", mesh.display())
+    );
+    assert!(home.daemon_answers());
+    let json: Value = serde_json::from_str(&home.ok(&["health", "--json"])).unwrap();
+    assert_eq!(json["ok"], true, "{json}");
+
+    home.ok(&["uninstall"]);
+    assert!(!home.settings().exists());
+    assert!(!home.claude_json().exists());
+}
+
+#[test]
+fn dry_run_prints_the_diff_and_changes_nothing() {
+    let home = Home::new();
+    fs::create_dir_all(home.path().join(".claude")).unwrap();
+    fs::write(home.settings(), OWN_SETTINGS).unwrap();
+    let before = home.snapshot();
+    let out = home.ok(&["install", "--dry-run"]);
+    assert!(out.contains("dry run"), "{out}");
+    assert!(out.contains("+++ "), "a unified diff: {out}");
+    assert!(out.contains("hook session-start"), "{out}");
+    assert!(out.contains("claude-mesh"), "{out}");
+    assert_eq!(home.snapshot(), before, "--dry-run wrote something");
+    assert!(!home.daemon_answers(), "--dry-run started a daemon");
+    assert!(
+        !home.mesh.state.root().exists(),
+        "--dry-run created the state dir"
+    );
+
+    let json: Value = serde_json::from_str(&home.ok(&["install", "--dry-run", "--json"])).unwrap();
+    assert_eq!(json["dry_run"], true);
+    assert!(json["diff"].as_str().unwrap().contains("+++ "), "{json}");
+    assert_eq!(home.snapshot(), before);
+}
+
+#[test]
+fn invalid_json_refuses_the_install_and_changes_nothing() {
+    let home = Home::new();
+    fs::create_dir_all(home.path().join(".claude")).unwrap();
+    fs::write(home.settings(), "{\"hooks\": {,}\n").unwrap();
+    fs::write(home.claude_json(), OWN_CLAUDE_JSON).unwrap();
+    let before = home.snapshot();
+    let out = home.run(&["install"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("settings.json"), "names the file: {err}");
+    assert!(err.to_lowercase().contains("json"), "{err}");
+    assert_eq!(home.snapshot(), before, "a refused install wrote something");
+    assert!(!home.daemon_answers());
+    assert!(backups(home.path()).is_empty());
+}
+
+#[test]
+fn install_under_a_real_systemd_user_manager_and_uninstall_again() {
+    let mesh = Mesh::without_daemon();
+    let home = mesh.home.path();
+    let manager = match UserManager::start(home) {
+        Ok(m) => m,
+        Err(reason) => {
+            eprintln!("SKIPPED: no systemd user manager here: {reason}");
+            return;
+        }
+    };
+    let run = |args: &[&str]| {
+        let out = mesh
+            .mesh()
+            .args(args)
+            .envs(manager.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mesh {args:?}: {}", text(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let out = run(&["install"]);
+    assert!(out.contains("service: systemd"), "{out}");
+    let units = home.join(".config/systemd/user");
+    let socket_unit = fs::read_to_string(units.join("mesh.socket")).unwrap();
+    assert!(
+        socket_unit.contains(&mesh.state.socket().display().to_string()),
+        "{socket_unit}"
+    );
+    let service_unit = fs::read_to_string(units.join("mesh.service")).unwrap();
+    let bin = fs::canonicalize(mesh_bin()).unwrap();
+    assert!(
+        service_unit.contains(&bin.display().to_string()),
+        "the unit runs this binary: {service_unit}"
+    );
+    let active = |unit: &str| {
+        String::from_utf8(manager.systemctl(&["is-active", unit]).stdout)
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(active("mesh.socket"), "active");
+    assert_eq!(
+        active("mesh.service"),
+        "active",
+        "install's health check started it"
+    );
+    // The daemon that answers is the service's.
+    let pid = mesh.conn_opt().expect("daemon answers").daemon_pid();
+    let main_pid = String::from_utf8(
+        manager
+            .systemctl(&["show", "--property=MainPID", "--value", "mesh.service"])
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(main_pid.trim(), pid.to_string());
+    // Idempotent under the manager too: nothing rewritten, the daemon not bounced.
+    let again = run(&["install", "--json"]);
+    let doc: Value = serde_json::from_str(&again).unwrap();
+    assert_eq!(
+        doc["service"]["written"].as_array().unwrap().len(),
+        0,
+        "{again}"
+    );
+    assert_eq!(mesh.conn_opt().unwrap().daemon_pid(), pid);
+
+    // stop and restart go through the manager: the service stops, the socket stays.
+    let out = run(&["stop"]);
+    assert!(out.contains(&format!("pid {pid}")), "{out}");
+    assert_eq!(active("mesh.socket"), "active");
+    assert_ne!(active("mesh.service"), "active");
+    let out = run(&["restart", "--json"]);
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    let new_pid = doc["running_pid"].as_u64().unwrap();
+    assert_ne!(new_pid, u64::from(pid));
+    assert_eq!(active("mesh.service"), "active");
+    let main_pid = String::from_utf8(
+        manager
+            .systemctl(&["show", "--property=MainPID", "--value", "mesh.service"])
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(main_pid.trim(), new_pid.to_string(), "restarted by systemd");
+
+    let out = run(&["uninstall"]);
+    assert!(out.contains("removed"), "{out}");
+    assert!(!units.join("mesh.socket").exists());
+    assert!(!units.join("mesh.service").exists());
+    assert_ne!(active("mesh.socket"), "active");
+    assert!(mesh.conn_opt().is_none(), "nothing listens after uninstall");
+    drop(manager);
+}

@@ -1,14 +1,17 @@
 //! `mesh stop` / `mesh restart`: stop the daemon gracefully (SIGTERM: it finishes in-flight
 //! requests and closes the database; queued mail is in the database and survives), and for
-//! restart, start it again on demand. The daemon's PID comes from its handshake answer, which
-//! it sends even when it refuses us (an older daemon after an upgrade), so an incompatible
-//! daemon can be stopped too.
+//! restart, start it again. With a systemd unit installed both go through `systemctl --user`
+//! (`stop` / `restart mesh.service`; the socket stays, so the next client starts the daemon
+//! again), with a launchd agent restart is `launchctl kickstart -k`. Otherwise the daemon's PID
+//! comes from its handshake answer, which it sends even when it refuses us (an older daemon
+//! after an upgrade), so an incompatible daemon can be stopped too.
 
 use std::io;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use mesh_client::service::{Launchd, SystemdUser};
 use mesh_daemon::paths::StateDir;
 use mesh_proto::{ClientHello, ServerHello, read_frame, write_frame};
 use serde::Serialize;
@@ -33,9 +36,33 @@ struct StopJson {
     running_version: Option<String>,
 }
 
+/// The installed systemd unit, when its manager answers.
+fn systemd_unit() -> Option<SystemdUser> {
+    if !cfg!(target_os = "linux") {
+        return None;
+    }
+    SystemdUser::from_env().filter(|s| s.is_installed() && s.usable().is_ok())
+}
+
+/// The installed launchd agent.
+fn launchd_agent() -> Option<Launchd> {
+    if !cfg!(target_os = "macos") {
+        return None;
+    }
+    Launchd::from_env().filter(Launchd::is_installed)
+}
+
 pub fn stop(args: Args) -> anyhow::Result<ExitCode> {
     let state = StateDir::from_env().context("cannot locate the mesh state directory")?;
-    let stopped = stop_daemon(&state)?;
+    let unit = systemd_unit();
+    let stopped = match &unit {
+        Some(unit) => {
+            let pid = unit.main_pid()?;
+            unit.stop().context("cannot stop mesh.service")?;
+            pid
+        }
+        None => stop_daemon(&state)?,
+    };
     if args.out.json {
         emit_json(&StopJson {
             stopped_pid: stopped,
@@ -47,13 +74,30 @@ pub fn stop(args: Args) -> anyhow::Result<ExitCode> {
             Some(pid) => emit(&format!("stopped the mesh daemon (pid {pid})\n"))?,
             None => emit("no mesh daemon is running\n")?,
         }
+        if unit.is_some() {
+            emit(
+                "mesh.socket still listens: the next mesh command or hook starts the daemon again (`mesh uninstall` removes the unit)\n",
+            )?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn restart(args: Args) -> anyhow::Result<ExitCode> {
     let state = StateDir::from_env().context("cannot locate the mesh state directory")?;
-    let stopped = stop_daemon(&state)?;
+    let stopped = if let Some(unit) = systemd_unit() {
+        let pid = unit.main_pid()?;
+        unit.restart().context("cannot restart mesh.service")?;
+        pid
+    } else if let Some(agent) = launchd_agent() {
+        let pid = ping_pid(&state);
+        agent
+            .restart()
+            .context("cannot restart the launchd agent")?;
+        pid
+    } else {
+        stop_daemon(&state)?
+    };
     let conn = connect().context("the daemon did not start again")?;
     let (pid, version) = (conn.daemon_pid(), conn.daemon_version().to_owned());
     if args.out.json {
@@ -69,7 +113,7 @@ pub fn restart(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// SIGTERM the daemon serving `state` and wait for it to exit. `None`: none was running.
-fn stop_daemon(state: &StateDir) -> anyhow::Result<Option<u32>> {
+pub fn stop_daemon(state: &StateDir) -> anyhow::Result<Option<u32>> {
     let socket = state.socket();
     let mut stream = match mesh_client::connection::open_stream(&socket) {
         Ok(s) => s,
@@ -112,6 +156,17 @@ fn stop_daemon(state: &StateDir) -> anyhow::Result<Option<u32>> {
         pause = (pause * 2).min(Duration::from_millis(100));
     }
     Ok(Some(pid))
+}
+
+/// The running daemon's pid, if one answers.
+fn ping_pid(state: &StateDir) -> Option<u32> {
+    let opts = mesh_client::ConnectOptions {
+        autostart: false,
+        ..mesh_client::ConnectOptions::default()
+    };
+    mesh_client::Connection::connect(&state.socket(), &opts)
+        .ok()
+        .map(|c| c.daemon_pid())
 }
 
 fn is_zombie(pid: u32) -> bool {
