@@ -122,6 +122,27 @@ where
         .await
 }
 
+/// [`as_caller`] for a write of soft state ([`Store::call_soft`]).
+async fn as_caller_soft<T, F>(
+    shared: &Shared,
+    caller: &Caller,
+    peer: &Peer,
+    f: F,
+) -> Result<T, WireError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Ctx<'_>, Option<SessionRow>) -> Result<T, WireError> + Send + 'static,
+{
+    let who = caller_procs(caller, peer);
+    shared
+        .store
+        .call_soft(move |ctx| {
+            let me = sessions::resolve_caller(ctx, &who)?;
+            f(ctx, me)
+        })
+        .await
+}
+
 /// Like [`as_caller`] for requests that only read: on this thread, off the store thread
 /// ([`Store::read`]), so a hook's `WhoAmI` costs one socket round trip and a query.
 fn as_caller_read<T>(
@@ -158,7 +179,8 @@ pub async fn handle(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Outcome 
             })
             .await
             .into(),
-        Request::SetIdle(s) => as_caller(shared, &s.caller, peer, move |ctx, me| {
+        // Busy/idle is soft state: every hook call sets it again.
+        Request::SetIdle(s) => as_caller_soft(shared, &s.caller, peer, move |ctx, me| {
             sessions::set_idle(ctx, need_session(me)?.key, s.idle)?;
             Ok(Response::Done)
         })
@@ -362,9 +384,12 @@ async fn register(
         git_root: naming.git_root.map(|p| p.to_string_lossy().into_owned()),
         transcript_path: r.transcript_path,
     };
+    // Soft: a registration lost to a power loss is made again by the session's next hook (they
+    // all re-register a session the daemon does not know), and any durable write that names it
+    // (mail to it) makes it durable first.
     let info = shared
         .store
-        .call(move |ctx| {
+        .call_soft(move |ctx| {
             let row = sessions::register(ctx, reg)?;
             info_of(ctx, &row)
         })

@@ -8,6 +8,14 @@
 //! that must not happen for uncommitted data (waking a blocked asker) are queued as
 //! [`Ctx::after_commit`] effects and run after the commit, never before.
 //!
+//! Durability: every commit is `synchronous=FULL` (fsync'd before anyone hears of it), except a
+//! batch made only of *soft* jobs ([`Store::call_soft`]): writes of state that the next hook
+//! call rewrites anyway (a session's busy/idle flag, a re-registration). Those commit with
+//! `synchronous=NORMAL`: in WAL mode that survives a crash of the daemon, and only a power loss
+//! can take them back. WAL frames are fsync'd in order, so the next FULL commit makes every
+//! soft write before it durable too: nothing durable can ever depend on a soft write that is
+//! lost.
+//!
 //! Requests that only read (who am I, list, a message's status, an empty inbox) do not queue
 //! behind the writer: [`Store::read`] runs them on the calling thread, on one of a few
 //! read-only connections, in a read transaction (WAL lets readers run beside the writer and
@@ -146,12 +154,15 @@ impl Ctx<'_> {
 trait Job: Send {
     /// Run inside the batch transaction; false if the job failed (its savepoint rolls back).
     fn run(&mut self, ctx: &mut Ctx<'_>) -> bool;
+    /// Its writes must be fsync'd before its result is released (see the module docs).
+    fn durable(&self) -> bool;
     /// Report to the caller once the batch's fate is known.
     fn finish(self: Box<Self>, commit: Result<(), WireError>);
 }
 
 struct CallJob<T, F> {
     f: Option<F>,
+    durable: bool,
     result: Option<Result<T, WireError>>,
     tx: oneshot::Sender<Result<T, WireError>>,
 }
@@ -167,6 +178,10 @@ where
         let ok = res.is_ok();
         self.result = Some(res);
         ok
+    }
+
+    fn durable(&self) -> bool {
+        self.durable
     }
 
     fn finish(self: Box<Self>, commit: Result<(), WireError>) {
@@ -246,7 +261,19 @@ impl Store {
         F: FnOnce(&mut Ctx<'_>) -> Result<T, WireError> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        self.submit(f, tx)?;
+        self.submit(f, tx, true)?;
+        rx.await.map_err(|_| shutting_down())?
+    }
+
+    /// [`Store::call`] for soft state (see the module docs): its writes are committed, but when
+    /// its whole batch is soft the commit does not wait for the fsync.
+    pub async fn call_soft<T, F>(&self, f: F) -> Result<T, WireError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Ctx<'_>) -> Result<T, WireError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        self.submit(f, tx, false)?;
         rx.await.map_err(|_| shutting_down())?
     }
 
@@ -286,7 +313,7 @@ impl Store {
         F: FnOnce(&mut Ctx<'_>) -> Result<(), WireError> + Send + 'static,
     {
         let (tx, _rx) = oneshot::channel();
-        let _ = self.submit(f, tx);
+        let _ = self.submit(f, tx, true);
     }
 
     /// Blocking variant of [`Store::call`], for use outside the async runtime.
@@ -296,17 +323,23 @@ impl Store {
         F: FnOnce(&mut Ctx<'_>) -> Result<T, WireError> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        self.submit(f, tx)?;
+        self.submit(f, tx, true)?;
         rx.blocking_recv().map_err(|_| shutting_down())?
     }
 
-    fn submit<T, F>(&self, f: F, tx: oneshot::Sender<Result<T, WireError>>) -> Result<(), WireError>
+    fn submit<T, F>(
+        &self,
+        f: F,
+        tx: oneshot::Sender<Result<T, WireError>>,
+        durable: bool,
+    ) -> Result<(), WireError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Ctx<'_>) -> Result<T, WireError> + Send + 'static,
     {
         let job = CallJob {
             f: Some(f),
+            durable,
             result: None,
             tx,
         };
@@ -409,6 +442,8 @@ fn now_ms() -> i64 {
 
 fn store_thread(conn: Connection, rx: mpsc::Receiver<Msg>, store: Store) {
     let mut waiters = Waiters::default();
+    // `synchronous=NORMAL` is in force (the last batch was soft).
+    let mut relaxed = false;
     let mut closing = false;
     while !closing {
         let Ok(first) = rx.recv() else { break };
@@ -425,7 +460,7 @@ fn store_thread(conn: Connection, rx: mpsc::Receiver<Msg>, store: Store) {
             }
         }
         if !batch.is_empty() {
-            run_batch(&conn, &mut waiters, &store, batch);
+            run_batch(&conn, &mut relaxed, &mut waiters, &store, batch);
         }
     }
     // Fail whatever raced with the close.
@@ -442,11 +477,30 @@ fn store_thread(conn: Connection, rx: mpsc::Receiver<Msg>, store: Store) {
 
 fn run_batch(
     conn: &Connection,
+    relaxed: &mut bool,
     waiters: &mut Waiters,
     store: &Store,
     mut batch: Vec<Box<dyn Job>>,
 ) {
     let path = store.path.as_path();
+    // A batch of soft jobs only commits without waiting for the fsync (module docs). The level
+    // is switched only when it changes; a durable batch never runs unless FULL is in force.
+    let soft = !batch.iter().any(|j| j.durable());
+    if *relaxed != soft {
+        let level = if soft { "NORMAL" } else { "FULL" };
+        match conn.pragma_update(None, "synchronous", level) {
+            Ok(()) => *relaxed = soft,
+            Err(e) if soft => tracing::warn!("cannot relax synchronous for a soft batch: {e}"),
+            Err(e) => {
+                let err = sql_error(&e, path);
+                tracing::error!("cannot restore synchronous=FULL: {}", err.message);
+                for job in batch {
+                    job.finish(Err(err.clone()));
+                }
+                return;
+            }
+        }
+    }
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let err = sql_error(&e, path);
         tracing::error!("cannot begin a transaction: {}", err.message);

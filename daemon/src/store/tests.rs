@@ -426,3 +426,48 @@ fn reads_off_the_store_thread_see_every_commit_and_cannot_write() {
         .unwrap();
     assert_eq!(status, 3, "nothing was deleted");
 }
+
+#[test]
+fn soft_batches_commit_and_durable_ones_run_on_full_again() {
+    let (dir, store, _t) = open();
+    let sync_level = |store: &Store| {
+        store
+            .call_blocking(|ctx| {
+                Ok(ctx
+                    .conn
+                    .query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0))
+                    .unwrap())
+            })
+            .unwrap()
+    };
+    assert_eq!(sync_level(&store), 2, "FULL by default");
+    let a = register(&store, reg("aaaa-1111", 10, 1, "alpha"));
+    // A soft write runs on NORMAL (1) and is committed: a reader sees it.
+    let level = block_on(store.call_soft(move |ctx| {
+        sessions::set_idle(ctx, a.key, true)?;
+        Ok(ctx
+            .conn
+            .query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0))
+            .unwrap())
+    }))
+    .unwrap();
+    assert_eq!(
+        level, 1,
+        "a soft batch commits without waiting for the fsync"
+    );
+    let idle = store
+        .read(|r| Ok(sessions::by_key(r, 1)?.unwrap().idle))
+        .unwrap();
+    assert!(idle);
+    // The next durable job is back on FULL.
+    assert_eq!(sync_level(&store), 2);
+    drop(dir);
+}
+
+/// Drive one future to completion on a throwaway current-thread runtime.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
