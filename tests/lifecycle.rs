@@ -374,3 +374,77 @@ fn stop_and_restart_keep_the_mail() {
     let out = mesh.mesh().arg("stop").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("no mesh daemon is running"));
 }
+
+/// Files of the state dir whose name starts with `corrupt-`.
+fn set_aside(mesh: &Mesh) -> Vec<std::path::PathBuf> {
+    fs::read_dir(mesh.state.root())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("corrupt-")
+        })
+        .collect()
+}
+
+#[test]
+fn a_damaged_database_is_moved_aside_and_the_daemon_starts_afresh() {
+    // Not a database at all.
+    let mut mesh = Mesh::start();
+    assert!(mesh.stop().success());
+    let db = mesh.state.db();
+    let garbage: Vec<u8> = (0..20_000u32).map(|i| (i * 31 + 7) as u8).collect();
+    fs::write(&db, &garbage).unwrap();
+    mesh.spawn_daemon();
+    let log = mesh.log();
+    assert!(log.contains("was damaged"), "{log}");
+    let aside = set_aside(&mesh);
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(fs::read(aside[0].join("mesh.db")).unwrap(), garbage);
+    // And it serves, on a fresh database.
+    let s = mesh.session("fresh");
+    let out = mesh
+        .mesh()
+        .args(["send", "fresh", "hello"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = mesh
+        .mesh()
+        .args(["inbox", "--json"])
+        .env("CLAUDE_PID", s.pid().to_string())
+        .output()
+        .unwrap();
+    assert_eq!(json(&out)["messages"][0]["body"], "hello");
+
+    // A real database with one damaged page: found by the start-up quick_check.
+    for i in 0..300 {
+        let out = mesh
+            .mesh()
+            .args(["send", "fresh", &format!("message {i} {}", "x".repeat(200))])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    assert!(mesh.stop().success(), "{}", mesh.log());
+    let mut bytes = fs::read(&db).unwrap();
+    assert!(bytes.len() >= 8 * 4096, "{} bytes", bytes.len());
+    // Page 5 (1-based) is a b-tree page of the messages table or an index: scribble over it,
+    // leaving the file header alone.
+    for b in &mut bytes[4 * 4096 + 8..5 * 4096] {
+        *b = 0xA5;
+    }
+    fs::write(&db, &bytes).unwrap();
+    let _ = fs::remove_file(mesh.state.root().join("mesh.db-wal"));
+    mesh.spawn_daemon();
+    assert_eq!(set_aside(&mesh).len(), 2, "{}", mesh.log());
+    assert!(mesh.log().contains("quick_check"), "{}", mesh.log());
+    let out = mesh.mesh().args(["list", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A third start finds nothing wrong.
+    assert!(mesh.stop().success());
+    mesh.spawn_daemon();
+    assert_eq!(set_aside(&mesh).len(), 2);
+}

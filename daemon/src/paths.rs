@@ -5,6 +5,7 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 /// The state directory and the files in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +115,30 @@ impl StateDir {
     }
 }
 
+/// `YYYYmmddTHHMMSS` in UTC: names of backups and of a damaged database moved aside.
+pub fn utc_stamp(now: SystemTime) -> String {
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,5 +153,12 @@ mod tests {
         fs::set_permissions(dir.root(), fs::Permissions::from_mode(0o770)).unwrap();
         let err = dir.ensure().unwrap_err();
         assert!(err.to_string().contains("writable by others"), "{err}");
+    }
+
+    #[test]
+    fn timestamp_is_utc_civil_time() {
+        assert_eq!(utc_stamp(std::time::UNIX_EPOCH), "19700101T000000");
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_709_210_096); // 2024-02-29 12:34:56 UTC
+        assert_eq!(utc_stamp(t), "20240229T123456");
     }
 }

@@ -104,7 +104,18 @@ pub async fn run(
     config: Config,
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
-    let (store, store_thread) = Store::open(&config.db_path).map_err(DaemonError::Store)?;
+    let (store, store_thread, recovered) =
+        Store::open_or_recover(&config.db_path).map_err(DaemonError::Store)?;
+    if let Some(r) = recovered {
+        tracing::error!(
+            "the database {} was damaged ({}); moved it to {} and started on a fresh one. \
+             Mail queued in it is not delivered; `mesh health` reports this until that \
+             directory is removed",
+            config.db_path.display(),
+            r.reason,
+            r.moved_to.display()
+        );
+    }
     let tasks = TaskTracker::new();
     // Connections and watchers stop on the daemon's shutdown, whatever its cause.
     let stop = shutdown.child_token();

@@ -248,7 +248,7 @@ impl Plan {
                 });
             }
         }
-        let stamp = write::timestamp(SystemTime::now());
+        let stamp = mesh_daemon::paths::utc_stamp(SystemTime::now());
         let mut applied = Applied::default();
         for (k, change) in self.changes.iter().enumerate() {
             if let Err(e) = apply_one(change, &stamp, &mut applied) {

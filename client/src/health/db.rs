@@ -3,13 +3,12 @@
 //! oldest undelivered message has waited.
 
 use std::cmp::Ordering;
-use std::path::Path;
-use std::time::SystemTime;
+use std::path::{Path, PathBuf};
 
+use mesh_daemon::store::CORRUPT_DIR_PREFIX;
 use mesh_daemon::store::inspect::{InspectError, Inspection, inspect};
 
 use super::{Check, human_bytes, human_duration, quote};
-use crate::claude_config::shell_quote;
 
 /// Mail older than this is worth a warning: its recipient has not run a hook for that long.
 pub const STALE_MAIL_MS: i64 = 60 * 60 * 1000;
@@ -18,6 +17,50 @@ const BIG_WAL: u64 = 64 << 20;
 
 /// Every `db.*` check.
 pub(super) fn checks(db: &Path, now_ms: i64) -> Vec<Check> {
+    let mut out = set_aside(db).into_iter().collect::<Vec<_>>();
+    out.extend(current(db, now_ms));
+    out
+}
+
+/// `db.recovered`: damaged databases moved aside (by the daemon at start, or by hand with the
+/// fix of `db.integrity`), in `corrupt-*` directories beside the database. Mail queued in them
+/// is not delivered, so each is a failure until someone has looked and removed it.
+fn set_aside(db: &Path) -> Option<Check> {
+    let dir = db.parent()?;
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(CORRUPT_DIR_PREFIX)
+                && e.file_type().is_ok_and(|t| t.is_dir())
+        })
+        .map(|e| e.path())
+        .collect();
+    if found.is_empty() {
+        return None;
+    }
+    found.sort();
+    let list = found
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rm = found.iter().map(|p| quote(p)).collect::<Vec<_>>().join(" ");
+    Some(Check::fail(
+        "db.recovered",
+        format!(
+            "a damaged database was moved aside and the daemon started on a fresh one: {list}; \
+             mail queued in it was not delivered"
+        ),
+        format!(
+            "look at it (`sqlite3 <dir>/mesh.db .recover` may save its rows), then remove it: rm -r {rm}"
+        ),
+    ))
+}
+
+fn current(db: &Path, now_ms: i64) -> Vec<Check> {
     let shown = db.display();
     let seen = match inspect(db) {
         Ok(seen) => seen,
@@ -103,44 +146,14 @@ fn schema(version: u32, expected: u32) -> Check {
     }
 }
 
-/// The fix for a damaged database: stop the daemon, move the database and its WAL aside
-/// (together, so a recovery attempt sees them paired), start afresh.
+/// The fix for a damaged database: restart the daemon, which checks the database at start,
+/// moves a damaged one aside (with its WAL, into `corrupt-<UTC stamp>/` beside it) and starts on
+/// a fresh one.
 fn move_aside(db: &Path) -> String {
     let dir = db.parent().unwrap_or(Path::new("."));
-    let name = db
-        .file_name()
-        .map_or_else(|| "mesh.db".into(), |n| n.to_string_lossy());
-    let aside = dir.join(format!("corrupt-{}", stamp()));
     format!(
-        "mesh stop && mkdir {aside} && mv {dir}/{star}* {aside}/ && mesh restart (this starts an empty database; the damaged one stays in {shown}, and mail queued in it is not delivered)",
-        aside = quote(&aside),
-        dir = quote(dir),
-        star = shell_quote(&name),
-        shown = aside.display(),
-    )
-}
-
-/// UTC `YYYYmmddTHHMMSS`, for the name of the directory a damaged database is moved to.
-fn stamp() -> String {
-    let secs = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
+        "mesh restart (at start the daemon moves the damaged database into {}/{CORRUPT_DIR_PREFIX}<time>/ and starts on an empty one; mail queued in it is not delivered)",
+        dir.display()
     )
 }
 
@@ -219,24 +232,12 @@ mod tests {
     }
 
     #[test]
-    fn stamp_is_a_utc_timestamp() {
-        let s = stamp();
-        assert_eq!(s.len(), 15, "{s}");
-        assert_eq!(&s[8..9], "T");
-        assert!(s.starts_with("20"), "{s}");
-    }
-
-    #[test]
-    fn move_aside_quotes_paths() {
+    fn the_fix_for_a_damaged_database_is_a_restart() {
         let fix = move_aside(Path::new("/home/a b/.claude-mesh/mesh.db"));
+        assert!(fix.starts_with("mesh restart "), "{fix}");
         assert!(
-            fix.starts_with("mesh stop && mkdir '/home/a b/.claude-mesh/corrupt-"),
+            fix.contains("/home/a b/.claude-mesh/corrupt-<time>/"),
             "{fix}"
         );
-        assert!(
-            fix.contains(" && mv '/home/a b/.claude-mesh'/mesh.db* '/home/a b/"),
-            "{fix}"
-        );
-        assert!(fix.contains("&& mesh restart"), "{fix}");
     }
 }

@@ -229,9 +229,11 @@ pub fn run(inputs: &Inputs) -> Report {
 /// A daemon that is down because it cannot open the database comes back only after the
 /// database is fixed: say so where the user looks first.
 fn note_db_blocks_daemon(report: &mut Report) {
-    let db_broken = ["db.integrity", "db.schema"]
-        .iter()
-        .any(|n| report.get(n).is_some_and(|c| c.level == Level::Fail));
+    // A damaged database no longer keeps the daemon down (it is moved aside at start); a
+    // schema newer than this binary does.
+    let db_broken = report
+        .get("db.schema")
+        .is_some_and(|c| c.level == Level::Fail);
     if !db_broken {
         return;
     }
@@ -240,9 +242,10 @@ fn note_db_blocks_daemon(report: &mut Report) {
         .iter_mut()
         .find(|c| c.name == "daemon.reachable" && c.level == Level::Fail)
     {
-        c.detail
-            .push_str("; the database is damaged (see below), and the daemon cannot start on it");
-        c.fix = Some("the fix of the db check below (it restarts the daemon)".to_owned());
+        c.detail.push_str(
+            "; the database was written by a newer mesh (see below), and this daemon refuses it",
+        );
+        c.fix = Some("the fix of the db.schema check below".to_owned());
     }
 }
 

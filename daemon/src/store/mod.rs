@@ -231,6 +231,43 @@ impl Store {
     pub fn open(path: &Path) -> Result<(Store, StoreThread), WireError> {
         let mut conn = open_connection(path).map_err(|e| sql_error(&e, path))?;
         schema::migrate(&mut conn).map_err(|e| sql_error(&e, path))?;
+        Self::start(conn, path)
+    }
+
+    /// [`Store::open`] for the daemon's start: a damaged database (not a database at all, or
+    /// failing `PRAGMA quick_check`) is moved aside, with its `-wal` and `-shm`, into
+    /// `<dir>/corrupt-<UTC stamp>/`, and the daemon starts on a fresh one. Failing instead would
+    /// make the service manager restart it forever. Any other error (permissions, a full disk,
+    /// a newer schema) fails as before: those are not fixed by starting afresh.
+    pub fn open_or_recover(
+        path: &Path,
+    ) -> Result<(Store, StoreThread, Option<Recovered>), WireError> {
+        let damage = match open_checked(path) {
+            Ok(conn) => return Self::start(conn, path).map(|(s, t)| (s, t, None)),
+            Err(Opened::Damaged(why)) => why,
+            Err(Opened::Failed(e)) => return Err(e),
+        };
+        let moved_to = move_aside(path).map_err(|e| {
+            WireError::new(
+                ErrorCode::Storage,
+                format!(
+                    "database {} is damaged ({damage}) and cannot be moved aside: {e}",
+                    path.display()
+                ),
+            )
+        })?;
+        let (store, thread) = Self::open(path)?;
+        Ok((
+            store,
+            thread,
+            Some(Recovered {
+                moved_to,
+                reason: damage,
+            }),
+        ))
+    }
+
+    fn start(conn: Connection, path: &Path) -> Result<(Store, StoreThread), WireError> {
         let (tx, rx) = mpsc::channel();
         let store = Store {
             tx,
@@ -386,6 +423,69 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "foreign_keys", true)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     Ok(conn)
+}
+
+/// A damaged database that [`Store::open_or_recover`] moved aside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovered {
+    /// The directory now holding the damaged files.
+    pub moved_to: PathBuf,
+    /// What was wrong, as SQLite said it.
+    pub reason: String,
+}
+
+/// The prefix of the directories damaged databases are moved to (`mesh health` looks for them).
+pub const CORRUPT_DIR_PREFIX: &str = "corrupt-";
+
+enum Opened {
+    /// The file is not a usable database: move it aside.
+    Damaged(String),
+    /// Anything else: report it.
+    Failed(WireError),
+}
+
+/// Open, check and migrate.
+fn open_checked(path: &Path) -> Result<Connection, Opened> {
+    let classify = |e: rusqlite::Error| match e.sqlite_error_code() {
+        Some(SqlCode::DatabaseCorrupt | SqlCode::NotADatabase) => Opened::Damaged(e.to_string()),
+        _ => Opened::Failed(sql_error(&e, path)),
+    };
+    let mut conn = open_connection(path).map_err(classify)?;
+    let problems: Vec<String> = conn
+        .prepare("PRAGMA quick_check(5)")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .map_err(classify)?;
+    if problems != ["ok"] {
+        return Err(Opened::Damaged(format!(
+            "quick_check: {}",
+            problems.join("; ")
+        )));
+    }
+    schema::migrate(&mut conn).map_err(classify)?;
+    Ok(conn)
+}
+
+/// Move `path`, `path-wal` and `path-shm` into a new `corrupt-<stamp>` directory beside them.
+fn move_aside(path: &Path) -> std::io::Result<PathBuf> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let stamp = crate::paths::utc_stamp(SystemTime::now());
+    let mut aside = dir.join(format!("{CORRUPT_DIR_PREFIX}{stamp}"));
+    let mut n = 1;
+    while aside.exists() {
+        n += 1;
+        aside = dir.join(format!("{CORRUPT_DIR_PREFIX}{stamp}-{n}"));
+    }
+    std::fs::create_dir(&aside)?;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    for suffix in ["", "-wal", "-shm"] {
+        let from = dir.join(format!("{name}{suffix}"));
+        match std::fs::rename(&from, aside.join(format!("{name}{suffix}"))) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(aside)
 }
 
 /// A connection for [`Store::read`]: it refuses writes (`query_only`), and waits for the
