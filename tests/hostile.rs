@@ -143,10 +143,25 @@ fn truncated_and_stalled_frames_hold_nobody_up() {
     for _ in 0..20 {
         still_serving(&mut mesh);
     }
+    // An idle connection, handshaken, that sends nothing at all.
+    let mut idle = handshaken(&mesh);
     // The stalled handshake is dropped after the handshake timeout with a clear error.
     let err = refusal(&mut stalled_hello);
     assert_eq!(err.code, ErrorCode::Handshake, "{err}");
-    drop(stalled_request);
+    // So is the half request (the same 5 s bound for the rest of a begun frame), and the
+    // connection is closed after the error.
+    let answer: Response = read_frame(&mut stalled_request).unwrap();
+    let Response::Error(err) = answer else {
+        panic!("expected an error, got {answer:?}")
+    };
+    assert_eq!(err.code, ErrorCode::Malformed, "{err}");
+    assert!(err.message.contains("not finished"), "{err}");
+    let mut rest = Vec::new();
+    assert_eq!(stalled_request.read_to_end(&mut rest).unwrap(), 0, "closed");
+    // The idle connection, which never began a frame, is still served.
+    write_frame(&mut idle, &Request::Ping(Ping {})).unwrap();
+    let answer: Response = read_frame(&mut idle).unwrap();
+    assert!(matches!(answer, Response::Pong(_)), "{answer:?}");
     still_serving(&mut mesh);
 }
 

@@ -77,8 +77,20 @@ pub async fn serve(
     let peer = Peer::from_pid(peer_pid);
     loop {
         let frame = tokio::select! {
-            frame = framed.next() => frame,
+            frame = next_frame(&mut framed, limits.handshake_timeout) => frame,
             () = shutdown.cancelled() => break,
+        };
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(stalled) => {
+                tracing::debug!(pid = ?peer_pid, "{}", stalled.message);
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    framed.send(Response::Error(stalled)),
+                )
+                .await;
+                break;
+            }
         };
         let req = match frame {
             None => break,
@@ -119,6 +131,35 @@ pub async fn serve(
                 handlers::undeliver(&shared.store, id);
             }
             break;
+        }
+    }
+}
+
+/// The next frame. A connection may sit idle between requests for as long as its client likes
+/// (the MCP server keeps one open for hours), but once a frame has begun, the rest of it must
+/// arrive within `limit`: a client that sends half a frame and stalls gets an error and is
+/// closed, rather than holding its connection slot forever.
+async fn next_frame(
+    framed: &mut RequestFramed,
+    limit: Duration,
+) -> Result<Option<Result<Result<Request, FrameError>, FrameError>>, WireError> {
+    loop {
+        if framed.read_buffer().is_empty() && framed.get_ref().readable().await.is_err() {
+            return Ok(None);
+        }
+        match tokio::time::timeout(limit, framed.next()).await {
+            Ok(frame) => return Ok(frame),
+            // Readiness can be spurious: nothing of a frame arrived, so the client is idle.
+            Err(_) if framed.read_buffer().is_empty() => {}
+            Err(_) => {
+                return Err(WireError::new(
+                    ErrorCode::Malformed,
+                    format!(
+                        "a frame was begun but not finished within {limit:?} ({} of its bytes arrived); closing the connection",
+                        framed.read_buffer().len()
+                    ),
+                ));
+            }
         }
     }
 }
