@@ -383,6 +383,7 @@ fn stop_blocks_on_urgent_mail_then_lets_go_and_marks_idle() {
             class: Class::Urgent,
             peek: true,
             max_bytes: 0,
+            handout: 0,
         })
         .unwrap()
         .messages

@@ -237,6 +237,7 @@ fn consume(mesh: &Mesh, caller: &Caller) -> Vec<Message> {
             class: Class::All,
             peek: false,
             max_bytes: 0,
+            handout: 0,
         })
         .unwrap()
         .messages
@@ -682,6 +683,7 @@ fn ask_peer_times_out_and_reports_a_peer_that_is_gone() {
                 class: Class::All,
                 peek: true,
                 max_bytes: 0,
+                handout: 0,
             })
             .unwrap()
             .messages
@@ -828,6 +830,7 @@ fn cancelled_ask_peer_leaves_the_daemon_at_once() {
                 class: Class::All,
                 peek: true,
                 max_bytes: 0,
+                handout: 0,
             })
             .unwrap()
             .messages
@@ -997,6 +1000,7 @@ fn a_waiting_ask_peer_resumes_after_the_daemon_dies() {
                 class: Class::All,
                 peek: true,
                 max_bytes: 0,
+                handout: 0,
             })
             .unwrap()
             .messages
@@ -1066,6 +1070,7 @@ fn closing_stdin_ends_the_server_even_while_an_ask_waits() {
                 class: Class::All,
                 peek: true,
                 max_bytes: 0,
+                handout: 0,
             })
             .unwrap()
             .messages

@@ -35,6 +35,7 @@ fn consume(mesh: &Mesh, who: &common::Session, class: Class) -> Vec<mesh_proto::
             class,
             peek: false,
             max_bytes: 0,
+            handout: 0,
         })
         .unwrap()
         .messages
@@ -287,6 +288,7 @@ fn concurrent_consumers_get_disjoint_sets_in_order() {
                             class: Class::All,
                             peek: false,
                             max_bytes: 16,
+                            handout: 0,
                         })
                         .unwrap();
                     let ids: Vec<u64> = batch.messages.iter().map(|m| m.id).collect();
@@ -345,6 +347,7 @@ fn poll_takes_urgent_mail_only_for_the_current_session_id() {
                 caller,
                 class: Class::Urgent,
                 max_bytes: 0,
+                handout: 0,
             })
             .unwrap()
     };

@@ -324,6 +324,7 @@ fn real_user_manager_runs_the_installed_units() {
             class: Class::All,
             peek: false,
             max_bytes: 0,
+            handout: 0,
         })
         .unwrap();
     let pid2 = systemd.main_pid().unwrap().expect("re-activated");

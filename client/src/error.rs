@@ -100,6 +100,16 @@ impl ClientError {
         matches!(self, ClientError::NotRunning { .. })
     }
 
+    /// The connection broke (or nobody listens any more): the request may or may not have been
+    /// carried out. Retry-safe requests (a consume with a hand-out token) can be sent again on
+    /// a new connection.
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Io { .. } | ClientError::Frame(_) | ClientError::NotRunning { .. }
+        )
+    }
+
     /// The daemon speaks another protocol version (one binary was upgraded, not the other).
     pub fn is_version_mismatch(&self) -> bool {
         matches!(self, ClientError::VersionMismatch { .. })

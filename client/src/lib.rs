@@ -37,3 +37,22 @@ pub use caller::CallerFromEnv;
 pub use connection::{ConnectOptions, Connection};
 pub use error::ClientError;
 pub use ids::{format_message_id, parse_message_id};
+
+/// A fresh token for [`mesh_proto::Consume::handout`] / [`mesh_proto::Poll::handout`]: random,
+/// never 0. Send it again with the same request after a lost answer to get the same messages.
+pub fn handout_token() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    // RandomState is seeded from the OS's randomness once per process; the counter and the
+    // clock make every call in the process differ.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish().max(1)
+}

@@ -251,8 +251,12 @@ pub async fn handle(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Outcome 
         Request::Consume(c) => {
             // Most hook calls find nothing: answer those from a read, with no write and no
             // wait for the store thread. Anything else is consumed in the store.
+            // A retried hand-out goes to the store, which returns it again.
+            let retry = c.handout;
             let empty = as_caller_read(shared, &c.caller, peer, |r, me| match me {
-                Some(row) => Ok(sessions::pending_of(r, &row)? == 0),
+                Some(row) => {
+                    Ok(sessions::pending_of(r, &row)? == 0 && !messages::handout_exists(r, retry)?)
+                }
                 None => Ok(false),
             });
             match empty {
@@ -298,7 +302,8 @@ async fn poll(
                 return Ok(Some(None));
             };
             let pending = sessions::pending_of(r, &row)?;
-            Ok((pending == 0 || !current(&row)).then(|| Some(row.info(pending))))
+            let nothing = pending == 0 && !messages::handout_exists(r, p.handout)?;
+            Ok((nothing || !current(&row)).then(|| Some(row.info(pending))))
         })?
     };
     if let Some(session) = quick {
@@ -311,8 +316,14 @@ async fn poll(
     as_caller(shared, &caller, peer, move |ctx, me| {
         let (session, inbox) = match me {
             Some(row) if current(&row) => {
-                let inbox =
-                    messages::consume(ctx, Some(&row), p.class, false, p.max_bytes as usize)?;
+                let inbox = messages::consume(
+                    ctx,
+                    Some(&row),
+                    p.class,
+                    false,
+                    p.max_bytes as usize,
+                    p.handout,
+                )?;
                 (Some(info_of(ctx, &row)?), inbox)
             }
             Some(row) => (Some(info_of(ctx, &row)?), empty()),
@@ -329,7 +340,14 @@ async fn consume(
     c: mesh_proto::Consume,
 ) -> Result<Response, WireError> {
     as_caller(shared, &c.caller.clone(), peer, move |ctx, me| {
-        let inbox = messages::consume(ctx, me.as_ref(), c.class, c.peek, c.max_bytes as usize)?;
+        let inbox = messages::consume(
+            ctx,
+            me.as_ref(),
+            c.class,
+            c.peek,
+            c.max_bytes as usize,
+            c.handout,
+        )?;
         Ok(Response::Inbox(inbox))
     })
     .await

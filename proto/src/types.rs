@@ -349,6 +349,12 @@ pub struct Consume {
     /// Stop adding messages once their bodies exceed this many bytes (at least one message is
     /// always returned when any is pending). 0 means the daemon's default.
     pub max_bytes: u32,
+    /// A client-chosen id for this hand-out, making it safe to retry: when the answer is lost
+    /// (the daemon died after committing the delivery, before its answer arrived), sending the
+    /// same request again with the same `handout` returns the same messages instead of taking
+    /// new ones. Use a fresh random non-zero value per hand-out; 0 means no retry safety.
+    /// Kept for an hour.
+    pub handout: u64,
 }
 
 /// One round trip for the hook on every tool call: [`WhoAmI`] and [`Consume`] together.
@@ -359,6 +365,8 @@ pub struct Poll {
     pub class: Class,
     /// As in [`Consume::max_bytes`].
     pub max_bytes: u32,
+    /// As in [`Consume::handout`].
+    pub handout: u64,
 }
 
 /// The answer to [`Poll`]. `session`: the caller's session (`None`: not inside one). `inbox` is

@@ -496,6 +496,7 @@ fn per_request(plan: &Plan, s: &Session<'_>, dpid: u32) -> String {
         class,
         peek: false,
         max_bytes: CONSUME_BYTES,
+        handout: 0,
     };
     let mut wall = vec![Vec::new(); NAMES.len()];
     let mut cpu = vec![0.0; NAMES.len()];
@@ -521,6 +522,7 @@ fn per_request(plan: &Plan, s: &Session<'_>, dpid: u32) -> String {
                         caller: caller(),
                         class: Class::Urgent,
                         max_bytes: CONSUME_BYTES,
+                        handout: 0,
                     })
                     .unwrap();
                 }
@@ -602,6 +604,7 @@ fn requests(r: Requests, s: &Session<'_>) -> f64 {
             class,
             peek: false,
             max_bytes: CONSUME_BYTES,
+            handout: 0,
         })
         .map(|inbox| inbox.messages.len())
     };
@@ -611,6 +614,7 @@ fn requests(r: Requests, s: &Session<'_>) -> f64 {
                 caller: caller(),
                 class: Class::Urgent,
                 max_bytes: CONSUME_BYTES,
+                handout: 0,
             })
             .map(|p| p.inbox.messages.len()),
         Requests::UserPromptSubmit => c

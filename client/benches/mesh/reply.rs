@@ -84,6 +84,7 @@ pub fn exchanges(
                     class: Class::Urgent,
                     peek: true,
                     max_bytes: 0,
+                    handout: 0,
                 })
                 .unwrap();
             if let Some(q) = inbox

@@ -118,6 +118,7 @@ pub fn queued_list(
             class: Class::All,
             peek: true,
             max_bytes: 1,
+            handout: 0,
         })
         .unwrap();
     let queued = queued.remaining as usize + queued.messages.len();
@@ -140,6 +141,7 @@ pub fn queued_list(
                 class: Class::All,
                 peek: false,
                 max_bytes: 0,
+                handout: 0,
             })
             .unwrap();
         let e = t.elapsed();

@@ -33,14 +33,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         remaining: 0,
     };
     for _ in 0..MAX_BATCHES {
-        let batch = conn
-            .consume(Consume {
-                caller: caller.clone(),
-                class: Class::All,
-                peek: args.peek,
-                max_bytes: BATCH_BYTES,
-            })
-            .context("cannot read the inbox")?;
+        let req = Consume {
+            caller: caller.clone(),
+            class: Class::All,
+            peek: args.peek,
+            max_bytes: BATCH_BYTES,
+            handout: mesh_client::handout_token(),
+        };
+        // Retry-safe: if the daemon dies before answering, the same token on a new connection
+        // gets the same messages.
+        let batch = match conn.consume(req.clone()) {
+            Err(e) if e.is_connection_lost() => {
+                conn = connect()?;
+                conn.consume(req)
+            }
+            other => other,
+        }
+        .context("cannot read the inbox")?;
         let done = args.peek || batch.remaining == 0 || batch.messages.is_empty();
         inbox.messages.extend(batch.messages);
         inbox.remaining = batch.remaining;

@@ -226,6 +226,7 @@ fn run(event: Event, deadline: &Deadline) -> anyhow::Result<Option<Output>> {
         caller,
         deadline,
         conn: connect(&state, deadline, event != Event::SessionEnd)?,
+        state,
     };
     match event {
         Event::SessionStart => hook.session_start(),
@@ -288,6 +289,7 @@ struct Hook<'a> {
     input: HookInput,
     caller: Caller,
     deadline: &'a Deadline,
+    state: StateDir,
     conn: Connection,
 }
 
@@ -332,14 +334,14 @@ impl Hook<'_> {
     /// One round trip in the common case: `Poll` confirms the session and takes its urgent
     /// mail together (the daemon answers from a read when there is none).
     fn post_tool_use(&mut self) -> anyhow::Result<Option<Output>> {
-        self.budget()?;
+        let req = Poll {
+            caller: self.caller.clone(),
+            class: Class::Urgent,
+            max_bytes: CONSUME_BYTES,
+            handout: mesh_client::handout_token(),
+        };
         let polled = self
-            .conn
-            .poll(Poll {
-                caller: self.caller.clone(),
-                class: Class::Urgent,
-                max_bytes: CONSUME_BYTES,
-            })
+            .retrying(|conn| conn.poll(req.clone()))
             .context("cannot ask the daemon for this session's messages")?;
         if polled.session.as_ref().is_some_and(|s| self.is_current(s)) {
             return Ok(context(polled.inbox));
@@ -445,15 +447,37 @@ impl Hook<'_> {
     }
 
     fn consume(&mut self, class: Class) -> anyhow::Result<Inbox> {
-        self.budget()?;
-        self.conn
-            .consume(Consume {
-                caller: self.caller.clone(),
-                class,
-                peek: false,
-                max_bytes: CONSUME_BYTES,
-            })
+        let req = Consume {
+            caller: self.caller.clone(),
+            class,
+            peek: false,
+            max_bytes: CONSUME_BYTES,
+            handout: mesh_client::handout_token(),
+        };
+        self.retrying(|conn| conn.consume(req.clone()))
             .context("cannot fetch the session's messages")
+    }
+
+    /// Send a retry-safe request (one carrying a hand-out token). When the connection breaks
+    /// (the daemon died, perhaps after committing the hand-out), reconnect within the deadline
+    /// (a restarted daemon, or one started on demand) and send it again: the daemon answers
+    /// the same token with the same messages, so none is lost and none is shown twice.
+    fn retrying<T>(
+        &mut self,
+        mut call: impl FnMut(&mut Connection) -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        loop {
+            self.budget()?;
+            match call(&mut self.conn) {
+                Err(e) if e.is_connection_lost() && !self.deadline.expired() => {
+                    match connect(&self.state, self.deadline, true) {
+                        Ok(conn) => self.conn = conn,
+                        Err(_) => return Err(e),
+                    }
+                }
+                done => return done,
+            }
+        }
     }
 
     /// Consume `class` and render it as additional context (nothing when nothing is pending).

@@ -359,14 +359,18 @@ impl MeshServer {
 
     #[tool(description = CHECK_MESSAGES)]
     async fn check_messages(&self) -> CallToolResult {
+        // With a hand-out token a consume is safe to repeat: after a lost answer the daemon
+        // hands out the same messages again.
+        let handout = mesh_client::handout_token();
         let inbox = self
-            .blocking(|d| {
-                d.call(Retry::Once, |c, caller| {
+            .blocking(move |d| {
+                d.call(Retry::Idempotent, |c, caller| {
                     c.consume(Consume {
                         caller,
                         class: Class::All,
                         peek: false,
                         max_bytes: CHECK_BUDGET_BYTES,
+                        handout,
                     })
                 })
             })

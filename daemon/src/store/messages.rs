@@ -390,16 +390,73 @@ fn mark_delivered(ctx: &mut Ctx<'_>, id: i64) -> Result<(), WireError> {
     Ok(())
 }
 
+/// How long a hand-out can be retried ([`mesh_proto::Consume::handout`]).
+pub const HANDOUT_KEPT_MS: i64 = 3_600_000;
+
+/// Whether a hand-out with this (non-zero) token is kept: a retry, to be answered again.
+pub fn handout_exists(r: &Reader<'_>, token: u64) -> Result<bool, WireError> {
+    if token == 0 {
+        return Ok(false);
+    }
+    r.conn
+        .prepare_cached("SELECT 1 FROM handouts WHERE token = ?1")
+        .and_then(|mut s| s.query_row(params![token as i64], |_| Ok(())).optional())
+        .map(|found| found.is_some())
+        .map_err(|e| db(r, e))
+}
+
+/// The messages of an earlier hand-out with this token, if it is still kept.
+fn handed_out(ctx: &Ctx<'_>, token: u64) -> Result<Option<Vec<Message>>, WireError> {
+    let ids: Option<String> = ctx
+        .conn
+        .prepare_cached("SELECT message_ids FROM handouts WHERE token = ?1")
+        .and_then(|mut s| s.query_row(params![token as i64], |r| r.get(0)).optional())
+        .map_err(|e| db(ctx, e))?;
+    let Some(ids) = ids else { return Ok(None) };
+    let mut out = Vec::new();
+    for id in ids.split(',').filter_map(|i| i.parse::<i64>().ok()) {
+        if let Some(m) = get(ctx, id)? {
+            out.push(m);
+        }
+    }
+    Ok(Some(out))
+}
+
+/// Remember a hand-out for retries, and forget those older than [`HANDOUT_KEPT_MS`].
+fn remember_handout(ctx: &Ctx<'_>, token: u64, taken: &[Message]) -> Result<(), WireError> {
+    let ids = taken
+        .iter()
+        .map(|m| m.id.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    ctx.conn
+        .prepare_cached("DELETE FROM handouts WHERE created_ms < ?1")
+        .and_then(|mut s| s.execute(params![ctx.now_ms - HANDOUT_KEPT_MS]))
+        .and_then(|_| {
+            ctx.conn
+                .prepare_cached(
+                    "INSERT INTO handouts (token, created_ms, message_ids) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![token as i64, ctx.now_ms, ids])
+        })
+        .map_err(|e| db(ctx, e))?;
+    Ok(())
+}
+
 /// Take (or peek at) what is pending for `who` (`None`: the user), oldest first, up to
 /// `max_bytes` (bodies plus a fixed overhead each) and [`MAX_CONSUME_MESSAGES`]; always at least
-/// one message when any is pending. `remaining` says how many are left.
+/// one message when any is pending. `remaining` says how many are left. A non-zero `handout`
+/// makes the take retry-safe: the same token again returns the same messages (see
+/// [`mesh_proto::Consume::handout`]).
 pub fn consume(
     ctx: &mut Ctx<'_>,
     who: Option<&SessionRow>,
     class: Class,
     peek: bool,
     max_bytes: usize,
+    handout: u64,
 ) -> Result<Inbox, WireError> {
+    let handout = if peek { 0 } else { handout };
     let kinds = match class {
         Class::All => "('task', 'note', 'question', 'answer')",
         Class::Urgent => "('task', 'question', 'answer')",
@@ -418,9 +475,25 @@ pub fn consume(
     } else {
         max_bytes
     };
+    let conn = ctx.conn;
+    let count_pending = || -> Result<i64, WireError> {
+        conn.prepare_cached(&format!(
+            "SELECT count(*) FROM messages WHERE delivered_ms IS NULL AND kind IN {kinds} AND {filter}"
+        ))
+        .and_then(|mut s| s.query_row(params![key, name], |r| r.get(0)))
+        .map_err(|e| db(ctx, e))
+    };
+    if handout != 0
+        && let Some(again) = handed_out(ctx, handout)?
+    {
+        // A retry: the earlier answer was lost. The same messages again, nothing new taken.
+        return Ok(Inbox {
+            messages: again,
+            remaining: count_pending()? as u32,
+        });
+    }
     // Read only as far as the budget goes (a backlog of thousands must not be loaded, nor sent
     // in one frame), then count what is left with the index.
-    let conn = ctx.conn;
     let mut taken: Vec<Message> = Vec::new();
     {
         let sql = format!(
@@ -442,10 +515,7 @@ pub fn consume(
             taken.push(m);
         }
     }
-    let total: i64 = conn
-        .prepare_cached(&format!("SELECT count(*) FROM messages WHERE delivered_ms IS NULL AND kind IN {kinds} AND {filter}"))
-        .and_then(|mut s| s.query_row(params![key, name], |r| r.get(0)))
-        .map_err(|e| db(ctx, e))?;
+    let total = count_pending()?;
     let remaining = (total as usize).saturating_sub(taken.len()) as u32;
     if !peek {
         let now = ctx.now_ms;
@@ -462,6 +532,9 @@ pub fn consume(
             && !taken.is_empty()
         {
             sessions::touch(ctx, w.key)?;
+        }
+        if handout != 0 && !taken.is_empty() {
+            remember_handout(ctx, handout, &taken)?;
         }
     }
     Ok(Inbox {

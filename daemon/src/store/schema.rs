@@ -45,6 +45,13 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX messages_pending_by_key ON messages(to_key) WHERE delivered_ms IS NULL;
     CREATE INDEX messages_pending_by_name ON messages(to_name_norm) WHERE delivered_ms IS NULL;
     CREATE INDEX messages_by_question ON messages(in_reply_to) WHERE in_reply_to IS NOT NULL;",
+    // 2: hand-outs, so that a consume whose answer was lost can be retried (Consume::handout).
+    "CREATE TABLE handouts (
+        token       INTEGER PRIMARY KEY,
+        created_ms  INTEGER NOT NULL,
+        message_ids TEXT NOT NULL
+    );
+    CREATE INDEX handouts_by_age ON handouts(created_ms);",
 ];
 
 /// The schema version this build writes.

@@ -49,7 +49,7 @@ fn send(
 
 fn consume(store: &Store, who: sessions::SessionRow, class: Class) -> mesh_proto::Inbox {
     store
-        .call_blocking(move |ctx| messages::consume(ctx, Some(&who), class, false, 0))
+        .call_blocking(move |ctx| messages::consume(ctx, Some(&who), class, false, 0, 0))
         .unwrap()
 }
 
@@ -220,7 +220,7 @@ async fn reply_wakes_the_blocked_asker_and_is_delivered_once() {
     let inbox = store
         .call({
             let b = b.clone();
-            move |ctx| messages::consume(ctx, Some(&b), Class::Urgent, false, 0)
+            move |ctx| messages::consume(ctx, Some(&b), Class::Urgent, false, 0, 0)
         })
         .await
         .unwrap();
@@ -236,7 +236,7 @@ async fn reply_wakes_the_blocked_asker_and_is_delivered_once() {
     }
     // Handed to the blocked asker, so not in its inbox again.
     let inbox = store
-        .call(move |ctx| messages::consume(ctx, Some(&a), Class::All, false, 0))
+        .call(move |ctx| messages::consume(ctx, Some(&a), Class::All, false, 0, 0))
         .await
         .unwrap();
     assert!(inbox.messages.is_empty());
@@ -280,7 +280,7 @@ async fn answer_to_an_asker_that_left_waits_in_its_inbox() {
         .await
         .unwrap();
     let inbox = store
-        .call(|ctx| messages::consume(ctx, None, Class::All, false, 0))
+        .call(|ctx| messages::consume(ctx, None, Class::All, false, 0, 0))
         .await
         .unwrap();
     assert_eq!(inbox.messages.len(), 1);
@@ -321,7 +321,7 @@ fn consume_stops_at_its_budget_and_counts_the_rest() {
     );
     let who = b.clone();
     let small = store
-        .call_blocking(move |ctx| messages::consume(ctx, Some(&who), Class::All, false, 300))
+        .call_blocking(move |ctx| messages::consume(ctx, Some(&who), Class::All, false, 300, 0))
         .unwrap();
     assert_eq!(
         small
@@ -334,7 +334,7 @@ fn consume_stops_at_its_budget_and_counts_the_rest() {
     assert_eq!(small.remaining as usize, messages::MAX_CONSUME_MESSAGES + 3);
     let who = b.clone();
     let big = store
-        .call_blocking(move |ctx| messages::consume(ctx, Some(&who), Class::All, false, 0))
+        .call_blocking(move |ctx| messages::consume(ctx, Some(&who), Class::All, false, 0, 0))
         .unwrap();
     assert_eq!(big.messages.len(), messages::MAX_CONSUME_MESSAGES);
     assert_eq!(big.messages[0].body, "0002");
@@ -470,4 +470,42 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .build()
         .unwrap()
         .block_on(f)
+}
+
+#[test]
+fn a_retried_handout_returns_the_same_messages_and_takes_nothing_new() {
+    let (_d, store, _t) = open();
+    let a = register(&store, reg("aaaa-1111", 10, 1, "alpha"));
+    for body in ["one", "two", "three"] {
+        send(&store, None, "alpha", body).unwrap();
+    }
+    let take = |token: u64, max_bytes: usize| {
+        let who = a.clone();
+        store
+            .call_blocking(move |ctx| {
+                messages::consume(ctx, Some(&who), Class::All, false, max_bytes, token)
+            })
+            .unwrap()
+    };
+    let bodies = |inbox: &mesh_proto::Inbox| {
+        inbox
+            .messages
+            .iter()
+            .map(|m| m.body.clone())
+            .collect::<Vec<_>>()
+    };
+    // A small budget: one message per hand-out.
+    let first = take(0xfeed, 1);
+    assert_eq!(bodies(&first), ["one"]);
+    assert_eq!(first.remaining, 2);
+    // The answer was "lost": the same token again gets the same message, takes nothing new.
+    let again = take(0xfeed, 1);
+    assert_eq!(bodies(&again), ["one"]);
+    assert_eq!(again.remaining, 2);
+    assert!(store.read(|r| messages::handout_exists(r, 0xfeed)).unwrap());
+    // A new token takes the next one; token 0 is never remembered.
+    assert_eq!(bodies(&take(0xbeef, 1)), ["two"]);
+    assert_eq!(bodies(&take(0, 1)), ["three"]);
+    assert!(take(0, 1).messages.is_empty());
+    assert!(!store.read(|r| messages::handout_exists(r, 0)).unwrap());
 }
