@@ -205,3 +205,53 @@ fn another_user_is_refused() {
     );
     still_serving(&mut mesh);
 }
+
+#[test]
+fn the_daemon_has_no_network_socket_only_its_unix_socket() {
+    let mesh = Mesh::start();
+    let _s = mesh.session("alpha");
+    let pid = mesh.daemon_pid();
+    // Inodes of every socket the daemon holds open.
+    let sockets = || -> Vec<String> {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter_map(|l| {
+                l.to_string_lossy()
+                    .strip_prefix("socket:[")
+                    .and_then(|r| r.strip_suffix(']'))
+                    .map(str::to_owned)
+            })
+            .collect()
+    };
+    let before = sockets();
+    assert!(!before.is_empty(), "the daemon holds no socket at all?");
+    let table =
+        |name: &str| std::fs::read_to_string(format!("/proc/{pid}/net/{name}")).unwrap_or_default();
+    let ip: Vec<(&str, String)> = ["tcp", "tcp6", "udp", "udp6", "raw", "raw6"]
+        .into_iter()
+        .map(|p| (p, table(p)))
+        .collect();
+    let unix = table("unix");
+    // A client connection that closed while the tables were read is no longer the daemon's.
+    let after = sockets();
+    let inodes: Vec<&String> = before.iter().filter(|i| after.contains(i)).collect();
+    assert!(!inodes.is_empty());
+    let listed = |t: &str, column: usize, inode: &str| {
+        t.lines()
+            .skip(1)
+            .any(|l| l.split_whitespace().nth(column) == Some(inode))
+    };
+    for inode in &inodes {
+        for (proto, t) in &ip {
+            assert!(
+                !listed(t, 9, inode),
+                "the daemon holds a {proto} socket (inode {inode})"
+            );
+        }
+        assert!(
+            listed(&unix, 6, inode),
+            "socket inode {inode} is not a Unix socket"
+        );
+    }
+}
