@@ -448,3 +448,57 @@ fn a_damaged_database_is_moved_aside_and_the_daemon_starts_afresh() {
     mesh.spawn_daemon();
     assert_eq!(set_aside(&mesh).len(), 2);
 }
+
+/// `mesh daemon` in `mesh`'s HOME, expected to refuse to start: its stderr.
+fn daemon_refuses(mesh: &Mesh) -> String {
+    let out = mesh
+        .mesh()
+        .arg("daemon")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    stderr(&out)
+}
+
+#[test]
+fn a_state_dir_of_another_user_or_on_a_read_only_disk_is_a_clear_error() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: needs root to chown the state dir and to mount a read-only tmpfs");
+        return;
+    }
+    // Owned by someone else.
+    let mesh = Mesh::without_daemon();
+    fs::create_dir_all(mesh.state.root()).unwrap();
+    std::os::unix::fs::chown(mesh.state.root(), Some(65534), Some(65534)).unwrap();
+    let err = daemon_refuses(&mesh);
+    assert!(
+        err.contains("belongs to uid 65534") && err.contains("not to you"),
+        "{err}"
+    );
+    assert_eq!(err.matches("belongs to uid").count(), 1, "said once: {err}");
+
+    // On a read-only filesystem.
+    let mesh = Mesh::without_daemon();
+    fs::create_dir_all(mesh.state.root()).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "ro,mode=0700", "tmpfs"])
+        .arg(mesh.state.root())
+        .status()
+        .unwrap();
+    if !mounted.success() {
+        eprintln!("SKIPPED (read-only part): cannot mount a tmpfs here");
+        return;
+    }
+    let err = daemon_refuses(&mesh);
+    let _ = Command::new("umount")
+        .arg("-l")
+        .arg(mesh.state.root())
+        .status();
+    assert!(err.to_lowercase().contains("read-only"), "{err}");
+    assert_eq!(err.matches("Read-only").count(), 1, "said once: {err}");
+    assert!(
+        err.contains(&mesh.state.root().display().to_string()),
+        "{err}"
+    );
+}

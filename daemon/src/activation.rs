@@ -46,7 +46,8 @@ pub struct Acquired {
 pub enum ActivationError {
     #[error("a daemon is already running (pid {pid}) on {socket}")]
     AlreadyRunning { pid: u32, socket: PathBuf },
-    #[error("{0}")]
+    // Transparent: `{0}` plus the io::Error as its source would print the message twice.
+    #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
