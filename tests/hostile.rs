@@ -128,6 +128,48 @@ fn undecodable_request_gets_an_error_and_the_connection_goes_on() {
 }
 
 #[test]
+fn a_message_body_of_invalid_utf8_is_refused_and_nothing_is_queued() {
+    let mut mesh = Mesh::start();
+    let peer = mesh.session("peer");
+    // A well-formed Send whose body bytes are then made invalid UTF-8.
+    let send = Request::Send(mesh_proto::Send {
+        caller: mesh_proto::Caller::default(),
+        to: "peer".into(),
+        kind: mesh_proto::Kind::Task,
+        body: "BODYBODY".into(),
+    });
+    let mut payload = postcard::to_stdvec(&send).unwrap();
+    let at = payload.windows(8).position(|w| w == b"BODYBODY").unwrap();
+    payload[at..at + 8].copy_from_slice(&[0xff, 0xfe, 0xc3, 0x28, 0xed, 0xa0, 0x80, 0x80]);
+    let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&payload);
+    let mut s = handshaken(&mesh);
+    s.write_all(&frame).unwrap();
+    match read_frame::<_, Response>(&mut s).unwrap() {
+        Response::Error(e) => assert_eq!(e.code, ErrorCode::Malformed, "{e}"),
+        other => panic!("unexpected {other:?}"),
+    }
+    // The connection goes on, and nothing was queued.
+    write_frame(&mut s, &Request::Ping(Ping {})).unwrap();
+    assert!(matches!(
+        read_frame::<_, Response>(&mut s).unwrap(),
+        Response::Pong(_)
+    ));
+    assert_eq!(
+        mesh.conn()
+            .whoami(mesh_proto::WhoAmI {
+                caller: peer.caller.clone()
+            })
+            .unwrap()
+            .session
+            .unwrap()
+            .pending,
+        0
+    );
+    still_serving(&mut mesh);
+}
+
+#[test]
 fn truncated_and_stalled_frames_hold_nobody_up() {
     let mut mesh = Mesh::start();
     // Truncated: half a frame, then close.
