@@ -13,7 +13,10 @@ cd "$(dirname "$0")"
 
 root=${CARGO_INSTALL_ROOT:-${CARGO_HOME:-$HOME/.cargo}}
 static_target=
-if [ "$(uname -s)" = Linux ] && ldd --version 2>&1 | grep -qiE 'glibc|gnu libc'; then
+# (Output captured first: `ldd --version | grep -q` can fail under pipefail when grep exits
+# before ldd has written everything.)
+libc=$(ldd --version 2>&1 || true)
+if [ "$(uname -s)" = Linux ] && [[ ${libc,,} == *glibc* || ${libc,,} == *"gnu libc"* ]]; then
     case "$(uname -m)" in
         x86_64) static_target=x86_64-unknown-linux-gnu ;;
         aarch64) static_target=aarch64-unknown-linux-gnu ;;
