@@ -165,7 +165,9 @@ fn version_mismatch_message(
     client_protocol: &u32,
 ) -> String {
     let daemon_is_older = match daemon_protocol.cmp(client_protocol) {
-        std::cmp::Ordering::Equal => version_less(daemon_version, client_version),
+        std::cmp::Ordering::Equal => {
+            crate::health::compare_versions(daemon_version, client_version).is_lt()
+        }
         ord => ord.is_lt(),
     };
     if daemon_is_older {
@@ -180,16 +182,6 @@ fn version_mismatch_message(
 }
 
 /// Compare dotted numeric versions (`0.10.0` > `0.9.1`); non-numeric parts compare as 0.
-fn version_less(a: &str, b: &str) -> bool {
-    let parse = |v: &str| -> Vec<u64> {
-        v.split(['.', '-', '+'])
-            .take(3)
-            .map(|p| p.parse().unwrap_or(0))
-            .collect()
-    };
-    parse(a) < parse(b)
-}
-
 fn refused_hint(code: ErrorCode) -> &'static str {
     match code {
         ErrorCode::PermissionDenied => {
@@ -238,9 +230,10 @@ mod tests {
 
     #[test]
     fn versions_compare_numerically() {
-        assert!(version_less("0.9.1", "0.10.0"));
-        assert!(!version_less("0.10.0", "0.9.1"));
-        assert!(!version_less("1.0.0", "1.0.0"));
+        let less = |a, b| crate::health::compare_versions(a, b).is_lt();
+        assert!(less("0.9.1", "0.10.0"));
+        assert!(!less("0.10.0", "0.9.1"));
+        assert!(!less("1.0.0", "1.0.0"));
     }
 
     #[test]
