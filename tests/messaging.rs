@@ -388,3 +388,55 @@ fn poll_takes_urgent_mail_only_for_the_current_session_id() {
     let rest = consume(&mesh, &beta, Class::All);
     assert_eq!(rest.iter().map(|m| m.id).collect::<Vec<_>>(), [note]);
 }
+
+#[test]
+fn a_session_shows_its_folder_and_branch_until_it_sets_a_summary() {
+    let mesh = Mesh::start();
+    let repo = mesh.project("shop");
+    std::fs::create_dir_all(repo.join(".git")).unwrap();
+    std::fs::write(repo.join(".git/HEAD"), "ref: refs/heads/feature/login\n").unwrap();
+    let dir = repo.join("backend");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut child = std::process::Command::new("sleep")
+        .arg("600")
+        .current_dir(&dir)
+        .spawn()
+        .unwrap();
+    let info = mesh.register(child.id(), "shop-session-0001", &dir);
+    assert_eq!(info.summary, "backend on feature/login");
+    let list = |mesh: &Mesh| {
+        let out = mesh.mesh().args(["list"]).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = list(&mesh);
+    assert!(
+        text.contains("SUMMARY") && text.contains("backend on feature/login"),
+        "{text}"
+    );
+    // Its own summary replaces the default; clearing it brings the default back.
+    let caller = mesh_proto::Caller {
+        claude_pid: Some(child.id()),
+        session_id: None,
+    };
+    mesh.conn()
+        .set_summary(mesh_proto::SetSummary {
+            caller: caller.clone(),
+            summary: "fixing the login form".into(),
+        })
+        .unwrap();
+    let text = list(&mesh);
+    assert!(
+        text.contains("fixing the login form") && !text.contains("on feature/login"),
+        "{text}"
+    );
+    mesh.conn()
+        .set_summary(mesh_proto::SetSummary {
+            caller,
+            summary: String::new(),
+        })
+        .unwrap();
+    assert!(list(&mesh).contains("backend on feature/login"));
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -390,6 +390,7 @@ async fn register(
         ));
     }
     let naming = naming::resolve(Path::new(&r.cwd), r.project_dir.as_deref().map(Path::new));
+    let default_summary = naming::default_summary(Path::new(&r.cwd), naming.git_root.as_deref());
     let reg = Registration {
         session_id: r.session_id,
         pid: proc_.pid,
@@ -401,6 +402,7 @@ async fn register(
             .map(|p| p.to_string_lossy().into_owned()),
         git_root: naming.git_root.map(|p| p.to_string_lossy().into_owned()),
         transcript_path: r.transcript_path,
+        default_summary,
     };
     // Soft: a registration lost to a power loss is made again by the session's next hook (they
     // all re-register a session the daemon does not know), and any durable write that names it

@@ -69,6 +69,66 @@ pub fn clean_name(raw: &str) -> Option<String> {
     (!name.is_empty()).then(|| name.to_owned())
 }
 
+/// The summary a session shows until it sets one (`set_summary`): its project folder and git
+/// branch, read from the files (no `git` process, no network): `"backend on feature/login"`,
+/// `"backend at 1a2b3c4"` (detached), or just `"backend"` outside a repository.
+pub fn default_summary(cwd: &Path, git_root: Option<&Path>) -> String {
+    let folder = base_name(cwd).unwrap_or_else(|| "/".to_owned());
+    match git_root.and_then(git_head) {
+        Some(Head::Branch(b)) => format!("{folder} on {b}"),
+        Some(Head::Detached(sha)) => format!("{folder} at {}", &sha[..sha.len().min(7)]),
+        None => folder,
+    }
+}
+
+enum Head {
+    Branch(String),
+    Detached(String),
+}
+
+/// What `HEAD` of the repository at `root` points to. `.git` is a directory, or (worktrees,
+/// submodules) a file `gitdir: <path>`.
+fn git_head(root: &Path) -> Option<Head> {
+    let dot_git = root.join(".git");
+    let git_dir = if dot_git.is_dir() {
+        dot_git
+    } else {
+        let link = read_small(&dot_git)?;
+        let target = link.trim().strip_prefix("gitdir:")?.trim();
+        let target = Path::new(target);
+        if target.is_absolute() {
+            target.to_path_buf()
+        } else {
+            root.join(target)
+        }
+    };
+    let head = read_small(&git_dir.join("HEAD"))?;
+    let head = head.trim();
+    match head.strip_prefix("ref:") {
+        Some(r) => {
+            let r = r.trim();
+            let branch = r.strip_prefix("refs/heads/").unwrap_or(r);
+            clean_name(branch).map(Head::Branch)
+        }
+        None if head.len() >= 7 && head.chars().all(|c| c.is_ascii_hexdigit()) => {
+            Some(Head::Detached(head.to_owned()))
+        }
+        None => None,
+    }
+}
+
+/// A small text file (at most 4 kB), or `None`.
+fn read_small(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    fs::File::open(path)
+        .ok()?
+        .take(4096)
+        .read_to_string(&mut text)
+        .ok()?;
+    Some(text)
+}
+
 /// The nearest ancestor of `start`, inclusive, that contains a `.git` entry (a directory, or
 /// a file in a worktree or submodule).
 fn find_git_root(start: &Path) -> Option<PathBuf> {
@@ -241,5 +301,38 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         config(tmp.path(), &format!(r#"{{"name": "{}"}}"#, "é".repeat(80)));
         assert_eq!(resolve(tmp.path(), None).name, "é".repeat(64));
+    }
+
+    #[test]
+    fn default_summary_is_the_folder_and_the_branch() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = tmp.path().join("shop");
+        mkdir(&repo.join(".git"));
+        fs::write(repo.join(".git/HEAD"), "ref: refs/heads/feature/login\n").unwrap();
+        let sub = repo.join("backend");
+        mkdir(&sub);
+        assert_eq!(
+            default_summary(&sub, Some(&repo)),
+            "backend on feature/login"
+        );
+        fs::write(
+            repo.join(".git/HEAD"),
+            "1a2b3c4d5e6f7a8b9c0d1a2b3c4d5e6f7a8b9c0d\n",
+        )
+        .unwrap();
+        assert_eq!(default_summary(&repo, Some(&repo)), "shop at 1a2b3c4");
+        // A worktree: `.git` is a file naming the real git dir.
+        let wt = tmp.path().join("wt");
+        let gd = tmp.path().join("gitdirs/wt");
+        mkdir(&wt);
+        mkdir(&gd);
+        fs::write(gd.join("HEAD"), "ref: refs/heads/hotfix\n").unwrap();
+        fs::write(wt.join(".git"), format!("gitdir: {}\n", gd.display())).unwrap();
+        assert_eq!(default_summary(&wt, Some(&wt)), "wt on hotfix");
+        // No repository, or one whose HEAD cannot be read: the folder alone.
+        assert_eq!(default_summary(&sub, None), "backend");
+        let bare = tmp.path().join("bare");
+        mkdir(&bare.join(".git"));
+        assert_eq!(default_summary(&bare, Some(&bare)), "bare");
     }
 }

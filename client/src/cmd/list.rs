@@ -73,6 +73,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 s.pending.to_string(),
                 relative_time(now, s.last_active_ms),
                 session_cwd(s),
+                crate::hook::render_inline(&s.summary, 48),
             ]
         })
         .collect();
@@ -85,6 +86,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "PENDING",
             "LAST ACTIVE",
             "CWD",
+            "SUMMARY",
         ],
         &rows,
     ))?;

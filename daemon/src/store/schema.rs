@@ -52,6 +52,8 @@ const MIGRATIONS: &[&str] = &[
         message_ids TEXT NOT NULL
     );
     CREATE INDEX handouts_by_age ON handouts(created_ms);",
+    // 3: the summary shown until a session sets its own (project folder and git branch).
+    "ALTER TABLE sessions ADD COLUMN default_summary TEXT NOT NULL DEFAULT '';",
 ];
 
 /// The schema version this build writes.

@@ -31,8 +31,10 @@ pub struct SessionRow {
     pub last_active_ms: i64,
 }
 
+/// `summary` is the session's own, or else its default (folder and branch, set at registration).
 const COLUMNS: &str = "key, session_id, pid, start_time, name, name_norm, cwd, project_root, git_root, \
-                       transcript_path, summary, idle, live, registered_ms, last_active_ms";
+                       transcript_path, CASE WHEN summary <> '' THEN summary ELSE default_summary END, \
+                       idle, live, registered_ms, last_active_ms";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
     Ok(SessionRow {
@@ -112,6 +114,8 @@ pub struct Registration {
     pub project_root: Option<String>,
     pub git_root: Option<String>,
     pub transcript_path: Option<String>,
+    /// Shown until the session sets a summary of its own.
+    pub default_summary: String,
 }
 
 pub(crate) fn db(ctx: &Reader<'_>, e: rusqlite::Error) -> WireError {
@@ -148,13 +152,14 @@ pub fn register(ctx: &mut Ctx<'_>, reg: Registration) -> Result<SessionRow, Wire
         .conn
         .prepare_cached(
             "INSERT INTO sessions (key, session_id, pid, start_time, name, name_norm, cwd, project_root,
-                                   git_root, transcript_path, registered_ms, last_active_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)
+                                   git_root, transcript_path, registered_ms, last_active_ms,
+                                   default_summary)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)
              ON CONFLICT(key) DO UPDATE SET session_id = excluded.session_id, pid = excluded.pid,
                  start_time = excluded.start_time, name = excluded.name, name_norm = excluded.name_norm,
                  cwd = excluded.cwd, project_root = excluded.project_root, git_root = excluded.git_root,
                  transcript_path = excluded.transcript_path, idle = 0, live = 1,
-                 last_active_ms = excluded.last_active_ms
+                 last_active_ms = excluded.last_active_ms, default_summary = excluded.default_summary
              RETURNING key",
         )
         .and_then(|mut s| {
@@ -170,7 +175,8 @@ pub fn register(ctx: &mut Ctx<'_>, reg: Registration) -> Result<SessionRow, Wire
                     reg.project_root,
                     reg.git_root,
                     reg.transcript_path,
-                    ctx.now_ms
+                    ctx.now_ms,
+                    reg.default_summary
                 ],
                 |r| r.get(0),
             )

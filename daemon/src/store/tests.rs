@@ -21,6 +21,7 @@ fn reg(session_id: &str, pid: u32, start: u64, name: &str) -> Registration {
         project_root: None,
         git_root: Some(format!("/work/{name}")),
         transcript_path: None,
+        default_summary: format!("{name} on main"),
     }
 }
 
@@ -348,6 +349,7 @@ fn consume_stops_at_its_budget_and_counts_the_rest() {
 fn summary_is_cleaned_and_capped() {
     let (_d, store, _t) = open();
     let a = register(&store, reg("id-a", 10, 1, "alpha"));
+    assert_eq!(a.summary, "alpha on main", "the default until one is set");
     let key = a.key;
     store
         .call_blocking(move |ctx| sessions::set_summary(ctx, key, " fixing\tthe\u{1b}[31m login "))
@@ -357,6 +359,15 @@ fn summary_is_cleaned_and_capped() {
         .unwrap()
         .unwrap();
     assert_eq!(row.summary, "fixing the [31m login");
+    // Cleared: the default (folder and branch, from the registration) shows again.
+    store
+        .call_blocking(move |ctx| sessions::set_summary(ctx, key, ""))
+        .unwrap();
+    let row = store
+        .call_blocking(move |ctx| sessions::by_key(ctx, key))
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.summary, "alpha on main");
     let long = "x".repeat(mesh_proto::MAX_SUMMARY_LEN + 1);
     let err = store
         .call_blocking(move |ctx| sessions::set_summary(ctx, key, &long))
