@@ -31,6 +31,7 @@ pub mod ids;
 pub mod json;
 pub mod ready;
 pub mod service;
+pub mod transcript;
 
 pub use autostart::{ServiceManager, ServiceUnit, connect_or_start};
 pub use caller::CallerFromEnv;

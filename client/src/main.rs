@@ -38,6 +38,10 @@ enum Command {
     Inbox(cmd::inbox::Args),
     /// Show one message and its status, with timestamps
     Message(cmd::message::Args),
+    /// A peer's last turns, from its Claude Code transcript (redacted unless --raw)
+    History(cmd::history::HistoryArgs),
+    /// Lines of a peer's transcript that match a text or a regular expression, with context
+    Search(cmd::history::SearchArgs),
     /// Stop the daemon (queued mail survives)
     Stop(cmd::stop::Args),
     /// Restart the daemon (queued mail survives)
@@ -82,6 +86,8 @@ fn main() -> ExitCode {
         Command::Reply(args) => cmd::reply::run(args),
         Command::Inbox(args) => cmd::inbox::run(args),
         Command::Message(args) => cmd::message::run(args),
+        Command::History(args) => cmd::history::history(args),
+        Command::Search(args) => cmd::history::search(args),
         Command::Stop(args) => cmd::stop::stop(args),
         Command::Restart(args) => cmd::stop::restart(args),
         Command::Install(args) => cmd::install::install(args),

@@ -4,6 +4,7 @@
 
 pub mod ask;
 pub mod health;
+pub mod history;
 pub mod inbox;
 pub mod install;
 pub mod list;

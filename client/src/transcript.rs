@@ -1,0 +1,360 @@
+//! Reading a peer's Claude Code transcript (the JSONL file its SessionStart hook reported):
+//! its turns, one at a time, never the whole file in memory.
+//!
+//! A transcript holds one JSON object per line. Turns are the records
+//! `{"type": "user" | "assistant", "message": {"role", "content"}}`; every other record type
+//! (summaries, attachments, API request blobs, queue operations, anything newer) is skipped, and
+//! so is a line that does not parse (the last one, while Claude Code is writing it). A turn's
+//! index counts turns from the start of the file, from 0.
+//!
+//! Redaction (the default): long tool inputs and results and file contents are cut, each line
+//! to [`LINE_CAP`] characters and each tool block to [`BLOCK_LINES`] lines, with a note of what
+//! was cut. `raw` gives the full text. Only the same user's sessions can be read: the daemon
+//! serves only its own user, and the transcripts are that user's files.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader};
+use std::path::Path;
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// Redaction: a line longer than this many characters is cut.
+pub const LINE_CAP: usize = 300;
+/// Redaction: a tool input or result longer than this many lines is cut.
+pub const BLOCK_LINES: usize = 12;
+/// Lines longer than this are not parsed at all (API blobs can be huge; no turn is).
+const MAX_RECORD_BYTES: usize = 16 << 20;
+
+/// One turn of the conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Turn {
+    /// Position among the transcript's turns, from 0.
+    pub index: usize,
+    /// `user` or `assistant`.
+    pub role: String,
+    /// As the transcript records it (RFC 3339), when it does.
+    pub timestamp: Option<String>,
+    /// Text blocks as they are; tool calls and results as `[tool_use Bash] …` /
+    /// `[tool_result] …` blocks; thinking left out.
+    pub text: String,
+}
+
+/// Call `each` with every turn, in order. Returns the number of turns.
+pub fn for_each_turn(
+    path: &Path,
+    raw: bool,
+    mut each: impl FnMut(Turn) -> std::ops::ControlFlow<()>,
+) -> io::Result<usize> {
+    let mut reader = BufReader::new(File::open(path)?);
+    let mut line = Vec::new();
+    let mut index = 0;
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Ok(index);
+        }
+        if line.len() > MAX_RECORD_BYTES {
+            continue;
+        }
+        let Ok(record) = serde_json::from_slice::<Value>(&line) else {
+            continue; // a partial last line, or not JSON at all
+        };
+        let Some(turn) = to_turn(&record, index, raw) else {
+            continue;
+        };
+        index += 1;
+        if each(turn).is_break() {
+            return Ok(index);
+        }
+    }
+}
+
+/// The last `n` turns, oldest first, and how many turns the transcript has.
+pub fn last_turns(path: &Path, n: usize, raw: bool) -> io::Result<(Vec<Turn>, usize)> {
+    let mut last = VecDeque::with_capacity(n.min(1024));
+    let total = for_each_turn(path, raw, |t| {
+        if n > 0 {
+            if last.len() == n {
+                last.pop_front();
+            }
+            last.push_back(t);
+        }
+        std::ops::ControlFlow::Continue(())
+    })?;
+    Ok((last.into(), total))
+}
+
+/// The turn at `index`, if the transcript has it.
+pub fn turn(path: &Path, index: usize, raw: bool) -> io::Result<Option<Turn>> {
+    let mut found = None;
+    for_each_turn(path, raw, |t| {
+        if t.index == index {
+            found = Some(t);
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        }
+    })?;
+    Ok(found)
+}
+
+/// A search: a case-insensitive substring, or a regular expression.
+#[derive(Debug)]
+pub enum Query {
+    Substring(String),
+    Regex(regex_automata::meta::Regex),
+}
+
+impl Query {
+    pub fn substring(text: &str) -> Self {
+        Query::Substring(text.to_lowercase())
+    }
+
+    /// A regular expression (Rust `regex` syntax); the error says what is wrong with it.
+    pub fn regex(pattern: &str) -> Result<Self, String> {
+        regex_automata::meta::Regex::new(pattern)
+            .map(Query::Regex)
+            .map_err(|e| format!("invalid regular expression `{pattern}`: {e}"))
+    }
+
+    fn matches(&self, line: &str) -> bool {
+        match self {
+            Query::Substring(s) => line.to_lowercase().contains(s.as_str()),
+            Query::Regex(r) => r.is_match(line),
+        }
+    }
+}
+
+/// A matching line, with the lines around it in its turn.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Match {
+    pub turn: usize,
+    pub role: String,
+    /// The line's position in the turn's text, from 0.
+    pub line: usize,
+    /// Up to `context` lines before, the matching line, and up to `context` after.
+    pub excerpt: Vec<String>,
+}
+
+/// Every line of every turn that matches, with `context` lines around it, at most `limit`
+/// matches (the first ones). Returns the matches and whether there were more.
+pub fn search(
+    path: &Path,
+    query: &Query,
+    context: usize,
+    limit: usize,
+    raw: bool,
+) -> io::Result<(Vec<Match>, bool)> {
+    let mut out = Vec::new();
+    let mut more = false;
+    for_each_turn(path, raw, |t| {
+        let lines: Vec<&str> = t.text.lines().collect();
+        for (i, l) in lines.iter().enumerate() {
+            if !query.matches(l) {
+                continue;
+            }
+            if out.len() == limit {
+                more = true;
+                return std::ops::ControlFlow::Break(());
+            }
+            let from = i.saturating_sub(context);
+            let to = (i + context + 1).min(lines.len());
+            out.push(Match {
+                turn: t.index,
+                role: t.role.clone(),
+                line: i,
+                excerpt: lines[from..to].iter().map(|s| (*s).to_owned()).collect(),
+            });
+        }
+        std::ops::ControlFlow::Continue(())
+    })?;
+    Ok((out, more))
+}
+
+/// A transcript record as a turn, or `None` for every other kind of record.
+fn to_turn(record: &Value, index: usize, raw: bool) -> Option<Turn> {
+    let role = match record.get("type")?.as_str()? {
+        r @ ("user" | "assistant") => r,
+        _ => return None,
+    };
+    let content = record.get("message")?.get("content")?;
+    let mut blocks: Vec<String> = Vec::new();
+    match content {
+        Value::String(s) => blocks.push(cut_lines(s, raw, usize::MAX)),
+        Value::Array(items) => {
+            for item in items {
+                if let Some(b) = block(item, raw) {
+                    blocks.push(b);
+                }
+            }
+        }
+        _ => return None,
+    }
+    Some(Turn {
+        index,
+        role: role.to_owned(),
+        timestamp: record
+            .get("timestamp")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        text: blocks.join("\n"),
+    })
+}
+
+/// One content block as text.
+fn block(item: &Value, raw: bool) -> Option<String> {
+    match item.get("type")?.as_str()? {
+        "text" => Some(cut_lines(item.get("text")?.as_str()?, raw, usize::MAX)),
+        "tool_use" => {
+            let name = item.get("name").and_then(Value::as_str).unwrap_or("tool");
+            let input = item.get("input").map(pretty).unwrap_or_default();
+            Some(format!(
+                "[tool_use {name}]\n{}",
+                cut_lines(&input, raw, BLOCK_LINES)
+            ))
+        }
+        "tool_result" => {
+            let text = match item.get("content") {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Array(parts)) => parts
+                    .iter()
+                    .filter_map(|p| match p.get("type").and_then(Value::as_str) {
+                        Some("text") => p.get("text").and_then(Value::as_str).map(str::to_owned),
+                        Some(other) => Some(format!("[{other}]")),
+                        None => None,
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                Some(other) => pretty(other),
+                None => String::new(),
+            };
+            Some(format!(
+                "[tool_result]\n{}",
+                cut_lines(&text, raw, BLOCK_LINES)
+            ))
+        }
+        "image" => Some("[image]".to_owned()),
+        // Private reasoning, and block types this reader does not know.
+        _ => None,
+    }
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
+}
+
+/// Redaction of one block: each line to [`LINE_CAP`] characters, at most `max_lines` lines.
+fn cut_lines(text: &str, raw: bool, max_lines: usize) -> String {
+    if raw {
+        return text.to_owned();
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out: Vec<String> = lines
+        .iter()
+        .take(max_lines)
+        .map(|l| {
+            let n = l.chars().count();
+            if n > LINE_CAP {
+                let kept: String = l.chars().take(LINE_CAP).collect();
+                format!("{kept}… [{} more characters]", n - LINE_CAP)
+            } else {
+                (*l).to_owned()
+            }
+        })
+        .collect();
+    if lines.len() > max_lines {
+        out.push(format!("… [{} more lines]", lines.len() - max_lines));
+    }
+    out.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn transcript(lines: &[&str]) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        for l in lines {
+            writeln!(f, "{l}").unwrap();
+        }
+        f
+    }
+
+    const USER: &str = r#"{"type":"user","timestamp":"2026-11-23T10:00:00Z","message":{"role":"user","content":"fix the login form"}}"#;
+    const ASSISTANT: &str = r#"{"type":"assistant","message":{"role":"assistant","content":[{"type":"thinking","thinking":"secret"},{"type":"text","text":"Looking at it."},{"type":"tool_use","name":"Bash","input":{"command":"cargo test"}}]}}"#;
+    const RESULT: &str = r#"{"type":"user","message":{"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":[{"type":"text","text":"test result: FAILED"}]}]}}"#;
+
+    #[test]
+    fn turns_skip_other_records_bad_lines_and_a_partial_last_line() {
+        let f = transcript(&[
+            r#"{"type":"summary","summary":"old"}"#,
+            USER,
+            "not json",
+            r#"{"type":"queue-operation","operation":"enqueue"}"#,
+            ASSISTANT,
+            RESULT,
+            r#"{"type":"assistant","message":{"role":"assis"#,
+        ]);
+        let (turns, total) = last_turns(f.path(), 10, false).unwrap();
+        assert_eq!(total, 3);
+        assert_eq!(turns.len(), 3);
+        assert_eq!(turns[0].text, "fix the login form");
+        assert_eq!(turns[0].timestamp.as_deref(), Some("2026-11-23T10:00:00Z"));
+        assert_eq!(turns[1].role, "assistant");
+        assert!(turns[1].text.contains("Looking at it."));
+        assert!(turns[1].text.contains("[tool_use Bash]"));
+        assert!(turns[1].text.contains("cargo test"));
+        assert!(!turns[1].text.contains("secret"), "thinking is left out");
+        assert!(turns[2].text.contains("[tool_result]\ntest result: FAILED"));
+        let (two, total) = last_turns(f.path(), 2, false).unwrap();
+        assert_eq!(total, 3);
+        assert_eq!(two.iter().map(|t| t.index).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(turn(f.path(), 1, false).unwrap().unwrap(), turns[1]);
+        assert_eq!(turn(f.path(), 3, false).unwrap(), None);
+    }
+
+    #[test]
+    fn redaction_cuts_long_lines_and_long_tool_output_unless_raw() {
+        let long_line = "x".repeat(LINE_CAP + 50);
+        let many: Vec<String> = (0..40).map(|i| format!("line {i}")).collect();
+        let record = serde_json::json!({
+            "type": "user",
+            "message": {"role": "user", "content": [
+                {"type": "text", "text": long_line},
+                {"type": "tool_result", "content": many.join("\n")},
+            ]},
+        })
+        .to_string();
+        let f = transcript(&[&record]);
+        let t = turn(f.path(), 0, false).unwrap().unwrap();
+        assert!(t.text.contains("… [50 more characters]"), "{}", t.text);
+        assert!(
+            t.text
+                .contains(&format!("… [{} more lines]", 40 - BLOCK_LINES))
+        );
+        assert!(!t.text.contains("line 39"));
+        let raw = turn(f.path(), 0, true).unwrap().unwrap();
+        assert!(raw.text.contains(&long_line) && raw.text.contains("line 39"));
+    }
+
+    #[test]
+    fn search_by_substring_or_regex_with_context() {
+        let f = transcript(&[USER, ASSISTANT, RESULT]);
+        let (m, more) = search(f.path(), &Query::substring("LOGIN"), 1, 10, false).unwrap();
+        assert!(!more);
+        assert_eq!(m.len(), 1);
+        assert_eq!((m[0].turn, m[0].line), (0, 0));
+        let q = Query::regex(r"result: (FAILED|ok)").unwrap();
+        let (m, _) = search(f.path(), &q, 1, 10, false).unwrap();
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].turn, 2);
+        assert_eq!(m[0].excerpt, ["[tool_result]", "test result: FAILED"]);
+        let (m, more) = search(f.path(), &Query::substring("e"), 0, 2, false).unwrap();
+        assert_eq!(m.len(), 2);
+        assert!(more);
+        assert!(Query::regex("(").is_err());
+    }
+}

@@ -1,0 +1,102 @@
+//! `mesh history` and `mesh search` against a real daemon: the peer is found by name or id
+//! prefix, its transcript (the path it registered) is read, redacted unless `--raw`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::Write;
+
+use common::Mesh;
+use mesh_proto::Register;
+use serde_json::{Value, json};
+
+fn run(mesh: &Mesh, args: &[&str]) -> std::process::Output {
+    mesh.mesh().args(args).output().unwrap()
+}
+
+fn ok_json(mesh: &Mesh, args: &[&str]) -> Value {
+    let out = run(mesh, args);
+    assert!(out.status.success(), "{args:?}: {out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn history_and_search_read_the_peers_transcript() {
+    let mesh = Mesh::start();
+    let dir = mesh.project("backend");
+    let transcript = mesh.home.path().join("t.jsonl");
+    let mut f = std::fs::File::create(&transcript).unwrap();
+    let long = "y".repeat(1000);
+    for record in [
+        json!({"type": "summary", "summary": "not a turn"}),
+        json!({"type": "user", "message": {"role": "user", "content": "please fix the login form"}}),
+        json!({"type": "assistant", "message": {"role": "assistant", "content": [
+            {"type": "text", "text": "Running the tests."},
+            {"type": "tool_use", "name": "Bash", "input": {"command": "cargo test"}}]}}),
+        json!({"type": "user", "message": {"role": "user", "content": [
+            {"type": "tool_result", "content": format!("test result: FAILED\n{long}")}]}}),
+    ] {
+        writeln!(f, "{record}").unwrap();
+    }
+    write!(f, "{{\"type\":\"assistant\",\"mess").unwrap(); // being written
+    drop(f);
+    let mut child = std::process::Command::new("sleep")
+        .arg("600")
+        .current_dir(&dir)
+        .spawn()
+        .unwrap();
+    mesh.conn()
+        .register(Register {
+            session_id: "abcd1234-0000-4000-8000-000000000001".into(),
+            pid: Some(child.id()),
+            cwd: dir.to_string_lossy().into_owned(),
+            project_dir: None,
+            transcript_path: Some(transcript.to_string_lossy().into_owned()),
+        })
+        .unwrap();
+
+    let h = ok_json(&mesh, &["history", "backend", "-n", "2", "--json"]);
+    assert_eq!(h["total_turns"], 3, "{h}");
+    let turns = h["turns"].as_array().unwrap();
+    assert_eq!(turns.len(), 2);
+    assert_eq!(turns[0]["index"], 1);
+    assert!(
+        turns[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("[tool_use Bash]")
+    );
+    let result = turns[1]["text"].as_str().unwrap();
+    assert!(result.contains("more characters]"), "redacted: {result}");
+    // By id prefix, raw.
+    let raw = ok_json(&mesh, &["history", "abcd1234", "--raw", "--json"]);
+    assert!(raw["turns"][2]["text"].as_str().unwrap().contains(&long));
+
+    let s = ok_json(&mesh, &["search", "backend", "failed", "--json"]);
+    let m = s["matches"].as_array().unwrap();
+    assert_eq!(m.len(), 1, "{s}");
+    assert_eq!(m[0]["turn"], 2);
+    let s = ok_json(
+        &mesh,
+        &[
+            "search",
+            "backend",
+            r"fix (the|a) login",
+            "--regex",
+            "--json",
+        ],
+    );
+    assert_eq!(s["matches"][0]["turn"], 0, "{s}");
+    let text = run(&mesh, &["search", "backend", "nowhere"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("no match"));
+
+    // Clear errors: an unknown peer, a bad regex.
+    let out = run(&mesh, &["history", "frontend"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no session is named `frontend`"));
+    let out = run(&mesh, &["search", "backend", "(", "--regex"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid regular expression"));
+    let _ = child.kill();
+    let _ = child.wait();
+}
