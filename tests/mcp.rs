@@ -15,7 +15,7 @@ use common::{Mesh, Session, wait_for};
 use mesh_proto::{Ask, AskResult, Caller, Class, Consume, Kind, Message, Reply, SessionInfo};
 use serde_json::{Value, json};
 
-const TOOLS: [&str; 8] = [
+const TOOLS: [&str; 11] = [
     "whoami",
     "list_peers",
     "send_message",
@@ -24,6 +24,9 @@ const TOOLS: [&str; 8] = [
     "check_messages",
     "message_status",
     "set_summary",
+    "read_history",
+    "search_history",
+    "get_turn",
 ];
 
 /// How long any single response may take (asks excepted).
@@ -1097,4 +1100,62 @@ fn closing_stdin_ends_the_server_even_while_an_ask_waits() {
         (inbox[0].in_reply_to, inbox[0].body.as_str()),
         (Some(q.id), "see you")
     );
+}
+
+#[test]
+fn transcript_tools_read_a_peers_history() {
+    let mesh = Mesh::start();
+    let dir = mesh.project("backend");
+    let transcript = mesh.home.path().join("backend.jsonl");
+    let lines = [
+        json!({"type": "user", "message": {"role": "user", "content": "add a /health endpoint"}}),
+        json!({"type": "assistant", "message": {"role": "assistant", "content": [
+            {"type": "text", "text": "Done: GET /health returns 200."}]}}),
+        json!({"type": "attachment", "attachment": {"type": "file"}}),
+        json!({"type": "user", "message": {"role": "user", "content": "and the port?"}}),
+    ];
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&transcript, text).unwrap();
+    let mut child = std::process::Command::new("sleep")
+        .arg("600")
+        .current_dir(&dir)
+        .spawn()
+        .unwrap();
+    mesh.conn()
+        .register(mesh_proto::Register {
+            session_id: "feed0000-0000-4000-8000-000000000001".into(),
+            pid: Some(child.id()),
+            cwd: dir.to_string_lossy().into_owned(),
+            project_dir: None,
+            transcript_path: Some(transcript.to_string_lossy().into_owned()),
+        })
+        .unwrap();
+    let mut mcp = Mcp::started(&mesh);
+    let h = mcp.call(
+        "read_history",
+        json!({"peer": "backend", "last_n_turns": 2}),
+    );
+    assert_eq!(h["total_turns"], 3, "{h}");
+    assert_eq!(h["turns"][0]["index"], 1);
+    assert_eq!(h["turns"][1]["text"], "and the port?");
+    let s = mcp.call(
+        "search_history",
+        json!({"peer": "feed0000", "query": "/GET /health/"}),
+    );
+    assert_eq!(s["matches"][0]["turn"], 1, "{s}");
+    let s = mcp.call(
+        "search_history",
+        json!({"peer": "backend", "query": "HEALTH"}),
+    );
+    assert_eq!(s["matches"].as_array().unwrap().len(), 2, "{s}");
+    let t = mcp.call("get_turn", json!({"peer": "backend", "turn_index": 0}));
+    assert_eq!(t["turn"]["text"], "add a /health endpoint");
+    let err = mcp.call_err("get_turn", json!({"peer": "backend", "turn_index": 9}));
+    assert!(err.contains("no turn 9"), "{err}");
+    let err = mcp.call_err("read_history", json!({"peer": "nobody"}));
+    assert!(err.contains("no session is named `nobody`"), "{err}");
+    let err = mcp.call_err("search_history", json!({"peer": "backend", "query": "/(/"}));
+    assert!(err.contains("invalid regular expression"), "{err}");
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -17,6 +17,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::path::Path;
 
+use mesh_proto::SessionInfo;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -171,6 +172,98 @@ pub fn search(
         std::ops::ControlFlow::Continue(())
     })?;
     Ok((out, more))
+}
+
+/// The session `peer` names among `sessions`: a name (case-insensitive; its live session,
+/// else its latest), or a prefix of at least 4 characters of a session id. The error says what
+/// to do.
+pub fn find_peer<'a>(sessions: &'a [SessionInfo], peer: &str) -> Result<&'a SessionInfo, String> {
+    let wanted = peer.trim().to_lowercase();
+    let by_name: Vec<&SessionInfo> = sessions
+        .iter()
+        .filter(|s| s.name.to_lowercase() == wanted)
+        .collect();
+    if !by_name.is_empty() {
+        let live = by_name
+            .iter()
+            .copied()
+            .filter(|s| s.live)
+            .max_by_key(|s| s.key);
+        return Ok(live
+            .or_else(|| by_name.iter().copied().max_by_key(|s| s.key))
+            .unwrap_or(by_name[0]));
+    }
+    if wanted.len() >= 4 {
+        let by_id: Vec<&SessionInfo> = sessions
+            .iter()
+            .filter(|s| s.session_id.to_lowercase().starts_with(&wanted))
+            .collect();
+        match by_id.as_slice() {
+            [one] => return Ok(one),
+            [] => {}
+            several => {
+                let names: Vec<String> = several
+                    .iter()
+                    .map(|s| format!("{} ({})", s.name, s.session_id))
+                    .collect();
+                return Err(format!(
+                    "`{peer}` matches several sessions: {}; give more of the id",
+                    names.join(", ")
+                ));
+            }
+        }
+    }
+    Err(format!(
+        "no session is named `{peer}` or has an id starting with it; list them with `mesh list --all` (or list_peers)"
+    ))
+}
+
+/// The transcript a session reported, or why there is none.
+pub fn path_of(s: &SessionInfo) -> Result<&Path, String> {
+    s.transcript_path
+        .as_deref()
+        .filter(|p| !p.is_empty())
+        .map(Path::new)
+        .ok_or_else(|| {
+            format!(
+                "session {} ({}) reported no transcript (it registered without its SessionStart hook)",
+                s.name, s.session_id
+            )
+        })
+}
+
+/// Turns as text: a header line per turn, then its text.
+pub fn render_turns(turns: &[Turn]) -> String {
+    let mut out = String::new();
+    for t in turns {
+        out.push_str(&format!(
+            "── turn {} · {}{} ──\n{}\n",
+            t.index,
+            t.role,
+            t.timestamp
+                .as_deref()
+                .map(|ts| format!(" · {ts}"))
+                .unwrap_or_default(),
+            t.text
+        ));
+    }
+    out
+}
+
+/// Matches as text: where each is, then its excerpt.
+pub fn render_matches(matches: &[Match]) -> String {
+    let mut out = String::new();
+    for m in matches {
+        out.push_str(&format!(
+            "── turn {} · {} · line {} ──\n",
+            m.turn, m.role, m.line
+        ));
+        for l in &m.excerpt {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// A transcript record as a turn, or `None` for every other kind of record.

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use mesh_client::CallerFromEnv;
 use mesh_client::transcript::{self, Match, Query, Turn};
 use mesh_proto::{Caller, List, Scope, SessionInfo};
@@ -51,7 +51,7 @@ const MAX_MATCHES: usize = 50;
 
 /// The peer's session and its transcript.
 fn transcript_of(peer: &str) -> anyhow::Result<(SessionInfo, PathBuf)> {
-    let peers = connect()?
+    let sessions = connect()?
         .list(List {
             caller: Caller::from_env(),
             scope: Scope::Machine,
@@ -59,49 +59,9 @@ fn transcript_of(peer: &str) -> anyhow::Result<(SessionInfo, PathBuf)> {
         })
         .context("cannot list the sessions")?
         .sessions;
-    let wanted = peer.trim().to_lowercase();
-    let by_name: Vec<&SessionInfo> = peers
-        .iter()
-        .filter(|s| s.name.to_lowercase() == wanted)
-        .collect();
-    // A name: its live session, else its latest.
-    let chosen = if !by_name.is_empty() {
-        by_name
-            .iter()
-            .copied()
-            .filter(|s| s.live)
-            .max_by_key(|s| s.key)
-            .or_else(|| by_name.iter().copied().max_by_key(|s| s.key))
-    } else if wanted.len() >= 4 {
-        let by_id: Vec<&SessionInfo> = peers
-            .iter()
-            .filter(|s| s.session_id.to_lowercase().starts_with(&wanted))
-            .collect();
-        if by_id.len() > 1 {
-            let names: Vec<String> = by_id
-                .iter()
-                .map(|s| format!("{} ({})", s.name, s.session_id))
-                .collect();
-            bail!(
-                "`{peer}` matches several sessions: {}; give more of the id",
-                names.join(", ")
-            );
-        }
-        by_id.first().copied()
-    } else {
-        None
-    };
-    let Some(s) = chosen else {
-        bail!("no session is named `{peer}` or has an id starting with it; see `mesh list --all`");
-    };
-    let Some(path) = s.transcript_path.as_deref().filter(|p| !p.is_empty()) else {
-        bail!(
-            "session {} ({}) reported no transcript (it registered without its SessionStart hook)",
-            s.name,
-            s.session_id
-        );
-    };
-    Ok((s.clone(), PathBuf::from(path)))
+    let s = transcript::find_peer(&sessions, peer).map_err(anyhow::Error::msg)?;
+    let path = transcript::path_of(s).map_err(anyhow::Error::msg)?;
+    Ok((s.clone(), path.to_owned()))
 }
 
 #[derive(Serialize)]
@@ -139,18 +99,8 @@ pub fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
             " (redacted; --raw for all)"
         }
     );
-    for t in &turns {
-        out.push_str(&format!(
-            "\n── turn {} · {}{} ──\n{}\n",
-            t.index,
-            t.role,
-            t.timestamp
-                .as_deref()
-                .map(|ts| format!(" · {ts}"))
-                .unwrap_or_default(),
-            t.text
-        ));
-    }
+    out.push('\n');
+    out.push_str(&transcript::render_turns(&turns));
     emit(&out)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -191,17 +141,7 @@ pub fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
         ))?;
         return Ok(ExitCode::SUCCESS);
     }
-    let mut out = String::new();
-    for m in &matches {
-        out.push_str(&format!(
-            "── turn {} · {} · line {} ──\n",
-            m.turn, m.role, m.line
-        ));
-        for l in &m.excerpt {
-            out.push_str(l);
-            out.push('\n');
-        }
-    }
+    let mut out = transcript::render_matches(&matches);
     if more {
         out.push_str(&format!(
             "… more matches than the first {MAX_MATCHES}; narrow the query\n"
