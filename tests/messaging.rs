@@ -440,3 +440,65 @@ fn a_session_shows_its_folder_and_branch_until_it_sets_a_summary() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn an_idle_session_with_waiting_mail_gets_one_desktop_notification() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut mesh = Mesh::without_daemon();
+    // A stand-in for notify-send: it records its arguments, one call per line.
+    let bin = mesh.home.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let calls = mesh.home.path().join("notifications.txt");
+    let script = bin.join("notify-send");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho \"$@\" >> '{}'\n", calls.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let log = std::fs::File::create(mesh.log_path()).unwrap();
+    let child = mesh
+        .mesh()
+        .arg("daemon")
+        .env("PATH", path)
+        .env("CLAUDE_MESH_NOTIFY_AFTER", "1")
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    mesh.daemon = Some(child);
+    wait_for("the daemon", Duration::from_secs(20), || {
+        mesh_client::Connection::connect(&mesh.state.socket(), &common::opts()).is_ok()
+    });
+    let idle = mesh.session("alpha");
+    let busy = mesh.session("beta");
+    mesh.conn()
+        .set_idle(mesh_proto::SetIdle {
+            caller: idle.caller.clone(),
+            idle: true,
+        })
+        .unwrap();
+    send(
+        &mesh,
+        &busy,
+        "alpha",
+        Kind::Note,
+        "a note does not call for the human",
+    );
+    send(
+        &mesh,
+        &idle,
+        "beta",
+        Kind::Task,
+        "beta is busy: it will see this itself",
+    );
+    send(&mesh, &busy, "alpha", Kind::Task, "please review the diff");
+    wait_for("a notification", Duration::from_secs(10), || calls.exists());
+    std::thread::sleep(Duration::from_secs(2));
+    let text = std::fs::read_to_string(&calls).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "once, and only for alpha: {text}");
+    assert!(lines[0].contains("claude-mesh: alpha has mail"), "{text}");
+    assert!(lines[0].contains("1 message "), "{text}");
+    assert!(!text.contains("beta"), "{text}");
+}

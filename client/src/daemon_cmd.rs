@@ -22,6 +22,10 @@ pub struct DaemonArgs {
     /// ask (the service manager starts it again on the next connection). 0 = never.
     #[arg(long, env = "CLAUDE_MESH_IDLE_TIMEOUT", default_value_t = 600)]
     pub idle_timeout: u64,
+    /// Desktop notification (notify-send, osascript) when a task or question has waited this
+    /// many seconds for a session that is idle. 0 = never.
+    #[arg(long, env = "CLAUDE_MESH_NOTIFY_AFTER", default_value_t = 90)]
+    pub notify_after: u64,
 }
 
 /// The readiness pipe of an on-demand start, if any.
@@ -75,6 +79,7 @@ fn serve(args: DaemonArgs, ready: Arc<Ready>) -> anyhow::Result<()> {
     let mut config = mesh_daemon::Config::new(state.db());
     // The handshake announces the `mesh` binary's version (clients compare it with theirs).
     config.program_version = env!("CARGO_PKG_VERSION").to_owned();
+    config.notify_after = (args.notify_after > 0).then(|| Duration::from_secs(args.notify_after));
     if source != Source::Bound && args.idle_timeout > 0 {
         config.idle_timeout = Some(Duration::from_secs(args.idle_timeout));
     }

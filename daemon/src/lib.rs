@@ -8,6 +8,7 @@ pub mod handlers;
 pub mod liveness;
 pub mod monitor;
 pub mod naming;
+pub mod notify;
 pub mod paths;
 pub mod procinfo;
 pub mod server;

@@ -38,6 +38,9 @@ pub struct Config {
     pub sweep_interval: Duration,
     /// Told when the daemon is ready to serve.
     pub on_ready: Option<ReadyHook>,
+    /// Desktop notification for a task or question that waited this long for an idle session
+    /// ([`crate::notify`]). `None`: never.
+    pub notify_after: Option<Duration>,
     /// The program version announced in the handshake (`ServerHello::program_version`).
     /// `mesh daemon` passes the `mesh` binary's own version; tests can pose as an older one.
     pub program_version: String,
@@ -53,6 +56,7 @@ impl std::fmt::Debug for Config {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("sweep_interval", &self.sweep_interval)
             .field("program_version", &self.program_version)
+            .field("notify_after", &self.notify_after)
             .finish_non_exhaustive()
     }
 }
@@ -67,6 +71,7 @@ impl Config {
             shutdown_grace: Duration::from_secs(5),
             sweep_interval: Duration::from_secs(30),
             on_ready: None,
+            notify_after: None,
             program_version: crate::conn::VERSION.to_owned(),
         }
     }
@@ -122,6 +127,9 @@ pub async fn run(
     let monitor = Monitor::new(store.clone(), tasks.clone(), stop.clone());
     monitor.sweep().await;
     monitor.start_sweeping(config.sweep_interval);
+    if let Some(after) = config.notify_after {
+        crate::notify::start(store.clone(), after, &tasks, stop.clone());
+    }
     let shared = Arc::new(Shared {
         store: store.clone(),
         monitor,

@@ -533,7 +533,8 @@ pub fn sql_error(e: &rusqlite::Error, path: &Path) -> WireError {
     }
 }
 
-fn now_ms() -> i64 {
+/// Milliseconds since the epoch (the clock every stored timestamp uses).
+pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

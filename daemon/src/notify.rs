@@ -1,0 +1,174 @@
+//! Desktop notifications: when a task or question has waited longer than
+//! [`crate::Config::notify_after`] for a live session that is idle (its Stop hook marked it so,
+//! and no prompt came since), tell the human which session has mail, once per message:
+//! `notify-send` on Linux, `osascript` on macOS. Where neither exists the notifier says so once
+//! in the log and does not run.
+//!
+//! (A session supervised by `mesh run`, which can wake it by itself, will be left out once that
+//! supervisor exists.)
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rusqlite::params;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::store::Store;
+use crate::store::sessions::db;
+
+/// One session with mail that waited too long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    pub key: i64,
+    pub name: String,
+    pub cwd: String,
+    /// The waiting tasks and questions, oldest first.
+    pub message_ids: Vec<i64>,
+    pub oldest_ms: i64,
+}
+
+/// Live idle sessions whose tasks or questions were queued before `before_ms`.
+pub fn waiting(store: &Store, before_ms: i64) -> Result<Vec<Waiting>, mesh_proto::WireError> {
+    store.read(|r| {
+        let mut stmt = r
+            .conn
+            .prepare_cached(
+                "SELECT s.key, s.name, s.cwd, m.id, m.created_ms
+                 FROM messages m JOIN sessions s ON s.key = m.to_key
+                 WHERE m.delivered_ms IS NULL AND m.kind IN ('task', 'question')
+                   AND m.created_ms < ?1 AND s.live = 1 AND s.idle = 1
+                 ORDER BY s.key, m.id",
+            )
+            .map_err(|e| db(r, e))?;
+        let rows = stmt
+            .query_map(params![before_ms], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, i64>(3)?,
+                    row.get::<_, i64>(4)?,
+                ))
+            })
+            .map_err(|e| db(r, e))?;
+        let mut out: Vec<Waiting> = Vec::new();
+        for row in rows {
+            let (key, name, cwd, id, created) = row.map_err(|e| db(r, e))?;
+            match out.last_mut() {
+                Some(w) if w.key == key => w.message_ids.push(id),
+                _ => out.push(Waiting {
+                    key,
+                    name,
+                    cwd,
+                    message_ids: vec![id],
+                    oldest_ms: created,
+                }),
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// The notification program of this platform, if it is installed.
+fn notifier() -> Option<PathBuf> {
+    let program = if cfg!(target_os = "macos") {
+        "osascript"
+    } else {
+        "notify-send"
+    };
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+/// Title and body of the notification for `w`.
+pub fn text(w: &Waiting, now_ms: i64) -> (String, String) {
+    let n = w.message_ids.len();
+    let minutes = ((now_ms - w.oldest_ms).max(0) / 60_000).max(1);
+    (
+        format!("claude-mesh: {} has mail", w.name),
+        format!(
+            "{n} message{} (task or question) waiting for {minutes} min while the session is idle. Open it ({}) and press Enter to let it read them.",
+            if n == 1 { "" } else { "s" },
+            w.cwd
+        ),
+    )
+}
+
+fn show(program: &PathBuf, title: &str, body: &str) {
+    let mut cmd = std::process::Command::new(program);
+    if cfg!(target_os = "macos") {
+        // AppleScript string literals: escape backslashes and quotes.
+        let q = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+        cmd.arg("-e").arg(format!(
+            "display notification \"{}\" with title \"{}\"",
+            q(body),
+            q(title)
+        ));
+    } else {
+        cmd.args(["--app-name=claude-mesh", title, body]);
+    }
+    // Arguments only, never a shell: nothing in a name or a path is interpreted.
+    match cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    {
+        Ok(mut child) => {
+            // Reap it without blocking the runtime.
+            std::thread::spawn(move || {
+                let _ = child.wait();
+            });
+        }
+        Err(e) => tracing::warn!("cannot run {}: {e}", program.display()),
+    }
+}
+
+/// Start the notifier: every `after / 3` (at most 10 s) look for mail that waited longer
+/// than `after`.
+pub fn start(store: Store, after: Duration, tasks: &TaskTracker, stop: CancellationToken) {
+    let Some(program) = notifier() else {
+        tracing::info!(
+            "desktop notifications are off: neither notify-send nor osascript is installed"
+        );
+        return;
+    };
+    let every = (after / 3).clamp(Duration::from_millis(100), Duration::from_secs(10));
+    tasks.spawn(async move {
+        let mut notified: HashSet<i64> = HashSet::new();
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stop.cancelled() => return,
+            }
+            let now = crate::store::now_ms();
+            let found = match waiting(&store, now - after.as_millis() as i64) {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::warn!("notifications: {}", e.message);
+                    continue;
+                }
+            };
+            // Forget what is no longer waiting, so the set stays small.
+            let still: HashSet<i64> = found
+                .iter()
+                .flat_map(|w| w.message_ids.iter().copied())
+                .collect();
+            notified.retain(|id| still.contains(id));
+            for w in found {
+                if w.message_ids.iter().all(|id| notified.contains(id)) {
+                    continue;
+                }
+                notified.extend(w.message_ids.iter().copied());
+                let (title, body) = text(&w, now);
+                tracing::info!(session = %w.name, "notifying: {body}");
+                show(&program, &title, &body);
+            }
+        }
+    });
+}
