@@ -112,14 +112,7 @@ where
     T: Send + 'static,
     F: FnOnce(&mut Ctx<'_>, Option<SessionRow>) -> Result<T, WireError> + Send + 'static,
 {
-    let who = caller_procs(caller, peer);
-    shared
-        .store
-        .call(move |ctx| {
-            let me = sessions::resolve_caller(ctx, &who)?;
-            f(ctx, me)
-        })
-        .await
+    in_store(shared, caller, peer, true, f).await
 }
 
 /// [`as_caller`] for a write of soft state ([`Store::call_soft`]).
@@ -133,14 +126,30 @@ where
     T: Send + 'static,
     F: FnOnce(&mut Ctx<'_>, Option<SessionRow>) -> Result<T, WireError> + Send + 'static,
 {
+    in_store(shared, caller, peer, false, f).await
+}
+
+async fn in_store<T, F>(
+    shared: &Shared,
+    caller: &Caller,
+    peer: &Peer,
+    durable: bool,
+    f: F,
+) -> Result<T, WireError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Ctx<'_>, Option<SessionRow>) -> Result<T, WireError> + Send + 'static,
+{
     let who = caller_procs(caller, peer);
-    shared
-        .store
-        .call_soft(move |ctx| {
-            let me = sessions::resolve_caller(ctx, &who)?;
-            f(ctx, me)
-        })
-        .await
+    let job = move |ctx: &mut Ctx<'_>| {
+        let me = sessions::resolve_caller(ctx, &who)?;
+        f(ctx, me)
+    };
+    if durable {
+        shared.store.call(job).await
+    } else {
+        shared.store.call_soft(job).await
+    }
 }
 
 /// Like [`as_caller`] for requests that only read: on this thread, off the store thread
