@@ -469,16 +469,7 @@ fn corrupt_database_fails_the_integrity_check() {
     }
     assert_failed(code, &doc);
     assert_check(&doc, "db.recovered", "fail", "rm -r ");
-    let aside: Vec<_> = fs::read_dir(mesh.state.root())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("corrupt-")
-        })
-        .collect();
+    let aside = mesh.set_aside();
     assert_eq!(aside.len(), 1, "{aside:?}");
     assert_eq!(fs::read(aside[0].join("mesh.db")).unwrap(), garbage);
     fs::remove_dir_all(&aside[0]).unwrap();
@@ -490,12 +481,8 @@ fn corrupt_database_fails_the_integrity_check() {
 fn socket_activated_daemon_under_a_real_systemd_user_manager() {
     let mesh = Mesh::without_daemon();
     let home = mesh.home.path();
-    let manager = match UserManager::start(home) {
-        Ok(m) => m,
-        Err(reason) => {
-            eprintln!("SKIPPED: no systemd user manager here: {reason}");
-            return;
-        }
+    let Some(manager) = UserManager::start_or_skip(home) else {
+        return;
     };
     let bin = fs::canonicalize(mesh_bin()).unwrap();
     let systemd = SystemdUser::new(home.join(".config/systemd/user"), manager.env.clone());

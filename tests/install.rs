@@ -306,12 +306,8 @@ fn invalid_json_refuses_the_install_and_changes_nothing() {
 fn install_under_a_real_systemd_user_manager_and_uninstall_again() {
     let mesh = Mesh::without_daemon();
     let home = mesh.home.path();
-    let manager = match UserManager::start(home) {
-        Ok(m) => m,
-        Err(reason) => {
-            eprintln!("SKIPPED: no systemd user manager here: {reason}");
-            return;
-        }
+    let Some(manager) = UserManager::start_or_skip(home) else {
+        return;
     };
     let run = |args: &[&str]| {
         let out = mesh

@@ -375,20 +375,6 @@ fn stop_and_restart_keep_the_mail() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("no mesh daemon is running"));
 }
 
-/// Files of the state dir whose name starts with `corrupt-`.
-fn set_aside(mesh: &Mesh) -> Vec<std::path::PathBuf> {
-    fs::read_dir(mesh.state.root())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("corrupt-")
-        })
-        .collect()
-}
-
 #[test]
 fn a_damaged_database_is_moved_aside_and_the_daemon_starts_afresh() {
     // Not a database at all.
@@ -400,7 +386,7 @@ fn a_damaged_database_is_moved_aside_and_the_daemon_starts_afresh() {
     mesh.spawn_daemon();
     let log = mesh.log();
     assert!(log.contains("was damaged"), "{log}");
-    let aside = set_aside(&mesh);
+    let aside = mesh.set_aside();
     assert_eq!(aside.len(), 1, "{aside:?}");
     assert_eq!(fs::read(aside[0].join("mesh.db")).unwrap(), garbage);
     // And it serves, on a fresh database.
@@ -439,14 +425,14 @@ fn a_damaged_database_is_moved_aside_and_the_daemon_starts_afresh() {
     fs::write(&db, &bytes).unwrap();
     let _ = fs::remove_file(mesh.state.root().join("mesh.db-wal"));
     mesh.spawn_daemon();
-    assert_eq!(set_aside(&mesh).len(), 2, "{}", mesh.log());
+    assert_eq!(mesh.set_aside().len(), 2, "{}", mesh.log());
     assert!(mesh.log().contains("quick_check"), "{}", mesh.log());
     let out = mesh.mesh().args(["list", "--json"]).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     // A third start finds nothing wrong.
     assert!(mesh.stop().success());
     mesh.spawn_daemon();
-    assert_eq!(set_aside(&mesh).len(), 2);
+    assert_eq!(mesh.set_aside().len(), 2);
 }
 
 /// `mesh daemon` in `mesh`'s HOME, expected to refuse to start: its stderr.

@@ -115,20 +115,7 @@ where
     in_store(shared, caller, peer, true, f).await
 }
 
-/// [`as_caller`] for a write of soft state ([`Store::call_soft`]).
-async fn as_caller_soft<T, F>(
-    shared: &Shared,
-    caller: &Caller,
-    peer: &Peer,
-    f: F,
-) -> Result<T, WireError>
-where
-    T: Send + 'static,
-    F: FnOnce(&mut Ctx<'_>, Option<SessionRow>) -> Result<T, WireError> + Send + 'static,
-{
-    in_store(shared, caller, peer, false, f).await
-}
-
+/// [`as_caller`], or with `durable: false` a write of soft state ([`Store::call_soft`]).
 async fn in_store<T, F>(
     shared: &Shared,
     caller: &Caller,
@@ -189,7 +176,7 @@ pub async fn handle(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Outcome 
             .await
             .into(),
         // Busy/idle is soft state: every hook call sets it again.
-        Request::SetIdle(s) => as_caller_soft(shared, &s.caller, peer, move |ctx, me| {
+        Request::SetIdle(s) => in_store(shared, &s.caller, peer, false, move |ctx, me| {
             sessions::set_idle(ctx, need_session(me)?.key, s.idle)?;
             Ok(Response::Done)
         })

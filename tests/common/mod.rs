@@ -59,6 +59,20 @@ impl Mesh {
         }
     }
 
+    /// Damaged databases the daemon moved aside: the `corrupt-*` entries of the state dir.
+    pub fn set_aside(&self) -> Vec<PathBuf> {
+        fs::read_dir(self.state.root())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("corrupt-")
+            })
+            .collect()
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.home.path().join("daemon.log")
     }

@@ -27,6 +27,17 @@ pub struct UserManager {
 }
 
 impl UserManager {
+    /// [`UserManager::start`], or `None` after printing why the calling test is SKIPPED.
+    pub fn start_or_skip(home: &Path) -> Option<Self> {
+        match Self::start(home) {
+            Ok(m) => Some(m),
+            Err(reason) => {
+                eprintln!("SKIPPED: no systemd user manager here: {reason}");
+                None
+            }
+        }
+    }
+
     pub fn start(home: &Path) -> Result<Self, String> {
         if !Path::new("/lib/systemd/systemd").exists() {
             return Err("/lib/systemd/systemd is not installed".into());
