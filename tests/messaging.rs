@@ -442,7 +442,7 @@ fn a_session_shows_its_folder_and_branch_until_it_sets_a_summary() {
 }
 
 #[test]
-fn an_idle_session_with_waiting_mail_gets_one_desktop_notification() {
+fn an_idle_unsupervised_session_with_waiting_mail_gets_one_desktop_notification() {
     use std::os::unix::fs::PermissionsExt;
     let mut mesh = Mesh::without_daemon();
     // A stand-in for notify-send: it records its arguments, one call per line.
@@ -472,12 +472,33 @@ fn an_idle_session_with_waiting_mail_gets_one_desktop_notification() {
     });
     let idle = mesh.session("alpha");
     let busy = mesh.session("beta");
-    mesh.conn()
-        .set_idle(mesh_proto::SetIdle {
-            caller: idle.caller.clone(),
-            idle: true,
+    // Idle too, but supervised by `mesh run` (which wakes it itself): no notification.
+    let supervised = mesh.session("gamma");
+    for s in [&idle, &supervised] {
+        mesh.conn()
+            .set_idle(mesh_proto::SetIdle {
+                caller: s.caller.clone(),
+                idle: true,
+            })
+            .unwrap();
+    }
+    let mut supervisor = mesh
+        .conn()
+        .supervise(mesh_proto::Supervise {
+            pid: supervised.pid(),
         })
         .unwrap();
+    let first = supervisor.recv().unwrap();
+    assert_eq!(first.session.map(|s| s.name).as_deref(), Some("gamma"));
+    send(
+        &mesh,
+        &busy,
+        "gamma",
+        Kind::Task,
+        "gamma's supervisor wakes it",
+    );
+    let woken = supervisor.recv().unwrap();
+    assert_eq!(woken.waiting.len(), 1, "{woken:?}");
     send(
         &mesh,
         &busy,
@@ -501,4 +522,6 @@ fn an_idle_session_with_waiting_mail_gets_one_desktop_notification() {
     assert!(lines[0].contains("claude-mesh: alpha has mail"), "{text}");
     assert!(lines[0].contains("1 message "), "{text}");
     assert!(!text.contains("beta"), "{text}");
+    assert!(!text.contains("gamma"), "{text}");
+    drop(supervisor);
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 use mesh_proto::{
     Ask, AskOutcome, ClientHello, Consume, Deregister, Deregistered, FrameError, Inbox, List,
     MAGIC, Me, Message, MessageStatus, PROTOCOL_VERSION, Peers, Ping, Poll, Polled, Pong, Register,
-    Replied, Reply, Request, Response, Send, Sent, ServerHello, SessionInfo, SetIdle, WhoAmI,
-    read_frame, write_frame,
+    Replied, Reply, Request, Response, Send, Sent, ServerHello, SessionInfo, SetIdle, Supervise,
+    Supervision, WhoAmI, read_frame, write_frame,
 };
 
 use crate::error::ClientError;
@@ -352,11 +352,54 @@ impl Connection {
         }
     }
 
+    /// Watch the session of the process `mesh run` started: the first [`Supervision`] now, the
+    /// next ones from [`Supervisions::recv`] as the daemon pushes them. The connection carries
+    /// nothing else afterwards.
+    pub fn supervise(mut self, req: Supervise) -> Result<Supervisions, ClientError> {
+        match self.call(req)? {
+            Response::Supervision(first) => {
+                set_timeouts(&self.stream, None)?;
+                Ok(Supervisions {
+                    conn: self,
+                    first: Some(first),
+                })
+            }
+            other => Err(ClientError::unexpected("Supervise", &other)),
+        }
+    }
+
     /// One message and its status.
     pub fn message_status(&mut self, req: MessageStatus) -> Result<Message, ClientError> {
         match self.call(req)? {
             Response::Message(m) => Ok(m),
             other => Err(ClientError::unexpected("MessageStatus", &other)),
+        }
+    }
+}
+
+/// The states of a supervised session, as the daemon pushes them ([`Connection::supervise`]).
+#[derive(Debug)]
+pub struct Supervisions {
+    conn: Connection,
+    first: Option<Supervision>,
+}
+
+impl Supervisions {
+    /// The next state: the first one at once, then each change, blocking until it comes. An
+    /// error ends the stream (the daemon stopped or restarted): connect again.
+    pub fn recv(&mut self) -> Result<Supervision, ClientError> {
+        if let Some(first) = self.first.take() {
+            return Ok(first);
+        }
+        match read_frame::<_, Response>(&mut self.conn.stream) {
+            Ok(Response::Supervision(s)) => Ok(s),
+            Ok(Response::Error(w)) => Err(ClientError::Remote(w)),
+            Ok(other) => Err(ClientError::unexpected("Supervise", &other)),
+            Err(e) => Err(frame_error(
+                e,
+                "the daemon's next supervision",
+                Duration::ZERO,
+            )),
         }
     }
 }

@@ -154,6 +154,7 @@ pub(crate) fn response_name(response: &Response) -> &'static str {
         Response::Inbox(_) => "Inbox",
         Response::Message(_) => "Message",
         Response::Polled(_) => "Polled",
+        Response::Supervision(_) => "Supervision",
     }
 }
 

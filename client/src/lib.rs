@@ -30,6 +30,7 @@ pub mod health;
 pub mod ids;
 pub mod json;
 pub mod ready;
+pub mod run;
 pub mod service;
 pub mod transcript;
 

@@ -61,6 +61,8 @@ enum Command {
     Mcp,
     /// Status-line badge: reads Claude Code's status-line JSON on stdin
     Statusline,
+    /// Run Claude Code under a supervisor that wakes it when mail arrives while it is idle
+    Run(cmd::run::Args),
 }
 
 fn main() -> ExitCode {
@@ -74,7 +76,8 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     // `mesh daemon` goes first and alone: it sets up its own logging and tokio runtime.
-    if !matches!(cli.command, Command::Daemon(_)) {
+    // `mesh run` logs to a file: the terminal belongs to Claude Code.
+    if !matches!(cli.command, Command::Daemon(_) | Command::Run(_)) {
         cmd::init_tracing();
     }
     let result = match cli.command {
@@ -96,6 +99,7 @@ fn main() -> ExitCode {
         Command::Hook { event } => Ok(hook::main(std::ffi::OsStr::new(&event))),
         Command::Mcp => mcp::run(),
         Command::Statusline => Ok(cmd::statusline::main()),
+        Command::Run(args) => cmd::run::run(args),
     };
     match result {
         Ok(code) => code,

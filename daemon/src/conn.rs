@@ -8,13 +8,14 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use mesh_proto::{
     AskOutcome, AskResult, ClientHello, ErrorCode, FrameCodec, FrameError, LenientCodec, MAGIC,
-    PROTOCOL_VERSION, Request, Response, ServerHello, WireError,
+    PROTOCOL_VERSION, Request, Response, ServerHello, Supervision, WireError,
 };
 use tokio::net::UnixStream;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
 use crate::handlers::{self, Outcome, Peer, PendingAsk, Shared};
+use crate::supervise::{Target, same_for_supervisor};
 
 /// This build's version: the default of [`crate::Config::program_version`], which is what the
 /// handshake announces.
@@ -112,6 +113,10 @@ pub async fn serve(
         };
         let response = match handlers::handle(&shared, &peer, req).await {
             Outcome::Now(r) => r,
+            Outcome::Supervise(target) => {
+                supervise(&mut framed, &shared, target, &shutdown).await;
+                break;
+            }
             Outcome::Wait(ask) => match wait_for_answer(&mut framed, &shared, ask, &shutdown).await
             {
                 Some(r) => r,
@@ -218,6 +223,55 @@ async fn handshake(stream: UnixStream, shared: &Shared, limits: Limits) -> Optio
         return None;
     }
     Some(framed.map_codec(|_| LenientCodec::new()))
+}
+
+/// Push the supervised session's state now and whenever it changes, until the client closes
+/// the connection (or sends anything: a supervising connection carries nothing else), or
+/// shutdown.
+async fn supervise(
+    framed: &mut RequestFramed,
+    shared: &Shared,
+    target: Target,
+    shutdown: &CancellationToken,
+) {
+    let registration = shared.supervisors.add(target);
+    let mut changed = shared.supervisors.subscribe();
+    let mut sent: Option<Supervision> = None;
+    tracing::debug!(pid = target.pid, "supervisor connected");
+    loop {
+        changed.borrow_and_update();
+        match registration.state(&shared.store) {
+            Ok(now) if sent.as_ref().is_some_and(|s| same_for_supervisor(s, &now)) => {}
+            Ok(now) => {
+                if framed
+                    .send(Response::Supervision(now.clone()))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                sent = Some(now);
+            }
+            // The next change tries again; the supervisor keeps what it last heard.
+            Err(e) => tracing::warn!(pid = target.pid, "supervisor state: {}", e.message),
+        }
+        tokio::select! {
+            r = changed.changed() => if r.is_err() { break },
+            frame = framed.next() => {
+                if let Some(Ok(_)) = frame {
+                    let _ = framed
+                        .send(Response::Error(WireError::new(
+                            ErrorCode::Malformed,
+                            "a supervising connection carries no requests; open another one",
+                        )))
+                        .await;
+                }
+                break;
+            }
+            () = shutdown.cancelled() => break,
+        }
+    }
+    tracing::debug!(pid = target.pid, "supervisor left");
 }
 
 /// Wait for the answer the store pushes, the time-out, shutdown, or the client leaving.

@@ -17,6 +17,7 @@ use crate::procinfo::{self, LazyLineage};
 use crate::store::messages;
 use crate::store::sessions::{self, CallerProcs, Registration, SessionRow};
 use crate::store::{Ctx, Reader, Store};
+use crate::supervise::{Supervisors, Target};
 
 /// The longest an ask may wait, whatever the client asks for (one day).
 pub const MAX_ASK_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
@@ -30,6 +31,8 @@ pub struct Shared {
     pub pid: u32,
     /// The program version announced in the handshake ([`crate::Config::program_version`]).
     pub version: String,
+    /// `mesh run` supervisors, told of every write.
+    pub supervisors: Arc<Supervisors>,
 }
 
 /// The connecting process, as the kernel reported it.
@@ -62,6 +65,8 @@ pub struct PendingAsk {
 pub enum Outcome {
     Now(Response),
     Wait(PendingAsk),
+    /// The connection now carries pushed [`mesh_proto::Supervision`]s for this process.
+    Supervise(Target),
 }
 
 impl From<Result<Response, WireError>> for Outcome {
@@ -158,8 +163,32 @@ fn asked(question: mesh_proto::Message, result: AskResult) -> Outcome {
     Outcome::Now(Response::Asked(mesh_proto::AskOutcome { question, result }))
 }
 
-/// Handle one request.
+/// Handle one request. Supervisors hear of every request that may have written.
 pub async fn handle(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Outcome {
+    let reads_only = matches!(
+        req,
+        Request::Ping(_)
+            | Request::WhoAmI(_)
+            | Request::List(_)
+            | Request::MessageStatus(_)
+            | Request::Supervise(_)
+    );
+    let outcome = handle_request(shared, peer, req).await;
+    let wrote = match &outcome {
+        _ if reads_only => false,
+        // A hook's poll or consume that found nothing (most of them) wrote nothing.
+        Outcome::Now(Response::Polled(p)) => !p.inbox.messages.is_empty(),
+        Outcome::Now(Response::Inbox(i)) => !i.messages.is_empty(),
+        Outcome::Now(Response::Error(_)) => false,
+        _ => true,
+    };
+    if wrote {
+        shared.supervisors.changed();
+    }
+    outcome
+}
+
+async fn handle_request(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Outcome {
     let store = &shared.store;
     match req {
         Request::Ping(_) => Outcome::Now(Response::Pong(Pong {
@@ -268,6 +297,10 @@ pub async fn handle(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Outcome 
             consume(shared, peer, c).await.into()
         }
         Request::Poll(p) => poll(shared, peer, p).await.into(),
+        Request::Supervise(s) => match supervised(s.pid) {
+            Ok(target) => Outcome::Supervise(target),
+            Err(e) => Outcome::Now(Response::Error(e)),
+        },
         Request::MessageStatus(m) => shared
             .store
             .read(|r| Ok(Response::Message(messages::status(r, m.message_id)?)))
@@ -439,6 +472,24 @@ fn list(shared: &Arc<Shared>, peer: &Peer, l: mesh_proto::List) -> Result<Respon
             l.include_offline,
         )?;
         Ok(Response::Peers(Peers { sessions }))
+    })
+}
+
+/// The process a supervisor names: it must exist and be the user's own.
+fn supervised(pid: u32) -> Result<Target, WireError> {
+    let p = procinfo::info(pid)
+        .filter(|p| !p.zombie)
+        .ok_or_else(|| invalid(format!("process {pid} does not exist")))?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if p.uid != unsafe { libc::geteuid() } {
+        return Err(WireError::new(
+            ErrorCode::PermissionDenied,
+            format!("process {pid} belongs to another user"),
+        ));
+    }
+    Ok(Target {
+        pid: p.pid,
+        start: p.start,
     })
 }
 

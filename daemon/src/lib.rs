@@ -13,5 +13,6 @@ pub mod paths;
 pub mod procinfo;
 pub mod server;
 pub mod store;
+pub mod supervise;
 
 pub use server::{Config, DaemonError, run};

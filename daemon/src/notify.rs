@@ -1,14 +1,13 @@
 //! Desktop notifications: when a task or question has waited longer than
 //! [`crate::Config::notify_after`] for a live session that is idle (its Stop hook marked it so,
-//! and no prompt came since), tell the human which session has mail, once per message:
+//! and no prompt came since) and not supervised by `mesh run` (which wakes it by itself, see
+//! [`crate::supervise`]), tell the human which session has mail, once per message:
 //! `notify-send` on Linux, `osascript` on macOS. Where neither exists the notifier says so once
 //! in the log and does not run.
-//!
-//! (A session supervised by `mesh run`, which can wake it by itself, will be left out once that
-//! supervisor exists.)
 
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::params;
@@ -17,6 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::store::Store;
 use crate::store::sessions::db;
+use crate::supervise::Supervisors;
 
 /// One session with mail that waited too long.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,7 +130,13 @@ fn show(program: &PathBuf, title: &str, body: &str) {
 
 /// Start the notifier: every `after / 3` (at most 10 s) look for mail that waited longer
 /// than `after`.
-pub fn start(store: Store, after: Duration, tasks: &TaskTracker, stop: CancellationToken) {
+pub fn start(
+    store: Store,
+    supervisors: Arc<Supervisors>,
+    after: Duration,
+    tasks: &TaskTracker,
+    stop: CancellationToken,
+) {
     let Some(program) = notifier() else {
         tracing::info!(
             "desktop notifications are off: neither notify-send nor osascript is installed"
@@ -148,7 +154,11 @@ pub fn start(store: Store, after: Duration, tasks: &TaskTracker, stop: Cancellat
             }
             let now = crate::store::now_ms();
             let found = match waiting(&store, now - after.as_millis() as i64) {
-                Ok(found) => found,
+                Ok(mut found) => {
+                    let supervised = supervisors.supervised_keys();
+                    found.retain(|w| !supervised.contains(&w.key));
+                    found
+                }
                 Err(e) => {
                     tracing::warn!("notifications: {}", e.message);
                     continue;

@@ -53,6 +53,11 @@ impl StateDir {
         self.root.join("mesh.log")
     }
 
+    /// `mesh run`'s log (the terminal belongs to Claude Code).
+    pub fn run_log(&self) -> PathBuf {
+        self.root.join("run.log")
+    }
+
     /// Held (flock) by the running daemon for its whole life.
     pub fn daemon_lock(&self) -> PathBuf {
         self.root.join("mesh.lock")

@@ -17,6 +17,7 @@ use crate::conn::{self, Limits};
 use crate::handlers::Shared;
 use crate::monitor::Monitor;
 use crate::store::Store;
+use crate::supervise::Supervisors;
 
 /// Called once the daemon serves (database open, liveness checked).
 pub type ReadyHook = Arc<dyn Fn() + Send + Sync>;
@@ -127,8 +128,15 @@ pub async fn run(
     let monitor = Monitor::new(store.clone(), tasks.clone(), stop.clone());
     monitor.sweep().await;
     monitor.start_sweeping(config.sweep_interval);
+    let supervisors = Arc::new(Supervisors::default());
     if let Some(after) = config.notify_after {
-        crate::notify::start(store.clone(), after, &tasks, stop.clone());
+        crate::notify::start(
+            store.clone(),
+            supervisors.clone(),
+            after,
+            &tasks,
+            stop.clone(),
+        );
     }
     let shared = Arc::new(Shared {
         store: store.clone(),
@@ -136,6 +144,7 @@ pub async fn run(
         started: Instant::now(),
         pid: std::process::id(),
         version: config.program_version.clone(),
+        supervisors,
     });
     let limits = Limits {
         handshake_timeout: config.handshake_timeout,

@@ -180,6 +180,10 @@ requests! {
     /// A hook's poll: who the caller is and, only when it is a session whose current id is
     /// the caller's, its pending messages of a class, taken. Never acts as the user.
     Poll,
+    /// `mesh run`: watch the session of a supervised process. The daemon answers with a
+    /// [`Supervision`] at once and pushes another whenever it changes, until the client closes
+    /// the connection (which then carries nothing else).
+    Supervise,
 }
 
 /// A response from the daemon. Append-only, like [`Request`].
@@ -199,6 +203,7 @@ pub enum Response {
     Inbox(Inbox),
     Message(Message),
     Polled(Polled),
+    Supervision(Supervision),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -400,4 +405,39 @@ pub struct SetSummary {
     pub caller: Caller,
     /// At most [`crate::MAX_SUMMARY_LEN`] bytes; empty clears it.
     pub summary: String,
+}
+
+/// See [`Request::Supervise`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct Supervise {
+    /// The process `mesh run` started (Claude Code). Its session is the live session whose
+    /// process is this one or a descendant of it. It must belong to the daemon's user.
+    pub pid: u32,
+}
+
+/// The state of a supervised session, pushed to its supervisor ([`Request::Supervise`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct Supervision {
+    /// The supervised session, once its SessionStart hook registered it. `idle` is what its
+    /// hooks last said (the Stop hook sets it; a prompt or a tool call clears it).
+    pub session: Option<SessionInfo>,
+    /// Tasks and questions waiting for it, oldest first (at most [`Supervision::MAX_WAITING`];
+    /// notes and answers do not wake a session).
+    pub waiting: Vec<Waiting>,
+}
+
+impl Supervision {
+    pub const MAX_WAITING: usize = 16;
+}
+
+/// A task or question waiting for a supervised session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct Waiting {
+    pub id: u64,
+    pub kind: Kind,
+    /// The sender's session name, or `user`.
+    pub from: String,
 }

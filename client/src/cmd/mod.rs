@@ -10,6 +10,7 @@ pub mod install;
 pub mod list;
 pub mod message;
 pub mod reply;
+pub mod run;
 pub mod send;
 pub mod statusline;
 pub mod stop;

@@ -29,7 +29,7 @@ const MESSAGE_OVERHEAD: usize = 128;
 const COLUMNS: &str = "id, kind, from_name, from_session_id, to_name, to_session_id, body, in_reply_to, \
                        created_ms, delivered_ms, answered_ms";
 
-fn kind_from_str(s: &str) -> Kind {
+pub(crate) fn kind_from_str(s: &str) -> Kind {
     match s {
         "note" => Kind::Note,
         "question" => Kind::Question,

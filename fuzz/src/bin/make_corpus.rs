@@ -119,6 +119,7 @@ fn requests() -> Vec<(&'static str, Request)> {
             }
             .into(),
         ),
+        ("supervise", Supervise { pid: 1 }.into()),
     ]
 }
 

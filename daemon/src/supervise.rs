@@ -1,0 +1,203 @@
+//! `mesh run` supervisors ([`mesh_proto::Request::Supervise`]): each holds one connection on
+//! which the daemon pushes the state of the supervised session (idle or busy, and the tasks and
+//! questions waiting for it) whenever it changes. The supervisor decides when to type a wake
+//! line; the daemon only tells it what it needs to know, at once and without being polled.
+//!
+//! Change detection: every request that may write bumps a [`watch`] counter
+//! ([`Supervisors::changed`]); each supervisor's connection then re-reads its session (one read
+//! on the pool of read-only connections) and sends a frame only when what matters to it
+//! changed. With no supervisor connected a bump is a counter increment.
+//!
+//! Supervised sessions get no desktop notification ([`crate::notify`]): their supervisor wakes
+//! them itself. [`Supervisors::supervised_keys`] tells which they are.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use mesh_proto::{Supervision, Waiting, WireError};
+use rusqlite::params;
+use tokio::sync::watch;
+
+use crate::procinfo::{self, StartTime};
+use crate::store::sessions::{self, SessionRow, db};
+use crate::store::{Reader, Store, messages};
+
+/// The process a supervisor watches over: the one `mesh run` started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target {
+    pub pid: u32,
+    pub start: StartTime,
+}
+
+/// The supervisors connected now.
+#[derive(Debug)]
+pub struct Supervisors {
+    next_id: AtomicU64,
+    /// Supervisor id → the session last found for it.
+    entries: Mutex<HashMap<u64, Option<i64>>>,
+    changed: watch::Sender<u64>,
+}
+
+impl Default for Supervisors {
+    fn default() -> Self {
+        Self {
+            next_id: AtomicU64::new(1),
+            entries: Mutex::new(HashMap::new()),
+            changed: watch::Sender::new(0),
+        }
+    }
+}
+
+/// A connected supervisor; it leaves the registry when dropped.
+#[derive(Debug)]
+pub struct Registration<'a> {
+    id: u64,
+    target: Target,
+    supervisors: &'a Supervisors,
+}
+
+impl Supervisors {
+    /// Something a supervisor may care about may have changed (a request wrote to the store).
+    pub fn changed(&self) {
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Told of every [`Supervisors::changed`].
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    pub fn add(&self, target: Target) -> Registration<'_> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(id, None);
+        Registration {
+            id,
+            target,
+            supervisors: self,
+        }
+    }
+
+    /// The sessions a connected supervisor watches over.
+    pub fn supervised_keys(&self) -> HashSet<i64> {
+        self.lock().values().filter_map(|k| *k).collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Option<i64>>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Registration<'_> {
+    /// The supervised session's state now; remembers which session it is.
+    pub fn state(&self, store: &Store) -> Result<Supervision, WireError> {
+        let known = self.supervisors.lock().get(&self.id).copied().flatten();
+        let (key, supervision) = store.read(|r| state(r, self.target, known))?;
+        if let Some(k) = self.supervisors.lock().get_mut(&self.id) {
+            *k = key;
+        }
+        Ok(supervision)
+    }
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.supervisors.lock().remove(&self.id);
+    }
+}
+
+/// What a supervisor acts on: which session, whether it is idle, and which mail waits. The
+/// rest of [`Supervision`] (activity times, counts) changes on every hook and is not worth a
+/// frame of its own.
+pub fn same_for_supervisor(a: &Supervision, b: &Supervision) -> bool {
+    let view = |s: &Supervision| {
+        (
+            s.session
+                .as_ref()
+                .map(|i| (i.key, i.session_id.clone(), i.idle, i.live)),
+            s.waiting.iter().map(|w| w.id).collect::<Vec<_>>(),
+        )
+    };
+    view(a) == view(b)
+}
+
+/// The live session of `target`: the one whose process it is, else the one whose process
+/// descends from it most closely (Claude Code started through a wrapper script). `known`, the
+/// session found last time, is checked first.
+fn find(
+    r: &Reader<'_>,
+    target: Target,
+    known: Option<i64>,
+) -> Result<Option<SessionRow>, WireError> {
+    if let Some(key) = known
+        && let Some(row) = sessions::by_key(r, key)?
+        && row.live
+        && row.pid == target.pid
+    {
+        return Ok(Some(row));
+    }
+    let mut best: Option<(usize, i64)> = None;
+    for (key, pid, start) in sessions::live_processes(r)? {
+        let distance = if pid == target.pid && start == target.start {
+            Some(0)
+        } else {
+            procinfo::lineage(pid, 16)
+                .iter()
+                .position(|p| p.pid == target.pid && p.start == target.start)
+        };
+        if let Some(d) = distance
+            && best.is_none_or(|(b, _)| d < b)
+        {
+            best = Some((d, key));
+        }
+    }
+    match best {
+        Some((_, key)) => sessions::by_key(r, key),
+        None => Ok(None),
+    }
+}
+
+fn state(
+    r: &Reader<'_>,
+    target: Target,
+    known: Option<i64>,
+) -> Result<(Option<i64>, Supervision), WireError> {
+    let Some(row) = find(r, target, known)? else {
+        return Ok((
+            None,
+            Supervision {
+                session: None,
+                waiting: Vec::new(),
+            },
+        ));
+    };
+    let waiting = r
+        .conn
+        .prepare_cached(&format!(
+            "SELECT id, kind, from_name FROM messages
+             WHERE delivered_ms IS NULL AND kind IN ('task', 'question')
+               AND {}
+             ORDER BY id LIMIT {}",
+            sessions::PENDING_FOR_SESSION,
+            Supervision::MAX_WAITING
+        ))
+        .and_then(|mut s| {
+            s.query_map(params![row.key, row.name_norm], |m| {
+                Ok(Waiting {
+                    id: m.get::<_, i64>(0)? as u64,
+                    kind: messages::kind_from_str(&m.get::<_, String>(1)?),
+                    from: m.get(2)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(|e| db(r, e))?;
+    let pending = sessions::pending_of(r, &row)?;
+    Ok((
+        Some(row.key),
+        Supervision {
+            session: Some(row.info(pending)),
+            waiting,
+        },
+    ))
+}
