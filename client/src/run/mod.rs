@@ -4,7 +4,8 @@
 //! byte goes both ways untouched, a resize is passed on (the kernel then sends the child
 //! `SIGWINCH`), `SIGTERM`, `SIGINT`, `SIGHUP`, `SIGQUIT`, `SIGUSR1` and `SIGUSR2` sent to the
 //! supervisor are passed to the child, and the child's exit code (or the signal that killed it)
-//! becomes the supervisor's. Every argument is passed to the child as is.
+//! becomes the supervisor's. Every argument is passed to the child as is. When the child stops
+//! itself (Ctrl-Z), the supervisor gives the terminal back and stops too; `fg` continues both.
 //!
 //! Beside that, one connection to the daemon ([`mesh_proto::Request::Supervise`]) carries the
 //! supervised session's state, pushed by the daemon whenever it changes. When a task or
@@ -146,6 +147,7 @@ async fn supervise(opts: Options) -> anyhow::Result<Ended> {
     }
     let mut winch = signal(SignalKind::window_change()).context("cannot handle SIGWINCH")?;
     let mut cont = signal(SignalKind::from_raw(libc::SIGCONT)).context("cannot handle SIGCONT")?;
+    let mut chld = signal(SignalKind::child()).context("cannot handle SIGCHLD")?;
 
     let (mut from_child, mut to_child) = pty.into_split();
     let mut stdout = tokio::io::stdout();
@@ -201,6 +203,11 @@ async fn supervise(opts: Options) -> anyhow::Result<Ended> {
                     raw.reapply();
                 }
             },
+            _ = chld.recv() => {
+                if child_stopped(pid) {
+                    suspend_with_child(pid, raw.as_ref(), &to_child);
+                }
+            },
             () = sleep_until(wake_at) => {}
             status = child.wait() => {
                 drain(&mut from_child, &mut stdout, &mut buf).await;
@@ -246,6 +253,54 @@ async fn supervise(opts: Options) -> anyhow::Result<Ended> {
         (None, Some(sig)) => Ended::Signal(sig),
         (None, None) => Ended::Code(1),
     })
+}
+
+/// Whether the child has stopped (Ctrl-Z in Claude Code), taking that stop's report. Exits are
+/// left for tokio's reaper (`WEXITED` is not asked for).
+fn child_stopped(pid: u32) -> bool {
+    // SAFETY: siginfo_t is plain data, all-zero is a valid value; waitid only writes into it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; `pid` is our child.
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WSTOPPED | libc::WNOHANG,
+        )
+    };
+    // SAFETY: waitid filled `info` (si_pid stays 0 when nothing was reported).
+    r == 0 && unsafe { info.si_pid() } != 0
+}
+
+/// The child stopped itself: give the terminal back and stop too, as if the user's shell had
+/// stopped both; when continued, take the terminal again, continue the child and have it
+/// redraw. Where nobody could continue us (an orphaned process group), the kernel discards the
+/// stop and the child is continued at once.
+fn suspend_with_child(
+    pid: u32,
+    raw: Option<&term::RawMode>,
+    to_child: &pty_process::OwnedWritePty,
+) {
+    tracing::info!("the child stopped; stopping too");
+    if let Some(raw) = raw {
+        raw.restore();
+    }
+    // SAFETY: raise and kill have no memory-safety preconditions. SIGTSTP keeps its default
+    // action (stop): no handler is installed for it.
+    unsafe { libc::raise(libc::SIGTSTP) };
+    if let Some(raw) = raw {
+        raw.reapply();
+    }
+    if let Some(w) = term::size() {
+        let _ = to_child.resize(Size::new(w.ws_row, w.ws_col));
+    }
+    // SAFETY: as above; the child is not reaped while stopped.
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGCONT);
+        libc::kill(pid as libc::pid_t, libc::SIGWINCH);
+    }
+    tracing::info!("continued");
 }
 
 /// Copy what the child wrote just before it exited (briefly: a grandchild may hold the

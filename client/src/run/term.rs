@@ -35,6 +35,11 @@ impl RawMode {
         let _ = termios::tcsetattr(self.fd, OptionalActions::Now, &raw);
     }
 
+    /// Give the terminal its own settings back for a while (the process is about to stop).
+    pub fn restore(&self) {
+        let _ = termios::tcsetattr(self.fd, OptionalActions::Now, &self.saved);
+    }
+
     /// The settings the terminal had before raw mode.
     pub fn saved(&self) -> &Termios {
         &self.saved
@@ -43,7 +48,7 @@ impl RawMode {
 
 impl Drop for RawMode {
     fn drop(&mut self) {
-        let _ = termios::tcsetattr(self.fd, OptionalActions::Now, &self.saved);
+        self.restore();
     }
 }
 
