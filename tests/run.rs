@@ -190,6 +190,17 @@ fn fake_claude() -> PathBuf {
 /// `mesh run <args>` in project `name`, in a terminal of `rows`×`cols`, with the stand-in as
 /// Claude Code (session id `<name>-session-0001`). Waits until the stand-in is ready.
 fn mesh_run(mesh: &Mesh, name: &str, args: &[&str], rows: u16, cols: u16) -> Tty {
+    mesh_run_with(mesh, name, args, rows, cols, &[])
+}
+
+fn mesh_run_with(
+    mesh: &Mesh,
+    name: &str,
+    args: &[&str],
+    rows: u16,
+    cols: u16,
+    env: &[(&str, &str)],
+) -> Tty {
     let dir = mesh.project(name);
     let home = mesh.home.path();
     let cmd = pty_process::blocking::Command::new(common::mesh_bin())
@@ -205,7 +216,8 @@ fn mesh_run(mesh: &Mesh, name: &str, args: &[&str], rows: u16, cols: u16) -> Tty
         .env("CLAUDE_MESH_LOG", "debug")
         .env_remove("CLAUDE_PID")
         .env_remove("CLAUDE_CODE_SESSION_ID")
-        .env_remove("CLAUDE_PROJECT_DIR");
+        .env_remove("CLAUDE_PROJECT_DIR")
+        .envs(env.iter().copied());
     let tty = Tty::spawn(cmd, rows, cols);
     tty.wait_for("STARTED", WAIT)
         .unwrap_or_else(|e| panic!("{e}\n{}", run_log(mesh)));
@@ -345,6 +357,49 @@ fn an_idle_session_is_woken_by_a_task_and_the_hook_delivers_it() {
     // Woken once: the session is idle again with nothing waiting, and stays so.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(tty.since(mark).matches("PROMPT").count(), 1);
+    tty.write(b"exit 0\r");
+    assert_eq!(tty.wait_exit(WAIT).and_then(|s| s.code()), Some(0));
+}
+
+#[test]
+fn with_bracketed_paste_on_the_wake_line_is_a_paste_and_enter_in_one_write() {
+    let mesh = Mesh::start();
+    let tty = mesh_run_with(&mesh, "web", &[], 24, 80, &[("FAKE_CLAUDE_PASTE", "1")]);
+    turn(&tty, "hello");
+    // A peer whose name carries a bidirectional override and a would-be paste terminator (the
+    // daemon already drops control characters from names; the supervisor strips the rest).
+    let dir = mesh.project("hostile");
+    std::fs::write(
+        dir.join(".claude-mesh.json"),
+        r#"{"name": "ev\u202eil[201~"}"#,
+    )
+    .unwrap();
+    let mut peer = Command::new("sleep").arg("3600").spawn().unwrap();
+    let info = mesh.register(peer.id(), "hostile-session-0001", &dir);
+    assert_eq!(info.name, "ev\u{202e}il[201~");
+    let mark = tty.mark();
+    mesh.conn()
+        .send(Send {
+            caller: Caller {
+                claude_pid: Some(peer.id()),
+                session_id: None,
+            },
+            to: "web".into(),
+            kind: Kind::Task,
+            body: "look at this".into(),
+        })
+        .unwrap();
+    wait_since(&tty, mark, "IDLE");
+    let _ = peer.kill();
+    let _ = peer.wait();
+    let prompt = field(&tty, mark, "PROMPT").unwrap();
+    let line = prompt.as_str().unwrap();
+    assert!(line.starts_with("[claude-mesh] New mail"), "{line}");
+    assert!(line.contains("1 task from evil[201~."), "{line}");
+    let mut expected = b"\x1b[200~".to_vec();
+    expected.extend_from_slice(line.as_bytes());
+    expected.extend_from_slice(b"\x1b[201~\r");
+    assert_eq!(got(&tty, mark), expected);
     tty.write(b"exit 0\r");
     assert_eq!(tty.wait_exit(WAIT).and_then(|s| s.code()), Some(0));
 }

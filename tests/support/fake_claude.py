@@ -8,8 +8,9 @@ sees as lines on its terminal that a test can wait for:
 - it runs the real `mesh hook session-start` (the session starts busy, as in Claude Code), then
   `STARTED`, and puts its terminal in raw mode like Claude Code does;
 - `GOT <hex>` for every read from its terminal, so a test sees the exact bytes that arrived;
-- it edits an input line (printable characters, backspace; Ctrl-C clears it), and Enter on a
-  non-empty line submits it: `mesh hook user-prompt-submit` runs, then `PROMPT <json>` and
+- it edits an input line (printable characters, backspace; Ctrl-C clears it; with
+  FAKE_CLAUDE_PASTE=1 it turns bracketed paste on, and a paste `ESC[200~ … ESC[201~` goes into
+  the line, its newlines included), and Enter on a non-empty line submits it: `mesh hook user-prompt-submit` runs, then `PROMPT <json>` and
   `CONTEXT <json of the hook's additionalContext>`, then `mesh hook stop` marks it idle: `IDLE`;
 - the prompt `exit N` exits with code N, `die N` kills itself with signal N;
 - SIGTERM, SIGHUP, SIGINT, SIGUSR1: `SIGNAL <n>`; after SIGTERM it exits with code 42;
@@ -89,8 +90,11 @@ def main():
     hook("session-start", "SessionStart", source="startup")
     saved = termios.tcgetattr(0)
     tty.setraw(0)
+    if os.environ.get("FAKE_CLAUDE_PASTE") == "1":
+        os.write(1, b"\x1b[?2004h")
     say("STARTED")
     line = ""
+    pasting = False
     while True:
         try:
             data = os.read(0, 4096)
@@ -99,8 +103,18 @@ def main():
         if not data:
             break
         say("GOT", data.hex())
-        for ch in data.decode("utf-8", "replace"):
-            if ch in "\r\n":
+        text = data.decode("utf-8", "replace")
+        i = 0
+        while i < len(text):
+            if text.startswith("\x1b[200~", i) or text.startswith("\x1b[201~", i):
+                pasting = text[i + 4] == "0"
+                i += 6
+                continue
+            ch = text[i]
+            i += 1
+            if pasting:
+                line += "\n" if ch == "\r" else ch
+            elif ch in "\r\n":
                 if line:
                     submit(line)
                 line = ""

@@ -10,7 +10,8 @@
 //! Beside that, one connection to the daemon ([`mesh_proto::Request::Supervise`]) carries the
 //! supervised session's state, pushed by the daemon whenever it changes. When a task or
 //! question waits for the session while it is idle, and the user has an empty input line and
-//! has not typed for 500 ms, the supervisor types a wake line and Enter ([`wake`]); the
+//! has not typed for 500 ms, the supervisor types a wake line and Enter ([`wake`]; as a
+//! bracketed paste when the child has that on, [`paste`]); the
 //! UserPromptSubmit hook then delivers the mail. The rules, and why a line the supervisor cannot
 //! follow counts as half-typed, are in [`wake`] and [`typing`].
 //!
@@ -18,6 +19,7 @@
 //! to `~/.claude-mesh/run.log`. When the daemon cannot be reached the child runs unsupervised,
 //! and the supervisor connects again in the background (0.25 s, doubling to 10 s).
 
+pub mod paste;
 pub mod term;
 pub mod typing;
 pub mod wake;
@@ -41,9 +43,11 @@ use crate::{ConnectOptions, connect_or_start};
 /// Names the program `mesh run` starts instead of `claude` (looked up on `PATH`).
 pub const CLAUDE_BIN_ENV: &str = "CLAUDE_MESH_CLAUDE_BIN";
 
-/// Between typing a wake line and pressing Enter: typed in one burst, Claude Code takes the
-/// text and the Enter as one paste and inserts a newline instead of submitting.
-pub const SUBMIT_DELAY: Duration = Duration::from_millis(100);
+/// Between typing a wake line and pressing Enter, when the child has no bracketed paste on:
+/// Claude Code takes a burst of more than about 64 bytes, and keys within about 100 ms of it, as
+/// a paste, where Enter is a newline, not a submit. (With bracketed paste on, the line goes in
+/// as a paste and the Enter right after it; see [`paste`].)
+pub const SUBMIT_DELAY: Duration = Duration::from_millis(250);
 
 /// The size the child's terminal gets when the user's is not a terminal.
 const DEFAULT_SIZE: (u16, u16) = (24, 80);
@@ -153,6 +157,7 @@ async fn supervise(opts: Options) -> anyhow::Result<Ended> {
     let mut stdout = tokio::io::stdout();
     let mut buf = vec![0u8; 64 * 1024];
     let mut typing = Typing::default();
+    let mut paste = paste::PasteMode::default();
     let mut waker = Waker::default();
     let mut latest: Option<Supervision> = None;
     let mut wake_at: Option<Instant> = None;
@@ -164,6 +169,7 @@ async fn supervise(opts: Options) -> anyhow::Result<Ended> {
                 // EIO once the child and everything it started closed the terminal.
                 Ok(0) | Err(_) => break child.wait().await,
                 Ok(n) => {
+                    paste.feed(&buf[..n]);
                     if stdout.write_all(&buf[..n]).await.is_err() || stdout.flush().await.is_err() {
                         tracing::debug!("the terminal is gone; output is dropped");
                     }
@@ -236,11 +242,13 @@ async fn supervise(opts: Options) -> anyhow::Result<Ended> {
                     }
                     continue;
                 }
-                tracing::info!(line, "waking the session");
+                tracing::info!(line, paste = paste.on(), "waking the session");
                 // The user's keys wait in the channel until the Enter is in.
-                let _ = to_child.write_all(line.as_bytes()).await;
-                tokio::time::sleep(SUBMIT_DELAY).await;
-                let _ = to_child.write_all(b"\r").await;
+                let _ = to_child.write_all(&paste::typed(&line, paste.on())).await;
+                if !paste.on() {
+                    tokio::time::sleep(SUBMIT_DELAY).await;
+                    let _ = to_child.write_all(b"\r").await;
+                }
                 waker.woke(s);
             }
         }
