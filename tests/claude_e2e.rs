@@ -9,6 +9,8 @@
 
 mod claude;
 mod common;
+#[path = "common/tty.rs"]
+mod tty;
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -19,7 +21,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use claude::{Claude, MCP_PREFIX, Model, Request, Turn};
+use claude::{Claude, MCP_PREFIX, Model, Request, Turn, interactive};
 use common::{Mesh, wait_for};
 use mesh_daemon::paths::StateDir;
 use serde_json::{Value, json};
@@ -1018,4 +1020,124 @@ fn debug_now(debug_log: &Path, fx: &Fixture, model: &Model) -> String {
         claude::run::debug_excerpt(debug_log),
         fx.report(&[model])
     )
+}
+
+// --- interactive Claude Code in a pseudo-terminal ---------------------------------------------
+
+/// The pty harness itself (`tests/common/tty.rs`), on a shell: the size is set before the
+/// program starts and changes with `resize`, typed lines reach it, the output and the screen
+/// show what it printed, the exit status comes back.
+#[test]
+fn tty_harness_drives_a_shell_in_a_pty() {
+    const T: Duration = Duration::from_secs(10);
+    let cmd = tty::Command::new("/bin/sh").args([
+        "-c",
+        "stty size; read x; echo got:$x; stty size; printf '\\033[31mred\\033[0m\\n'; exit 3",
+    ]);
+    let t = tty::Tty::spawn(cmd, 30, 100);
+    t.wait_for("30 100", T).unwrap();
+    let mark = t.mark();
+    t.resize(20, 60);
+    t.write(b"hello\r");
+    t.wait_for("got:hello", T).unwrap();
+    t.wait_for_since(mark, "20 60", T).unwrap();
+    t.wait_for_bytes(b"\x1b[31mred\x1b[0m", T).unwrap();
+    let status = t
+        .wait_exit(T)
+        .unwrap_or_else(|| panic!("still running\n{}", t.describe()));
+    assert_eq!(status.code(), Some(3), "{}", t.describe());
+    assert!(t.eof());
+    // `since` starts at the mark; colours are gone from the text and the screen; the terminal
+    // echoed the typed line.
+    assert!(!t.since(mark).contains("30 100"));
+    assert!(t.text().contains("\nred\n"), "{:?}", t.text());
+    assert_eq!(t.screen(), "30 100\nhello\ngot:hello\n20 60\nred");
+    // Waiting for what never comes fails at once when the output ended, with the screen.
+    let err = t.wait_for("never printed", T).unwrap_err();
+    assert!(
+        err.contains("output ended") && err.contains("got:hello"),
+        "{err}"
+    );
+}
+
+/// Real Claude Code run interactively in a pty (no `-p`): with `prepare_home` it goes straight
+/// to its prompt, a prompt typed as `submit` types it reaches the scripted model, the reply is
+/// drawn, the hooks register the session, mark it idle after the turn (Stop) and remove it on
+/// `/exit` (SessionEnd), and it exits with status 0.
+#[test]
+fn interactive_claude_in_a_pty_runs_a_turn_with_hooks() {
+    let Some(fx) = Fixture::mesh("interactive_claude_in_a_pty_runs_a_turn_with_hooks") else {
+        return;
+    };
+    let _serial = claude::serial();
+    const PROMPT: &str = "PROMPT-6a1f: hello from a terminal";
+    const REPLY: &str = "REPLY-6a1f";
+    let project = fx.mesh.project("kilo");
+    let model = Model::start("kilo", vec![Turn::text(format!("{REPLY}: hello, human"))]);
+    let started = Instant::now();
+    let session = interactive::Session::start(&fx.claude, "kilo", &model, &project);
+    let why = || format!("{}\n{}", session.describe(), fx.report(&[&model]));
+    session
+        .wait_ready(STEP)
+        .unwrap_or_else(|e| panic!("{e}\n{}", why()));
+    let ready_after = started.elapsed();
+    let cli = fx.cli();
+    let listed = cli
+        .wait_live("kilo", STEP)
+        .unwrap_or_else(|e| panic!("SessionStart: {e}\n{}", why()));
+    assert_eq!(listed["pid"], session.tty.pid(), "{}", why());
+    assert!(
+        model.turns().is_empty(),
+        "no turn before a prompt\n{}",
+        why()
+    );
+
+    let mark = session.tty.mark();
+    session.submit(PROMPT);
+    let turn = model.wait_turn(0, STEP);
+    assert!(
+        turn.conversation_contains(PROMPT),
+        "the typed prompt should reach the model\n{}",
+        why()
+    );
+    session
+        .tty
+        .wait_for_since(mark, REPLY, STEP)
+        .unwrap_or_else(|e| panic!("the reply should be drawn: {e}\n{}", why()));
+    // The Stop hook ran and marked the session idle.
+    wait_for("the session to be idle after its turn", STEP, || {
+        cli.live_named("kilo")
+            .first()
+            .is_some_and(|s| s["idle"] == true)
+    });
+    // Claude Code logs each hook when it finished (the Stop hook may still be finishing).
+    for hook in ["SessionStart", "UserPromptSubmit", "Stop"] {
+        let line = format!("Hooks: {hook}");
+        let end = Instant::now() + STEP;
+        while !fs::read_to_string(&session.debug_log)
+            .unwrap_or_default()
+            .contains(&line)
+        {
+            assert!(
+                Instant::now() < end,
+                "no {hook} hook in the debug log\n{}",
+                why()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    let status = session
+        .exit(STEP)
+        .unwrap_or_else(|| panic!("claude did not exit\n{}", why()));
+    assert!(status.success(), "exit status {status}\n{}", why());
+    wait_for("the session to leave mesh list (SessionEnd)", STEP, || {
+        cli.live_named("kilo").is_empty()
+    });
+    assert_eq!(model.turns().len(), 1, "{}", why());
+    assert!(model.failures().is_empty(), "{}", why());
+    eprintln!(
+        "interactive claude: prompt after {ready_after:?}, whole session {:?}",
+        started.elapsed()
+    );
 }

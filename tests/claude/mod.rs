@@ -8,6 +8,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod config;
+pub mod interactive;
 pub mod model;
 pub mod run;
 

@@ -311,12 +311,12 @@ impl Tty {
             let chars: Vec<char> = text.chars().collect();
             chars[chars.len().saturating_sub(2000)..].iter().collect()
         };
+        let len = self.mark();
         format!(
-            "pid {} after {:?}, {} bytes of output\n--- screen:\n{}\n--- last 2000 characters \
-             of the text:\n{tail}\n---",
+            "pid {} after {:?}, {len} bytes of output\n--- screen:\n{}\n--- last 2000 \
+             characters of the text:\n{tail}\n---",
             self.pid,
             self.started.elapsed(),
-            lock(&self.shared.state).bytes.len(),
             self.screen(),
         )
     }
