@@ -1141,3 +1141,87 @@ fn interactive_claude_in_a_pty_runs_a_turn_with_hooks() {
         started.elapsed()
     );
 }
+
+/// `mesh run` with the real Claude Code, interactive in a pty: after its first turn the session
+/// is idle; a task from the user makes the supervisor type the wake line, Claude Code submits
+/// it, the UserPromptSubmit hook delivers the task, and the model's next turn has both.
+#[test]
+fn mesh_run_wakes_an_idle_interactive_claude_when_a_task_arrives() {
+    let Some(fx) = Fixture::mesh("mesh_run_wakes_an_idle_interactive_claude_when_a_task_arrives")
+    else {
+        return;
+    };
+    let _serial = claude::serial();
+    const TASK: &str = "TASK-5e2d: please bump the version";
+    let project = fx.mesh.project("lima");
+    let model = Model::start(
+        "lima",
+        vec![
+            Turn::text("REPLY-5e2d-1: hello"),
+            Turn::text("REPLY-5e2d-2: bumping it"),
+        ],
+    );
+    let session = interactive::Session::start_supervised(
+        &fx.claude,
+        "lima",
+        &model,
+        &project,
+        Path::new(common::mesh_bin()),
+    );
+    let run_log = fx.mesh.state.run_log();
+    let why = || {
+        format!(
+            "{}\nmesh run log:\n{}\n{}",
+            session.describe(),
+            fs::read_to_string(&run_log).unwrap_or_default(),
+            fx.report(&[&model])
+        )
+    };
+    session
+        .wait_ready(STEP)
+        .unwrap_or_else(|e| panic!("{e}\n{}", why()));
+    let cli = fx.cli();
+    let listed = cli
+        .wait_live("lima", STEP)
+        .unwrap_or_else(|e| panic!("SessionStart: {e}\n{}", why()));
+    assert_ne!(
+        listed["pid"],
+        session.tty.pid(),
+        "the session is Claude Code, not its supervisor\n{}",
+        why()
+    );
+
+    session.submit("hello");
+    model.wait_turn(0, STEP);
+    wait_for("the session to be idle after its turn", STEP, || {
+        cli.live_named("lima")
+            .first()
+            .is_some_and(|s| s["idle"] == true)
+    });
+
+    let id = cli.send("lima", TASK);
+    let woken = model.wait_turn(1, STEP);
+    assert!(
+        woken
+            .conversation_contains("[claude-mesh] New mail while you were idle: 1 task from user."),
+        "the wake line should be the prompt\n{}",
+        why()
+    );
+    assert!(
+        woken.conversation_contains(TASK),
+        "the hook should deliver the task with it\n{}",
+        why()
+    );
+    session
+        .tty
+        .wait_for("REPLY-5e2d-2", STEP)
+        .unwrap_or_else(|e| panic!("{e}\n{}", why()));
+    assert_eq!(cli.message(id)["status"], "delivered", "{}", why());
+
+    let status = session
+        .exit(STEP)
+        .unwrap_or_else(|| panic!("mesh run did not exit\n{}", why()));
+    assert!(status.success(), "exit status {status}\n{}", why());
+    assert_eq!(model.turns().len(), 2, "woken once\n{}", why());
+    assert!(model.failures().is_empty(), "{}", why());
+}

@@ -180,9 +180,36 @@ pub fn prepare_home(home: &Path, cwd: &Path) {
 /// `model`, no nonessential traffic, …) plus `TERM=xterm-256color` and no marketplace
 /// auto-install.
 pub fn command(claude: &Claude, model: &Model, cwd: &Path, debug_log: &Path) -> tty::Command {
+    command_via(claude, model, cwd, debug_log, None)
+}
+
+/// [`command`], run as `mesh run <claude args>` (`mesh` names claude in
+/// `CLAUDE_MESH_CLAUDE_BIN`).
+pub fn supervised_command(
+    claude: &Claude,
+    model: &Model,
+    cwd: &Path,
+    debug_log: &Path,
+    mesh: &Path,
+) -> tty::Command {
+    command_via(claude, model, cwd, debug_log, Some(mesh))
+}
+
+fn command_via(
+    claude: &Claude,
+    model: &Model,
+    cwd: &Path,
+    debug_log: &Path,
+    mesh: Option<&Path>,
+) -> tty::Command {
     // The same environment as the headless command, read back from it.
     let headless = claude.command(model, cwd, "", debug_log);
-    let mut cmd = tty::Command::new(&claude.bin)
+    let start = match mesh {
+        Some(mesh) => tty::Command::new(mesh).arg("run"),
+        None => tty::Command::new(&claude.bin),
+    };
+    let supervised = mesh.is_some();
+    let mut cmd = start
         .arg("--allowedTools")
         .arg(&claude.allowed_tools)
         .arg("--debug-file")
@@ -203,6 +230,9 @@ pub fn command(claude: &Claude, model: &Model, cwd: &Path, debug_log: &Path) -> 
         Some(API_KEY),
         "interactive::API_KEY must be the key Claude::command sets (prepare_home approves it)"
     );
+    if supervised {
+        cmd = cmd.env("CLAUDE_MESH_CLAUDE_BIN", &claude.bin);
+    }
     cmd.env("TERM", "xterm-256color")
         .env("CLAUDE_CODE_DISABLE_OFFICIAL_MARKETPLACE_AUTOINSTALL", "1")
 }
@@ -264,12 +294,37 @@ impl Session {
     /// [`prepare_home`] for `cwd`, then start claude in `cwd` against `model` in a
     /// [`ROWS`]x[`COLS`] pty. `label` names its debug log (`<home>/claude-logs/<label>.debug.log`).
     pub fn start(claude: &Claude, label: &str, model: &Model, cwd: &Path) -> Self {
+        Self::start_via(claude, label, model, cwd, None)
+    }
+
+    /// [`Session::start`], under `mesh run` ([`supervised_command`]).
+    pub fn start_supervised(
+        claude: &Claude,
+        label: &str,
+        model: &Model,
+        cwd: &Path,
+        mesh: &Path,
+    ) -> Self {
+        Self::start_via(claude, label, model, cwd, Some(mesh))
+    }
+
+    fn start_via(
+        claude: &Claude,
+        label: &str,
+        model: &Model,
+        cwd: &Path,
+        mesh: Option<&Path>,
+    ) -> Self {
         let logs = claude.home.join("claude-logs");
         fs::create_dir_all(&logs).unwrap();
         fs::create_dir_all(claude.home.join("tmp")).unwrap();
         prepare_home(&claude.home, cwd);
         let debug_log = logs.join(format!("{label}.debug.log"));
-        let tty = Tty::spawn(command(claude, model, cwd, &debug_log), ROWS, COLS);
+        let cmd = match mesh {
+            Some(mesh) => supervised_command(claude, model, cwd, &debug_log, mesh),
+            None => command(claude, model, cwd, &debug_log),
+        };
+        let tty = Tty::spawn(cmd, ROWS, COLS);
         Self {
             label: label.to_owned(),
             tty,
