@@ -30,12 +30,19 @@ pub struct Target {
     pub start: StartTime,
 }
 
+/// A session found for a supervisor: its key, and its process then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Found {
+    key: i64,
+    pid: u32,
+}
+
 /// The supervisors connected now.
 #[derive(Debug)]
 pub struct Supervisors {
     next_id: AtomicU64,
-    /// Supervisor id → the session last found for it.
-    entries: Mutex<HashMap<u64, Option<i64>>>,
+    /// Supervisor id → the session last found for it (key, and the pid it was found with).
+    entries: Mutex<HashMap<u64, Option<Found>>>,
     changed: watch::Sender<u64>,
 }
 
@@ -80,10 +87,13 @@ impl Supervisors {
 
     /// The sessions a connected supervisor watches over.
     pub fn supervised_keys(&self) -> HashSet<i64> {
-        self.lock().values().filter_map(|k| *k).collect()
+        self.lock()
+            .values()
+            .filter_map(|f| f.map(|f| f.key))
+            .collect()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Option<i64>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Option<Found>>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -92,9 +102,9 @@ impl Registration<'_> {
     /// The supervised session's state now; remembers which session it is.
     pub fn state(&self, store: &Store) -> Result<Supervision, WireError> {
         let known = self.supervisors.lock().get(&self.id).copied().flatten();
-        let (key, supervision) = store.read(|r| state(r, self.target, known))?;
-        if let Some(k) = self.supervisors.lock().get_mut(&self.id) {
-            *k = key;
+        let (found, supervision) = store.read(|r| state(r, self.target, known))?;
+        if let Some(f) = self.supervisors.lock().get_mut(&self.id) {
+            *f = found;
         }
         Ok(supervision)
     }
@@ -123,16 +133,16 @@ pub fn same_for_supervisor(a: &Supervision, b: &Supervision) -> bool {
 
 /// The live session of `target`: the one whose process it is, else the one whose process
 /// descends from it most closely (Claude Code started through a wrapper script). `known`, the
-/// session found last time, is checked first.
+/// session found last time, holds while it is live in the same process (no lineage walk).
 fn find(
     r: &Reader<'_>,
     target: Target,
-    known: Option<i64>,
+    known: Option<Found>,
 ) -> Result<Option<SessionRow>, WireError> {
-    if let Some(key) = known
-        && let Some(row) = sessions::by_key(r, key)?
+    if let Some(f) = known
+        && let Some(row) = sessions::by_key(r, f.key)?
         && row.live
-        && row.pid == target.pid
+        && row.pid == f.pid
     {
         return Ok(Some(row));
     }
@@ -160,8 +170,8 @@ fn find(
 fn state(
     r: &Reader<'_>,
     target: Target,
-    known: Option<i64>,
-) -> Result<(Option<i64>, Supervision), WireError> {
+    known: Option<Found>,
+) -> Result<(Option<Found>, Supervision), WireError> {
     let Some(row) = find(r, target, known)? else {
         return Ok((
             None,
@@ -194,7 +204,10 @@ fn state(
         .map_err(|e| db(r, e))?;
     let pending = sessions::pending_of(r, &row)?;
     Ok((
-        Some(row.key),
+        Some(Found {
+            key: row.key,
+            pid: row.pid,
+        }),
         Supervision {
             session: Some(row.info(pending)),
             waiting,
