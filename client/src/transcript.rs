@@ -52,15 +52,21 @@ pub fn for_each_turn(
     let mut line = Vec::new();
     let mut index = 0;
     loop {
-        line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
-            return Ok(index);
+        match next_line(&mut reader, &mut line, MAX_RECORD_BYTES)? {
+            None => return Ok(index),
+            Some(false) => continue, // longer than any turn: skipped unread
+            Some(true) => {}
         }
-        if line.len() > MAX_RECORD_BYTES {
+        // Most records are not turns, and some are large (API request shapes, prompt
+        // snapshots): look at their type before building the whole record.
+        let Ok(head) = serde_json::from_slice::<Head>(&line) else {
+            continue; // a partial last line, or not JSON at all
+        };
+        if !matches!(head.kind.as_deref(), Some("user" | "assistant")) {
             continue;
         }
         let Ok(record) = serde_json::from_slice::<Value>(&line) else {
-            continue; // a partial last line, or not JSON at all
+            continue;
         };
         let Some(turn) = to_turn(&record, index, raw) else {
             continue;
@@ -68,6 +74,50 @@ pub fn for_each_turn(
         index += 1;
         if each(turn).is_break() {
             return Ok(index);
+        }
+    }
+}
+
+/// A record's type, and nothing else of it.
+#[derive(Debug, serde::Deserialize)]
+struct Head {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+}
+
+/// Read the next line (with its newline) into `line`, holding at most `max` bytes of it:
+/// `Some(true)` when it fitted, `Some(false)` when it was longer (then it is read through to its
+/// end and dropped, never held whole), `None` at the end of the file.
+fn next_line(
+    reader: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<Option<bool>> {
+    line.clear();
+    let (mut any, mut fits) = (false, true);
+    loop {
+        let buf = match reader.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Ok(any.then_some(fits));
+        }
+        any = true;
+        let (len, done) = match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        if fits && line.len() + len <= max {
+            line.extend_from_slice(&buf[..len]);
+        } else {
+            fits = false;
+            line.clear();
+        }
+        reader.consume(len);
+        if done {
+            return Ok(Some(fits));
         }
     }
 }
@@ -377,6 +427,27 @@ mod tests {
     }
 
     const USER: &str = r#"{"type":"user","timestamp":"2026-11-23T10:00:00Z","message":{"role":"user","content":"fix the login form"}}"#;
+
+    #[test]
+    fn a_line_over_the_cap_is_skipped_without_being_held_and_the_next_is_read() {
+        let data = b"short\n0123456789abcdef\nnext\npartial";
+        let mut reader = io::BufReader::with_capacity(4, &data[..]);
+        let mut line = Vec::new();
+        let mut got = Vec::new();
+        while let Some(fits) = next_line(&mut reader, &mut line, 8).unwrap() {
+            assert!(line.len() <= 8, "held {} bytes", line.len());
+            got.push((fits, String::from_utf8(line.clone()).unwrap()));
+        }
+        assert_eq!(
+            got,
+            [
+                (true, "short\n".to_owned()),
+                (false, String::new()),
+                (true, "next\n".to_owned()),
+                (true, "partial".to_owned()),
+            ]
+        );
+    }
     const ASSISTANT: &str = r#"{"type":"assistant","message":{"role":"assistant","content":[{"type":"thinking","thinking":"secret"},{"type":"text","text":"Looking at it."},{"type":"tool_use","name":"Bash","input":{"command":"cargo test"}}]}}"#;
     const RESULT: &str = r#"{"type":"user","message":{"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":[{"type":"text","text":"test result: FAILED"}]}]}}"#;
 
