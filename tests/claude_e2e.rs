@@ -32,7 +32,7 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(90);
 const STEP: Duration = Duration::from_secs(30);
 
 /// The tools CONTRACT.md promises, with (required, optional) arguments.
-const CONTRACT_TOOLS: [(&str, &[&str], &[&str]); 8] = [
+const CONTRACT_TOOLS: [(&str, &[&str], &[&str]); 11] = [
     ("whoami", &[], &[]),
     ("list_peers", &[], &["scope"]),
     ("send_message", &["to", "body"], &["kind"]),
@@ -41,9 +41,12 @@ const CONTRACT_TOOLS: [(&str, &[&str], &[&str]); 8] = [
     ("check_messages", &[], &[]),
     ("message_status", &["message_id"], &[]),
     ("set_summary", &["summary"], &[]),
+    ("read_history", &["peer"], &["last_n_turns", "redact"]),
+    ("search_history", &["peer", "query"], &["redact"]),
+    // `redact?` as on the other two transcript tools (CONTRACT lists it for those), so that a
+    // turn found redacted can be read whole.
+    ("get_turn", &["peer", "turn_index"], &["redact"]),
 ];
-/// Tools CONTRACT.md announces for a later issue (allowed, not required).
-const LATER_TOOLS: [&str; 3] = ["read_history", "search_history", "get_turn"];
 
 fn mcp(tool: &str) -> String {
     format!("{MCP_PREFIX}{tool}")
@@ -566,10 +569,7 @@ fn mcp_tool_list_matches_contract() {
         .iter()
         .map(|(t, _, _)| (*t).to_owned())
         .collect();
-    let unknown: Vec<&String> = seen
-        .iter()
-        .filter(|t| !expected.contains(*t) && !LATER_TOOLS.contains(&t.as_str()))
-        .collect();
+    let unknown: Vec<&String> = seen.iter().filter(|t| !expected.contains(*t)).collect();
     assert!(unknown.is_empty(), "tools not in CONTRACT.md: {unknown:?}");
     let missing: Vec<&String> = expected.iter().filter(|t| !seen.contains(*t)).collect();
     assert!(
@@ -1224,4 +1224,234 @@ fn mesh_run_wakes_an_idle_interactive_claude_when_a_task_arrives() {
     assert!(status.success(), "exit status {status}\n{}", why());
     assert_eq!(model.turns().len(), 2, "woken once\n{}", why());
     assert!(model.failures().is_empty(), "{}", why());
+}
+
+// --- a peer's transcript, read from the file real Claude Code wrote ---------------------------
+
+impl Cli {
+    /// Run `mesh <args>` and return what it printed; panics on failure.
+    fn text(&self, args: &[&str]) -> String {
+        let out = self.cmd().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "mesh {args:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// The last tool result in `req`, parsed as the JSON document the transcript tools answer with
+/// (`Null` when there is none, or it is not JSON: an error text).
+fn tool_json(req: &Request) -> Value {
+    req.last_tool_result()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null)
+}
+
+/// Session A (`mike`) runs one headless turn: a prompt, a Bash call printing 400 lines, a
+/// three-line reply; it ends, and Claude Code has written its transcript under the temp HOME,
+/// whose path A's SessionStart hook reported. Session B (`november`) then reads that real file
+/// through the MCP tools: `read_history` gives the last two turns (the Bash result cut by the
+/// default redaction, and the reply), `search_history` finds the reply's marker with the lines
+/// around it, `get_turn` returns the turn it found and the prompt (turn 0). The peer has ended:
+/// the tools (and the CLI) resolve ended sessions too. `mesh history` and `mesh search` show
+/// the same.
+#[test]
+fn transcript_tools_read_a_real_claude_code_transcript() {
+    let Some(fx) = Fixture::mesh("transcript_tools_read_a_real_claude_code_transcript") else {
+        return;
+    };
+    let _serial = claude::serial();
+    const PROMPT: &str = "MARKER-PROMPT-3c9e: count to four hundred";
+    const REPLY: &str = "Counted.\nMARKER-REPLY-3c9e: counted to 400\nThe last number was 400.";
+    const OUTPUT_LINES: usize = 400;
+    let cli = fx.cli();
+
+    // A: the prompt, `seq 1 400`, the reply; then it exits.
+    let dir_a = fx.mesh.project("mike");
+    let model_a = Model::start(
+        "mike",
+        vec![
+            Turn::bash(format!("seq 1 {OUTPUT_LINES}")),
+            Turn::text(REPLY),
+        ],
+    );
+    let out_a = fx.claude.run("mike", &model_a, &dir_a, PROMPT, RUN_TIMEOUT);
+    let why_a = || format!("{}\n{}", out_a.describe(), fx.report(&[&model_a]));
+    out_a.assert_success();
+    let turns_a = model_a.turns();
+    assert_eq!(turns_a.len(), 2, "{}", why_a());
+    assert_eq!(
+        turns_a[1]
+            .last_tool_result()
+            .unwrap_or_default()
+            .lines()
+            .count(),
+        OUTPUT_LINES,
+        "the Bash call should have printed {OUTPUT_LINES} lines\n{}",
+        why_a()
+    );
+    wait_for("mike to end (SessionEnd)", STEP, || {
+        cli.live_named("mike").is_empty()
+    });
+    // The transcript A reported is Claude Code's own file under the temp HOME.
+    let raw = cli.json(&["history", "mike", "-n", "2", "--raw"]);
+    let transcript = PathBuf::from(raw["transcript"].as_str().unwrap_or_default());
+    assert!(
+        transcript.starts_with(fx.mesh.home.path().join(".claude/projects"))
+            && transcript.ends_with(format!("{}.jsonl", out_a.session_id()))
+            && transcript.is_file(),
+        "the transcript path A's SessionStart hook reported: {raw}\n{}",
+        why_a()
+    );
+
+    // B: load the three tools, read mike's last two turns, search for the reply, get the turn
+    // found, then turn 0.
+    let dir_b = fx.mesh.project("november");
+    let names = [mcp("read_history"), mcp("search_history"), mcp("get_turn")];
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let model_b = Model::start("november", Vec::new());
+    model_b.push(Turn::tool_search(&refs));
+    model_b.push(Turn::tool(
+        mcp("read_history"),
+        json!({"peer": "mike", "last_n_turns": 2}),
+    ));
+    model_b.push(Turn::tool(
+        mcp("search_history"),
+        json!({"peer": "mike", "query": "MARKER-REPLY"}),
+    ));
+    let sink = model_b.failure_sink();
+    model_b.push(Turn::compute(move |req| {
+        match tool_json(req)["matches"][0]["turn"].as_u64() {
+            Some(turn) => Turn::tool(mcp("get_turn"), json!({"peer": "mike", "turn_index": turn})),
+            None => {
+                sink.fail(format!(
+                    "search_history found no turn: {:?}",
+                    req.last_tool_result()
+                ));
+                Turn::text("nothing found")
+            }
+        }
+    }));
+    model_b.push(Turn::tool(
+        mcp("get_turn"),
+        json!({"peer": "mike", "turn_index": 0}),
+    ));
+    model_b.push(Turn::text("read mike's history"));
+    let out_b = fx.claude.run(
+        "november",
+        &model_b,
+        &dir_b,
+        "what did mike do?",
+        RUN_TIMEOUT,
+    );
+    let why = || {
+        format!(
+            "{}\n{}\nmike's transcript: {}",
+            out_b.describe(),
+            fx.report(&[&model_b]),
+            transcript.display()
+        )
+    };
+    assert!(model_b.failures().is_empty(), "{}", why());
+    let turns = model_b.turns();
+    assert_eq!(turns.len(), 6, "{}", why());
+
+    // read_history: of A's transcript records only the prompt, the Bash call, its result and
+    // the reply are turns; the last two are the result (redacted) and the reply.
+    let history = tool_json(&turns[2]);
+    assert_eq!(history["peer"], "mike", "{history}\n{}", why());
+    assert_eq!(history["session_id"], out_a.session_id(), "{history}");
+    assert_eq!(history["redacted"], true, "{history}");
+    assert_eq!(
+        history["total_turns"], 4,
+        "prompt, tool_use, tool_result, reply; attachments, API request records and the \
+         like are not turns: {history}"
+    );
+    let last = history["turns"].as_array().cloned().unwrap_or_default();
+    let at = |i: usize, key: &str| last.get(i).map(|t| t[key].clone()).unwrap_or(Value::Null);
+    assert_eq!(last.len(), 2, "{history}\n{}", why());
+    assert_eq!((at(0, "index"), at(0, "role")), (json!(2), json!("user")));
+    assert_eq!(
+        (at(1, "index"), at(1, "role")),
+        (json!(3), json!("assistant"))
+    );
+    let cut = mesh_client::transcript::BLOCK_LINES;
+    let mut expected = vec!["[tool_result]".to_owned()];
+    expected.extend((1..=cut).map(|n| n.to_string()));
+    expected.push(format!("… [{} more lines]", OUTPUT_LINES - cut));
+    let result_lines: Vec<String> = at(0, "text")
+        .as_str()
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        result_lines,
+        expected,
+        "the Bash output should be cut to {cut} lines and a note\n{}",
+        why()
+    );
+    assert_eq!(at(1, "text"), REPLY, "{history}");
+    assert!(
+        !history.to_string().contains("MARKER-PROMPT"),
+        "the prompt is not among the last two turns: {history}"
+    );
+
+    // search_history: the reply's marker, with its line before and after.
+    let search = tool_json(&turns[3]);
+    assert_eq!(search["more_matches"], false, "{search}\n{}", why());
+    let matches = search["matches"].as_array().cloned().unwrap_or_default();
+    assert_eq!(matches.len(), 1, "{search}\n{}", why());
+    assert_eq!(matches[0]["turn"], 3, "{search}");
+    assert_eq!(matches[0]["role"], "assistant", "{search}");
+    assert_eq!(matches[0]["line"], 1, "{search}");
+    assert_eq!(
+        matches[0]["excerpt"],
+        json!(REPLY.lines().collect::<Vec<_>>()),
+        "{search}"
+    );
+
+    // get_turn: the turn search found is the one read_history gave; turn 0 is the prompt.
+    let found = tool_json(&turns[4]);
+    assert_eq!(found["turn"], last[1], "{found}\n{}", why());
+    let first = tool_json(&turns[5]);
+    assert_eq!(first["redacted"], true, "{first}\n{}", why());
+    assert_eq!(first["turn"]["index"], 0, "{first}");
+    assert_eq!(first["turn"]["role"], "user", "{first}");
+    assert_eq!(first["turn"]["text"], PROMPT, "{first}");
+    assert!(first["turn"]["timestamp"].is_string(), "{first}");
+    out_b.assert_success();
+
+    // The CLI reads the same file: `mesh history` (redacted), `mesh search`, and `--raw`.
+    let shown = cli.text(&["history", "mike"]);
+    for needle in [
+        PROMPT,
+        "MARKER-REPLY-3c9e: counted to 400",
+        "last 4 of 4 turns (redacted; --raw for all)",
+        &format!("… [{} more lines]", OUTPUT_LINES - cut),
+        "── turn 0 · user",
+        "── turn 3 · assistant",
+    ] {
+        assert!(
+            shown.contains(needle),
+            "mesh history mike should show {needle:?}:\n{shown}"
+        );
+    }
+    assert!(!shown.lines().any(|l| l == "400"), "redacted:\n{shown}");
+    let searched = cli.text(&["search", "mike", "MARKER-PROMPT"]);
+    assert!(
+        searched.contains("── turn 0 · user · line 0 ──") && searched.contains(PROMPT),
+        "mesh search mike MARKER-PROMPT:\n{searched}"
+    );
+    let raw_result = raw["turns"][0]["text"].as_str().unwrap_or_default();
+    assert_eq!(
+        raw_result.lines().count(),
+        OUTPUT_LINES + 1,
+        "--raw keeps all of the Bash output: {raw}"
+    );
+    assert_eq!(raw["turns"][1]["text"], REPLY, "{raw}");
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::{Mesh, Session, wait_for};
 use mesh_proto::{
-    Ask, AskResult, Caller, Class, Consume, Kind, List, Message, MessageStatus, Reply, Scope, Send,
+    Ask, AskResult, Caller, Class, Consume, Kind, List, Message, MessageStatus, Reply, Scope,
     SessionInfo, SetIdle, Status, WhoAmI,
 };
 use serde_json::{Value, json};
@@ -176,16 +176,7 @@ fn whoami(mesh: &Mesh, pid: u32) -> Option<SessionInfo> {
 }
 
 fn send(mesh: &Mesh, from: &Caller, to: &str, kind: Kind, body: &str) -> u64 {
-    mesh.conn()
-        .send(Send {
-            caller: from.clone(),
-            to: to.into(),
-            kind,
-            body: body.into(),
-        })
-        .unwrap()
-        .messages[0]
-        .id
+    mesh.send(from, to, kind, body)
 }
 
 fn status(mesh: &Mesh, id: u64) -> Message {

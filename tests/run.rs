@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::Mesh;
-use mesh_proto::{Caller, Class, Consume, ErrorCode, Kind, Send, SetIdle, Supervise, Supervision};
+use mesh_proto::{Caller, Class, Consume, ErrorCode, Kind, SetIdle, Supervise, Supervision};
 
 /// The supervising connection's pushes, on a channel (so that a missing push fails the test
 /// instead of hanging it).
@@ -48,16 +48,7 @@ fn user_asks(mesh: &Mesh, to: &str, question: &str) -> u64 {
 }
 
 fn user_sends(mesh: &Mesh, to: &str, kind: Kind, body: &str) -> u64 {
-    mesh.conn()
-        .send(Send {
-            caller: Caller::default(),
-            to: to.into(),
-            kind,
-            body: body.into(),
-        })
-        .unwrap()
-        .messages[0]
-        .id
+    mesh.send(&Caller::default(), to, kind, body)
 }
 
 #[test]
@@ -378,17 +369,11 @@ fn with_bracketed_paste_on_the_wake_line_is_a_paste_and_enter_in_one_write() {
     let info = mesh.register(peer.id(), "hostile-session-0001", &dir);
     assert_eq!(info.name, "ev\u{202e}il[201~");
     let mark = tty.mark();
-    mesh.conn()
-        .send(Send {
-            caller: Caller {
-                claude_pid: Some(peer.id()),
-                session_id: None,
-            },
-            to: "web".into(),
-            kind: Kind::Task,
-            body: "look at this".into(),
-        })
-        .unwrap();
+    let peer_caller = Caller {
+        claude_pid: Some(peer.id()),
+        session_id: None,
+    };
+    mesh.send(&peer_caller, "web", Kind::Task, "look at this");
     wait_since(&tty, mark, "IDLE");
     let _ = peer.kill();
     let _ = peer.wait();

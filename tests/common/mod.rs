@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use mesh_client::{ConnectOptions, Connection};
 use mesh_daemon::paths::StateDir;
-use mesh_proto::{Caller, Register, SessionInfo};
+use mesh_proto::{Caller, Kind, Register, SessionInfo};
 
 /// The `mesh` binary under test.
 pub fn mesh_bin() -> &'static str {
@@ -163,6 +163,20 @@ impl Mesh {
                 session_id: None,
             },
         }
+    }
+
+    /// Send one message as `from` (`Caller::default()`: the user); its id.
+    pub fn send(&self, from: &Caller, to: &str, kind: Kind, body: &str) -> u64 {
+        self.conn()
+            .send(mesh_proto::Send {
+                caller: from.clone(),
+                to: to.into(),
+                kind,
+                body: body.into(),
+            })
+            .unwrap()
+            .messages[0]
+            .id
     }
 
     pub fn register(&self, pid: u32, session_id: &str, cwd: &Path) -> SessionInfo {
