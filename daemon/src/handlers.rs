@@ -132,7 +132,20 @@ where
     T: Send + 'static,
     F: FnOnce(&mut Ctx<'_>, Option<SessionRow>) -> Result<T, WireError> + Send + 'static,
 {
-    let who = caller_procs(caller, peer);
+    store_job(shared, caller_procs(caller, peer), durable, f).await
+}
+
+/// [`in_store`] for a caller whose processes were already read from the OS.
+async fn store_job<T, F>(
+    shared: &Shared,
+    who: CallerProcs,
+    durable: bool,
+    f: F,
+) -> Result<T, WireError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Ctx<'_>, Option<SessionRow>) -> Result<T, WireError> + Send + 'static,
+{
     let job = move |ctx: &mut Ctx<'_>| {
         let me = sessions::resolve_caller(ctx, &who)?;
         f(ctx, me)
@@ -152,9 +165,17 @@ fn as_caller_read<T>(
     peer: &Peer,
     f: impl FnOnce(&Reader<'_>, Option<SessionRow>) -> Result<T, WireError>,
 ) -> Result<T, WireError> {
-    let who = caller_procs(caller, peer);
+    read_job(shared, &caller_procs(caller, peer), f)
+}
+
+/// [`as_caller_read`] for a caller whose processes were already read from the OS.
+fn read_job<T>(
+    shared: &Shared,
+    who: &CallerProcs,
+    f: impl FnOnce(&Reader<'_>, Option<SessionRow>) -> Result<T, WireError>,
+) -> Result<T, WireError> {
     shared.store.read(|r| {
-        let me = sessions::resolve_caller(r, &who)?;
+        let me = sessions::resolve_caller(r, who)?;
         f(r, me)
     })
 }
@@ -278,7 +299,8 @@ async fn handle_request(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Outc
             // wait for the store thread. Anything else is consumed in the store.
             // A retried hand-out goes to the store, which returns it again.
             let retry = c.handout;
-            let empty = as_caller_read(shared, &c.caller, peer, |r, me| match me {
+            let who = caller_procs(&c.caller, peer);
+            let empty = read_job(shared, &who, |r, me| match me {
                 Some(row) => {
                     Ok(sessions::pending_of(r, &row)? == 0 && !messages::handout_exists(r, retry)?)
                 }
@@ -294,7 +316,7 @@ async fn handle_request(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Outc
                 Ok(false) => {}
                 Err(e) => return Outcome::Now(Response::Error(e)),
             }
-            consume(shared, peer, c).await.into()
+            consume(shared, who, c).await.into()
         }
         Request::Poll(p) => poll(shared, peer, p).await.into(),
         Request::Supervise(s) => match supervised(s.pid) {
@@ -324,9 +346,11 @@ async fn poll(
     }
     let wanted = p.caller.session_id.clone().filter(|s| !s.is_empty());
     let current = move |row: &SessionRow| wanted.as_ref().is_none_or(|id| *id == row.session_id);
+    // The caller's processes are read from the OS once, for the read and the store job.
+    let who = caller_procs(&p.caller, peer);
     let quick = {
         let current = current.clone();
-        as_caller_read(shared, &p.caller, peer, move |r, me| {
+        read_job(shared, &who, move |r, me| {
             let Some(row) = me else {
                 return Ok(Some(None));
             };
@@ -341,8 +365,7 @@ async fn poll(
             inbox: empty(),
         }));
     }
-    let caller = p.caller.clone();
-    as_caller(shared, &caller, peer, move |ctx, me| {
+    store_job(shared, who, true, move |ctx, me| {
         let (session, inbox) = match me {
             Some(row) if current(&row) => {
                 let inbox = messages::consume(
@@ -365,10 +388,10 @@ async fn poll(
 
 async fn consume(
     shared: &Arc<Shared>,
-    peer: &Peer,
+    who: CallerProcs,
     c: mesh_proto::Consume,
 ) -> Result<Response, WireError> {
-    as_caller(shared, &c.caller.clone(), peer, move |ctx, me| {
+    store_job(shared, who, true, move |ctx, me| {
         let inbox = messages::consume(
             ctx,
             me.as_ref(),
