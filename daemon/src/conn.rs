@@ -235,7 +235,7 @@ async fn supervise(
     shutdown: &CancellationToken,
 ) {
     let registration = shared.supervisors.add(target);
-    let mut changed = shared.supervisors.subscribe();
+    let mut changed = shared.store.subscribe_commits();
     let mut sent: Option<Supervision> = None;
     tracing::debug!(pid = target.pid, "supervisor connected");
     loop {

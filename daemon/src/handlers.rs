@@ -31,7 +31,7 @@ pub struct Shared {
     pub pid: u32,
     /// The program version announced in the handshake ([`crate::Config::program_version`]).
     pub version: String,
-    /// `mesh run` supervisors, told of every write.
+    /// The `mesh run` supervisors connected now.
     pub supervisors: Arc<Supervisors>,
 }
 
@@ -117,25 +117,11 @@ where
     T: Send + 'static,
     F: FnOnce(&mut Ctx<'_>, Option<SessionRow>) -> Result<T, WireError> + Send + 'static,
 {
-    in_store(shared, caller, peer, true, f).await
+    store_job(shared, caller_procs(caller, peer), true, f).await
 }
 
-/// [`as_caller`], or with `durable: false` a write of soft state ([`Store::call_soft`]).
-async fn in_store<T, F>(
-    shared: &Shared,
-    caller: &Caller,
-    peer: &Peer,
-    durable: bool,
-    f: F,
-) -> Result<T, WireError>
-where
-    T: Send + 'static,
-    F: FnOnce(&mut Ctx<'_>, Option<SessionRow>) -> Result<T, WireError> + Send + 'static,
-{
-    store_job(shared, caller_procs(caller, peer), durable, f).await
-}
-
-/// [`in_store`] for a caller whose processes were already read from the OS.
+/// [`as_caller`] for a caller whose processes were already read from the OS; with
+/// `durable: false` a write of soft state ([`Store::call_soft`]).
 async fn store_job<T, F>(
     shared: &Shared,
     who: CallerProcs,
@@ -184,32 +170,8 @@ fn asked(question: mesh_proto::Message, result: AskResult) -> Outcome {
     Outcome::Now(Response::Asked(mesh_proto::AskOutcome { question, result }))
 }
 
-/// Handle one request. Supervisors hear of every request that may have written.
+/// Handle one request.
 pub async fn handle(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Outcome {
-    let reads_only = matches!(
-        req,
-        Request::Ping(_)
-            | Request::WhoAmI(_)
-            | Request::List(_)
-            | Request::MessageStatus(_)
-            | Request::Supervise(_)
-    );
-    let outcome = handle_request(shared, peer, req).await;
-    let wrote = match &outcome {
-        _ if reads_only => false,
-        // A hook's poll or consume that found nothing (most of them) wrote nothing.
-        Outcome::Now(Response::Polled(p)) => !p.inbox.messages.is_empty(),
-        Outcome::Now(Response::Inbox(i)) => !i.messages.is_empty(),
-        Outcome::Now(Response::Error(_)) => false,
-        _ => true,
-    };
-    if wrote {
-        shared.supervisors.changed();
-    }
-    outcome
-}
-
-async fn handle_request(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Outcome {
     let store = &shared.store;
     match req {
         Request::Ping(_) => Outcome::Now(Response::Pong(Pong {
@@ -226,10 +188,15 @@ async fn handle_request(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Outc
             .await
             .into(),
         // Busy/idle is soft state: every hook call sets it again.
-        Request::SetIdle(s) => in_store(shared, &s.caller, peer, false, move |ctx, me| {
-            sessions::set_idle(ctx, need_session(me)?.key, s.idle)?;
-            Ok(Response::Done)
-        })
+        Request::SetIdle(s) => store_job(
+            shared,
+            caller_procs(&s.caller, peer),
+            false,
+            move |ctx, me| {
+                sessions::set_idle(ctx, need_session(me)?.key, s.idle)?;
+                Ok(Response::Done)
+            },
+        )
         .await
         .into(),
         Request::WhoAmI(w) => as_caller_read(shared, &w.caller, peer, |r, me| {

@@ -3,10 +3,9 @@
 //! questions waiting for it) whenever it changes. The supervisor decides when to type a wake
 //! line; the daemon only tells it what it needs to know, at once and without being polled.
 //!
-//! Change detection: every request that may write bumps a [`watch`] counter
-//! ([`Supervisors::changed`]); each supervisor's connection then re-reads its session (one read
-//! on the pool of read-only connections) and sends a frame only when what matters to it
-//! changed. With no supervisor connected a bump is a counter increment.
+//! Change detection: each supervising connection subscribes to the store's commits
+//! ([`Store::subscribe_commits`]), re-reads its session after each (one read on the pool of
+//! read-only connections) and sends a frame only when what matters to it changed.
 //!
 //! Supervised sessions get no desktop notification ([`crate::notify`]): their supervisor wakes
 //! them itself. [`Supervisors::supervised_keys`] tells which they are.
@@ -17,7 +16,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use mesh_proto::{Supervision, Waiting, WireError};
 use rusqlite::params;
-use tokio::sync::watch;
 
 use crate::procinfo::{self, StartTime};
 use crate::store::sessions::{self, SessionRow, db};
@@ -38,22 +36,11 @@ struct Found {
 }
 
 /// The supervisors connected now.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Supervisors {
     next_id: AtomicU64,
     /// Supervisor id → the session last found for it (key, and the pid it was found with).
     entries: Mutex<HashMap<u64, Option<Found>>>,
-    changed: watch::Sender<u64>,
-}
-
-impl Default for Supervisors {
-    fn default() -> Self {
-        Self {
-            next_id: AtomicU64::new(1),
-            entries: Mutex::new(HashMap::new()),
-            changed: watch::Sender::new(0),
-        }
-    }
 }
 
 /// A connected supervisor; it leaves the registry when dropped.
@@ -65,16 +52,6 @@ pub struct Registration<'a> {
 }
 
 impl Supervisors {
-    /// Something a supervisor may care about may have changed (a request wrote to the store).
-    pub fn changed(&self) {
-        self.changed.send_modify(|n| *n = n.wrapping_add(1));
-    }
-
-    /// Told of every [`Supervisors::changed`].
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.changed.subscribe()
-    }
-
     pub fn add(&self, target: Target) -> Registration<'_> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.lock().insert(id, None);

@@ -199,11 +199,7 @@ async fn supervise(opts: Options) -> anyhow::Result<Ended> {
                 // not yet reaped (we reap it only below).
                 unsafe { libc::kill(pid as libc::pid_t, sig) };
             },
-            _ = winch.recv() => {
-                if let Some(w) = term::size() {
-                    let _ = to_child.resize(Size::new(w.ws_row, w.ws_col));
-                }
-            },
+            _ = winch.recv() => follow_size(&to_child),
             _ = cont.recv() => {
                 if let Some(raw) = &raw {
                     raw.reapply();
@@ -224,34 +220,21 @@ async fn supervise(opts: Options) -> anyhow::Result<Ended> {
             wake_at = None;
             continue;
         };
-        match waker.decide(s, &typing, Instant::now()) {
-            Decision::Nothing => wake_at = None,
-            Decision::At(t) => wake_at = Some(t),
-            Decision::Type(line) => {
-                wake_at = None;
-                // Keys that arrived meanwhile go first, and the decision is taken again.
-                let mut raced = false;
-                while let Ok(bytes) = input.try_recv() {
-                    typing.feed(&bytes, Instant::now());
-                    let _ = to_child.write_all(&bytes).await;
-                    raced = true;
-                }
-                if raced {
-                    if let Decision::At(t) = waker.decide(s, &typing, Instant::now()) {
-                        wake_at = Some(t);
-                    }
-                    continue;
-                }
-                tracing::info!(line, paste = paste.on(), "waking the session");
-                // The user's keys wait in the channel until the Enter is in.
-                let _ = to_child.write_all(&paste::typed(&line, paste.on())).await;
-                if !paste.on() {
-                    tokio::time::sleep(SUBMIT_DELAY).await;
-                    let _ = to_child.write_all(b"\r").await;
-                }
-                waker.woke(s);
-            }
+        // Keys already typed count before anything is decided (and go first).
+        while let Ok(bytes) = input.try_recv() {
+            typing.feed(&bytes, Instant::now());
+            let _ = to_child.write_all(&bytes).await;
         }
+        wake_at = match waker.decide(s, &typing, Instant::now()) {
+            Decision::Nothing => None,
+            Decision::At(t) => Some(t),
+            Decision::Type(line) => {
+                tracing::info!(line, paste = paste.on(), "waking the session");
+                type_line(&mut to_child, &line, paste.on()).await;
+                waker.woke(s);
+                None
+            }
+        };
     };
     drop(raw);
     let status = status.context("cannot wait for the child")?;
@@ -263,8 +246,25 @@ async fn supervise(opts: Options) -> anyhow::Result<Ended> {
     })
 }
 
-/// Whether the child has stopped (Ctrl-Z in Claude Code), taking that stop's report. Exits are
-/// left for tokio's reaper (`WEXITED` is not asked for).
+/// Type `line` and Enter into the child: one bracketed paste and Enter when it has that on,
+/// else the text, [`SUBMIT_DELAY`], Enter. The user's keys wait in their channel meanwhile.
+async fn type_line(to_child: &mut pty_process::OwnedWritePty, line: &str, paste: bool) {
+    let _ = to_child.write_all(&paste::typed(line, paste)).await;
+    if !paste {
+        tokio::time::sleep(SUBMIT_DELAY).await;
+        let _ = to_child.write_all(b"\r").await;
+    }
+}
+
+/// Give the child's terminal the user's terminal's size (the kernel then sends it SIGWINCH).
+fn follow_size(to_child: &pty_process::OwnedWritePty) {
+    if let Some(w) = term::size() {
+        let _ = to_child.resize(Size::new(w.ws_row, w.ws_col));
+    }
+}
+
+/// Whether the child has stopped (a SIGSTOP), taking that stop's report. Exits are left for
+/// tokio's reaper (`WEXITED` is not asked for).
 fn child_stopped(pid: u32) -> bool {
     // SAFETY: siginfo_t is plain data, all-zero is a valid value; waitid only writes into it.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
@@ -300,9 +300,7 @@ fn suspend_with_child(
     if let Some(raw) = raw {
         raw.reapply();
     }
-    if let Some(w) = term::size() {
-        let _ = to_child.resize(Size::new(w.ws_row, w.ws_col));
-    }
+    follow_size(to_child);
     // SAFETY: as above; the child is not reaped while stopped.
     unsafe {
         libc::kill(pid as libc::pid_t, libc::SIGCONT);

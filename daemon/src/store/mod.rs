@@ -36,7 +36,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use mesh_proto::{AskResult, ErrorCode, WireError};
 use rusqlite::{Connection, ErrorCode as SqlCode, OpenFlags};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 pub use schema::SCHEMA_VERSION;
 
@@ -207,6 +207,8 @@ pub struct Store {
     path: PathBuf,
     /// Idle read-only connections for [`Store::read`].
     readers: Arc<Mutex<Vec<Connection>>>,
+    /// Counts the store thread's commits ([`Store::subscribe_commits`]).
+    commits: Arc<watch::Sender<u64>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -273,6 +275,7 @@ impl Store {
             tx,
             path: path.to_owned(),
             readers: Arc::default(),
+            commits: Arc::new(watch::Sender::new(0)),
         };
         let handle = store.clone();
         let thread = std::thread::Builder::new()
@@ -289,6 +292,12 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Told after every commit of the store thread, before its callers hear of it: anything
+    /// that watches the database (`mesh run` supervisors) reads again then, and never polls.
+    pub fn subscribe_commits(&self) -> watch::Receiver<u64> {
+        self.commits.subscribe()
     }
 
     /// Run `f` in the store thread, inside a transaction; the result arrives after the commit.
@@ -645,6 +654,7 @@ fn run_batch(
         err
     });
     if commit.is_ok() {
+        store.commits.send_modify(|n| *n = n.wrapping_add(1));
         for effect in effects {
             effect();
         }
