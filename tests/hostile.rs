@@ -31,6 +31,15 @@ fn still_serving(mesh: &mut Mesh) {
     );
 }
 
+/// The same connection still answers a ping.
+fn connection_goes_on(s: &mut UnixStream) {
+    write_frame(s, &Request::Ping(Ping {})).unwrap();
+    assert!(matches!(
+        read_frame::<_, Response>(s).unwrap(),
+        Response::Pong(_)
+    ));
+}
+
 fn refusal(stream: &mut UnixStream) -> mesh_proto::WireError {
     let hello: ServerHello = read_frame(stream).unwrap();
     hello.error.expect("the daemon should refuse")
@@ -119,11 +128,7 @@ fn undecodable_request_gets_an_error_and_the_connection_goes_on() {
         Response::Error(e) => assert_eq!(e.code, ErrorCode::Malformed, "{e}"),
         other => panic!("unexpected {other:?}"),
     }
-    write_frame(&mut s, &Request::Ping(Ping {})).unwrap();
-    assert!(matches!(
-        read_frame::<_, Response>(&mut s).unwrap(),
-        Response::Pong(_)
-    ));
+    connection_goes_on(&mut s);
     still_serving(&mut mesh);
 }
 
@@ -150,11 +155,7 @@ fn a_message_body_of_invalid_utf8_is_refused_and_nothing_is_queued() {
         other => panic!("unexpected {other:?}"),
     }
     // The connection goes on, and nothing was queued.
-    write_frame(&mut s, &Request::Ping(Ping {})).unwrap();
-    assert!(matches!(
-        read_frame::<_, Response>(&mut s).unwrap(),
-        Response::Pong(_)
-    ));
+    connection_goes_on(&mut s);
     assert_eq!(
         mesh.conn()
             .whoami(mesh_proto::WhoAmI {

@@ -19,12 +19,7 @@ use serde_json::Value;
 use user_manager::{UserManager, runtime_dir};
 
 fn text(out: &Output) -> String {
-    format!(
-        "status {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    common::output_text(out)
 }
 
 /// A HOME with no reachable service manager: an empty private XDG_RUNTIME_DIR and no D-Bus.

@@ -1105,7 +1105,6 @@ fn closing_stdin_ends_the_server_even_while_an_ask_waits() {
 #[test]
 fn transcript_tools_read_a_peers_history() {
     let mesh = Mesh::start();
-    let dir = mesh.project("backend");
     let transcript = mesh.home.path().join("backend.jsonl");
     let lines = [
         json!({"type": "user", "message": {"role": "user", "content": "add a /health endpoint"}}),
@@ -1116,20 +1115,11 @@ fn transcript_tools_read_a_peers_history() {
     ];
     let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
     std::fs::write(&transcript, text).unwrap();
-    let mut child = std::process::Command::new("sleep")
-        .arg("600")
-        .current_dir(&dir)
-        .spawn()
-        .unwrap();
-    mesh.conn()
-        .register(mesh_proto::Register {
-            session_id: "feed0000-0000-4000-8000-000000000001".into(),
-            pid: Some(child.id()),
-            cwd: dir.to_string_lossy().into_owned(),
-            project_dir: None,
-            transcript_path: Some(transcript.to_string_lossy().into_owned()),
-        })
-        .unwrap();
+    let _session = mesh.session_with(
+        "backend",
+        Some("feed0000-0000-4000-8000-000000000001"),
+        Some(&transcript),
+    );
     let mut mcp = Mcp::started(&mesh);
     let h = mcp.call(
         "read_history",
@@ -1156,6 +1146,4 @@ fn transcript_tools_read_a_peers_history() {
     assert!(err.contains("no session is named `nobody`"), "{err}");
     let err = mcp.call_err("search_history", json!({"peer": "backend", "query": "/(/"}));
     assert!(err.contains("invalid regular expression"), "{err}");
-    let _ = child.kill();
-    let _ = child.wait();
 }

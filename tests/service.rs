@@ -31,12 +31,7 @@ fn have(tool: &str) -> bool {
 }
 
 fn text(out: &Output) -> String {
-    format!(
-        "status {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    common::output_text(out)
 }
 
 /// `systemd-analyze verify --user` on the units rendered for `bin` and `state`.

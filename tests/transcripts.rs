@@ -7,7 +7,6 @@ mod common;
 use std::io::Write;
 
 use common::Mesh;
-use mesh_proto::Register;
 use serde_json::{Value, json};
 
 fn run(mesh: &Mesh, args: &[&str]) -> std::process::Output {
@@ -23,7 +22,6 @@ fn ok_json(mesh: &Mesh, args: &[&str]) -> Value {
 #[test]
 fn history_and_search_read_the_peers_transcript() {
     let mesh = Mesh::start();
-    let dir = mesh.project("backend");
     let transcript = mesh.home.path().join("t.jsonl");
     let mut f = std::fs::File::create(&transcript).unwrap();
     let long = "y".repeat(1000);
@@ -40,20 +38,11 @@ fn history_and_search_read_the_peers_transcript() {
     }
     write!(f, "{{\"type\":\"assistant\",\"mess").unwrap(); // being written
     drop(f);
-    let mut child = std::process::Command::new("sleep")
-        .arg("600")
-        .current_dir(&dir)
-        .spawn()
-        .unwrap();
-    mesh.conn()
-        .register(Register {
-            session_id: "abcd1234-0000-4000-8000-000000000001".into(),
-            pid: Some(child.id()),
-            cwd: dir.to_string_lossy().into_owned(),
-            project_dir: None,
-            transcript_path: Some(transcript.to_string_lossy().into_owned()),
-        })
-        .unwrap();
+    let _session = mesh.session_with(
+        "backend",
+        Some("abcd1234-0000-4000-8000-000000000001"),
+        Some(&transcript),
+    );
 
     let h = ok_json(&mesh, &["history", "backend", "-n", "2", "--json"]);
     assert_eq!(h["total_turns"], 3, "{h}");
@@ -97,6 +86,4 @@ fn history_and_search_read_the_peers_transcript() {
     let out = run(&mesh, &["search", "backend", "(", "--regex"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid regular expression"));
-    let _ = child.kill();
-    let _ = child.wait();
 }

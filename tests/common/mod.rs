@@ -147,6 +147,17 @@ impl Mesh {
 
     /// Start a stand-in for a Claude Code process in project `name` and register it.
     pub fn session(&self, name: &str) -> Session {
+        self.session_with(name, None, None)
+    }
+
+    /// [`Mesh::session`] with a chosen session id and the transcript path its SessionStart
+    /// hook would report.
+    pub fn session_with(
+        &self,
+        name: &str,
+        session_id: Option<&str>,
+        transcript: Option<&Path>,
+    ) -> Session {
         let dir = self.project(name);
         let child = Command::new("sleep")
             .arg("3600")
@@ -154,7 +165,17 @@ impl Mesh {
             .spawn()
             .unwrap();
         let pid = child.id();
-        let info = self.register(pid, &format!("{name}-{pid}-0000-session"), &dir);
+        let info = self
+            .conn()
+            .register(Register {
+                session_id: session_id
+                    .map_or_else(|| format!("{name}-{pid}-0000-session"), str::to_owned),
+                pid: Some(pid),
+                cwd: dir.to_string_lossy().into_owned(),
+                project_dir: None,
+                transcript_path: transcript.map(|t| t.to_string_lossy().into_owned()),
+            })
+            .unwrap();
         Session {
             child,
             info,
@@ -199,6 +220,16 @@ impl Drop for Mesh {
             let _ = child.wait();
         }
     }
+}
+
+/// A finished command's status, stdout and stderr, for assertion messages.
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "status {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// Connection options for tests: no autostart, generous timeouts.
