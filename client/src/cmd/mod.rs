@@ -36,11 +36,20 @@ pub struct JsonFlag {
 /// Log to stderr (never stdout: hooks and the MCP server speak JSON there), filtered by
 /// `CLAUDE_MESH_LOG` (e.g. `debug`), warnings only by default.
 pub fn init_tracing() {
+    init_tracing_to(io::stderr, "warn", true);
+}
+
+/// Log to `writer`, filtered by `CLAUDE_MESH_LOG`, else at `default` level and above.
+pub fn init_tracing_to<W>(writer: W, default: &str, ansi: bool)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = tracing_subscriber::EnvFilter::try_from_env("CLAUDE_MESH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
-        .with_writer(io::stderr)
+        .with_writer(writer)
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_target(false)
         .try_init();
 }

@@ -53,13 +53,7 @@ fn init_file_tracing(state: &StateDir) {
             .append(true)
             .open(&path)
     });
-    let Ok(file) = file else { return };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CLAUDE_MESH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::sync::Mutex::new(file))
-        .with_env_filter(filter)
-        .with_ansi(false)
-        .with_target(false)
-        .try_init();
+    if let Ok(file) = file {
+        super::init_tracing_to(std::sync::Mutex::new(file), "info", false);
+    }
 }
