@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::store::{Store, sessions};
+use crate::store::{Store, messages, sessions};
 use crate::{liveness, procinfo};
 
 /// Spawns and tracks watcher tasks.
@@ -85,6 +85,10 @@ impl Monitor {
             } else {
                 self.exited(key, pid, start).await;
             }
+        }
+        // Hand-outs past their retry window, here rather than on a hook's path.
+        if let Err(e) = self.store.call_soft(messages::forget_old_handouts).await {
+            tracing::warn!("forgetting old hand-outs: {e}");
         }
     }
 

@@ -422,7 +422,7 @@ fn handed_out(ctx: &Ctx<'_>, token: u64) -> Result<Option<Vec<Message>>, WireErr
     Ok(Some(out))
 }
 
-/// Remember a hand-out for retries, and forget those older than [`HANDOUT_KEPT_MS`].
+/// Remember a hand-out for retries ([`forget_old_handouts`] ends that after an hour).
 fn remember_handout(ctx: &Ctx<'_>, token: u64, taken: &[Message]) -> Result<(), WireError> {
     let ids = taken
         .iter()
@@ -430,17 +430,19 @@ fn remember_handout(ctx: &Ctx<'_>, token: u64, taken: &[Message]) -> Result<(), 
         .collect::<Vec<_>>()
         .join(",");
     ctx.conn
-        .prepare_cached("DELETE FROM handouts WHERE created_ms < ?1")
-        .and_then(|mut s| s.execute(params![ctx.now_ms - HANDOUT_KEPT_MS]))
-        .and_then(|_| {
-            ctx.conn
-                .prepare_cached(
-                    "INSERT INTO handouts (token, created_ms, message_ids) VALUES (?1, ?2, ?3)",
-                )?
-                .execute(params![token as i64, ctx.now_ms, ids])
-        })
+        .prepare_cached("INSERT INTO handouts (token, created_ms, message_ids) VALUES (?1, ?2, ?3)")
+        .and_then(|mut s| s.execute(params![token as i64, ctx.now_ms, ids]))
         .map_err(|e| db(ctx, e))?;
     Ok(())
+}
+
+/// Forget the hand-outs older than [`HANDOUT_KEPT_MS`]: their retries are answered no more.
+/// The liveness sweep calls this, off the hooks' path; returns how many were forgotten.
+pub fn forget_old_handouts(ctx: &mut Ctx<'_>) -> Result<usize, WireError> {
+    ctx.conn
+        .prepare_cached("DELETE FROM handouts WHERE created_ms < ?1")
+        .and_then(|mut s| s.execute(params![ctx.now_ms - HANDOUT_KEPT_MS]))
+        .map_err(|e| db(ctx, e))
 }
 
 /// Take (or peek at) what is pending for `who` (`None`: the user), oldest first, up to
@@ -495,6 +497,8 @@ pub fn consume(
     // Read only as far as the budget goes (a backlog of thousands must not be loaded, nor sent
     // in one frame), then count what is left with the index.
     let mut taken: Vec<Message> = Vec::new();
+    // Whether every pending message was read: then none remains, and no count is needed.
+    let mut exhausted = false;
     {
         let sql = format!(
             "SELECT {COLUMNS} FROM messages WHERE delivered_ms IS NULL AND kind IN {kinds} AND {filter} ORDER BY id"
@@ -504,6 +508,7 @@ pub fn consume(
         let mut used = 0usize;
         while taken.len() < MAX_CONSUME_MESSAGES {
             let Some(row) = rows.next().map_err(|e| db(ctx, e))? else {
+                exhausted = true;
                 break;
             };
             let m = from_row(row).map_err(|e| db(ctx, e))?;
@@ -515,8 +520,11 @@ pub fn consume(
             taken.push(m);
         }
     }
-    let total = count_pending()?;
-    let remaining = (total as usize).saturating_sub(taken.len()) as u32;
+    let remaining = if exhausted {
+        0
+    } else {
+        (count_pending()? as usize).saturating_sub(taken.len()) as u32
+    };
     if !peek {
         let now = ctx.now_ms;
         for m in taken.iter_mut() {

@@ -611,7 +611,7 @@ fn run_batch(
             }
         }
     }
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(e) = exec_cached(conn, "BEGIN IMMEDIATE") {
         let err = sql_error(&e, path);
         tracing::error!("cannot begin a transaction: {}", err.message);
         for job in batch {
@@ -626,26 +626,38 @@ fn run_batch(
         store,
         effects: Vec::new(),
     };
-    for job in batch.iter_mut() {
-        let mark = ctx.effects.len();
-        if let Err(e) = ctx.conn.execute_batch("SAVEPOINT job") {
-            tracing::error!("savepoint: {e}");
+    if let [job] = batch.as_mut_slice() {
+        // One job (the usual case when one hook asks at a time): the transaction is its
+        // savepoint. If it fails, nothing is committed.
+        if !job.run(&mut ctx) {
+            if let Err(e) = exec_cached(conn, "ROLLBACK") {
+                tracing::error!("rollback of a failed job: {e}");
+            }
+            for job in batch {
+                job.finish(Ok(()));
+            }
+            return;
         }
-        let ok = job.run(&mut ctx);
-        let end = if ok {
-            "RELEASE job"
-        } else {
-            "ROLLBACK TO job; RELEASE job"
-        };
-        if !ok {
-            ctx.effects.truncate(mark);
-        }
-        if let Err(e) = ctx.conn.execute_batch(end) {
-            tracing::error!("savepoint end: {e}");
+    } else {
+        for job in batch.iter_mut() {
+            let mark = ctx.effects.len();
+            if let Err(e) = exec_cached(ctx.conn, "SAVEPOINT job") {
+                tracing::error!("savepoint: {e}");
+            }
+            let ok = job.run(&mut ctx);
+            if !ok {
+                ctx.effects.truncate(mark);
+                if let Err(e) = exec_cached(ctx.conn, "ROLLBACK TO job") {
+                    tracing::error!("savepoint rollback: {e}");
+                }
+            }
+            if let Err(e) = exec_cached(ctx.conn, "RELEASE job") {
+                tracing::error!("savepoint end: {e}");
+            }
         }
     }
     let effects = std::mem::take(&mut ctx.effects);
-    let commit = conn.execute_batch("COMMIT").map_err(|e| {
+    let commit = exec_cached(conn, "COMMIT").map_err(|e| {
         let err = sql_error(&e, path);
         tracing::error!("commit failed: {}", err.message);
         if let Err(e) = conn.execute_batch("ROLLBACK") {
@@ -662,6 +674,12 @@ fn run_batch(
     for job in batch {
         job.finish(commit.clone());
     }
+}
+
+/// A statement without parameters or rows, prepared once per connection (the batch's
+/// transaction control runs on every write; `execute_batch` would parse it every time).
+fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
 #[cfg(test)]

@@ -306,6 +306,87 @@ fn a_failing_job_does_not_roll_back_its_batch_neighbours() {
     assert_eq!(n, 1);
 }
 
+/// A job that writes a hand-out row with `token`, then fails if `fail`.
+fn write_then(token: i64, fail: bool) -> impl FnOnce(&mut Ctx<'_>) -> Result<(), WireError> {
+    move |ctx| {
+        ctx.conn
+            .execute(
+                "INSERT INTO handouts (token, created_ms, message_ids) VALUES (?1, 0, '')",
+                [token],
+            )
+            .map_err(|e| sessions::db(ctx, e))?;
+        if fail {
+            return Err(WireError::new(
+                ErrorCode::InvalidArgument,
+                "failed on purpose",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn handout_kept(store: &Store, token: u64) -> bool {
+    store.read(|r| messages::handout_exists(r, token)).unwrap()
+}
+
+#[test]
+fn a_failing_job_leaves_nothing_behind_alone_or_in_a_batch() {
+    let (_d, store, _t) = open();
+    // Alone in its transaction: it is rolled back, and the store goes on.
+    let e = store.call_blocking(write_then(1, true)).unwrap_err();
+    assert_eq!(e.message, "failed on purpose");
+    assert!(!handout_kept(&store, 1));
+    store.call_blocking(write_then(2, false)).unwrap();
+    assert!(handout_kept(&store, 2));
+
+    // In a batch: hold the store thread in a job until three more are queued behind it, so
+    // that they share one transaction; only the failing one's write is undone.
+    let (release, wait) = std::sync::mpsc::channel::<()>();
+    let held = store.call(move |_| {
+        wait.recv().ok();
+        Ok(())
+    });
+    let (a, b, c) = block_on(async {
+        let queue = async {
+            let both = tokio::join!(
+                store.call(write_then(3, false)),
+                store.call(write_then(4, true)),
+                store.call(write_then(5, false)),
+                async {
+                    // Every call above has been polled once, so it is queued: let them go.
+                    release.send(()).unwrap();
+                }
+            );
+            (both.0, both.1, both.2)
+        };
+        tokio::join!(held, queue).1
+    });
+    assert!(a.is_ok() && b.is_err() && c.is_ok());
+    assert!(handout_kept(&store, 3) && !handout_kept(&store, 4) && handout_kept(&store, 5));
+}
+
+#[test]
+fn hand_outs_are_forgotten_after_their_retry_window() {
+    let (_d, store, _t) = open();
+    let a = register(&store, reg("aaaa-1111", 10, 1, "alpha"));
+    send(&store, None, "alpha", "one").unwrap();
+    store
+        .call_blocking(move |ctx| messages::consume(ctx, Some(&a), Class::All, false, 0, 0xfeed))
+        .unwrap();
+    let forget_after = |ms: i64| {
+        store
+            .call_blocking(move |ctx| {
+                ctx.now_ms += ms;
+                messages::forget_old_handouts(ctx)
+            })
+            .unwrap()
+    };
+    assert_eq!(forget_after(messages::HANDOUT_KEPT_MS - 60_000), 0);
+    assert!(handout_kept(&store, 0xfeed));
+    assert_eq!(forget_after(messages::HANDOUT_KEPT_MS + 60_000), 1);
+    assert!(!handout_kept(&store, 0xfeed));
+}
+
 #[test]
 fn consume_stops_at_its_budget_and_counts_the_rest() {
     let (_d, store, _t) = open();
