@@ -266,11 +266,7 @@ impl InProcessDaemon {
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
         let thread = thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
+            let runtime = mesh_daemon::runtime().unwrap();
             runtime.block_on(async move {
                 let listener = tokio::net::UnixListener::from_std(listener).unwrap();
                 mesh_daemon::run(listener, config, stop).await.unwrap();

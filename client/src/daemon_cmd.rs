@@ -93,12 +93,7 @@ fn serve(args: DaemonArgs, ready: Arc<Ready>) -> anyhow::Result<()> {
     }));
     tracing::info!(?source, socket = %state.socket().display(), "starting");
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .thread_name("mesh-daemon")
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = mesh_daemon::runtime().context("cannot start the async runtime")?;
     let result = runtime.block_on(async move {
         let listener = tokio::net::UnixListener::from_std(acquired.listener)?;
         let shutdown = CancellationToken::new();

@@ -29,11 +29,7 @@ fn daemon() -> &'static Daemon {
         listener.set_nonblocking(true).expect("nonblocking");
         let config = mesh_daemon::Config::new(dir.path().join("mesh.db"));
         std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("runtime");
+            let runtime = mesh_daemon::runtime().expect("runtime");
             runtime.block_on(async move {
                 let listener = tokio::net::UnixListener::from_std(listener).expect("listener");
                 let never = tokio_util::sync::CancellationToken::new();

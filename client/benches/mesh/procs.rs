@@ -193,12 +193,7 @@ impl InProcessDaemon {
         let thread = thread::Builder::new()
             .name("in-process daemon".into())
             .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .thread_name("mesh-daemon")
-                    .build()
-                    .unwrap();
+                let runtime = mesh_daemon::runtime().unwrap();
                 runtime.block_on(async move {
                     let listener = tokio::net::UnixListener::from_std(listener).unwrap();
                     mesh_daemon::run(listener, config, stop).await.unwrap();

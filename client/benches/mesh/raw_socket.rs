@@ -139,7 +139,7 @@ fn raw_socket_once(
 
 /// The raw path of an answer from the daemon's store thread to a blocked asker, with none of
 /// the daemon's code: this thread (the store thread's stand-in) fires a `tokio::sync::oneshot`
-/// that a task awaits on a 2-worker multi-thread runtime (as the daemon's); the task writes
+/// that a task awaits on the daemon's runtime ([`mesh_daemon::runtime`]); the task writes
 /// `len` bytes to a Unix socket; a thread blocked in `read_exact` on the other end takes the
 /// time when they arrived. Between hand-offs everything idles for 300 µs, so that the task is
 /// parked on its oneshot and the reader blocked in `read`, as in the daemon. One-way
@@ -148,21 +148,19 @@ fn raw_socket_once(
 pub fn raw_wake_chain(len: usize, iters: usize, warmup: usize) -> Stats {
     let (a, mut b) = UnixStream::pair().unwrap();
     a.set_nonblocking(true).unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
     let (to_task, mut from_main) = tokio::sync::mpsc::unbounded_channel::<oneshot::Receiver<()>>();
-    let writer = runtime.spawn(async move {
-        let mut a = tokio::net::UnixStream::from_std(a).unwrap();
-        let frame = vec![1u8; len];
-        while let Some(signal) = from_main.recv().await {
-            if signal.await.is_err() {
-                break;
+    // The daemon's runtime, driven by its own thread as `mesh daemon` drives it.
+    let writer = thread::spawn(move || {
+        mesh_daemon::runtime().unwrap().block_on(async move {
+            let mut a = tokio::net::UnixStream::from_std(a).unwrap();
+            let frame = vec![1u8; len];
+            while let Some(signal) = from_main.recv().await {
+                if signal.await.is_err() {
+                    break;
+                }
+                a.write_all(&frame).await.unwrap();
             }
-            a.write_all(&frame).await.unwrap();
-        }
+        })
     });
     let total = iters + warmup;
     let (arrived_tx, arrived) = mpsc::channel();
@@ -187,6 +185,6 @@ pub fn raw_wake_chain(len: usize, iters: usize, warmup: usize) -> Stats {
     }
     drop(to_task);
     reader.join().unwrap();
-    runtime.block_on(writer).unwrap();
+    writer.join().unwrap();
     stats(out)
 }
