@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::procs::thread_cpu_us;
 use crate::report::{Stats, progress, stats, us};
 
-fn raw_open(path: &Path) -> rusqlite::Connection {
+pub fn raw_open(path: &Path) -> rusqlite::Connection {
     let conn = rusqlite::Connection::open(path).unwrap();
     let mode: String = conn
         .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
