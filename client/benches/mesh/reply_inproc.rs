@@ -144,7 +144,7 @@ pub fn run(plan: &Plan, tmp: &Path, report: &mut Report) {
         ),
         fmt_stats(&to_asker),
         format!(
-            "raw hand-off chain, no daemon code (a thread fires a tokio oneshot → a task on a 2-worker runtime writes {} B to a Unix socket → a thread blocked in `read` returns; 2 wake-ups + 1 transfer, n={}): {} (cross-check: ½ raw round trip of {} B, one wake-up + one transfer, plus one more wake-up ≈ 1 raw round trip: {})",
+            "raw hand-off chain, no daemon code (a thread fires a tokio oneshot → a task on the daemon's one-thread runtime writes {} B to a Unix socket → a thread blocked in `read` returns; 2 wake-ups + 1 transfer, n={}): {} (cross-check: ½ raw round trip of {} B, one wake-up + one transfer, plus one more wake-up ≈ 1 raw round trip: {})",
             sizes.asked,
             chain.n,
             fmt_stats(&chain),
@@ -157,7 +157,7 @@ pub fn run(plan: &Plan, tmp: &Path, report: &mut Report) {
     r.met = judged;
     report.rows.push(r);
     report.notes.push(format!(
-        "3e (in-process daemon, {} replies after {warmup} warm-up): reply sent → commit event {} (the reply's transaction, incl. its fsync); commit event → replier's ack {}; reply sent → asker's return {} (compare 3a); {} commit events recorded. The daemon is the same library code `mesh daemon` runs, built in the same profile, with the same runtime shape (2 tokio workers + the store thread); the asker and replier are threads of the bench process, as in 3a–3d.",
+        "3e (in-process daemon, {} replies after {warmup} warm-up): reply sent → commit event {} (the reply's transaction, incl. its fsync); commit event → replier's ack {}; reply sent → asker's return {} (compare 3a); {} commit events recorded. The daemon is the same library code `mesh daemon` runs, built in the same profile, with the same runtime shape (one runtime thread + the store thread); the asker and replier are threads of the bench process, as in 3a–3d.",
         ex.len(),
         fmt_stats(&to_commit),
         fmt_stats(&to_ack),
