@@ -290,7 +290,7 @@ async fn answer_to_an_asker_that_left_waits_in_its_inbox() {
 }
 
 #[test]
-fn a_failing_job_does_not_roll_back_its_batch_neighbours() {
+fn a_send_to_an_unknown_peer_stores_nothing_beside_a_good_one() {
     let (_d, store, _t) = open();
     register(&store, reg("id-b", 20, 2, "beta"));
     let ok = send(&store, None, "beta", "kept");
@@ -348,7 +348,7 @@ fn a_failing_job_leaves_nothing_behind_alone_or_in_a_batch() {
     });
     let (a, b, c) = block_on(async {
         let queue = async {
-            let both = tokio::join!(
+            let (a, b, c, ()) = tokio::join!(
                 store.call(write_then(3, false)),
                 store.call(write_then(4, true)),
                 store.call(write_then(5, false)),
@@ -357,7 +357,7 @@ fn a_failing_job_leaves_nothing_behind_alone_or_in_a_batch() {
                     release.send(()).unwrap();
                 }
             );
-            (both.0, both.1, both.2)
+            (a, b, c)
         };
         tokio::join!(held, queue).1
     });
