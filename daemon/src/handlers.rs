@@ -400,14 +400,7 @@ async fn register(
     if proc_.zombie {
         return Err(invalid(format!("process {} has exited", proc_.pid)));
     }
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
-    if proc_.uid != me {
-        return Err(WireError::new(
-            ErrorCode::PermissionDenied,
-            format!("process {} belongs to another user", proc_.pid),
-        ));
-    }
+    ensure_own(&proc_)?;
     let naming = naming::resolve(Path::new(&r.cwd), r.project_dir.as_deref().map(Path::new));
     let default_summary = naming::default_summary(Path::new(&r.cwd), naming.git_root.as_deref());
     let reg = Registration {
@@ -465,18 +458,24 @@ fn list(shared: &Arc<Shared>, peer: &Peer, l: mesh_proto::List) -> Result<Respon
     })
 }
 
+/// A process a client names (a session's, a supervised one) must be the daemon's user's own.
+fn ensure_own(p: &procinfo::ProcInfo) -> Result<(), WireError> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if p.uid != unsafe { libc::geteuid() } {
+        return Err(WireError::new(
+            ErrorCode::PermissionDenied,
+            format!("process {} belongs to another user", p.pid),
+        ));
+    }
+    Ok(())
+}
+
 /// The process a supervisor names: it must exist and be the user's own.
 fn supervised(pid: u32) -> Result<Target, WireError> {
     let p = procinfo::info(pid)
         .filter(|p| !p.zombie)
         .ok_or_else(|| invalid(format!("process {pid} does not exist")))?;
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if p.uid != unsafe { libc::geteuid() } {
-        return Err(WireError::new(
-            ErrorCode::PermissionDenied,
-            format!("process {pid} belongs to another user"),
-        ));
-    }
+    ensure_own(&p)?;
     Ok(Target {
         pid: p.pid,
         start: p.start,

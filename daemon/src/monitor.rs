@@ -65,7 +65,19 @@ impl Monitor {
 
     /// Check every session believed live against the OS; watch the live ones, retire the rest.
     pub async fn sweep(&self) {
-        let live = match self.store.call(|ctx| sessions::live_processes(ctx)).await {
+        // The same job forgets the hand-outs past their retry window, off the hooks' path.
+        let live = match self
+            .store
+            .call(|ctx| {
+                // Not a reason to skip the liveness check (a full disk, say): the next sweep
+                // tries again.
+                if let Err(e) = messages::forget_old_handouts(ctx) {
+                    tracing::warn!("forgetting old hand-outs: {}", e.message);
+                }
+                sessions::live_processes(ctx)
+            })
+            .await
+        {
             Ok(live) => live,
             Err(e) => {
                 tracing::warn!("liveness sweep: {e}");
@@ -85,10 +97,6 @@ impl Monitor {
             } else {
                 self.exited(key, pid, start).await;
             }
-        }
-        // Hand-outs past their retry window, here rather than on a hook's path.
-        if let Err(e) = self.store.call_soft(messages::forget_old_handouts).await {
-            tracing::warn!("forgetting old hand-outs: {e}");
         }
     }
 

@@ -339,12 +339,11 @@ impl Store {
             conn: &conn,
             path: &self.path,
         };
-        conn.execute_batch("BEGIN")
-            .map_err(|e| sql_error(&e, &self.path))?;
+        exec_cached(&conn, "BEGIN").map_err(|e| sql_error(&e, &self.path))?;
         let out = f(&reader);
         // Ending a read transaction cannot lose anything; a failure here means the
         // connection is in a bad state, so it is not reused.
-        if conn.execute_batch("COMMIT").is_ok() {
+        if exec_cached(&conn, "COMMIT").is_ok() {
             let mut idle = self.readers.lock().unwrap_or_else(|p| p.into_inner());
             if idle.len() < MAX_IDLE_READERS {
                 idle.push(conn);
@@ -660,7 +659,7 @@ fn run_batch(
     let commit = exec_cached(conn, "COMMIT").map_err(|e| {
         let err = sql_error(&e, path);
         tracing::error!("commit failed: {}", err.message);
-        if let Err(e) = conn.execute_batch("ROLLBACK") {
+        if let Err(e) = exec_cached(conn, "ROLLBACK") {
             tracing::error!("rollback after failed commit: {e}");
         }
         err
@@ -676,8 +675,8 @@ fn run_batch(
     }
 }
 
-/// A statement without parameters or rows, prepared once per connection (the batch's
-/// transaction control runs on every write; `execute_batch` would parse it every time).
+/// A statement without parameters or rows, prepared once per connection: transaction control,
+/// which every read and every batch runs (`execute_batch` would parse it every time).
 fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(drop)
 }
