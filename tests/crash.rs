@@ -1,7 +1,10 @@
 //! Crash safety: 10 rounds of `kill -9` of the daemon while 8 senders send and a consumer
 //! consumes. Every message whose id was returned is delivered exactly once in the end: none is
 //! lost, none is handed out twice. The consumer uses hand-out tokens: when a kill cuts off the
-//! answer to a consume, it sends the same request again, and gets the same messages.
+//! answer to a consume, it sends the same request again, and gets the same messages. It takes
+//! its mail in turn with `Consume` (as `mesh inbox` and the prompt hooks do) and `Poll` (as
+//! post-tool-use does), so both ways of taking mail, with the daemon's mail hints fresh,
+//! stale and lost in a restart, are held to the same promise.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -12,8 +15,53 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Mesh, wait_for};
-use mesh_client::Connection;
-use mesh_proto::{Class, Consume, Kind, MessageStatus, Send};
+use mesh_client::{ClientError, Connection};
+use mesh_proto::{Caller, Class, Consume, Kind, MessageStatus, Poll, Send};
+
+/// One request that takes mail: the two kinds the daemon answers.
+#[derive(Clone)]
+enum Take {
+    Consume(Consume),
+    Poll(Poll),
+}
+
+impl Take {
+    /// The `n`th request of the consumer: `Consume` and `Poll` in turn, each with a new
+    /// hand-out token and a small byte budget (so that mail is often left behind).
+    fn nth(n: usize, caller: &Caller) -> Self {
+        let (caller, handout) = (caller.clone(), mesh_client::handout_token());
+        if n.is_multiple_of(2) {
+            Take::Consume(Consume {
+                caller,
+                class: Class::All,
+                peek: false,
+                max_bytes: 256,
+                handout,
+            })
+        } else {
+            Take::Poll(Poll {
+                caller,
+                class: Class::Urgent,
+                max_bytes: 256,
+                handout,
+            })
+        }
+    }
+
+    /// The ids of the messages it took; those taken by a `Poll` are counted in `by_poll`.
+    fn run(&self, conn: &mut Connection, by_poll: &AtomicUsize) -> Result<Vec<u64>, ClientError> {
+        let inbox = match self {
+            Take::Consume(c) => conn.consume(c.clone())?,
+            Take::Poll(p) => {
+                let polled = conn.poll(p.clone())?;
+                assert!(polled.session.is_some(), "the consumer is a session");
+                by_poll.fetch_add(polled.inbox.messages.len(), Ordering::SeqCst);
+                polled.inbox
+            }
+        };
+        Ok(inbox.messages.iter().map(|m| m.id).collect())
+    }
+}
 
 #[test]
 fn kill_9_mid_stream_loses_nothing_and_duplicates_nothing() {
@@ -27,6 +75,8 @@ fn kill_9_mid_stream_loses_nothing_and_duplicates_nothing() {
     let consumed = Arc::new(Mutex::new(Vec::<u64>::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let sends = Arc::new(AtomicUsize::new(0));
+    // Messages taken by `Poll` (the rest by `Consume`).
+    let by_poll = Arc::new(AtomicUsize::new(0));
 
     // Senders and a consumer that reconnect whenever the daemon is down, forever until `stop`.
     let mut threads = Vec::new();
@@ -63,28 +113,23 @@ fn kill_9_mid_stream_loses_nothing_and_duplicates_nothing() {
     }
     {
         let (socket, caller) = (mesh.state.socket(), b.caller.clone());
-        let (consumed, stop) = (consumed.clone(), stop.clone());
+        let (consumed, stop, by_poll) = (consumed.clone(), stop.clone(), by_poll.clone());
         threads.push(std::thread::spawn(move || {
             // The request whose answer a kill cut off: sent again, same token, until answered.
-            let mut unanswered: Option<Consume> = None;
+            let mut unanswered: Option<Take> = None;
+            let mut n = 0;
             while !stop.load(Ordering::SeqCst) {
                 let Ok(mut conn) = Connection::connect(&socket, &common::opts()) else {
                     std::thread::yield_now();
                     continue;
                 };
                 while !stop.load(Ordering::SeqCst) {
-                    let req = unanswered.take().unwrap_or_else(|| Consume {
-                        caller: caller.clone(),
-                        class: Class::All,
-                        peek: false,
-                        max_bytes: 256,
-                        handout: mesh_client::handout_token(),
+                    let req = unanswered.take().unwrap_or_else(|| {
+                        n += 1;
+                        Take::nth(n, &caller)
                     });
-                    match conn.consume(req.clone()) {
-                        Ok(inbox) => consumed
-                            .lock()
-                            .unwrap()
-                            .extend(inbox.messages.iter().map(|m| m.id)),
+                    match req.run(&mut conn, &by_poll) {
+                        Ok(ids) => consumed.lock().unwrap().extend(ids),
                         Err(e) => {
                             assert!(e.is_connection_lost(), "{e}");
                             unanswered = Some(req);
@@ -100,11 +145,8 @@ fn kill_9_mid_stream_loses_nothing_and_duplicates_nothing() {
                     std::thread::sleep(Duration::from_millis(20));
                     continue;
                 };
-                match conn.consume(req.clone()) {
-                    Ok(inbox) => consumed
-                        .lock()
-                        .unwrap()
-                        .extend(inbox.messages.iter().map(|m| m.id)),
+                match req.run(&mut conn, &by_poll) {
+                    Ok(ids) => consumed.lock().unwrap().extend(ids),
                     Err(_) => unanswered = Some(req),
                 }
             }
@@ -179,10 +221,17 @@ fn kill_9_mid_stream_loses_nothing_and_duplicates_nothing() {
         "{} acknowledged messages never received",
         lost.len()
     );
+    // Both ways of taking mail were put to the test (the final drain above is a `Consume`).
+    let polled = by_poll.load(Ordering::SeqCst);
+    assert!(
+        polled >= 10,
+        "only {polled} of {} messages taken by Poll",
+        unique.len()
+    );
     // (A received id that was never acknowledged is fine: its send committed, and the kill cut
     // off the answer to the sender.)
     eprintln!(
-        "{} acknowledged, {} received exactly once, over {ROUNDS} kills",
+        "{} acknowledged, {} received exactly once ({polled} by Poll), over {ROUNDS} kills",
         acked.len(),
         unique.len()
     );

@@ -299,7 +299,9 @@ pub async fn handle(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Outcome 
 
 /// A hook's poll ([`mesh_proto::Poll`]). A read answers it when there is nothing to take (no
 /// session, another session id, an empty inbox): no write, no store thread. Otherwise the
-/// store resolves the caller again and consumes, in one job.
+/// store resolves the caller again and consumes, in one job. When the store has marked the
+/// session as having urgent mail queued ([`crate::store::MailHints`]), the poll goes to the
+/// store at once: the read would only find the mail and add its time to the hand-out.
 async fn poll(
     shared: &Arc<Shared>,
     peer: &Peer,
@@ -315,7 +317,15 @@ async fn poll(
     let current = move |row: &SessionRow| wanted.as_ref().is_none_or(|id| *id == row.session_id);
     // The caller's processes are read from the OS once, for the read and the store job.
     let who = caller_procs(&p.caller, peer);
-    let quick = {
+    // Mail was queued for this session since its last consume: the read would only find it.
+    let skip_read = p
+        .caller
+        .session_id
+        .as_deref()
+        .is_some_and(|id| shared.store.hints().maybe_waiting(id));
+    let quick = if skip_read {
+        None
+    } else {
         let current = current.clone();
         read_job(shared, &who, move |r, me| {
             let Some(row) = me else {

@@ -54,7 +54,7 @@ enum Slot {
     },
     InProcess(Requests),
     /// One raw SQLite commit (WAL, `synchronous=FULL`, one row) in the daemon's directory,
-    /// at the same moments in the rounds as a hook's: 2d's floor.
+    /// at the same moments in the rounds as a hook's: what 2d's hand-out must wait for.
     RawCommit(rusqlite::Connection),
 }
 
@@ -330,8 +330,9 @@ pub fn run(
             ),
         ),
     ];
-    // 2d must commit its hand-out (one fsync) between the request and the answer.
-    let floor = st[2].median + st[RAW].median;
+    // 2d must commit its hand-out (one fsync) between the request and the answer: the same
+    // hook finding nothing (2c) plus that commit is its reference.
+    let reference = st[2].median + st[RAW].median;
     for (id, i, what) in rows {
         let ok = st[i].median <= TARGET * e.median;
         let target = if id == "2h" {
@@ -351,11 +352,11 @@ pub fn run(
                 match i {
                     2 => limit.clone(),
                     3 => format!(
-                        "same: {}; its floor while each hand-out is fsync'd before it is printed: 2c + one raw SQLite commit in the same rounds ({}) = {} = {:.2}×",
+                        "same: {}; for reference, as each hand-out is fsync'd before it is printed: 2c + one raw SQLite commit in the same rounds ({}) = {} = {:.2}×",
                         fmt_stats(&e),
                         fmt_stats(&st[RAW]),
-                        fmt_us(floor),
-                        floor / e.median
+                        fmt_us(reference),
+                        reference / e.median
                     ),
                     _ => format!("same: {}", fmt_stats(&e)),
                 },
@@ -395,7 +396,7 @@ pub fn run(
         ));
     }
     report.notes.push(format!(
-        "2c–2i: session `{}` (a `sleep` stand-in, pid {}, `CLAUDE_PID`) on daemon A, with the 2 sessions of parts 1–4 live beside it; {} rounds (after 5 warm-up rounds) of 8 processes, 6 in-process request sequences and one raw SQLite commit (2d's floor: one row, WAL, `synchronous=FULL`, in the daemon's directory), round robin, every command once per round, each round in a new random order (fixed seed); {} tasks queued in all (one before each pending run, not timed). Every run's exit status, stdout and stderr were checked (empty inbox: no output; pending: the task printed; statusline: a badge without mail).",
+        "2c–2i: session `{}` (a `sleep` stand-in, pid {}, `CLAUDE_PID`) on daemon A, with the 2 sessions of parts 1–4 live beside it; {} rounds (after 5 warm-up rounds) of 8 processes, 6 in-process request sequences and one raw SQLite commit (2d's reference: one row, WAL, `synchronous=FULL`, in the daemon's directory), round robin, every command once per round, each round in a new random order (fixed seed); {} tasks queued in all (one before each pending run, not timed). Every run's exit status, stdout and stderr were checked (empty inbox: no output; pending: the task printed; statusline: a badge without mail).",
         s.name, s.pid, plan.hook_runs, sent
     ));
     report.notes.push(format!(

@@ -128,6 +128,12 @@ fn insert(
         })
         .map_err(|e| db(ctx, e))?;
     let id = ctx.conn.last_insert_rowid();
+    if let Some(t) = to
+        && !delivered
+        && kind.is_urgent()
+    {
+        ctx.store.hints().mark(&t.session_id);
+    }
     get(ctx, id)?.ok_or_else(|| WireError::new(ErrorCode::Internal, "inserted message vanished"))
 }
 
@@ -543,6 +549,11 @@ pub fn consume(
         }
         if handout != 0 && !taken.is_empty() {
             remember_handout(ctx, handout, &taken)?;
+        }
+        if let Some(w) = who
+            && remaining == 0
+        {
+            ctx.store.hints().clear(&w.session_id);
         }
     }
     Ok(Inbox {

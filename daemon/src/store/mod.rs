@@ -22,6 +22,7 @@
 //! shows them only committed data). On the hook's hot path this saves two cross-thread
 //! wake-ups, which in a VM cost more than the query itself.
 
+mod hints;
 pub mod inspect;
 pub mod messages;
 mod schema;
@@ -38,6 +39,7 @@ use mesh_proto::{AskResult, ErrorCode, WireError};
 use rusqlite::{Connection, ErrorCode as SqlCode, OpenFlags};
 use tokio::sync::{oneshot, watch};
 
+pub use hints::MailHints;
 pub use schema::SCHEMA_VERSION;
 
 /// Most jobs run in one transaction.
@@ -209,6 +211,8 @@ pub struct Store {
     readers: Arc<Mutex<Vec<Connection>>>,
     /// Counts the store thread's commits ([`Store::subscribe_commits`]).
     commits: Arc<watch::Sender<u64>>,
+    /// Sessions that may have urgent mail waiting (kept by the store thread).
+    hints: Arc<MailHints>,
 }
 
 impl std::fmt::Debug for Store {
@@ -276,6 +280,7 @@ impl Store {
             path: path.to_owned(),
             readers: Arc::default(),
             commits: Arc::new(watch::Sender::new(0)),
+            hints: Arc::default(),
         };
         let handle = store.clone();
         let thread = std::thread::Builder::new()
@@ -292,6 +297,11 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Which sessions may have urgent mail waiting: a hint only (see [`MailHints`]).
+    pub fn hints(&self) -> &MailHints {
+        &self.hints
     }
 
     /// Told after every commit of the store thread, before its callers hear of it: anything

@@ -427,6 +427,53 @@ fn consume_stops_at_its_budget_and_counts_the_rest() {
 }
 
 #[test]
+fn urgent_mail_marks_its_recipient_until_a_consume_leaves_none_behind() {
+    let (_d, store, _t) = open();
+    let a = register(&store, reg("id-a", 10, 1, "alpha"));
+    let b = register(&store, reg("id-b", 20, 2, "beta"));
+    let marked = |s: &sessions::SessionRow| store.hints().maybe_waiting(&s.session_id);
+    // A note waits for the next prompt: a post-tool-use poll has nothing to take for it.
+    let from = b.clone();
+    store
+        .call_blocking(move |ctx| messages::send(ctx, Some(&from), "alpha", Kind::Note, "fyi"))
+        .unwrap();
+    assert!(!marked(&a));
+    for i in 0..3 {
+        send(&store, Some(a.clone()), "beta", &format!("task {i}")).unwrap();
+    }
+    assert!(marked(&b) && !marked(&a));
+    // Neither a look (peek) nor a take that leaves mail behind clears the mark.
+    let who = b.clone();
+    let seen = store
+        .call_blocking(move |ctx| messages::consume(ctx, Some(&who), Class::Urgent, true, 0, 0))
+        .unwrap();
+    assert_eq!(seen.messages.len(), 3);
+    let who = b.clone();
+    let some = store
+        .call_blocking(move |ctx| messages::consume(ctx, Some(&who), Class::Urgent, false, 1, 0))
+        .unwrap();
+    assert_eq!((some.messages.len(), some.remaining), (1, 2));
+    assert!(marked(&b));
+    assert_eq!(consume(&store, b.clone(), Class::Urgent).remaining, 0);
+    assert!(!marked(&b));
+    // A mark whose mail never committed is only stale: the next consume finds nothing, and
+    // clears it.
+    let who = b.clone();
+    let failed = store.call_blocking(move |ctx| {
+        messages::send(ctx, None, "beta", Kind::Task, "rolled back")?;
+        assert!(ctx.store().hints().maybe_waiting(&who.session_id));
+        Err::<(), _>(WireError::new(ErrorCode::Internal, "failed on purpose"))
+    });
+    assert!(failed.is_err() && marked(&b));
+    let inbox = consume(&store, b.clone(), Class::Urgent);
+    assert_eq!((inbox.messages.len(), inbox.remaining), (0, 0));
+    assert!(!marked(&b));
+    // The note is still there for alpha's next prompt, and taking it leaves no mark.
+    assert_eq!(consume(&store, a.clone(), Class::All).messages.len(), 1);
+    assert!(!marked(&a));
+}
+
+#[test]
 fn summary_is_cleaned_and_capped() {
     let (_d, store, _t) = open();
     let a = register(&store, reg("id-a", 10, 1, "alpha"));
