@@ -36,6 +36,7 @@ use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use mesh_proto::{AskResult, ErrorCode, WireError};
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode as SqlCode, OpenFlags};
 use tokio::sync::{oneshot, watch};
 
@@ -440,7 +441,19 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", true)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    keep_plans(&conn)?;
     Ok(conn)
+}
+
+/// Make cached statements stay prepared. Without the query planner stability guarantee,
+/// SQLite marks a statement whose plan could depend on a bound value (any `col = ?` its
+/// planner weighs as a filter), and rusqlite's statement cache clears the bindings of every
+/// statement it takes back, which expires such a statement: the next use parsed and planned
+/// it again, on every hook call. Our plans never depend on the values (there are no
+/// `sqlite_stat` tables, and the lookups are written for their indexes), so nothing is lost.
+fn keep_plans(conn: &Connection) -> rusqlite::Result<()> {
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    Ok(())
 }
 
 /// A damaged database that [`Store::open_or_recover`] moved aside.
@@ -515,6 +528,7 @@ fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
     )?;
     conn.pragma_update(None, "query_only", true)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    keep_plans(&conn)?;
     Ok(conn)
 }
 

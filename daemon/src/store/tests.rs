@@ -503,6 +503,82 @@ fn summary_is_cleaned_and_capped() {
     assert_eq!(err.code, ErrorCode::InvalidArgument);
 }
 
+/// How many times the statements prepared on `conn` had to be prepared again.
+fn reprepares(conn: &Connection) -> i64 {
+    use rusqlite::ffi;
+    let mut total = 0;
+    // SAFETY: the handle is live while `conn` is borrowed, and on this thread only;
+    // `sqlite3_next_stmt` walks that connection's own statements, which stay valid meanwhile.
+    unsafe {
+        let db = conn.handle();
+        let mut stmt = ffi::sqlite3_next_stmt(db, std::ptr::null_mut());
+        while !stmt.is_null() {
+            total += i64::from(ffi::sqlite3_stmt_status(
+                stmt,
+                ffi::SQLITE_STMTSTATUS_REPREPARE,
+                0,
+            ));
+            stmt = ffi::sqlite3_next_stmt(db, stmt);
+        }
+    }
+    total
+}
+
+#[test]
+fn cached_statements_stay_prepared_whatever_they_are_bound_to() {
+    let (_d, store, _t) = open();
+    let sessions: Vec<_> = (1..=3)
+        .map(|i| {
+            register(
+                &store,
+                reg(&format!("id-{i}"), 10 * i, 1, &format!("app{i}")),
+            )
+        })
+        .collect();
+    // The hooks' queries, on both kinds of connection, each time bound to other values.
+    let round = |n: usize| {
+        for s in &sessions {
+            send(&store, None, &s.name, &format!("task {n}")).unwrap();
+            let who = CallerProcs {
+                claude: Some((s.pid, s.start_time)),
+                session_id: Some(s.session_id.clone()),
+                ..Default::default()
+            };
+            let row = store
+                .read(|r| {
+                    let me = sessions::resolve_caller(r, &who)?.expect("registered");
+                    sessions::pending_of(r, &me)?;
+                    Ok(me)
+                })
+                .unwrap();
+            assert_eq!(row.key, s.key);
+            let inbox = store
+                .call_blocking(move |ctx| {
+                    let me = sessions::resolve_caller(ctx, &who)?;
+                    messages::consume(ctx, me.as_ref(), Class::Urgent, false, 0, 7)
+                })
+                .unwrap();
+            assert_eq!(inbox.messages.len(), 1);
+        }
+    };
+    let counts = || {
+        let writer = store.call_blocking(|ctx| Ok(reprepares(ctx.conn))).unwrap();
+        (writer, store.read(|r| Ok(reprepares(r.conn))).unwrap())
+    };
+    // The first round prepares every statement (a new connection's first statement is
+    // prepared again once, when it first reads the schema).
+    round(0);
+    let before = counts();
+    for n in 1..4 {
+        round(n);
+    }
+    assert_eq!(
+        counts(),
+        before,
+        "statements prepared again (writer, reader)"
+    );
+}
+
 #[test]
 fn pending_lookups_use_the_indexes_not_a_scan() {
     let (_d, store, _t) = open();
