@@ -314,15 +314,13 @@ async fn poll(
         }
     }
     let wanted = p.caller.session_id.clone().filter(|s| !s.is_empty());
+    // Mail was queued for this session since its last consume: the read would only find it.
+    let skip_read = wanted
+        .as_deref()
+        .is_some_and(|id| shared.store.hints().maybe_waiting(id));
     let current = move |row: &SessionRow| wanted.as_ref().is_none_or(|id| *id == row.session_id);
     // The caller's processes are read from the OS once, for the read and the store job.
     let who = caller_procs(&p.caller, peer);
-    // Mail was queued for this session since its last consume: the read would only find it.
-    let skip_read = p
-        .caller
-        .session_id
-        .as_deref()
-        .is_some_and(|id| shared.store.hints().maybe_waiting(id));
     let quick = if skip_read {
         None
     } else {
