@@ -87,3 +87,66 @@ fn history_and_search_read_the_peers_transcript() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid regular expression"));
 }
+
+/// Run `mesh args…`, killing it if it has not finished within `limit`: its output, or `None`
+/// when it had to be killed.
+fn run_within(
+    mesh: &Mesh,
+    args: &[&str],
+    limit: std::time::Duration,
+) -> Option<std::process::Output> {
+    use std::process::Stdio;
+    let mut child = mesh
+        .mesh()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let end = std::time::Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() >= end {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Some(child.wait_with_output().unwrap())
+}
+
+#[test]
+fn a_fifo_or_device_transcript_is_a_clear_error_not_a_hang() {
+    let mesh = Mesh::start();
+    let fifo = mesh.home.path().join("fifo.jsonl");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let _pipe = mesh.session_with(
+        "piped",
+        Some("f1f0f1f0-0000-4000-8000-000000000001"),
+        Some(&fifo),
+    );
+    let _zero = mesh.session_with(
+        "zeroed",
+        Some("2e202e20-0000-4000-8000-000000000002"),
+        Some(std::path::Path::new("/dev/zero")),
+    );
+    let limit = std::time::Duration::from_secs(10);
+    for (peer, what) in [("piped", "a named pipe"), ("zeroed", "a device")] {
+        for args in [vec!["history", peer], vec!["search", peer, "anything"]] {
+            let out = run_within(&mesh, &args, limit).unwrap_or_else(|| {
+                panic!("`mesh {}` still running after {limit:?}", args.join(" "))
+            });
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains("transcript") && err.contains(&format!("not a regular file ({what})")),
+                "{args:?}: {err}"
+            );
+        }
+    }
+}

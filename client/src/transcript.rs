@@ -14,7 +14,7 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
 
 use mesh_proto::SessionInfo;
@@ -27,6 +27,10 @@ pub const LINE_CAP: usize = 300;
 pub const BLOCK_LINES: usize = 12;
 /// Lines longer than this are not parsed at all (API blobs can be huge; no turn is).
 const MAX_RECORD_BYTES: usize = 16 << 20;
+/// At most this many bytes of a transcript are scanned (1 GiB, far above any real session's);
+/// past it the turns are not read. Also never more than the file's size when it was opened,
+/// so a file that keeps growing cannot keep a reader going.
+pub const MAX_TRANSCRIPT_BYTES: u64 = 1 << 30;
 
 /// One turn of the conversation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -48,7 +52,7 @@ pub fn for_each_turn(
     raw: bool,
     mut each: impl FnMut(Turn) -> std::ops::ControlFlow<()>,
 ) -> io::Result<usize> {
-    let mut reader = BufReader::new(File::open(path)?);
+    let mut reader = BufReader::new(open(path)?);
     let mut line = Vec::new();
     let mut index = 0;
     loop {
@@ -76,6 +80,38 @@ pub fn for_each_turn(
             return Ok(index);
         }
     }
+}
+
+/// Open a transcript for reading without ever blocking on it: non-blocking (a FIFO would
+/// wait for a writer forever), then only a regular file is accepted (not a FIFO, a device
+/// such as /dev/zero, a socket or a directory), and reading stops at its size at open time
+/// and at [`MAX_TRANSCRIPT_BYTES`].
+pub fn open(path: &Path) -> io::Result<io::Take<File>> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(path)?;
+    let meta = file.metadata()?;
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_fifo() {
+            "a named pipe"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else if kind.is_socket() {
+            "a socket"
+        } else if kind.is_dir() {
+            "a directory"
+        } else {
+            "not a file"
+        };
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not a regular file ({what}); a transcript is a JSONL file"),
+        ));
+    }
+    Ok(file.take(meta.len().min(MAX_TRANSCRIPT_BYTES)))
 }
 
 /// A record's type, and nothing else of it.
