@@ -298,3 +298,145 @@ fn the_daemon_has_no_network_socket_only_its_unix_socket() {
         );
     }
 }
+
+/// `f` on a thread of its own; its result if it finished within `limit`.
+fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit).ok()
+}
+
+fn mkfifo(path: &std::path::Path) {
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo {}", path.display());
+}
+
+/// A stand-in session process, killed on drop (also when a test fails).
+struct Sleeper(std::process::Child);
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Register a stand-in session (a `sleep`) in `dir`, within `limit`: its name.
+fn register_in(mesh: &Mesh, dir: &std::path::Path, limit: Duration) -> (Sleeper, Option<String>) {
+    let child = Sleeper(
+        std::process::Command::new("sleep")
+            .arg("3600")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let (pid, socket, cwd) = (child.0.id(), mesh.state.socket(), dir.to_path_buf());
+    let name = within(limit, move || {
+        mesh_client::Connection::connect(&socket, &common::opts())
+            .unwrap()
+            .register(mesh_proto::Register {
+                session_id: format!("s-{pid}-0000-session"),
+                pid: Some(pid),
+                cwd: cwd.to_string_lossy().into_owned(),
+                project_dir: None,
+                transcript_path: None,
+            })
+            .unwrap()
+            .name
+    });
+    (child, name)
+}
+
+#[test]
+fn a_fifo_named_git_or_config_holds_nobody_up_and_stop_still_works() {
+    let mut mesh = Mesh::start();
+    let trap = mesh.project("trap");
+    mkfifo(&trap.join(".git"));
+    let trap2 = mesh.project("trap2");
+    mkfifo(&trap2.join(".claude-mesh.json"));
+    let (_s1, name) = register_in(&mesh, &trap, Duration::from_secs(5));
+    // Meanwhile (or after), another client is served at once.
+    let socket = mesh.state.socket();
+    let pong = within(Duration::from_secs(3), move || {
+        mesh_client::Connection::connect(&socket, &common::opts())
+            .and_then(|mut c| c.ping())
+            .is_ok()
+    });
+    assert_eq!(pong, Some(true), "another client was not served");
+    assert_eq!(
+        name.as_deref(),
+        Some("trap"),
+        "registration: {}",
+        mesh.log()
+    );
+    let (_s2, name) = register_in(&mesh, &trap2, Duration::from_secs(5));
+    assert_eq!(
+        name.as_deref(),
+        Some("trap2"),
+        "registration: {}",
+        mesh.log()
+    );
+    // `mesh stop` stops it.
+    let mut stop = mesh.mesh();
+    stop.arg("stop");
+    let out = within(Duration::from_secs(15), move || stop.output().unwrap());
+    let out = out.expect("`mesh stop` did not finish");
+    assert!(out.status.success(), "{}", common::output_text(&out));
+    let status = mesh.daemon.as_mut().unwrap().try_wait().unwrap();
+    assert!(status.is_some(), "the daemon still runs");
+}
+
+#[test]
+fn a_config_in_a_folder_others_can_write_or_own_does_not_name_the_session() {
+    let mesh = Mesh::start();
+    // A shared, world-writable parent (like /tmp) where someone planted a repo and a config.
+    let shared = mesh.home.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    std::fs::create_dir(shared.join(".git")).unwrap();
+    std::fs::write(shared.join(".claude-mesh.json"), r#"{"name": "planted"}"#).unwrap();
+    let mine = shared.join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    let (_s1, name) = register_in(&mesh, &mine, Duration::from_secs(5));
+    assert_eq!(name.as_deref(), Some("mine"), "{}", mesh.log());
+    // The world-writable folder itself: its own config does not count either.
+    let (_s2, name) = register_in(&mesh, &shared, Duration::from_secs(5));
+    assert_eq!(name.as_deref(), Some("shared"), "{}", mesh.log());
+
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED (other owner part): needs root to chown");
+        return;
+    }
+    // A parent of another user's, not writable by us, with a repo and a config of theirs.
+    let theirs = mesh.home.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::fs::create_dir(theirs.join(".git")).unwrap();
+    std::fs::write(theirs.join(".claude-mesh.json"), r#"{"name": "planted"}"#).unwrap();
+    let sub = theirs.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    for p in [
+        &theirs,
+        &theirs.join(".git"),
+        &theirs.join(".claude-mesh.json"),
+    ] {
+        std::os::unix::fs::chown(p, Some(65534), Some(65534)).unwrap();
+    }
+    let (_s3, name) = register_in(&mesh, &sub, Duration::from_secs(5));
+    assert_eq!(name.as_deref(), Some("sub"), "{}", mesh.log());
+    // A config of another user's in our own folder.
+    let ours = mesh.project("ours");
+    std::fs::write(ours.join(".claude-mesh.json"), r#"{"name": "planted"}"#).unwrap();
+    std::os::unix::fs::chown(ours.join(".claude-mesh.json"), Some(65534), Some(65534)).unwrap();
+    let (_s4, name) = register_in(&mesh, &ours, Duration::from_secs(5));
+    assert_eq!(name.as_deref(), Some("ours"), "{}", mesh.log());
+    // Ours, with our own config: it counts.
+    std::os::unix::fs::chown(ours.join(".claude-mesh.json"), Some(0), Some(0)).unwrap();
+    let (_s5, name) = register_in(&mesh, &ours, Duration::from_secs(5));
+    assert_eq!(name.as_deref(), Some("planted"), "{}", mesh.log());
+}

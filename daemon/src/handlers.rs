@@ -1,7 +1,7 @@
 //! One function per request: resolve the caller, run the operation in the store, build the
 //! response. No socket I/O here; [`crate::conn`] owns the connection.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -204,7 +204,7 @@ pub async fn handle(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Outcome 
             Ok(Response::Me(Me { session }))
         })
         .into(),
-        Request::List(l) => list(shared, peer, l).into(),
+        Request::List(l) => list(shared, peer, l).await.into(),
         Request::SetSummary(s) => as_caller(shared, &s.caller, peer, move |ctx, me| {
             sessions::set_summary(ctx, need_session(me)?.key, &s.summary)?;
             Ok(Response::Done)
@@ -409,8 +409,16 @@ async fn register(
         return Err(invalid(format!("process {} has exited", proc_.pid)));
     }
     ensure_own(&proc_)?;
-    let naming = naming::resolve(Path::new(&r.cwd), r.project_dir.as_deref().map(Path::new));
-    let default_summary = naming::default_summary(Path::new(&r.cwd), naming.git_root.as_deref());
+    // Off this thread and bounded: the paths are the client's, the files anyone's.
+    let naming::Resolved {
+        naming,
+        default_summary,
+    } = naming::resolve_bounded(
+        PathBuf::from(&r.cwd),
+        r.project_dir.as_deref().map(PathBuf::from),
+        naming::RESOLVE_TIMEOUT,
+    )
+    .await;
     let reg = Registration {
         session_id: r.session_id,
         pid: proc_.pid,
@@ -438,16 +446,27 @@ async fn register(
     Ok(Response::Registered(info))
 }
 
-fn list(shared: &Arc<Shared>, peer: &Peer, l: mesh_proto::List) -> Result<Response, WireError> {
+async fn list(
+    shared: &Arc<Shared>,
+    peer: &Peer,
+    l: mesh_proto::List,
+) -> Result<Response, WireError> {
     // For a caller outside any session, scope by the directory the command runs in.
-    let peer_dir = match l.scope {
+    let cwd = match l.scope {
         Scope::Machine => None,
-        _ => peer.pid.and_then(process_cwd).map(|cwd| {
-            let git = naming::resolve(&cwd, None)
+        _ => peer.pid.and_then(process_cwd),
+    };
+    let peer_dir = match cwd {
+        None => None,
+        Some(cwd) => {
+            // Off this thread and bounded, as for a registration.
+            let git = naming::resolve_bounded(cwd.clone(), None, naming::RESOLVE_TIMEOUT)
+                .await
+                .naming
                 .git_root
                 .map(|g| g.to_string_lossy().into_owned());
-            (cwd.to_string_lossy().into_owned(), git)
-        }),
+            Some((cwd.to_string_lossy().into_owned(), git))
+        }
     };
     as_caller_read(shared, &l.caller, peer, |ctx, me| {
         let (cwd, git) = match (&me, peer_dir) {

@@ -1,9 +1,30 @@
 //! A session's name and roots, by the rules of CONTRACT.md ("Identity"): `name` from
 //! `.claude-mesh.json` at the project root (`CLAUDE_PROJECT_DIR`, else the cwd, walking up to
 //! the git root), else the git repository's directory name, else the cwd's basename.
+//!
+//! The paths come from clients and may lie anywhere, including in folders other users can
+//! write to, on a hung network mount, or with a FIFO where a file is expected. So:
+//!
+//! - **Trusted folders only.** A folder, and the `.claude-mesh.json` or `.git` found in it,
+//!   counts only if it belongs to you or to root and is not writable by others: not
+//!   world-writable, and group-writable only when its group is your own primary group (the
+//!   user-private-group setup). The walk up from the start folder stops at the first folder
+//!   that fails this (world-writable `/tmp` ends it), and nothing at or above it is looked at:
+//!   a file planted there by another user cannot name your session. A `.claude-mesh.json` must
+//!   itself belong to you or root and not be writable by others.
+//! - **No blocking open, no unbounded read.** Every file is opened `O_NONBLOCK | O_CLOEXEC`
+//!   (`.git/HEAD` also `O_NOFOLLOW`), must be a regular file by `fstat`, and at most a small
+//!   bound is read ([`MAX_CONFIG_BYTES`], 4 kB for git files).
+//! - **Off the runtime thread, with a time-out.** The daemon calls [`resolve_bounded`]: the
+//!   work runs on its own thread and, if it has not finished within [`RESOLVE_TIMEOUT`] (a hung
+//!   FUSE or NFS mount), the session is named after the cwd's basename instead; at most
+//!   [`MAX_RESOLVING`] such threads exist at once (beyond that, the fallback at once).
 
 use std::fs;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 /// The per-project configuration file, committed by the project's owner.
 pub const CONFIG_FILE: &str = ".claude-mesh.json";
@@ -12,7 +33,77 @@ pub const CONFIG_FILE: &str = ".claude-mesh.json";
 pub const MAX_NAME_CHARS: usize = 64;
 
 /// Largest `.claude-mesh.json` read; anything bigger is ignored as broken.
-const MAX_CONFIG_BYTES: u64 = 64 * 1024;
+pub const MAX_CONFIG_BYTES: u64 = 64 * 1024;
+
+/// How long [`resolve_bounded`] waits for the files before naming a session by its cwd.
+pub const RESOLVE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Naming threads that may be running (stuck) at once.
+pub const MAX_RESOLVING: usize = 16;
+
+static RESOLVING: AtomicUsize = AtomicUsize::new(0);
+
+/// A session's naming and its default summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub naming: Naming,
+    pub default_summary: String,
+}
+
+/// [`resolve`] and [`default_summary`] on a thread of their own, bounded by `timeout`; on
+/// time-out (or with [`MAX_RESOLVING`] threads still busy) the cwd's basename, with
+/// `project_dir` as the project root and no git root. Never blocks the caller's thread.
+pub async fn resolve_bounded(
+    cwd: PathBuf,
+    project_dir: Option<PathBuf>,
+    timeout: Duration,
+) -> Resolved {
+    let fallback = Resolved {
+        naming: Naming {
+            name: base_name(&cwd).unwrap_or_else(|| "/".to_owned()),
+            project_root: project_dir.clone(),
+            git_root: None,
+        },
+        default_summary: base_name(&cwd).unwrap_or_else(|| "/".to_owned()),
+    };
+    if RESOLVING.fetch_add(1, Ordering::SeqCst) >= MAX_RESOLVING {
+        RESOLVING.fetch_sub(1, Ordering::SeqCst);
+        tracing::warn!(
+            "{MAX_RESOLVING} naming look-ups still running; naming {} by its folder",
+            cwd.display()
+        );
+        return fallback;
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let shown = cwd.display().to_string();
+    // A plain thread, not the blocking pool: one stuck in a hung mount must not hold up the
+    // runtime's shutdown (it is detached and dies with the process).
+    let spawned = std::thread::Builder::new()
+        .name("mesh-naming".into())
+        .spawn(move || {
+            let naming = resolve(&cwd, project_dir.as_deref());
+            let default_summary = default_summary(&cwd, naming.git_root.as_deref());
+            RESOLVING.fetch_sub(1, Ordering::SeqCst);
+            let _ = tx.send(Resolved {
+                naming,
+                default_summary,
+            });
+        });
+    if let Err(e) = spawned {
+        RESOLVING.fetch_sub(1, Ordering::SeqCst);
+        tracing::warn!("cannot start a naming thread ({e}); naming {shown} by its folder");
+        return fallback;
+    }
+    match tokio::time::timeout(timeout, rx).await {
+        Ok(Ok(resolved)) => resolved,
+        _ => {
+            tracing::warn!(
+                "naming {shown} took longer than {timeout:?} (a hung mount?); named by its folder"
+            );
+            fallback
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Naming {
@@ -25,16 +116,20 @@ pub struct Naming {
 }
 
 /// Name a session started in `cwd` with `CLAUDE_PROJECT_DIR` = `project_dir`.
+/// Reads files: the daemon calls it through [`resolve_bounded`].
 pub fn resolve(cwd: &Path, project_dir: Option<&Path>) -> Naming {
     let start = project_dir.unwrap_or(cwd);
-    let git_root = find_git_root(start);
+    // The folders that may be looked at: `start` and its ancestors up to the first one that
+    // is not trusted (exclusive).
+    let trusted_levels: Vec<&Path> = start.ancestors().take_while(|d| trusted_dir(d)).collect();
+    let git_root = find_git_root(&trusted_levels);
     // With a git root, look at every level from `start` up to it; without one, only `start`.
     let levels: Vec<&Path> = match &git_root {
-        Some(root) => start
-            .ancestors()
+        Some(root) => trusted_levels
+            .into_iter()
             .take_while(|d| d.starts_with(root))
             .collect(),
-        None => vec![start],
+        None => trusted_levels.into_iter().take(1).collect(),
     };
     let config = levels
         .into_iter()
@@ -93,7 +188,7 @@ fn git_head(root: &Path) -> Option<Head> {
     let git_dir = if dot_git.is_dir() {
         dot_git
     } else {
-        let link = read_small(&dot_git)?;
+        let link = read_small(&dot_git, false)?;
         let target = link.trim().strip_prefix("gitdir:")?.trim();
         let target = Path::new(target);
         if target.is_absolute() {
@@ -102,7 +197,7 @@ fn git_head(root: &Path) -> Option<Head> {
             root.join(target)
         }
     };
-    let head = read_small(&git_dir.join("HEAD"))?;
+    let head = read_small(&git_dir.join("HEAD"), true)?;
     let head = head.trim();
     match head.strip_prefix("ref:") {
         Some(r) => {
@@ -117,25 +212,70 @@ fn git_head(root: &Path) -> Option<Head> {
     }
 }
 
-/// A small text file (at most 4 kB), or `None`.
-fn read_small(path: &Path) -> Option<String> {
+/// A small text file (at most 4 kB), or `None`: see [`open_regular`].
+fn read_small(path: &Path, no_follow: bool) -> Option<String> {
     use std::io::Read;
+    let (file, _) = open_regular(path, no_follow).ok()?;
     let mut text = String::new();
-    fs::File::open(path)
-        .ok()?
-        .take(4096)
-        .read_to_string(&mut text)
-        .ok()?;
+    file.take(4096).read_to_string(&mut text).ok()?;
     Some(text)
 }
 
-/// The nearest ancestor of `start`, inclusive, that contains a `.git` entry (a directory, or
-/// a file in a worktree or submodule).
-fn find_git_root(start: &Path) -> Option<PathBuf> {
-    start
-        .ancestors()
-        .find(|d| fs::symlink_metadata(d.join(".git")).is_ok())
-        .map(Path::to_path_buf)
+/// Open `path` for reading without blocking on it (`O_NONBLOCK`: a FIFO would wait for a
+/// writer forever), and keep it only if `fstat` says it is a regular file.
+fn open_regular(path: &Path, no_follow: bool) -> std::io::Result<(fs::File, fs::Metadata)> {
+    let mut flags = libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY;
+    if no_follow {
+        flags |= libc::O_NOFOLLOW;
+    }
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok((file, meta))
+}
+
+/// Owned by you or by root, and not writable by others (group-writable only with your own
+/// primary group).
+fn trusted_owner(meta: &fs::Metadata) -> bool {
+    // SAFETY: geteuid and getegid have no preconditions and cannot fail.
+    let (me, my_group) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let mode = meta.mode();
+    (meta.uid() == me || meta.uid() == 0)
+        && mode & 0o002 == 0
+        && (mode & 0o020 == 0 || meta.gid() == my_group)
+}
+
+/// A folder whose contents may name a session: see the module doc.
+fn trusted_dir(dir: &Path) -> bool {
+    let ok = fs::metadata(dir).is_ok_and(|m| m.is_dir() && trusted_owner(&m));
+    if !ok {
+        tracing::debug!(
+            "not looking at or above {}: not a folder of yours or root's, or writable by others",
+            dir.display()
+        );
+    }
+    ok
+}
+
+/// The nearest of `levels` (a folder and its trusted ancestors, nearest first) that contains
+/// a `.git` entry (a directory, or a file in a worktree or submodule) of yours or root's.
+fn find_git_root(levels: &[&Path]) -> Option<PathBuf> {
+    levels
+        .iter()
+        .find(|d| {
+            fs::symlink_metadata(d.join(".git")).is_ok_and(|m| {
+                (m.is_dir() || m.is_file() || m.file_type().is_symlink()) && trusted_owner(&m)
+            })
+        })
+        .map(|d| d.to_path_buf())
 }
 
 /// The last component of `dir`, cleaned; `None` for `/` (or an unusable name).
@@ -145,18 +285,36 @@ fn base_name(dir: &Path) -> Option<String> {
 
 /// The usable `name` of `dir/.claude-mesh.json`, if the file exists and is sound.
 fn config_name(dir: &Path) -> Option<String> {
+    use std::io::Read;
     let path = dir.join(CONFIG_FILE);
-    let meta = fs::metadata(&path).ok()?;
-    if !meta.is_file() || meta.len() > MAX_CONFIG_BYTES {
+    let (file, meta) = match open_regular(&path, false) {
+        Ok(opened) => opened,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!("ignoring {}: {e}", path.display());
+            return None;
+        }
+    };
+    if meta.len() > MAX_CONFIG_BYTES {
         tracing::warn!(
-            "ignoring {}: not a regular file of at most {MAX_CONFIG_BYTES} bytes",
+            "ignoring {}: larger than {MAX_CONFIG_BYTES} bytes",
             path.display()
         );
         return None;
     }
-    let parsed = fs::read(&path)
+    if !trusted_owner(&meta) {
+        tracing::warn!(
+            "ignoring {}: it belongs to another user or others can write to it",
+            path.display()
+        );
+        return None;
+    }
+    let mut bytes = Vec::new();
+    let parsed = file
+        .take(MAX_CONFIG_BYTES)
+        .read_to_end(&mut bytes)
         .map_err(|e| e.to_string())
-        .and_then(|bytes| {
+        .and_then(|_| {
             serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| e.to_string())
         });
     let value = match parsed {
