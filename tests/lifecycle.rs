@@ -488,3 +488,260 @@ fn a_state_dir_of_another_user_or_on_a_read_only_disk_is_a_clear_error() {
         "{err}"
     );
 }
+
+/// Run `cmd` (stdin closed), killing it if it has not finished within `limit`: its output, or
+/// `None` when it had to be killed.
+fn bounded(mut cmd: Command, limit: Duration) -> Option<Output> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let end = std::time::Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() >= end {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(child.wait_with_output().unwrap())
+}
+
+/// `mesh daemon` refuses to start within a few seconds (instead of serving): its stderr.
+fn daemon_refuses_soon(mesh: &Mesh, adjust: impl FnOnce(&mut Command)) -> String {
+    let mut cmd = mesh.mesh();
+    cmd.arg("daemon");
+    adjust(&mut cmd);
+    let out =
+        bounded(cmd, Duration::from_secs(10)).expect("the daemon started instead of refusing");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    stderr(&out)
+}
+
+#[test]
+fn a_deleted_or_replaced_socket_is_noticed_and_the_next_client_starts_afresh() {
+    let mut mesh = Mesh::start();
+    let first = mesh.daemon_pid();
+    fs::remove_file(mesh.state.socket()).unwrap();
+    wait_for(
+        "the daemon to notice its socket is gone",
+        Duration::from_secs(6),
+        || mesh.daemon.as_mut().unwrap().try_wait().unwrap().is_some(),
+    );
+    assert!(mesh.log().contains("was deleted"), "{}", mesh.log());
+    // The next client starts a fresh daemon at once.
+    let reaper = Reaper(&mesh);
+    let out = mesh.mesh().args(["list", "--json"]).output().unwrap();
+    json(&out);
+    let second = daemons_of(&mesh);
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert_ne!(second[0], first);
+    // Replaced by a plain file: noticed too, and the file does not stop the next start.
+    fs::remove_file(mesh.state.socket()).unwrap();
+    fs::write(mesh.state.socket(), "not a socket").unwrap();
+    wait_for(
+        "the daemon to notice its socket was replaced",
+        Duration::from_secs(6),
+        || daemons_of(&mesh).is_empty(),
+    );
+    assert!(
+        mesh.state.socket().exists(),
+        "the replacement must not be removed by the exiting daemon"
+    );
+    drop(reaper);
+    mesh.daemon = None;
+    mesh.spawn_daemon();
+    json(&mesh.mesh().args(["list", "--json"]).output().unwrap());
+}
+
+#[test]
+fn a_dangling_symlink_at_the_socket_path_is_replaced() {
+    let mut mesh = Mesh::without_daemon();
+    mesh.state.ensure().unwrap();
+    std::os::unix::fs::symlink("/nonexistent/mesh.sock", mesh.state.socket()).unwrap();
+    let mut cmd = mesh.mesh();
+    cmd.arg("daemon");
+    let log = fs::File::create(mesh.log_path()).unwrap();
+    let mut child = cmd.stdin(Stdio::null()).stderr(log).spawn().unwrap();
+    let socket = mesh.state.socket();
+    let mut served = false;
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < end {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if mesh_client::Connection::connect(&socket, &common::opts()).is_ok() {
+            served = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    mesh.daemon = Some(child);
+    assert!(served, "the daemon does not serve: {}", mesh.log());
+    assert!(mesh.log().contains("a symbolic link"), "{}", mesh.log());
+}
+
+#[test]
+fn mesh_stop_finds_the_daemon_through_its_lock_when_the_socket_is_gone() {
+    let mut mesh = Mesh::start();
+    let pid = mesh.daemon_pid();
+    fs::remove_file(mesh.state.socket()).unwrap();
+    let out = mesh.mesh().arg("stop").output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    let exited = mesh.daemon.as_mut().unwrap().try_wait().unwrap().is_some();
+    assert!(
+        exited,
+        "the daemon still runs after `mesh stop` said: {said}"
+    );
+    // Almost always found through the lock; the daemon may (rarely) have noticed first.
+    assert!(
+        said.contains(&format!("(pid {pid})")) || said.contains("no mesh daemon"),
+        "{said}"
+    );
+}
+
+#[test]
+fn a_relative_claude_mesh_home_is_refused() {
+    let mesh = Mesh::without_daemon();
+    let err = daemon_refuses_soon(&mesh, |cmd| {
+        cmd.env("CLAUDE_MESH_HOME", "rel/state")
+            .current_dir(mesh.home.path());
+    });
+    assert!(
+        err.contains("CLAUDE_MESH_HOME must be an absolute path, not `rel/state`"),
+        "{err}"
+    );
+    assert!(!mesh.home.path().join("rel").exists());
+    let out = mesh
+        .mesh()
+        .args(["list"])
+        .env("CLAUDE_MESH_HOME", "rel/state")
+        .current_dir(mesh.home.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("must be an absolute path"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_symlinked_state_dir_or_database_is_refused_and_left_untouched() {
+    // The state dir a symbolic link to a real directory.
+    let mesh = Mesh::without_daemon();
+    let real = mesh.home.path().join("real-state");
+    fs::create_dir(&real).unwrap();
+    fs::set_permissions(&real, fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::symlink(&real, mesh.state.root()).unwrap();
+    let err = daemon_refuses_soon(&mesh, |_| {});
+    assert!(err.contains("is a symbolic link"), "{err}");
+    assert!(
+        err.contains(&format!("CLAUDE_MESH_HOME={}", real.display())),
+        "{err}"
+    );
+    assert!(
+        fs::read_dir(&real).unwrap().next().is_none(),
+        "nothing is created there"
+    );
+
+    // mesh.db a symbolic link to another program's SQLite database.
+    let mesh = Mesh::without_daemon();
+    mesh.state.ensure().unwrap();
+    let other = mesh.home.path().join("other-app.db");
+    {
+        let db = rusqlite::Connection::open(&other).unwrap();
+        db.execute_batch("CREATE TABLE mine (x); INSERT INTO mine VALUES (42);")
+            .unwrap();
+    }
+    let before = fs::read(&other).unwrap();
+    std::os::unix::fs::symlink(&other, mesh.state.db()).unwrap();
+    let err = daemon_refuses_soon(&mesh, |_| {});
+    assert!(err.contains("is a symbolic link"), "{err}");
+    assert!(
+        err.contains(&format!("rm {}", mesh.state.db().display())),
+        "{err}"
+    );
+    assert_eq!(
+        fs::read(&other).unwrap(),
+        before,
+        "the other database was changed"
+    );
+}
+
+/// Bind-mount `path` read-only onto itself; `false` when mounting is not possible here.
+fn read_only_bind(path: &std::path::Path) -> bool {
+    let bind = Command::new("mount")
+        .arg("--bind")
+        .arg(path)
+        .arg(path)
+        .status();
+    if !bind.is_ok_and(|s| s.success()) {
+        return false;
+    }
+    let ro = Command::new("mount")
+        .args(["-o", "remount,ro,bind"])
+        .arg(path)
+        .status();
+    if !ro.is_ok_and(|s| s.success()) {
+        let _ = Command::new("umount").arg(path).status();
+        return false;
+    }
+    true
+}
+
+#[test]
+fn a_database_the_daemon_cannot_write_or_a_full_disk_is_caught_at_start() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: needs root to mount");
+        return;
+    }
+    let mut mesh = Mesh::start();
+    mesh.stop();
+    if !read_only_bind(&mesh.state.db()) {
+        eprintln!("SKIPPED: cannot bind-mount here");
+        return;
+    }
+    let err = daemon_refuses_soon(&mesh, |_| {});
+    let _ = Command::new("umount").arg(mesh.state.db()).status();
+    assert!(
+        err.contains(&format!(
+            "cannot write the database {}",
+            mesh.state.db().display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("read-only"), "{err}");
+
+    // A full disk at start.
+    let mesh = Mesh::without_daemon();
+    fs::create_dir_all(mesh.state.root()).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs"])
+        .arg(mesh.state.root())
+        .status()
+        .unwrap();
+    if !mounted.success() {
+        eprintln!("SKIPPED (full disk part): cannot mount a tmpfs here");
+        return;
+    }
+    let fill = Command::new("dd")
+        .arg("if=/dev/zero")
+        .arg(format!("of={}", mesh.state.root().join("fill").display()))
+        .arg("bs=64k")
+        .output()
+        .unwrap();
+    let _ = fill; // dd stops (and fails) when the disk is full: that is the point
+    let err = daemon_refuses_soon(&mesh, |_| {});
+    let _ = Command::new("umount")
+        .arg("-l")
+        .arg(mesh.state.root())
+        .status();
+    assert!(err.starts_with("mesh: disk full"), "{err}");
+    assert!(err.contains("df -h"), "{err}");
+}

@@ -60,7 +60,7 @@ impl Ready {
 pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
     init_logging();
     let ready = Arc::new(Ready::from_env());
-    let result = serve(args, ready.clone());
+    let result = serve(args, ready.clone()).map_err(disk_full);
     if let Err(e) = &result {
         ready.say(&format!("error: {e:#}"));
     }
@@ -71,6 +71,7 @@ fn serve(args: DaemonArgs, ready: Arc<Ready>) -> anyhow::Result<()> {
     raise_fd_limit();
     let state = StateDir::from_env().context("cannot find the state directory")?;
     let acquired = activation::acquire(&state)?;
+    state.check_db()?;
     let source = acquired.source;
     acquired
         .listener
@@ -80,6 +81,14 @@ fn serve(args: DaemonArgs, ready: Arc<Ready>) -> anyhow::Result<()> {
     // The handshake announces the `mesh` binary's version (clients compare it with theirs).
     config.program_version = env!("CARGO_PKG_VERSION").to_owned();
     config.notify_after = (args.notify_after > 0).then(|| Duration::from_secs(args.notify_after));
+    if let (Some(path), Some((dev, ino))) = (&acquired.remove_on_exit, acquired.bound_id) {
+        config.watch_socket = Some(mesh_daemon::SocketWatch {
+            path: path.clone(),
+            dev,
+            ino,
+            interval: mesh_daemon::server::SOCKET_WATCH_INTERVAL,
+        });
+    }
     if source != Source::Bound && args.idle_timeout > 0 {
         config.idle_timeout = Some(Duration::from_secs(args.idle_timeout));
     }
@@ -101,13 +110,45 @@ fn serve(args: DaemonArgs, ready: Arc<Ready>) -> anyhow::Result<()> {
         mesh_daemon::run(listener, config, shutdown).await?;
         anyhow::Ok(())
     });
+    // Only the socket this daemon bound: not a file or a daemon that replaced it since.
     if let Some(path) = &acquired.remove_on_exit
+        && activation::file_id(path).ok() == acquired.bound_id
         && let Err(e) = std::fs::remove_file(path)
     {
         tracing::warn!("cannot remove {}: {e}", path.display());
     }
     drop(acquired.lock);
     result
+}
+
+/// An error caused by a full disk (or an exhausted quota) says so first, with the fix.
+fn disk_full(e: anyhow::Error) -> anyhow::Error {
+    let full = e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+            .is_some_and(|n| n == libc::ENOSPC || n == libc::EDQUOT)
+            || {
+                // Wrapped errors (transparent ones, or io errors with a message) keep only
+                // their text.
+                let text = cause.to_string();
+                text.contains("disk is full")
+                    || text.contains("disk full")
+                    || text.contains(&format!("(os error {})", libc::ENOSPC))
+                    || text.contains(&format!("(os error {})", libc::EDQUOT))
+            }
+    });
+    if !full || format!("{e:#}").starts_with("disk full") {
+        return e;
+    }
+    let dir = StateDir::from_env().map_or_else(
+        |_| "the state directory".to_owned(),
+        |s| s.root().display().to_string(),
+    );
+    anyhow::anyhow!(
+        "disk full: the daemon cannot start ({e:#}); free some space on the filesystem of {dir} \
+         (`df -h {dir}`) and try again"
+    )
 }
 
 fn spawn_signal_handler(shutdown: CancellationToken) -> std::io::Result<()> {

@@ -40,6 +40,17 @@ pub struct Acquired {
     pub lock: File,
     /// The socket path to unlink on clean shutdown (only when `source` is `Bound`).
     pub remove_on_exit: Option<PathBuf>,
+    /// Device and inode of the socket file this daemon bound (only when `source` is
+    /// `Bound`): the daemon watches that the path still names it, and removes it on exit only
+    /// if it does.
+    pub bound_id: Option<(u64, u64)>,
+}
+
+/// Device and inode of what `path` names, not following a symbolic link.
+pub fn file_id(path: &Path) -> io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::symlink_metadata(path)?;
+    Ok((m.dev(), m.ino()))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +97,41 @@ fn acquire_with(state: &StateDir, lock_wait: Duration) -> Result<Acquired, Activ
             source,
             lock,
             remove_on_exit: None,
+            bound_id: None,
         });
+    }
+    // Something that is not a socket (a dangling symbolic link, a file left by hand) would
+    // make bind fail with "Address already in use" forever: we hold the lock, so remove it.
+    if let Ok(meta) = fs::symlink_metadata(&socket) {
+        use std::os::unix::fs::FileTypeExt;
+        let kind = meta.file_type();
+        if !kind.is_socket() {
+            let what = if kind.is_symlink() {
+                "a symbolic link"
+            } else if kind.is_dir() {
+                "a directory"
+            } else {
+                "not a socket"
+            };
+            tracing::warn!(
+                "removing {} ({what}) to bind the socket there",
+                socket.display()
+            );
+            let removed = if kind.is_dir() {
+                fs::remove_dir(&socket)
+            } else {
+                fs::remove_file(&socket)
+            };
+            removed.map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "{} is {what}, not the daemon's socket, and cannot be removed: {e}",
+                        socket.display()
+                    ),
+                )
+            })?;
+        }
     }
     match probe(&socket) {
         Probe::Missing => {}
@@ -113,11 +158,13 @@ fn acquire_with(state: &StateDir, lock_wait: Duration) -> Result<Acquired, Activ
         }
     }
     let listener = bind_private(&socket)?;
+    let bound_id = Some(file_id(&socket)?);
     Ok(Acquired {
         listener,
         source: Source::Bound,
         lock,
         remove_on_exit: Some(socket),
+        bound_id,
     })
 }
 
@@ -170,8 +217,11 @@ fn take_lock(state: &StateDir, socket: &Path, wait: Duration) -> Result<File, Ac
         std::thread::sleep(Duration::from_millis(100));
     }
     // Record the holder for diagnostics; the lock, not this text, is what counts.
-    file.set_len(0)?;
-    writeln!(file, "{}", std::process::id())?;
+    let written = file
+        .set_len(0)
+        .and_then(|()| writeln!(file, "{}", std::process::id()));
+    written
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display())))?;
     Ok(file)
 }
 

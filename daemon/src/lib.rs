@@ -15,7 +15,7 @@ pub mod server;
 pub mod store;
 pub mod supervise;
 
-pub use server::{Config, DaemonError, run};
+pub use server::{Config, DaemonError, SocketWatch, run};
 
 /// The runtime [`run`] is meant to be driven by (`block_on`): one thread for all connections.
 ///

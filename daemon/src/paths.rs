@@ -14,9 +14,22 @@ pub struct StateDir {
 }
 
 impl StateDir {
-    /// `$CLAUDE_MESH_HOME`, else `$HOME/.claude-mesh`.
+    /// `$CLAUDE_MESH_HOME`, else `$HOME/.claude-mesh`. A relative `CLAUDE_MESH_HOME` (or
+    /// `HOME`) is refused, not resolved against the working directory: that would give each
+    /// working directory a daemon of its own, whose sessions never see each other.
     pub fn from_env() -> io::Result<Self> {
         if let Some(dir) = std::env::var_os("CLAUDE_MESH_HOME").filter(|v| !v.is_empty()) {
+            if Path::new(&dir).is_relative() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "CLAUDE_MESH_HOME must be an absolute path, not `{}`: a relative one names \
+                         a different directory in each working directory; set it to an absolute \
+                         path (e.g. \"$HOME/.claude-mesh\") or unset it",
+                        Path::new(&dir).display()
+                    ),
+                ));
+            }
             return Ok(Self::new(dir));
         }
         let home = std::env::var_os("HOME")
@@ -27,6 +40,15 @@ impl StateDir {
                     "neither CLAUDE_MESH_HOME nor HOME is set",
                 )
             })?;
+        if Path::new(&home).is_relative() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "HOME must be an absolute path, not `{}`; or set CLAUDE_MESH_HOME to one",
+                    Path::new(&home).display()
+                ),
+            ));
+        }
         Ok(Self::new(Path::new(&home).join(".claude-mesh")))
     }
 
@@ -87,8 +109,23 @@ impl StateDir {
         self.check()
     }
 
-    /// Check ownership and permissions of an existing state directory.
+    /// Check ownership and permissions of an existing state directory. A symbolic link is
+    /// refused, not followed: the directory it names is checked nowhere else, and the error
+    /// names the real directory to set `CLAUDE_MESH_HOME` to.
     pub fn check(&self) -> io::Result<()> {
+        let link = fs::symlink_metadata(&self.root)?;
+        if link.file_type().is_symlink() {
+            let target = fs::canonicalize(&self.root)
+                .map_or_else(|_| "its target".to_owned(), |t| t.display().to_string());
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "state directory {} is a symbolic link; claude-mesh does not follow it. Set \
+                     CLAUDE_MESH_HOME={target}, or replace the link with a directory",
+                    self.root.display()
+                ),
+            ));
+        }
         let meta = fs::metadata(&self.root)?;
         // SAFETY: geteuid has no preconditions and cannot fail.
         let me = unsafe { libc::geteuid() };
@@ -117,6 +154,67 @@ impl StateDir {
             fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700))?;
         }
         Ok(())
+    }
+}
+
+impl StateDir {
+    /// Check `mesh.db` before the daemon opens it: if it exists it must be a regular file (not
+    /// a symbolic link, which could point at another application's SQLite file that the
+    /// schema migration would then change) that this process can open for writing.
+    pub fn check_db(&self) -> io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let db = self.db();
+        let meta = match fs::symlink_metadata(&db) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot look at the database {}: {e}", db.display()),
+                ));
+            }
+        };
+        if meta.file_type().is_symlink() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "the database {} is a symbolic link; claude-mesh does not open it (it could be \
+                     another program's database). Remove the link (`rm {}`) to start on a fresh \
+                     database, or move the real file there",
+                    db.display(),
+                    db.display()
+                ),
+            ));
+        }
+        if !meta.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("the database {} is not a regular file", db.display()),
+            ));
+        }
+        let opened = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&db);
+        match opened {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let fix = match e.raw_os_error() {
+                    Some(libc::EROFS) => "its filesystem is mounted read-only: remount it \
+                        read-write or set CLAUDE_MESH_HOME to a writable directory"
+                        .to_owned(),
+                    _ => format!(
+                        "make it yours and writable: chown \"$(id -u)\" {0} && chmod 600 {0}",
+                        db.display()
+                    ),
+                };
+                Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot write the database {}: {e}; {fix}", db.display()),
+                ))
+            }
+        }
     }
 }
 

@@ -45,7 +45,25 @@ pub struct Config {
     /// The program version announced in the handshake (`ServerHello::program_version`).
     /// `mesh daemon` passes the `mesh` binary's own version; tests can pose as an older one.
     pub program_version: String,
+    /// Shut down when the socket file this daemon bound is deleted or replaced. `None`: not
+    /// watched (tests; socket activation, where the service manager owns the path).
+    pub watch_socket: Option<SocketWatch>,
 }
+
+/// The socket path a self-bound daemon checks, every `interval`, still names the socket it
+/// bound (same device and inode). When it does not (deleted, or replaced by another file or
+/// daemon), no client can reach this daemon any more: it shuts down, releasing `mesh.lock`,
+/// so that the next client starts a fresh one.
+#[derive(Debug, Clone)]
+pub struct SocketWatch {
+    pub path: PathBuf,
+    pub dev: u64,
+    pub ino: u64,
+    pub interval: Duration,
+}
+
+/// How often a self-bound daemon checks its socket file.
+pub const SOCKET_WATCH_INTERVAL: Duration = Duration::from_secs(2);
 
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -58,6 +76,7 @@ impl std::fmt::Debug for Config {
             .field("sweep_interval", &self.sweep_interval)
             .field("program_version", &self.program_version)
             .field("notify_after", &self.notify_after)
+            .field("watch_socket", &self.watch_socket)
             .finish_non_exhaustive()
     }
 }
@@ -74,6 +93,7 @@ impl Config {
             on_ready: None,
             notify_after: None,
             program_version: crate::conn::VERSION.to_owned(),
+            watch_socket: None,
         }
     }
 }
@@ -128,6 +148,9 @@ pub async fn run(
     let monitor = Monitor::new(store.clone(), tasks.clone(), stop.clone());
     monitor.sweep().await;
     monitor.start_sweeping(config.sweep_interval);
+    if let Some(watch) = config.watch_socket.clone() {
+        tasks.spawn(watch_socket(watch, stop.clone()));
+    }
     let supervisors = Arc::new(Supervisors::default());
     if let Some(after) = config.notify_after {
         crate::notify::start(
@@ -235,5 +258,30 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d.into()).await,
         None => std::future::pending().await,
+    }
+}
+
+/// See [`SocketWatch`]. A `stat` of a path in the daemon's own 0700 state directory: cheap,
+/// and never of a path a client chose.
+async fn watch_socket(watch: SocketWatch, stop: CancellationToken) {
+    use std::os::unix::fs::MetadataExt;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(watch.interval) => {}
+        }
+        let what = match std::fs::symlink_metadata(&watch.path) {
+            Ok(m) if m.dev() == watch.dev && m.ino() == watch.ino => continue,
+            Ok(_) => "was replaced by another file",
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "was deleted",
+            Err(_) => "cannot be looked at",
+        };
+        tracing::error!(
+            "the socket {} {what}: no client can reach this daemon any more; shutting down so \
+             that the next client starts a fresh one",
+            watch.path.display()
+        );
+        stop.cancel();
+        return;
     }
 }

@@ -113,28 +113,20 @@ pub fn restart(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// SIGTERM the daemon serving `state` and wait for it to exit. `None`: none was running.
+/// The daemon is found through its socket, else (socket deleted or taken over by something
+/// else) through `mesh.lock`, which it holds locked for its whole life with its pid inside.
 pub fn stop_daemon(state: &StateDir) -> anyhow::Result<Option<u32>> {
-    let socket = state.socket();
-    let mut stream = match mesh_client::connection::open_stream(&socket) {
-        Ok(s) => s,
-        Err(e) if e.is_not_running() => return Ok(None),
-        Err(e) => return Err(e.into()),
+    let pid = match socket_pid(state) {
+        Ok(Some(pid)) => pid,
+        Ok(None) => match lock_holder(state) {
+            Some(pid) => pid,
+            None => return Ok(None),
+        },
+        Err(e) => match lock_holder(state) {
+            Some(pid) => pid,
+            None => return Err(e),
+        },
     };
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(2)))?;
-    write_frame(
-        &mut stream,
-        &ClientHello::current(env!("CARGO_PKG_VERSION")),
-    )
-    .with_context(|| format!("cannot talk to the daemon on {}", socket.display()))?;
-    let hello: ServerHello = read_frame(&mut stream).with_context(|| {
-        format!(
-            "no daemon handshake on {}; is it a mesh daemon?",
-            socket.display()
-        )
-    })?;
-    drop(stream);
-    let pid = hello.pid;
     let Ok(raw) = i32::try_from(pid) else {
         bail!("the daemon announced an invalid pid {pid}")
     };
@@ -156,6 +148,51 @@ pub fn stop_daemon(state: &StateDir) -> anyhow::Result<Option<u32>> {
         pause = (pause * 2).min(Duration::from_millis(100));
     }
     Ok(Some(pid))
+}
+
+/// The pid in `mesh.lock` while a process holds that lock (a daemon serving this state
+/// directory), if that process is ours.
+fn lock_holder(state: &StateDir) -> Option<u32> {
+    use std::io::Read;
+    let file = std::fs::File::open(state.daemon_lock()).ok()?;
+    match file.try_lock_shared() {
+        Ok(()) => return None, // nobody holds it
+        Err(std::fs::TryLockError::WouldBlock) => {}
+        Err(std::fs::TryLockError::Error(_)) => return None,
+    }
+    let mut text = String::new();
+    file.take(64).read_to_string(&mut text).ok()?;
+    let pid: u32 = text.trim().parse().ok()?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    mesh_daemon::procinfo::info(pid)
+        .filter(|p| p.uid == me && !p.zombie)
+        .map(|p| p.pid)
+}
+
+/// The pid the daemon on the socket announces in its handshake; `None` when nothing listens.
+fn socket_pid(state: &StateDir) -> anyhow::Result<Option<u32>> {
+    let socket = state.socket();
+    let mut stream = match mesh_client::connection::open_stream(&socket) {
+        Ok(s) => s,
+        Err(e) if e.is_not_running() => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(2)))?;
+    write_frame(
+        &mut stream,
+        &ClientHello::current(env!("CARGO_PKG_VERSION")),
+    )
+    .with_context(|| format!("cannot talk to the daemon on {}", socket.display()))?;
+    let hello: ServerHello = read_frame(&mut stream).with_context(|| {
+        format!(
+            "no daemon handshake on {}; is it a mesh daemon?",
+            socket.display()
+        )
+    })?;
+    drop(stream);
+    Ok(Some(hello.pid))
 }
 
 /// The running daemon's pid, if one answers.
