@@ -550,3 +550,148 @@ fn socket_activated_daemon_under_a_real_systemd_user_manager() {
     );
     assert!(!mesh.state.socket().exists(), "health started a daemon");
 }
+
+/// Run a fix `mesh health` printed, as a user would paste it into a shell (with this `mesh`
+/// first on PATH).
+fn run_fix(mesh: &Mesh, fix: &str) -> Output {
+    let bin_dir = Path::new(mesh_bin()).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut sh = std::process::Command::new("sh");
+    common::isolate(&mut sh, mesh.home.path(), &mesh.state);
+    sh.arg("-c").arg(fix).env("PATH", path).output().unwrap()
+}
+
+/// Kills daemons that a fix started (they are detached).
+struct KillDaemon(Option<u32>);
+
+impl Drop for KillDaemon {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            // SAFETY: kill(2) of a daemon this test started.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
+}
+
+#[test]
+fn a_daemon_whose_socket_is_gone_is_named_and_the_fix_works() {
+    let mut mesh = Mesh::start();
+    let pid = mesh.daemon_pid();
+    // Stopped, so that it cannot notice (it would exit within seconds) while health looks.
+    unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+    fs::remove_file(mesh.state.socket()).unwrap();
+    let (code, doc) = health_json(&mesh);
+    unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+    assert_failed(code, &doc);
+    let c = check(&doc, "daemon.reachable");
+    let detail = c["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&format!("the daemon (pid {pid}) holds")) && detail.contains("deleted"),
+        "{c:#}"
+    );
+    assert_check(&doc, "daemon.reachable", "fail", "mesh restart");
+    let out = run_fix(&mesh, c["fix"].as_str().unwrap());
+    assert!(out.status.success(), "{}", common::output_text(&out));
+    let started = Connection::connect(&mesh.state.socket(), &opts())
+        .unwrap()
+        .daemon_pid();
+    let _kill = KillDaemon(Some(started));
+    assert_ne!(started, pid);
+    let (_, doc) = health_json(&mesh);
+    assert_eq!(check(&doc, "daemon.reachable")["level"], "ok", "{doc:#}");
+    let _ = mesh.daemon.take().map(|mut c| c.wait());
+}
+
+#[test]
+fn a_symlinked_or_unwritable_database_or_state_dir_fails_with_a_fix_that_works() {
+    // mesh.db a symbolic link to another program's database.
+    let mut mesh = Mesh::start();
+    mesh.stop();
+    let other = mesh.home.path().join("other.db");
+    fs::write(&other, "someone else's").unwrap();
+    fs::remove_file(mesh.state.db()).unwrap();
+    std::os::unix::fs::symlink(&other, mesh.state.db()).unwrap();
+    let (code, doc) = health_json(&mesh);
+    assert_failed(code, &doc);
+    assert_check(&doc, "db.file", "fail", "rm ");
+    let c = check(&doc, "db.file");
+    assert!(
+        c["detail"].as_str().unwrap().contains("symbolic link"),
+        "{c:#}"
+    );
+    let out = run_fix(&mesh, c["fix"].as_str().unwrap());
+    assert!(out.status.success(), "{}", common::output_text(&out));
+    let started = Connection::connect(&mesh.state.socket(), &opts())
+        .unwrap()
+        .daemon_pid();
+    let mut kill = KillDaemon(Some(started));
+    let (_, doc) = health_json(&mesh);
+    assert_eq!(check(&doc, "db.file")["level"], "ok", "{doc:#}");
+    assert_eq!(fs::read(&other).unwrap(), b"someone else's");
+    // SAFETY: kill(2) of the daemon the fix started; then wait for it to be gone.
+    unsafe { libc::kill(started as i32, libc::SIGTERM) };
+    wait_for("the daemon to stop", Duration::from_secs(10), || {
+        !mesh.state.socket().exists()
+    });
+    kill.0 = None;
+
+    // The state directory a symbolic link.
+    let real = mesh.home.path().join("real-state");
+    fs::rename(mesh.state.root(), &real).unwrap();
+    std::os::unix::fs::symlink(&real, mesh.state.root()).unwrap();
+    let (code, doc) = health_json(&mesh);
+    assert_failed(code, &doc);
+    let c = check(&doc, "state.dir");
+    assert_eq!(c["level"], "fail", "{c:#}");
+    assert!(
+        c["detail"].as_str().unwrap().contains("symbolic link"),
+        "{c:#}"
+    );
+    let out = run_fix(&mesh, c["fix"].as_str().unwrap());
+    assert!(out.status.success(), "{}", common::output_text(&out));
+    let started = Connection::connect(&mesh.state.socket(), &opts())
+        .unwrap()
+        .daemon_pid();
+    let _kill = KillDaemon(Some(started));
+    let (_, doc) = health_json(&mesh);
+    assert_eq!(check(&doc, "state.dir")["level"], "ok", "{doc:#}");
+
+    // An unwritable database (a read-only bind mount of the file: root writes anything else).
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED (unwritable part): needs root to mount");
+        return;
+    }
+    let db = mesh.state.db();
+    let bound = std::process::Command::new("mount")
+        .arg("--bind")
+        .arg(&db)
+        .arg(&db)
+        .status()
+        .is_ok_and(|s| s.success())
+        && std::process::Command::new("mount")
+            .args(["-o", "remount,ro,bind"])
+            .arg(&db)
+            .status()
+            .is_ok_and(|s| s.success());
+    if !bound {
+        let _ = std::process::Command::new("umount").arg(&db).status();
+        eprintln!("SKIPPED (unwritable part): cannot bind-mount here");
+        return;
+    }
+    let (code, doc) = health_json(&mesh);
+    let _ = std::process::Command::new("umount").arg(&db).status();
+    assert_failed(code, &doc);
+    assert_check(&doc, "db.file", "fail", "findmnt -T");
+    let c = check(&doc, "db.file");
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap()
+            .contains("cannot write the database"),
+        "{c:#}"
+    );
+}

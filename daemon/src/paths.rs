@@ -158,62 +158,88 @@ impl StateDir {
 }
 
 impl StateDir {
-    /// Check `mesh.db` before the daemon opens it: if it exists it must be a regular file (not
-    /// a symbolic link, which could point at another application's SQLite file that the
-    /// schema migration would then change) that this process can open for writing.
+    /// [`check_db_file`] of this state directory's `mesh.db`.
     pub fn check_db(&self) -> io::Result<()> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let db = self.db();
-        let meta = match fs::symlink_metadata(&db) {
-            Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => {
-                return Err(io::Error::new(
-                    e.kind(),
-                    format!("cannot look at the database {}: {e}", db.display()),
-                ));
-            }
-        };
-        if meta.file_type().is_symlink() {
+        check_db_file(&self.db())
+    }
+
+    /// The pid recorded in `mesh.lock` while a process holds that lock (the daemon serving
+    /// this state directory, even when its socket is gone), if that process is yours.
+    pub fn lock_holder(&self) -> Option<u32> {
+        use std::io::Read;
+        let file = fs::File::open(self.daemon_lock()).ok()?;
+        match file.try_lock_shared() {
+            Ok(()) => return None, // nobody holds it
+            Err(fs::TryLockError::WouldBlock) => {}
+            Err(fs::TryLockError::Error(_)) => return None,
+        }
+        let mut text = String::new();
+        file.take(64).read_to_string(&mut text).ok()?;
+        let pid: u32 = text.trim().parse().ok()?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        crate::procinfo::info(pid)
+            .filter(|p| p.uid == me && !p.zombie)
+            .map(|p| p.pid)
+    }
+}
+
+/// Check `mesh.db` before the daemon opens it: if it exists it must be a regular file (not
+/// a symbolic link, which could point at another application's SQLite file that the schema
+/// migration would then change) that this process can open for writing. The error says what
+/// to do.
+pub fn check_db_file(db: &Path) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let meta = match fs::symlink_metadata(db) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
             return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "the database {} is a symbolic link; claude-mesh does not open it (it could be \
-                     another program's database). Remove the link (`rm {}`) to start on a fresh \
-                     database, or move the real file there",
-                    db.display(),
+                e.kind(),
+                format!("cannot look at the database {}: {e}", db.display()),
+            ));
+        }
+    };
+    if meta.file_type().is_symlink() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "the database {} is a symbolic link; claude-mesh does not open it (it could be \
+                 another program's database). Remove the link (`rm {}`) to start on a fresh \
+                 database, or move the real file there",
+                db.display(),
+                db.display()
+            ),
+        ));
+    }
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("the database {} is not a regular file", db.display()),
+        ));
+    }
+    let opened = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(db);
+    match opened {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let fix = match e.raw_os_error() {
+                Some(libc::EROFS) => "its filesystem is mounted read-only: remount it \
+                    read-write or set CLAUDE_MESH_HOME to a writable directory"
+                    .to_owned(),
+                _ => format!(
+                    "make it writable: chmod u+w {0} (if another user owns it: sudo chown \
+                     \"$USER\" {0})",
                     db.display()
                 ),
-            ));
-        }
-        if !meta.is_file() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("the database {} is not a regular file", db.display()),
-            ));
-        }
-        let opened = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(&db);
-        match opened {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let fix = match e.raw_os_error() {
-                    Some(libc::EROFS) => "its filesystem is mounted read-only: remount it \
-                        read-write or set CLAUDE_MESH_HOME to a writable directory"
-                        .to_owned(),
-                    _ => format!(
-                        "make it yours and writable: chown \"$(id -u)\" {0} && chmod 600 {0}",
-                        db.display()
-                    ),
-                };
-                Err(io::Error::new(
-                    e.kind(),
-                    format!("cannot write the database {}: {e}; {fix}", db.display()),
-                ))
-            }
+            };
+            Err(io::Error::new(
+                e.kind(),
+                format!("cannot write the database {}: {e}; {fix}", db.display()),
+            ))
         }
     }
 }

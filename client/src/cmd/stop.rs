@@ -118,11 +118,11 @@ pub fn restart(args: Args) -> anyhow::Result<ExitCode> {
 pub fn stop_daemon(state: &StateDir) -> anyhow::Result<Option<u32>> {
     let pid = match socket_pid(state) {
         Ok(Some(pid)) => pid,
-        Ok(None) => match lock_holder(state) {
+        Ok(None) => match state.lock_holder() {
             Some(pid) => pid,
             None => return Ok(None),
         },
-        Err(e) => match lock_holder(state) {
+        Err(e) => match state.lock_holder() {
             Some(pid) => pid,
             None => return Err(e),
         },
@@ -148,26 +148,6 @@ pub fn stop_daemon(state: &StateDir) -> anyhow::Result<Option<u32>> {
         pause = (pause * 2).min(Duration::from_millis(100));
     }
     Ok(Some(pid))
-}
-
-/// The pid in `mesh.lock` while a process holds that lock (a daemon serving this state
-/// directory), if that process is ours.
-fn lock_holder(state: &StateDir) -> Option<u32> {
-    use std::io::Read;
-    let file = std::fs::File::open(state.daemon_lock()).ok()?;
-    match file.try_lock_shared() {
-        Ok(()) => return None, // nobody holds it
-        Err(std::fs::TryLockError::WouldBlock) => {}
-        Err(std::fs::TryLockError::Error(_)) => return None,
-    }
-    let mut text = String::new();
-    file.take(64).read_to_string(&mut text).ok()?;
-    let pid: u32 = text.trim().parse().ok()?;
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
-    mesh_daemon::procinfo::info(pid)
-        .filter(|p| p.uid == me && !p.zombie)
-        .map(|p| p.pid)
 }
 
 /// The pid the daemon on the socket announces in its handshake; `None` when nothing listens.

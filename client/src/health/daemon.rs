@@ -132,6 +132,20 @@ fn unreachable(e: &ClientError, facts: &Facts, socket: &Path, inputs: &Inputs) -
     const NAME: &str = "daemon.reachable";
     let shown = socket.display();
     match e {
+        ClientError::NotRunning { .. } if let Some(pid) = inputs.state.lock_holder() => {
+            Check::fail(
+                NAME,
+                format!(
+                    "the daemon (pid {pid}) holds {} but nothing listens on {shown}: its socket \
+                     was deleted or replaced, and no client can reach it",
+                    inputs.state.daemon_lock().display()
+                ),
+                match facts {
+                    Facts::None { .. } => "mesh restart".to_owned(),
+                    _ => service::start_fix(facts, socket),
+                },
+            )
+        }
         ClientError::NotRunning { reason, .. } => {
             let how = match facts {
                 Facts::None { .. } => {

@@ -62,6 +62,21 @@ fn set_aside(db: &Path) -> Option<Check> {
 
 fn current(db: &Path, now_ms: i64) -> Vec<Check> {
     let shown = db.display();
+    // What the daemon checks at start: a regular file (not a symbolic link) it can write.
+    if let Err(e) = mesh_daemon::paths::check_db_file(db) {
+        let link = std::fs::symlink_metadata(db).is_ok_and(|m| m.file_type().is_symlink());
+        let fix = if link {
+            format!("rm {} && mesh restart", quote(db))
+        } else if e.raw_os_error() == Some(libc::EROFS) || e.to_string().contains("read-only") {
+            format!(
+                "remount its filesystem read-write (`findmnt -T {}` names it), then mesh restart",
+                quote(db)
+            )
+        } else {
+            format!("chmod u+w {} && mesh restart", quote(db))
+        };
+        return vec![Check::fail("db.file", e.to_string(), fix)];
+    }
     let seen = match inspect(db) {
         Ok(seen) => seen,
         Err(InspectError::Missing(_)) => {

@@ -25,6 +25,22 @@ pub(super) fn dir(state: &StateDir, from_env: bool, start: &str) -> Check {
     } else {
         ""
     };
+    if fs::symlink_metadata(root).is_ok_and(|m| m.file_type().is_symlink()) {
+        let target = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+        return Check::fail(
+            NAME,
+            format!(
+                "{shown}{origin} is a symbolic link (to {}): the daemon refuses to follow it",
+                target.display()
+            ),
+            format!(
+                "rm {} && mv {} {} && mesh restart",
+                quote(root),
+                quote(&target),
+                quote(root)
+            ),
+        );
+    }
     let meta = match fs::metadata(root) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
