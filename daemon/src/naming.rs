@@ -58,6 +58,24 @@ pub async fn resolve_bounded(
     project_dir: Option<PathBuf>,
     timeout: Duration,
 ) -> Resolved {
+    bounded(cwd, project_dir, timeout, |cwd, project_dir| {
+        let naming = resolve(cwd, project_dir);
+        let default_summary = default_summary(cwd, naming.git_root.as_deref());
+        Resolved {
+            naming,
+            default_summary,
+        }
+    })
+    .await
+}
+
+/// [`resolve_bounded`] with the work given (tests stand in for a hung mount).
+async fn bounded(
+    cwd: PathBuf,
+    project_dir: Option<PathBuf>,
+    timeout: Duration,
+    work: impl FnOnce(&Path, Option<&Path>) -> Resolved + Send + 'static,
+) -> Resolved {
     let fallback = Resolved {
         naming: Naming {
             name: base_name(&cwd).unwrap_or_else(|| "/".to_owned()),
@@ -81,13 +99,9 @@ pub async fn resolve_bounded(
     let spawned = std::thread::Builder::new()
         .name("mesh-naming".into())
         .spawn(move || {
-            let naming = resolve(&cwd, project_dir.as_deref());
-            let default_summary = default_summary(&cwd, naming.git_root.as_deref());
+            let resolved = work(&cwd, project_dir.as_deref());
             RESOLVING.fetch_sub(1, Ordering::SeqCst);
-            let _ = tx.send(Resolved {
-                naming,
-                default_summary,
-            });
+            let _ = tx.send(resolved);
         });
     if let Err(e) = spawned {
         RESOLVING.fetch_sub(1, Ordering::SeqCst);
@@ -448,6 +462,75 @@ mod tests {
         let n = resolve(&cwd, None);
         assert_eq!(n.name, "feature-wt");
         assert_eq!(n.git_root.as_deref(), Some(wt.as_path()));
+    }
+
+    #[test]
+    fn folders_others_can_write_or_own_are_not_looked_at() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let shared = mkdir(&tmp.path().join("shared"));
+        mkdir(&shared.join(".git"));
+        config(&shared, r#"{"name": "planted"}"#);
+        let cwd = mkdir(&shared.join("work"));
+        let mode =
+            |p: &Path, m: u32| fs::set_permissions(p, fs::Permissions::from_mode(m)).unwrap();
+        assert_eq!(
+            resolve(&cwd, None).name,
+            "planted",
+            "a folder of yours counts"
+        );
+        mode(&shared, 0o1777);
+        let n = resolve(&cwd, None);
+        assert_eq!(
+            (n.name.as_str(), n.git_root),
+            ("work", None),
+            "world-writable"
+        );
+        // Group-writable: only with your own primary group.
+        mode(&shared, 0o775);
+        // SAFETY: getegid has no preconditions.
+        let my_group = unsafe { libc::getegid() };
+        std::os::unix::fs::chown(&shared, None, Some(my_group)).unwrap();
+        assert_eq!(resolve(&cwd, None).name, "planted", "g+w, your group");
+        if unsafe { libc::geteuid() } == 0 {
+            std::os::unix::fs::chown(&shared, None, Some(65534)).unwrap();
+            assert_eq!(resolve(&cwd, None).name, "work", "g+w, another group");
+            mode(&shared, 0o755);
+            std::os::unix::fs::chown(&shared, Some(65534), None).unwrap();
+            assert_eq!(resolve(&cwd, None).name, "work", "another user's");
+        }
+        // A config others can write, in a folder of yours.
+        let mine = mkdir(&tmp.path().join("mine"));
+        config(&mine, r#"{"name": "loose"}"#);
+        mode(&mine.join(CONFIG_FILE), 0o666);
+        assert_eq!(resolve(&mine, None).name, "mine");
+    }
+
+    #[tokio::test]
+    async fn a_naming_that_hangs_falls_back_to_the_folder_in_time() {
+        let started = std::time::Instant::now();
+        let r = bounded(
+            PathBuf::from("/work/proj"),
+            Some(PathBuf::from("/work")),
+            Duration::from_millis(100),
+            |_, _| {
+                std::thread::sleep(Duration::from_secs(3));
+                Resolved {
+                    naming: Naming {
+                        name: "too late".into(),
+                        project_root: None,
+                        git_root: None,
+                    },
+                    default_summary: String::new(),
+                }
+            },
+        )
+        .await;
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(r.naming.name, "proj");
+        assert_eq!(r.naming.project_root, Some(PathBuf::from("/work")));
+        assert_eq!(r.naming.git_root, None);
+        assert_eq!(r.default_summary, "proj");
     }
 
     #[test]
