@@ -440,3 +440,58 @@ fn a_config_in_a_folder_others_can_write_or_own_does_not_name_the_session() {
     let (_s5, name) = register_in(&mesh, &ours, Duration::from_secs(5));
     assert_eq!(name.as_deref(), Some("planted"), "{}", mesh.log());
 }
+
+#[test]
+fn an_endless_stdin_body_is_refused_in_bounded_time_and_memory() {
+    let mesh = Mesh::start();
+    let _peer = mesh.session("peer");
+    // `mesh send peer -` with /dev/zero as stdin, under a 1 GiB address-space limit: it must stop
+    // reading at the body limit and say so, not read until memory runs out.
+    let mut cmd = mesh.mesh();
+    cmd.args(["send", "peer", "-"])
+        .stdin(std::fs::File::open("/dev/zero").unwrap())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: setrlimit only, in the child between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            let lim = libc::rlimit {
+                rlim_cur: 1 << 30,
+                rlim_max: 1 << 30,
+            };
+            libc::setrlimit(libc::RLIMIT_AS, &lim);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() >= end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`mesh send peer -` < /dev/zero still running after 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("longer than {} bytes", mesh_proto::MAX_BODY_LEN)),
+        "{err}"
+    );
+    // A body that fits still goes through stdin.
+    let mut cmd = mesh.mesh();
+    cmd.args(["send", "peer", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"hello from stdin\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", common::output_text(&out));
+}

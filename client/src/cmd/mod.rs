@@ -65,14 +65,23 @@ pub fn body_from(words: &[String]) -> anyhow::Result<String> {
     if let [only] = words
         && only == "-"
     {
-        let mut body = String::new();
+        // Bounded: one byte past the largest body tells "too long" without reading on (stdin
+        // may be endless, e.g. /dev/zero).
+        let mut bytes = Vec::new();
         io::stdin()
-            .read_to_string(&mut body)
+            .lock()
+            .take(mesh_proto::MAX_BODY_LEN as u64 + 2)
+            .read_to_end(&mut bytes)
             .context("cannot read the message from stdin")?;
-        if body.ends_with('\n') {
-            body.pop();
+        if bytes.ends_with(b"\n") {
+            bytes.pop();
         }
-        return Ok(body);
+        anyhow::ensure!(
+            bytes.len() <= mesh_proto::MAX_BODY_LEN,
+            "the message on stdin is longer than {} bytes, the most a message may have",
+            mesh_proto::MAX_BODY_LEN
+        );
+        return String::from_utf8(bytes).context("cannot read the message from stdin: not UTF-8");
     }
     Ok(words.join(" "))
 }
