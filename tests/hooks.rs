@@ -988,3 +988,120 @@ fn statusline_shows_name_peers_and_mail() {
         "a status line never starts a daemon"
     );
 }
+
+/// Holds the database's write lock, as another process using `mesh.db` could.
+fn lock_database(mesh: &Mesh) -> rusqlite::Connection {
+    let lock = rusqlite::Connection::open(mesh.state.db()).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    lock
+}
+
+/// Run post-tool-use hooks of `s` until one shows every message of `ids`, then check that no
+/// later hook shows any of them again and that each was shown exactly once.
+fn later_hooks_show_each_exactly_once(mesh: &Mesh, s: &Session, ids: &[u64]) {
+    let mut seen: Vec<u64> = Vec::new();
+    wait_for(
+        "later hooks to show the mail the stalled hook never printed",
+        Duration::from_secs(15),
+        || {
+            let r = hook(
+                mesh,
+                "post-tool-use",
+                Some(s.pid()),
+                &session_input(s, "PostToolUse", json!({})),
+            );
+            assert_eq!(r.code, Some(0), "{r:?}");
+            seen.extend(
+                ids.iter()
+                    .filter(|id| r.stdout.contains(&format!("── m{id} ·"))),
+            );
+            ids.iter().all(|id| seen.contains(id))
+        },
+    );
+    for _ in 0..3 {
+        let r = hook(
+            mesh,
+            "post-tool-use",
+            Some(s.pid()),
+            &session_input(s, "PostToolUse", json!({})),
+        );
+        assert_eq!((r.code, r.stdout.as_str()), (Some(0), ""), "shown twice");
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, ids, "each message shown exactly once");
+    for &id in ids {
+        assert_eq!(status(mesh, id).status, Status::Delivered);
+    }
+}
+
+#[test]
+fn a_hand_out_whose_hook_gave_up_on_a_locked_database_is_not_delivered() {
+    let mesh = Mesh::start();
+    let alpha = mesh.session("alpha");
+    let beta = mesh.session("beta");
+    let ids: Vec<u64> = (0..3)
+        .map(|i| {
+            send(
+                &mesh,
+                &beta.caller,
+                "alpha",
+                Kind::Task,
+                &format!("task {i}"),
+            )
+        })
+        .collect();
+    let lock = lock_database(&mesh);
+    let stalled = hook(
+        &mesh,
+        "post-tool-use",
+        Some(alpha.pid()),
+        &session_input(&alpha, "PostToolUse", json!({})),
+    );
+    assert_eq!(
+        (stalled.code, stalled.stdout.as_str()),
+        (Some(0), ""),
+        "{stalled:?}"
+    );
+    assert!(stalled.elapsed < HOOK_LIMIT, "{:?}", stalled.elapsed);
+    // The daemon's hand-out can finish only now, after its reader left.
+    lock.execute_batch("COMMIT").unwrap();
+    later_hooks_show_each_exactly_once(&mesh, &alpha, &ids);
+}
+
+#[test]
+fn a_hand_out_whose_hook_gave_up_on_a_frozen_daemon_is_not_delivered() {
+    let mesh = Mesh::start();
+    let alpha = mesh.session("alpha");
+    let beta = mesh.session("beta");
+    let ids: Vec<u64> = (0..3)
+        .map(|i| {
+            send(
+                &mesh,
+                &beta.caller,
+                "alpha",
+                Kind::Task,
+                &format!("task {i}"),
+            )
+        })
+        .collect();
+    // Hold the daemon in the middle of the hand-out (its store waits on the lock), then freeze
+    // it there, as a SIGSTOP or heavy swapping would, until the hook has given up.
+    let lock = lock_database(&mesh);
+    let cmd = hook_cmd(&mesh, "post-tool-use", Some(alpha.pid()));
+    let input = session_input(&alpha, "PostToolUse", json!({})).to_string();
+    let stalled = std::thread::spawn(move || run(cmd, input.as_bytes()));
+    std::thread::sleep(Duration::from_millis(500));
+    let daemon = mesh.daemon_pid() as i32;
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(daemon, libc::SIGSTOP) };
+    lock.execute_batch("COMMIT").unwrap();
+    let stalled = stalled.join().unwrap();
+    assert_eq!(
+        (stalled.code, stalled.stdout.as_str()),
+        (Some(0), ""),
+        "{stalled:?}"
+    );
+    // SAFETY: as above.
+    unsafe { libc::kill(daemon, libc::SIGCONT) };
+    later_hooks_show_each_exactly_once(&mesh, &alpha, &ids);
+}

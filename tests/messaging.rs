@@ -525,3 +525,272 @@ fn an_idle_unsupervised_session_with_waiting_mail_gets_one_desktop_notification(
     assert!(!text.contains("gamma"), "{text}");
     drop(supervisor);
 }
+
+// --- Delivery bounds: a hand-out reaches a waiting reader, and every answer fits a frame ---
+
+/// Holds the database's write lock, as another process using `mesh.db` could.
+fn lock_database(mesh: &Mesh) -> rusqlite::Connection {
+    let lock = rusqlite::Connection::open(mesh.state.db()).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    lock
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn consume_by(who: &common::Session, deadline_ms: u64, handout: u64) -> mesh_proto::Request {
+    mesh_proto::ConsumeBy {
+        consume: Consume {
+            caller: who.caller.clone(),
+            class: Class::All,
+            peek: false,
+            max_bytes: 0,
+            handout,
+        },
+        deadline_ms,
+    }
+    .into()
+}
+
+#[test]
+fn a_hand_out_past_its_readers_deadline_is_refused_or_put_back() {
+    let mesh = Mesh::start();
+    let a = mesh.session("alpha");
+    let b = mesh.session("beta");
+    let id = send(
+        &mesh,
+        &b,
+        "alpha",
+        Kind::Task,
+        "only for a reader who waits",
+    )[0];
+
+    // A request that arrives after its reader's deadline takes nothing.
+    let err = mesh
+        .conn()
+        .call(consume_by(&a, unix_ms() - 1, 11))
+        .unwrap_err();
+    assert_eq!(err.wire_code(), Some(ErrorCode::DeadlineExceeded), "{err}");
+    let queued = |mesh: &Mesh| {
+        mesh.conn()
+            .message_status(MessageStatus { message_id: id })
+            .unwrap()
+            .status
+    };
+    assert_eq!(queued(&mesh), Status::Queued);
+
+    // A hand-out that the daemon can only finish after the deadline (the database is locked
+    // meanwhile) is put back, even though this reader is still connected.
+    let lock = lock_database(&mesh);
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1200));
+        lock.execute_batch("COMMIT").unwrap();
+    });
+    let err = mesh
+        .conn()
+        .call(consume_by(&a, unix_ms() + 400, 12))
+        .unwrap_err();
+    assert_eq!(err.wire_code(), Some(ErrorCode::DeadlineExceeded), "{err}");
+    release.join().unwrap();
+    // The put-back was queued before the refusal was sent: the next take finds the mail.
+    let got = consume(&mesh, &a, Class::All);
+    assert_eq!(got.iter().map(|m| m.id).collect::<Vec<_>>(), [id]);
+    assert!(consume(&mesh, &a, Class::All).is_empty());
+}
+
+#[test]
+fn an_enormous_max_bytes_is_clamped_and_nothing_is_lost() {
+    let mesh = Mesh::start();
+    let a = mesh.session("alpha");
+    let b = mesh.session("beta");
+    // 24 messages of 200 kB: 4.8 MB, more than one frame can carry.
+    let body = "x".repeat(200_000);
+    let mut sent: Vec<u64> = (0..24)
+        .flat_map(|_| send(&mesh, &b, "alpha", Kind::Task, &body))
+        .collect();
+    let mut got = Vec::new();
+    let mut conn = mesh.conn();
+    loop {
+        let inbox = conn
+            .consume(Consume {
+                caller: a.caller.clone(),
+                class: Class::All,
+                peek: false,
+                max_bytes: u32::MAX,
+                handout: 0,
+            })
+            .expect("an answer within the frame cap");
+        assert!(inbox.messages.len() < 24, "clamped to the daemon's budget");
+        got.extend(inbox.messages.iter().map(|m| m.id));
+        if inbox.remaining == 0 {
+            break;
+        }
+    }
+    got.sort_unstable();
+    sent.sort_unstable();
+    assert_eq!(got, sent, "every message exactly once");
+}
+
+#[test]
+fn a_committed_broadcast_of_a_large_body_is_reported_as_sent() {
+    let mesh = Mesh::start();
+    let sender = mesh.session("sender");
+    let peers: Vec<common::Session> = (0..20).map(|i| mesh.session(&format!("peer{i}"))).collect();
+    // 250 kB to 20 peers: 5 MB if the answer repeated the body per recipient.
+    let body = "y".repeat(250_000);
+    let mut cmd = mesh.mesh();
+    cmd.env("CLAUDE_PID", sender.pid().to_string())
+        .args(["send", "*", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(body.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", common::output_text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 20);
+    for p in &peers {
+        let got = consume(&mesh, p, Class::All);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].body, body);
+    }
+    // The protocol's answer carries ids, not 20 copies of the text.
+    let sent = mesh
+        .conn()
+        .send(Send {
+            caller: sender.caller.clone(),
+            to: "*".into(),
+            kind: Kind::Note,
+            body: body.clone(),
+        })
+        .unwrap();
+    assert_eq!(sent.messages.len(), 20);
+    assert!(sent.messages.iter().all(|m| m.body.is_empty()));
+}
+
+#[test]
+fn registered_fields_are_bounded_and_list_fits_a_frame() {
+    let mesh = Mesh::start();
+    let dir = mesh.project("paths");
+    let stand_in = std::process::Command::new("sleep")
+        .arg("3600")
+        .spawn()
+        .unwrap();
+    let register = |cwd: String, transcript: Option<String>| {
+        mesh.conn().register(mesh_proto::Register {
+            session_id: "bounded-0001".into(),
+            pid: Some(stand_in.id()),
+            cwd,
+            project_dir: None,
+            transcript_path: transcript,
+        })
+    };
+    let long_cwd = format!("/{}", "d".repeat(5000));
+    let err = register(long_cwd, None).unwrap_err();
+    assert_eq!(err.wire_code(), Some(ErrorCode::InvalidArgument), "{err}");
+    // A multi-megabyte transcript path (twice: 7 MB) is not kept, and `list` still answers.
+    let huge = format!("/{}", "t".repeat(3_500_000));
+    let cwd = dir.to_string_lossy().into_owned();
+    let info = register(cwd.clone(), Some(huge.clone())).unwrap();
+    assert_eq!(info.transcript_path, None);
+    let other = mesh.session("other");
+    let mut c = mesh.conn();
+    c.register(mesh_proto::Register {
+        session_id: "bounded-0002".into(),
+        pid: Some(other.pid()),
+        cwd,
+        project_dir: None,
+        transcript_path: Some(huge),
+    })
+    .unwrap();
+    let all = mesh
+        .conn()
+        .list(List {
+            caller: Default::default(),
+            scope: Scope::Machine,
+            include_offline: true,
+        })
+        .unwrap();
+    assert_eq!(all.sessions.len(), 2);
+    drop(stand_in);
+}
+
+#[test]
+fn sixteen_thousand_ended_sessions_leave_list_working() {
+    let mut mesh = Mesh::without_daemon();
+    std::fs::create_dir_all(mesh.state.root()).unwrap();
+    std::fs::set_permissions(
+        mesh.state.root(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    {
+        let (store, thread) = mesh_daemon::store::Store::open(&mesh.state.db()).unwrap();
+        store
+            .call_blocking(|ctx| {
+                use mesh_daemon::store::sessions;
+                for i in 0..16_000u32 {
+                    let sid = format!("ended-{i:05}-0000-0000-000000000000");
+                    sessions::register(
+                        ctx,
+                        sessions::Registration {
+                            session_id: sid.clone(),
+                            pid: 4_000_000 + i,
+                            start_time: 1,
+                            name: format!("old{i}"),
+                            cwd: format!("/home/someone/{}/old{i}", "p".repeat(300)),
+                            project_root: None,
+                            git_root: None,
+                            transcript_path: None,
+                            default_summary: format!("old{i}"),
+                        },
+                    )?;
+                    sessions::deregister(ctx, &sid)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        store.close();
+        thread.join();
+    }
+    mesh.spawn_daemon();
+    let live = mesh.session("live");
+    let all = mesh
+        .conn()
+        .list(List {
+            caller: Default::default(),
+            scope: Scope::Machine,
+            include_offline: true,
+        })
+        .expect("an answer within the frame cap");
+    assert_eq!(
+        all.sessions.len(),
+        mesh_daemon::store::sessions::MAX_LIST_SESSIONS
+    );
+    assert!(all.sessions.iter().any(|s| s.name == "live"), "live first");
+    for args in [
+        &["list", "--all"][..],
+        &["list", "--all", "--json"],
+        &["list"],
+    ] {
+        let out = mesh.mesh().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            common::output_text(&out)
+        );
+    }
+    drop(live);
+}

@@ -14,7 +14,7 @@ use tokio::net::UnixStream;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
-use crate::handlers::{self, Outcome, Peer, PendingAsk, Shared};
+use crate::handlers::{self, Handout, Outcome, Peer, PendingAsk, Shared};
 use crate::supervise::{Target, same_for_supervisor};
 
 /// This build's version: the default of [`crate::Config::program_version`], which is what the
@@ -111,6 +111,7 @@ pub async fn serve(
                 break;
             }
         };
+        let handout = Handout::of(&req);
         let response = match handlers::handle(&shared, &peer, req).await {
             Outcome::Now(r) => r,
             Outcome::Supervise(target) => {
@@ -123,19 +124,68 @@ pub async fn serve(
                 None => break,
             },
         };
-        let answer_id = match &response {
-            Response::Asked(AskOutcome {
-                result: AskResult::Answered(m),
-                ..
-            }) => Some(m.id),
-            _ => None,
-        };
-        if let Err(e) = framed.send(response).await {
-            tracing::debug!("writing a response failed: {e}");
-            if let Some(id) = answer_id {
-                handlers::undeliver(&shared.store, id);
-            }
+        if !send_answer(&mut framed, &shared, handout, response).await {
             break;
+        }
+    }
+}
+
+/// Write one answer. Mail it hands out counts as delivered only if its reader gets it: when the
+/// reader's deadline passed while the daemon worked (a stall, a locked database, a slow disk),
+/// or the answer cannot be written, the mail goes back to the queue. An answer larger than a
+/// frame (which the handlers never build) becomes an error, and the connection goes on.
+/// False: the connection is unusable.
+async fn send_answer(
+    framed: &mut RequestFramed,
+    shared: &Shared,
+    handout: Option<Handout>,
+    mut response: Response,
+) -> bool {
+    let taken = match &handout {
+        Some(_) => Handout::taken(&response),
+        None => Vec::new(),
+    };
+    let token = handout.as_ref().map_or(0, |h| h.token);
+    if !taken.is_empty() && handout.as_ref().is_some_and(Handout::expired) {
+        handlers::put_back(&shared.store, taken.clone(), token);
+        response = Response::Error(WireError::new(
+            ErrorCode::DeadlineExceeded,
+            "the daemon finished after the reader's deadline; nothing was handed out, the mail \
+             stays queued",
+        ));
+        return framed.send(response).await.is_ok();
+    }
+    let answer_id = match &response {
+        Response::Asked(AskOutcome {
+            result: AskResult::Answered(m),
+            ..
+        }) => Some(m.id),
+        _ => None,
+    };
+    let undo = |shared: &Shared| {
+        if !taken.is_empty() {
+            handlers::put_back(&shared.store, taken.clone(), token);
+        }
+        if let Some(id) = answer_id {
+            handlers::undeliver(&shared.store, id);
+        }
+    };
+    match framed.send(response).await {
+        Ok(()) => true,
+        // Refused by the encoder before a byte was written: the stream is still in sync.
+        Err(e @ FrameError::TooLarge { .. }) => {
+            tracing::error!("an answer was too large to send: {e}");
+            undo(shared);
+            let err = WireError::new(
+                ErrorCode::Internal,
+                format!("the daemon's answer was too large to send ({e}); nothing was handed out"),
+            );
+            framed.send(Response::Error(err)).await.is_ok()
+        }
+        Err(e) => {
+            tracing::debug!("writing a response failed: {e}");
+            undo(shared);
+            false
         }
     }
 }
