@@ -1,7 +1,7 @@
 //! The Claude Code hook shim (`mesh hook <event>`) and the status line (`mesh statusline`), run
 //! as the real binary with Claude Code's JSON on stdin against a real daemon. Claude Code itself
-//! is stood in for by a `sleep` process whose pid goes in `CLAUDE_PID`, as Claude Code 2.1.330
-//! sets it for hooks.
+//! is stood in for by a `sleep` process whose pid goes in `CLAUDE_PID`, as Claude Code (2.1.330 to
+//! 2.1.332) sets it for hooks.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
