@@ -154,16 +154,17 @@ async fn next_frame(
         if framed.read_buffer().is_empty() {
             let readable = framed.get_ref().readable();
             let ready = match limits.idle_timeout {
-                Some(idle) => tokio::time::timeout(idle, readable).await,
-                None => Ok(readable.await),
+                None => readable.await,
+                Some(idle) => match tokio::time::timeout(idle, readable).await {
+                    Ok(ready) => ready,
+                    Err(_) => {
+                        tracing::debug!("no request for {idle:?}: closing the idle connection");
+                        return Ok(None);
+                    }
+                },
             };
-            match ready {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return Ok(None),
-                Err(_) => {
-                    tracing::debug!("idle for {:?}: closing the connection", limits.idle_timeout);
-                    return Ok(None);
-                }
+            if ready.is_err() {
+                return Ok(None);
             }
         }
         match tokio::time::timeout(limit, framed.next()).await {
