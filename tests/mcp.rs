@@ -281,13 +281,20 @@ fn id_of(text: &Value) -> u64 {
 fn server_discover_before_initialize_gets_method_not_found_and_initialize_works() {
     let mesh = Mesh::start();
     let mut mcp = Mcp::spawn(&mesh);
-    // Exactly what Claude Code 2.1.330 sends first, then a bare probe.
+    // Exactly what Claude Code 2.1.332 sends first (2.1.330 sent the same with fewer fields),
+    // then a bare probe.
     mcp.write(&json!({
         "jsonrpc": "2.0", "id": "server-discover-probe-1", "method": "server/discover",
         "params": {"_meta": {
             "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            "io.modelcontextprotocol/clientInfo": {"name": "claude-code", "version": "2.1.330"},
-            "io.modelcontextprotocol/clientCapabilities": {"roots": {"listChanged": true}},
+            "io.modelcontextprotocol/clientInfo": {
+                "name": "claude-code", "title": "Claude Code", "version": "2.1.332",
+                "description": "Anthropic's agentic coding tool",
+                "websiteUrl": "https://claude.com/claude-code",
+            },
+            "io.modelcontextprotocol/clientCapabilities": {
+                "roots": {"listChanged": true}, "elicitation": {"form": {}, "url": {}},
+            },
         }}
     }));
     mcp.write(&json!({"jsonrpc": "2.0", "id": "bare", "method": "server/discover"}));

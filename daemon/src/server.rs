@@ -1,6 +1,6 @@
 //! The accept loop: a capped number of connections, and of connections per process, idle exit
-//! when socket-activated, and a graceful shutdown that stops accepting, lets in-flight requests finish within a bound, and
-//! closes the database.
+//! when socket-activated, and a graceful shutdown that stops accepting, lets in-flight requests
+//! finish within a bound, and closes the database.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
