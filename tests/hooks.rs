@@ -1,7 +1,7 @@
 //! The Claude Code hook shim (`mesh hook <event>`) and the status line (`mesh statusline`), run
 //! as the real binary with Claude Code's JSON on stdin against a real daemon. Claude Code itself
-//! is stood in for by a `sleep` process whose pid goes in `CLAUDE_PID`, as Claude Code 2.1.330
-//! sets it for hooks.
+//! is stood in for by a `sleep` process whose pid goes in `CLAUDE_PID`, as Claude Code (2.1.330 to
+//! 2.1.332) sets it for hooks.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -674,7 +674,13 @@ fn a_payload_of_several_megabytes_is_fine() {
 
 /// Every event against `mesh`'s HOME, in parallel, then the status line; each must fail open
 /// (exit 0, nothing on stdout) within its deadline. Prints the times (RELIABILITY.md).
-fn assert_all_fail_open_in_time(case: &str, mesh: &Mesh, pid: u32, session_id: &str) {
+/// Every hook and the status line fail open in time; the hooks' warnings (one line each).
+fn assert_all_fail_open_in_time(
+    case: &str,
+    mesh: &Mesh,
+    pid: u32,
+    session_id: &str,
+) -> Vec<String> {
     let events = [
         ("session-start", "SessionStart"),
         ("user-prompt-submit", "UserPromptSubmit"),
@@ -691,9 +697,11 @@ fn assert_all_fail_open_in_time(case: &str, mesh: &Mesh, pid: u32, session_id: &
         })
         .collect();
     let mut times = Vec::new();
+    let mut warnings = Vec::new();
     for ((event, _), r) in events.iter().zip(runs) {
         let r = r.join().unwrap();
         r.assert_failed_open();
+        warnings.push(r.stderr.clone());
         let limit = if *event == "session-end" {
             SESSION_END_LIMIT
         } else {
@@ -707,6 +715,7 @@ fn assert_all_fail_open_in_time(case: &str, mesh: &Mesh, pid: u32, session_id: &
     assert!(r.elapsed < HOOK_LIMIT, "statusline took {:?}", r.elapsed);
     times.push(format!("statusline {} ms", r.elapsed.as_millis()));
     eprintln!("fail-open, {case}: {}", times.join(", "));
+    warnings
 }
 
 #[test]
@@ -754,18 +763,27 @@ fn a_stopped_daemon_cannot_hold_a_hook() {
 
 #[test]
 fn a_daemon_refusing_every_connection_cannot_hold_a_hook() {
-    let mesh = Mesh::start();
+    // A daemon of 16 connection slots (one process may take them all), so that this test
+    // process can take every one: it answers each new client "busy".
+    let mesh = Mesh::start_with(&[
+        ("CLAUDE_MESH_MAX_CONNECTIONS", "16"),
+        ("CLAUDE_MESH_MAX_CONNECTIONS_PER_PROCESS", "0"),
+    ]);
     let alpha = mesh.session("alpha");
-    // Every one of its 1,024 connection slots taken: it answers each new client "busy".
-    let held: Vec<_> = (0..1024)
+    let held: Vec<_> = (0..16)
         .map(|_| mesh_client::Connection::connect(&mesh.state.socket(), &common::opts()).unwrap())
         .collect();
-    assert_all_fail_open_in_time(
+    let warnings = assert_all_fail_open_in_time(
         "daemon refusing (all connections taken)",
         &mesh,
         alpha.pid(),
         &alpha.info.session_id,
     );
+    // Each hook says why: the daemon is busy, not gone.
+    for w in warnings {
+        assert!(w.contains("busy (too many connections)"), "{w}");
+        assert!(!w.contains("crashed"), "{w}");
+    }
     drop(held);
 }
 

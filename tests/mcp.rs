@@ -281,13 +281,20 @@ fn id_of(text: &Value) -> u64 {
 fn server_discover_before_initialize_gets_method_not_found_and_initialize_works() {
     let mesh = Mesh::start();
     let mut mcp = Mcp::spawn(&mesh);
-    // Exactly what Claude Code 2.1.330 sends first, then a bare probe.
+    // Exactly what Claude Code 2.1.332 sends first (2.1.330 sent the same with fewer fields),
+    // then a bare probe.
     mcp.write(&json!({
         "jsonrpc": "2.0", "id": "server-discover-probe-1", "method": "server/discover",
         "params": {"_meta": {
             "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            "io.modelcontextprotocol/clientInfo": {"name": "claude-code", "version": "2.1.330"},
-            "io.modelcontextprotocol/clientCapabilities": {"roots": {"listChanged": true}},
+            "io.modelcontextprotocol/clientInfo": {
+                "name": "claude-code", "title": "Claude Code", "version": "2.1.332",
+                "description": "Anthropic's agentic coding tool",
+                "websiteUrl": "https://claude.com/claude-code",
+            },
+            "io.modelcontextprotocol/clientCapabilities": {
+                "roots": {"listChanged": true}, "elicitation": {"form": {}, "url": {}},
+            },
         }}
     }));
     mcp.write(&json!({"jsonrpc": "2.0", "id": "bare", "method": "server/discover"}));
@@ -980,6 +987,40 @@ fn the_server_survives_a_daemon_restart() {
     );
     assert_eq!(sent["messages"].as_array().unwrap().len(), 1);
     assert_eq!(mcp.call("check_messages", json!({}))["messages"], json!([]));
+}
+
+/// The daemon closes a connection that sent nothing for its idle time-out (1 s here, 5 min by
+/// default); the MCP server keeps one open between tool calls, and the next call connects
+/// again, a send included (delivered once).
+#[test]
+fn a_tool_call_after_the_daemon_closed_the_idle_connection_still_works() {
+    let mesh = Mesh::start_with(&[
+        ("CLAUDE_MESH_CONNECTION_IDLE_TIMEOUT", "1"),
+        ("CLAUDE_MESH_LOG", "mesh_daemon=debug"),
+    ]);
+    register_me(&mesh, "frontend");
+    let backend = mesh.session("backend");
+    let mut mcp = Mcp::started(&mesh);
+    assert_eq!(mcp.call("whoami", json!({}))["session"]["name"], "frontend");
+    wait_for(
+        "the daemon to close the MCP server's idle connection",
+        Duration::from_secs(10),
+        || mesh.log().contains("closing the idle connection"),
+    );
+    let who = mcp.call("whoami", json!({}));
+    assert_eq!(who["session"]["name"], "frontend", "{who}");
+    wait_for(
+        "the daemon to close it again",
+        Duration::from_secs(10),
+        || mesh.log().matches("closing the idle connection").count() >= 2,
+    );
+    mcp.call(
+        "send_message",
+        json!({"to": "backend", "body": "after an idle close"}),
+    );
+    let got = consume(&mesh, &backend.caller);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].body, "after an idle close");
 }
 
 /// The daemon is killed while an ask waits: the server reconnects (starting a daemon on demand,

@@ -87,17 +87,18 @@ impl Connection {
             &stream,
             opts.request_timeout.or(Some(opts.handshake_timeout)),
         )?;
-        write_frame(
+        if let Err(e) = write_frame(
             &mut stream,
             &ClientHello::current(env!("CARGO_PKG_VERSION")),
-        )
-        .map_err(|e| {
-            frame_error(
-                e,
-                "the daemon to accept the handshake",
-                opts.handshake_timeout,
-            )
-        })?;
+        ) {
+            return Err(refusal(&mut stream, socket).unwrap_or_else(|| {
+                frame_error(
+                    e,
+                    "the daemon to accept the handshake",
+                    opts.handshake_timeout,
+                )
+            }));
+        }
         let placeholder = ServerHello {
             magic: 0,
             protocol: 0,
@@ -211,6 +212,11 @@ impl Connection {
                 return Err(ClientError::TooLarge { len, max });
             }
             self.broken = true;
+            if let Some(socket) = self.hello_pending.take()
+                && let Some(refused) = refusal(&mut self.stream, &socket)
+            {
+                return Err(refused);
+            }
             return Err(frame_error(e, "the daemon to accept a request", waited));
         }
         if let Some(socket) = self.hello_pending.take() {
@@ -469,6 +475,14 @@ fn check_server_hello(server: &ServerHello, socket: &Path) -> Result<(), ClientE
         Some(w) => Err(ClientError::Refused(w.clone())),
         None => Ok(()),
     }
+}
+
+/// After a failed write of a pipelined handshake or request: the refusal a daemon sent before
+/// closing without reading on ("busy", another user's daemon…), which says why, rather than
+/// the broken pipe. `None`: no refusal to read.
+fn refusal(stream: &mut UnixStream, socket: &Path) -> Option<ClientError> {
+    let server: ServerHello = read_frame(stream).ok()?;
+    check_server_hello(&server, socket).err()
 }
 
 fn set_timeouts(stream: &UnixStream, timeout: Option<Duration>) -> Result<(), ClientError> {
