@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use mesh_client::CallerFromEnv;
 use mesh_client::transcript::{self, Match, Query, Turn};
-use mesh_proto::{Caller, List, Scope, SessionInfo};
+use mesh_proto::{Caller, List, Scope, SessionInfo, sanitize};
 use serde::Serialize;
 
 use super::{JsonFlag, connect, emit, emit_json};
@@ -89,8 +89,8 @@ pub fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
     }
     let mut out = format!(
         "{} ({}): last {} of {} turns{}\n",
-        s.name,
-        s.session_id,
+        sanitize::terminal_line(&s.name),
+        sanitize::terminal_line(&s.session_id),
         turns.len(),
         total,
         if args.raw {
@@ -137,7 +137,8 @@ pub fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
     if matches.is_empty() {
         emit(&format!(
             "no match for `{}` in {}'s transcript\n",
-            args.query, s.name
+            sanitize::terminal_line(&args.query),
+            sanitize::terminal_line(&s.name)
         ))?;
         return Ok(ExitCode::SUCCESS);
     }

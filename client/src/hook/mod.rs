@@ -247,12 +247,6 @@ fn kebab(event: Event) -> &'static str {
     }
 }
 
-/// `text` on one line with control characters and escape sequences removed, at most
-/// `max_chars` characters: for names printed to a terminal (the status line).
-pub(crate) fn render_inline(text: &str, max_chars: usize) -> String {
-    render::clean_inline(text, max_chars, false)
-}
-
 fn non_empty_env(name: &str) -> Option<String> {
     std::env::var(name)
         .ok()
