@@ -190,7 +190,7 @@ pub fn inbox(inbox: &Inbox) -> Value {
     }
     if inbox.messages.iter().any(|m| m.kind == Kind::Question) {
         doc["how_to_answer"] =
-            json!("answer each question with reply_to_peer(message_id=<its id>, body=<answer>)");
+            json!("answer each question with reply_to_peer(message_id: its id, body: your answer)");
     }
     if inbox.remaining > 0 {
         doc["more"] = json!(format!(
