@@ -100,7 +100,16 @@ pub fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
         }
     );
     out.push('\n');
-    out.push_str(&transcript::render_turns(&turns));
+    // A timestamp is whatever the transcript says: on its header line, it must stay one line.
+    let shown: Vec<Turn> = turns
+        .iter()
+        .cloned()
+        .map(|mut t| {
+            t.timestamp = t.timestamp.as_deref().map(sanitize::terminal_line);
+            t
+        })
+        .collect();
+    out.push_str(&transcript::render_turns(&shown));
     emit(&out)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -168,12 +168,10 @@ pub fn main(event: &OsStr) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// One line on stderr, prefixed `mesh hook: `.
+/// One line on stderr, prefixed `mesh hook: `; controls shown visibly
+/// ([`mesh_proto::sanitize::terminal_line`]): the message may quote names and paths.
 fn warn(msg: &str) {
-    let line: String = msg
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let line = mesh_proto::sanitize::terminal_line(msg);
     let _ = writeln!(std::io::stderr().lock(), "mesh hook: {line}");
 }
 
