@@ -159,14 +159,18 @@ pub fn model_quoted(text: &str, max_chars: usize) -> String {
     out
 }
 
-/// A JSON document for the model, with the same value: hidden characters, line and paragraph
-/// separators, `<` and `>` (all of which can only occur inside strings) written as `\uXXXX`
-/// escapes, so that the model sees them and no tag can form. Control characters are escaped by
-/// the JSON encoder already.
+/// A JSON document for the model, with the same value: hidden characters, DEL and C1 controls
+/// (which JSON encoders leave raw), line and paragraph separators, `<` and `>` written as
+/// `\uXXXX` escapes, so that the model sees them and no tag can form. All of these can only
+/// occur inside strings; C0 controls there are escaped by the JSON encoder already, and the
+/// whitespace between tokens (`\n`, `\r`, `\t`) is left alone.
 pub fn json_for_model(json: &str) -> String {
     let mut out = String::with_capacity(json.len());
     for c in json.chars() {
-        if is_hidden(c) || matches!(c, '<' | '>' | '\u{2028}' | '\u{2029}' | '\u{85}') {
+        if is_hidden(c)
+            || (c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+            || matches!(c, '<' | '>' | '\u{2028}' | '\u{2029}')
+        {
             let mut units = [0u16; 2];
             for u in c.encode_utf16(&mut units) {
                 out.push_str(&format!("\\u{u:04x}"));
@@ -442,9 +446,13 @@ mod tests {
 
     #[test]
     fn json_for_the_model_is_the_same_value_with_hidden_characters_visible() {
-        let value = serde_json_like("a\u{202e}b<x>\u{2028}c\u{e0041}é");
+        let value = serde_json_like("a\u{202e}b<x>\u{2028}c\u{e0041}é\u{7f}\u{9b}");
         let out = json_for_model(&value);
-        assert_eq!(out, "\"a\\u202eb\\u003cx\\u003e\\u2028c\\udb40\\udc41é\"");
+        assert_eq!(
+            out,
+            "\"a\\u202eb\\u003cx\\u003e\\u2028c\\udb40\\udc41é\\u007f\\u009b\""
+        );
+        assert_eq!(json_for_model("{\n\t\"a\": 1\r\n}"), "{\n\t\"a\": 1\r\n}");
         assert!(!out.contains(['<', '>', '\u{202e}', '\u{2028}', '\u{e0041}']));
     }
 

@@ -315,7 +315,7 @@ impl MeshServer {
         path: std::path::PathBuf,
         f: impl FnOnce(&std::path::Path) -> std::io::Result<T> + Send + 'static,
     ) -> Result<T, ToolError> {
-        let shown = path.display().to_string();
+        let shown = sanitize::model_quoted(&path.to_string_lossy(), 512);
         match tokio::task::spawn_blocking(move || f(&path)).await {
             Ok(r) => r.map_err(|e| fail(format!("cannot read the transcript {shown}: {e}"))),
             Err(e) => Err(fail(format!(
@@ -540,7 +540,7 @@ impl MeshServer {
             let Some(turn) = found else {
                 return Err(fail(format!(
                     "{} has no turn {index}; read_history shows how many turns there are",
-                    s.name
+                    sanitize::model_quoted(&s.name, 64)
                 )));
             };
             Ok(serde_json::json!({
