@@ -66,8 +66,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|s| {
             vec![
-                sanitize::terminal_line(&s.name),
-                sanitize::terminal_line(short_id(&s.session_id)),
+                s.name.clone(),
+                short_id(&s.session_id).to_owned(),
                 s.pid.to_string(),
                 session_state(s).to_owned(),
                 s.pending.to_string(),

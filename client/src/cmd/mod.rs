@@ -108,12 +108,19 @@ pub fn emit_json(doc: &impl Serialize) -> anyhow::Result<()> {
     write_stdout(&text)
 }
 
-/// `name: value` lines with the values aligned.
+/// `name: value` lines with the values aligned, each value on one line
+/// ([`sanitize::terminal_line`]: a name, a path or a summary cannot start a line).
 pub fn render_fields(fields: &[(&str, String)]) -> String {
     let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
     fields
         .iter()
-        .map(|(k, v)| format!("{:<width$}  {v}\n", format!("{k}:")))
+        .map(|(k, v)| {
+            format!(
+                "{:<width$}  {}\n",
+                format!("{k}:"),
+                sanitize::terminal_line(v)
+            )
+        })
         .collect()
 }
 

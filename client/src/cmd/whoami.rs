@@ -6,7 +6,7 @@ use anyhow::Context;
 use mesh_client::CallerFromEnv;
 use mesh_client::display::session_state;
 use mesh_client::json::WhoAmIJson;
-use mesh_proto::{Caller, WhoAmI, sanitize};
+use mesh_proto::{Caller, WhoAmI};
 
 use super::{JsonFlag, connect, emit, emit_json, render_fields, session_cwd};
 
@@ -31,15 +31,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     let mut fields = vec![
-        ("name", sanitize::terminal_line(&s.name)),
-        ("id", sanitize::terminal_line(&s.session_id)),
+        ("name", s.name.clone()),
+        ("id", s.session_id.clone()),
         ("pid", s.pid.to_string()),
         ("cwd", session_cwd(&s)),
         ("state", session_state(&s).to_owned()),
         ("pending", s.pending.to_string()),
     ];
     if !s.summary.is_empty() {
-        fields.push(("summary", sanitize::terminal_line(&s.summary)));
+        fields.push(("summary", s.summary.clone()));
     }
     emit(&render_fields(&fields))?;
     Ok(ExitCode::SUCCESS)
