@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::{Mesh, wait_for};
 use mesh_proto::{
     Ask, AskResult, Class, Consume, ErrorCode, Kind, List, MessageStatus, Reply, Scope, Send,
-    Status,
+    SetSummary, Status,
 };
 
 fn send(mesh: &Mesh, from: &common::Session, to: &str, kind: Kind, body: &str) -> Vec<u64> {
@@ -524,6 +524,132 @@ fn an_idle_unsupervised_session_with_waiting_mail_gets_one_desktop_notification(
     assert!(!text.contains("beta"), "{text}");
     assert!(!text.contains("gamma"), "{text}");
     drop(supervisor);
+}
+
+/// What a peer can put in any text to drive a terminal: a window title, an OSC 52 clipboard
+/// write, a clear screen, a bare CR, a right-to-left override, a line separator.
+const HOSTILE: &str =
+    "a\u{1b}]0;title\u{7}b\u{1b}]52;c;cm0gLXJmIH4=\u{7}c\u{1b}[2Jd\re\u{202e}f\u{2028}g";
+/// How a human sees it: every one of them visibly replaced, nothing lost.
+const SHOWN: &str = "a␛]0;title␇b␛]52;c;cm0gLXJmIH4=␇c␛[2Jd␍e<U+202E>f<U+2028>g";
+
+/// `mesh <args>` as session `who` (or the user), successful; its stdout.
+fn cli(mesh: &Mesh, who: Option<&common::Session>, args: &[&str]) -> String {
+    let mut cmd = mesh.mesh();
+    if let Some(s) = who {
+        cmd.env("CLAUDE_PID", s.pid().to_string());
+    }
+    let out = cmd.args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        common::output_text(&out)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn cli_json(mesh: &Mesh, who: Option<&common::Session>, args: &[&str]) -> serde_json::Value {
+    serde_json::from_str(&cli(mesh, who, args)).unwrap()
+}
+
+/// Human output: no character that a terminal acts on, and `shown` visibly.
+fn assert_shown(out: &str, shown: &str) {
+    assert!(out.contains(shown), "{shown:?} not in {out:?}");
+    for c in out.chars() {
+        assert!(
+            c == '\n' || !(c.is_control() || matches!(c, '\u{202e}' | '\u{2028}')),
+            "{c:?} in {out:?}"
+        );
+    }
+}
+
+#[test]
+fn the_cli_shows_hostile_text_visibly_and_json_exactly() {
+    let mesh = Mesh::start();
+    let alpha = mesh.session("alpha");
+    let beta = mesh.session("beta");
+
+    // A body: `mesh message`, `mesh inbox`.
+    let id = send(&mesh, &beta, "alpha", Kind::Task, HOSTILE)[0];
+    let mid = format!("m{id}");
+    assert_shown(&cli(&mesh, None, &["message", &mid]), SHOWN);
+    assert_eq!(
+        cli_json(&mesh, None, &["message", &mid, "--json"])["body"],
+        HOSTILE
+    );
+    assert_shown(&cli(&mesh, Some(&alpha), &["inbox", "--peek"]), SHOWN);
+    assert_eq!(
+        cli_json(&mesh, Some(&alpha), &["inbox", "--peek", "--json"])["messages"][0]["body"],
+        HOSTILE
+    );
+
+    // An answer: `mesh ask`.
+    for json in [false, true] {
+        let mut cmd = mesh.mesh();
+        cmd.env("CLAUDE_PID", alpha.pid().to_string())
+            .args(["ask", "beta", "which port?", "--timeout", "30"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if json {
+            cmd.arg("--json");
+        }
+        let asking = cmd.spawn().unwrap();
+        let mut question = Vec::new();
+        wait_for("the question to arrive", Duration::from_secs(10), || {
+            question = consume(&mesh, &beta, Class::Urgent);
+            !question.is_empty()
+        });
+        mesh.conn()
+            .reply(Reply {
+                caller: beta.caller.clone(),
+                message_id: question[0].id,
+                body: HOSTILE.into(),
+            })
+            .unwrap();
+        let out = asking.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", common::output_text(&out));
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        if json {
+            let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+            assert_eq!(v["answer"]["body"], HOSTILE, "{v}");
+        } else {
+            assert_shown(&stdout, SHOWN);
+        }
+    }
+
+    // A folder path and a summary: `mesh list`, `mesh whoami`.
+    let folder = "x\u{1b}]0;t\u{7}\ry\u{202e}";
+    let odd = mesh.session(folder);
+    mesh.conn()
+        .set_summary(SetSummary {
+            caller: odd.caller.clone(),
+            summary: "sum\u{202e}mary\u{2028}end".into(),
+        })
+        .unwrap();
+    let list = cli(&mesh, None, &["list"]);
+    assert_shown(&list, "/projects/x␛]0;t␇␍y<U+202E>");
+    assert_shown(&list, "sum<U+202E>mary<U+2028>end");
+    assert_eq!(list.lines().count(), 4, "one line per session: {list}");
+    let sessions = cli_json(&mesh, None, &["list", "--json"])["sessions"].clone();
+    let odd_json = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == odd.info.session_id.as_str())
+        .unwrap()
+        .clone();
+    assert!(
+        odd_json["cwd"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/projects/{folder}")),
+        "{odd_json}"
+    );
+    assert_eq!(odd_json["summary"], "sum\u{202e}mary\u{2028}end");
+    assert_shown(
+        &cli(&mesh, Some(&odd), &["whoami"]),
+        "sum<U+202E>mary<U+2028>end",
+    );
 }
 
 // --- Delivery bounds: a hand-out reaches a waiting reader, and every answer fits a frame ---

@@ -13,6 +13,7 @@
 pub mod codec;
 pub mod error;
 pub mod handshake;
+pub mod sanitize;
 pub mod types;
 
 pub use codec::{FrameCodec, FrameError, LenientCodec, read_frame, write_frame};

@@ -60,7 +60,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let lines: String = sent
             .messages
             .iter()
-            .map(|m| format!("{}  {}\n", format_message_id(m.id), m.to.name))
+            .map(|m| {
+                format!(
+                    "{}  {}\n",
+                    format_message_id(m.id),
+                    mesh_proto::sanitize::terminal_line(&m.to.name)
+                )
+            })
             .collect();
         emit(&lines)?;
     } else {
