@@ -495,3 +495,70 @@ fn an_endless_stdin_body_is_refused_in_bounded_time_and_memory() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", common::output_text(&out));
 }
+
+#[test]
+fn an_idle_connection_is_closed_but_a_waiting_ask_and_a_supervisor_are_not() {
+    const IDLE: Duration = Duration::from_secs(1);
+    let mut mesh = Mesh::start_with(&[("CLAUDE_MESH_CONNECTION_IDLE_TIMEOUT", "1")]);
+    let alpha = mesh.session("alpha");
+    let _beta = mesh.session("beta");
+    let socket = mesh.state.socket();
+
+    // A question to beta that nobody answers, waiting 2.5 s on its connection: not idle.
+    let asker = {
+        let (socket, caller) = (socket.clone(), alpha.caller.clone());
+        std::thread::spawn(move || {
+            let mut conn = mesh_client::Connection::connect(&socket, &common::opts()).unwrap();
+            let outcome = conn.ask(mesh_proto::Ask {
+                caller,
+                to: "beta".into(),
+                question: "anyone?".into(),
+                timeout_ms: 2_500,
+            });
+            (outcome, conn.ping())
+        })
+    };
+    // A supervisor of alpha: not idle either.
+    let mut states = mesh
+        .conn()
+        .supervise(mesh_proto::Supervise { pid: alpha.pid() })
+        .unwrap();
+    let first = states.recv().unwrap();
+    assert!(first.waiting.is_empty(), "{first:?}");
+
+    // A connection that answered one request and then heard nothing: closed after the idle
+    // time-out, silently (end of stream, no unasked answer).
+    let mut idle = handshaken(&mesh);
+    connection_goes_on(&mut idle);
+    let t = std::time::Instant::now();
+    let mut buf = [0u8; 16];
+    let n = idle.read(&mut buf).unwrap();
+    let closed_after = t.elapsed();
+    assert_eq!(n, 0, "expected the end of the stream, got {:?}", &buf[..n]);
+    assert!(
+        closed_after >= IDLE - Duration::from_millis(50),
+        "{closed_after:?}"
+    );
+    eprintln!("an idle connection was closed after {closed_after:?} (time-out {IDLE:?})");
+
+    // The ask outlived the idle time-out on its connection, which still serves.
+    let (outcome, pong) = asker.join().unwrap();
+    let outcome = outcome.unwrap();
+    assert_eq!(
+        outcome.result,
+        mesh_proto::AskResult::TimedOut,
+        "{outcome:?}"
+    );
+    pong.unwrap();
+
+    // The supervisor, quiet for longer than the idle time-out, still hears of new mail.
+    mesh.send(
+        &mesh_proto::Caller::default(),
+        "alpha",
+        mesh_proto::Kind::Task,
+        "wake up",
+    );
+    // (Its own ask may have changed its state meanwhile: the updates before the task.)
+    while states.recv().unwrap().waiting.is_empty() {}
+    still_serving(&mut mesh);
+}

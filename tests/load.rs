@@ -1,5 +1,5 @@
-//! Load: many clients at once with zero errors, the connection cap with a clear "busy", no file
-//! descriptors leaked by 10,000 connections, and a daemon whose memory stays flat over
+//! Load: many clients at once with zero errors, the connection caps (per process and in all)
+//! with a clear "busy", no file descriptors leaked by 10,000 connections, and a daemon whose memory stays flat over
 //! 1,000,000 requests. Each test prints its figures (RELIABILITY.md records them); run with
 //! `cargo test -p mesh-client --test load -- --nocapture`. These run the test profile's (debug)
 //! daemon, so the throughput figures are far below a release build's.
@@ -41,7 +41,8 @@ fn connect(mesh: &Mesh) -> Connection {
 fn two_hundred_clients_times_a_thousand_requests_without_an_error() {
     const CLIENTS: usize = 200;
     const REQUESTS: usize = 1_000;
-    let mesh = Mesh::start();
+    // All 200 clients are threads of this one process: lift the per-process limit.
+    let mesh = Mesh::start_with(&[("CLAUDE_MESH_MAX_CONNECTIONS_PER_PROCESS", "0")]);
     let sink = mesh.session("sink");
     let peer = mesh.session("peer");
     let socket = mesh.state.socket();
@@ -149,16 +150,32 @@ fn two_hundred_clients_times_a_thousand_requests_without_an_error() {
 }
 
 #[test]
-fn past_the_connection_cap_clients_get_a_clear_busy_and_nothing_leaks() {
-    const CAP: usize = 1024; // mesh_daemon::Config's default
+fn past_the_connection_caps_clients_get_a_clear_busy_and_nothing_leaks() {
+    // mesh_daemon::Config's defaults.
+    const CAP: usize = mesh_daemon::server::DEFAULT_MAX_CONNECTIONS;
+    const PER_PROCESS: usize = mesh_daemon::server::DEFAULT_MAX_CONNECTIONS_PER_PROCESS;
     let mut mesh = Mesh::start();
     let pid = mesh.daemon_pid();
+    // A first `mesh list` opens what the daemon keeps open for it from then on.
+    let list = || {
+        let out = mesh.mesh().args(["list", "--json"]).output().unwrap();
+        assert!(out.status.success(), "{}", common::output_text(&out));
+    };
+    list();
     let base_fds = fds(pid);
-    let held: Vec<Connection> = (0..CAP).map(|_| connect(&mesh)).collect();
+    // One process takes all it may; its next connection is refused, saying why...
+    let held: Vec<Connection> = (0..PER_PROCESS).map(|_| connect(&mesh)).collect();
     let err = Connection::connect(&mesh.state.socket(), &common::opts()).unwrap_err();
     assert_eq!(err.wire_code(), Some(ErrorCode::Busy), "{err}");
-    assert!(err.to_string().contains("busy"), "{err}");
-    eprintln!("cap: {CAP} connections held; the next one: {err}");
+    assert!(
+        err.to_string().contains(&format!(
+            "this process already holds {PER_PROCESS} connections"
+        )),
+        "{err}"
+    );
+    eprintln!("per-process cap: {PER_PROCESS} connections held; the next one: {err}");
+    // ... and another process still gets in.
+    list();
     // One leaves, the next one gets in.
     drop(held);
     common::wait_for(
@@ -190,6 +207,16 @@ fn past_the_connection_cap_clients_get_a_clear_busy_and_nothing_leaks() {
     );
     eprintln!("fds: daemon had {base_fds} open before, {after} after 10,000 connections");
     assert!(mesh.daemon.as_mut().unwrap().try_wait().unwrap().is_none());
+
+    // All processes together: a daemon without the per-process limit, so that this one
+    // process can take every slot.
+    let mesh = Mesh::start_with(&[("CLAUDE_MESH_MAX_CONNECTIONS_PER_PROCESS", "0")]);
+    let held: Vec<Connection> = (0..CAP).map(|_| connect(&mesh)).collect();
+    let err = Connection::connect(&mesh.state.socket(), &common::opts()).unwrap_err();
+    assert_eq!(err.wire_code(), Some(ErrorCode::Busy), "{err}");
+    assert!(err.to_string().contains("too many connections"), "{err}");
+    eprintln!("cap: {CAP} connections held; the next one: {err}");
+    drop(held);
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::{Mesh, wait_for};
 use mesh_proto::{
     Ask, AskResult, Class, Consume, ErrorCode, Kind, List, MessageStatus, Reply, Scope, Send,
-    Status,
+    SetSummary, Status,
 };
 
 fn send(mesh: &Mesh, from: &common::Session, to: &str, kind: Kind, body: &str) -> Vec<u64> {
@@ -524,4 +524,399 @@ fn an_idle_unsupervised_session_with_waiting_mail_gets_one_desktop_notification(
     assert!(!text.contains("beta"), "{text}");
     assert!(!text.contains("gamma"), "{text}");
     drop(supervisor);
+}
+
+/// What a peer can put in any text to drive a terminal: a window title, an OSC 52 clipboard
+/// write, a clear screen, a bare CR, a right-to-left override, a line separator.
+const HOSTILE: &str =
+    "a\u{1b}]0;title\u{7}b\u{1b}]52;c;cm0gLXJmIH4=\u{7}c\u{1b}[2Jd\re\u{202e}f\u{2028}g";
+/// How a human sees it: every one of them visibly replaced, nothing lost.
+const SHOWN: &str = "a␛]0;title␇b␛]52;c;cm0gLXJmIH4=␇c␛[2Jd␍e<U+202E>f<U+2028>g";
+
+/// `mesh <args>` as session `who` (or the user), successful; its stdout.
+fn cli(mesh: &Mesh, who: Option<&common::Session>, args: &[&str]) -> String {
+    let mut cmd = mesh.mesh();
+    if let Some(s) = who {
+        cmd.env("CLAUDE_PID", s.pid().to_string());
+    }
+    let out = cmd.args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        common::output_text(&out)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn cli_json(mesh: &Mesh, who: Option<&common::Session>, args: &[&str]) -> serde_json::Value {
+    serde_json::from_str(&cli(mesh, who, args)).unwrap()
+}
+
+/// Human output: no character that a terminal acts on, and `shown` visibly.
+fn assert_shown(out: &str, shown: &str) {
+    assert!(out.contains(shown), "{shown:?} not in {out:?}");
+    for c in out.chars() {
+        assert!(
+            c == '\n' || !(c.is_control() || matches!(c, '\u{202e}' | '\u{2028}')),
+            "{c:?} in {out:?}"
+        );
+    }
+}
+
+#[test]
+fn the_cli_shows_hostile_text_visibly_and_json_exactly() {
+    let mesh = Mesh::start();
+    let alpha = mesh.session("alpha");
+    let beta = mesh.session("beta");
+
+    // A body: `mesh message`, `mesh inbox`.
+    let id = send(&mesh, &beta, "alpha", Kind::Task, HOSTILE)[0];
+    let mid = format!("m{id}");
+    assert_shown(&cli(&mesh, None, &["message", &mid]), SHOWN);
+    assert_eq!(
+        cli_json(&mesh, None, &["message", &mid, "--json"])["body"],
+        HOSTILE
+    );
+    assert_shown(&cli(&mesh, Some(&alpha), &["inbox", "--peek"]), SHOWN);
+    assert_eq!(
+        cli_json(&mesh, Some(&alpha), &["inbox", "--peek", "--json"])["messages"][0]["body"],
+        HOSTILE
+    );
+
+    // An answer: `mesh ask`.
+    for json in [false, true] {
+        let mut cmd = mesh.mesh();
+        cmd.env("CLAUDE_PID", alpha.pid().to_string())
+            .args(["ask", "beta", "which port?", "--timeout", "30"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if json {
+            cmd.arg("--json");
+        }
+        let asking = cmd.spawn().unwrap();
+        let mut question = Vec::new();
+        wait_for("the question to arrive", Duration::from_secs(10), || {
+            question = consume(&mesh, &beta, Class::Urgent);
+            !question.is_empty()
+        });
+        mesh.conn()
+            .reply(Reply {
+                caller: beta.caller.clone(),
+                message_id: question[0].id,
+                body: HOSTILE.into(),
+            })
+            .unwrap();
+        let out = asking.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", common::output_text(&out));
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        if json {
+            let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+            assert_eq!(v["answer"]["body"], HOSTILE, "{v}");
+        } else {
+            assert_shown(&stdout, SHOWN);
+        }
+    }
+
+    // A folder path and a summary: `mesh list`, `mesh whoami`.
+    let folder = "x\u{1b}]0;t\u{7}\ry\u{202e}";
+    let odd = mesh.session(folder);
+    mesh.conn()
+        .set_summary(SetSummary {
+            caller: odd.caller.clone(),
+            summary: "sum\u{202e}mary\u{2028}end".into(),
+        })
+        .unwrap();
+    let list = cli(&mesh, None, &["list"]);
+    assert_shown(&list, "/projects/x␛]0;t␇␍y<U+202E>");
+    assert_shown(&list, "sum<U+202E>mary<U+2028>end");
+    assert_eq!(list.lines().count(), 4, "one line per session: {list}");
+    let sessions = cli_json(&mesh, None, &["list", "--json"])["sessions"].clone();
+    let odd_json = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == odd.info.session_id.as_str())
+        .unwrap()
+        .clone();
+    assert!(
+        odd_json["cwd"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/projects/{folder}")),
+        "{odd_json}"
+    );
+    assert_eq!(odd_json["summary"], "sum\u{202e}mary\u{2028}end");
+    assert_shown(
+        &cli(&mesh, Some(&odd), &["whoami"]),
+        "sum<U+202E>mary<U+2028>end",
+    );
+}
+
+// --- Delivery bounds: a hand-out reaches a waiting reader, and every answer fits a frame ---
+
+/// Holds the database's write lock, as another process using `mesh.db` could.
+fn lock_database(mesh: &Mesh) -> rusqlite::Connection {
+    let lock = rusqlite::Connection::open(mesh.state.db()).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    lock
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn consume_by(who: &common::Session, deadline_ms: u64, handout: u64) -> mesh_proto::Request {
+    mesh_proto::ConsumeBy {
+        consume: Consume {
+            caller: who.caller.clone(),
+            class: Class::All,
+            peek: false,
+            max_bytes: 0,
+            handout,
+        },
+        deadline_ms,
+    }
+    .into()
+}
+
+#[test]
+fn a_hand_out_past_its_readers_deadline_is_refused_or_put_back() {
+    let mesh = Mesh::start();
+    let a = mesh.session("alpha");
+    let b = mesh.session("beta");
+    let id = send(
+        &mesh,
+        &b,
+        "alpha",
+        Kind::Task,
+        "only for a reader who waits",
+    )[0];
+
+    // A request that arrives after its reader's deadline takes nothing.
+    let err = mesh
+        .conn()
+        .call(consume_by(&a, unix_ms() - 1, 11))
+        .unwrap_err();
+    assert_eq!(err.wire_code(), Some(ErrorCode::DeadlineExceeded), "{err}");
+    let queued = |mesh: &Mesh| {
+        mesh.conn()
+            .message_status(MessageStatus { message_id: id })
+            .unwrap()
+            .status
+    };
+    assert_eq!(queued(&mesh), Status::Queued);
+
+    // A hand-out that the daemon can only finish after the deadline (the database is locked
+    // meanwhile) is put back, even though this reader is still connected.
+    let lock = lock_database(&mesh);
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1200));
+        lock.execute_batch("COMMIT").unwrap();
+    });
+    let err = mesh
+        .conn()
+        .call(consume_by(&a, unix_ms() + 400, 12))
+        .unwrap_err();
+    assert_eq!(err.wire_code(), Some(ErrorCode::DeadlineExceeded), "{err}");
+    release.join().unwrap();
+    // The put-back was queued before the refusal was sent: the next take finds the mail.
+    let got = consume(&mesh, &a, Class::All);
+    assert_eq!(got.iter().map(|m| m.id).collect::<Vec<_>>(), [id]);
+    assert!(consume(&mesh, &a, Class::All).is_empty());
+}
+
+#[test]
+fn an_enormous_max_bytes_is_clamped_and_nothing_is_lost() {
+    let mesh = Mesh::start();
+    let a = mesh.session("alpha");
+    let b = mesh.session("beta");
+    // 24 messages of 200 kB: 4.8 MB, more than one frame can carry.
+    let body = "x".repeat(200_000);
+    let mut sent: Vec<u64> = (0..24)
+        .flat_map(|_| send(&mesh, &b, "alpha", Kind::Task, &body))
+        .collect();
+    let mut got = Vec::new();
+    let mut conn = mesh.conn();
+    loop {
+        let inbox = conn
+            .consume(Consume {
+                caller: a.caller.clone(),
+                class: Class::All,
+                peek: false,
+                max_bytes: u32::MAX,
+                handout: 0,
+            })
+            .expect("an answer within the frame cap");
+        assert!(inbox.messages.len() < 24, "clamped to the daemon's budget");
+        got.extend(inbox.messages.iter().map(|m| m.id));
+        if inbox.remaining == 0 {
+            break;
+        }
+    }
+    got.sort_unstable();
+    sent.sort_unstable();
+    assert_eq!(got, sent, "every message exactly once");
+}
+
+#[test]
+fn a_committed_broadcast_of_a_large_body_is_reported_as_sent() {
+    let mesh = Mesh::start();
+    let sender = mesh.session("sender");
+    let peers: Vec<common::Session> = (0..20).map(|i| mesh.session(&format!("peer{i}"))).collect();
+    // 250 kB to 20 peers: 5 MB if the answer repeated the body per recipient.
+    let body = "y".repeat(250_000);
+    let mut cmd = mesh.mesh();
+    cmd.env("CLAUDE_PID", sender.pid().to_string())
+        .args(["send", "*", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(body.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", common::output_text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 20);
+    for p in &peers {
+        let got = consume(&mesh, p, Class::All);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].body, body);
+    }
+    // The protocol's answer carries ids, not 20 copies of the text.
+    let sent = mesh
+        .conn()
+        .send(Send {
+            caller: sender.caller.clone(),
+            to: "*".into(),
+            kind: Kind::Note,
+            body: body.clone(),
+        })
+        .unwrap();
+    assert_eq!(sent.messages.len(), 20);
+    assert!(sent.messages.iter().all(|m| m.body.is_empty()));
+}
+
+#[test]
+fn registered_fields_are_bounded_and_list_fits_a_frame() {
+    let mesh = Mesh::start();
+    let dir = mesh.project("paths");
+    let stand_in = std::process::Command::new("sleep")
+        .arg("3600")
+        .spawn()
+        .unwrap();
+    let register = |cwd: String, transcript: Option<String>| {
+        mesh.conn().register(mesh_proto::Register {
+            session_id: "bounded-0001".into(),
+            pid: Some(stand_in.id()),
+            cwd,
+            project_dir: None,
+            transcript_path: transcript,
+        })
+    };
+    let long_cwd = format!("/{}", "d".repeat(5000));
+    let err = register(long_cwd, None).unwrap_err();
+    assert_eq!(err.wire_code(), Some(ErrorCode::InvalidArgument), "{err}");
+    // A multi-megabyte transcript path (twice: 7 MB) is not kept, and `list` still answers.
+    let huge = format!("/{}", "t".repeat(3_500_000));
+    let cwd = dir.to_string_lossy().into_owned();
+    let info = register(cwd.clone(), Some(huge.clone())).unwrap();
+    assert_eq!(info.transcript_path, None);
+    let other = mesh.session("other");
+    let mut c = mesh.conn();
+    c.register(mesh_proto::Register {
+        session_id: "bounded-0002".into(),
+        pid: Some(other.pid()),
+        cwd,
+        project_dir: None,
+        transcript_path: Some(huge),
+    })
+    .unwrap();
+    let all = mesh
+        .conn()
+        .list(List {
+            caller: Default::default(),
+            scope: Scope::Machine,
+            include_offline: true,
+        })
+        .unwrap();
+    assert_eq!(all.sessions.len(), 2);
+    drop(stand_in);
+}
+
+#[test]
+fn sixteen_thousand_ended_sessions_leave_list_working() {
+    let mut mesh = Mesh::without_daemon();
+    std::fs::create_dir_all(mesh.state.root()).unwrap();
+    std::fs::set_permissions(
+        mesh.state.root(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    {
+        let (store, thread) = mesh_daemon::store::Store::open(&mesh.state.db()).unwrap();
+        store
+            .call_blocking(|ctx| {
+                use mesh_daemon::store::sessions;
+                for i in 0..16_000u32 {
+                    let sid = format!("ended-{i:05}-0000-0000-000000000000");
+                    sessions::register(
+                        ctx,
+                        sessions::Registration {
+                            session_id: sid.clone(),
+                            pid: 4_000_000 + i,
+                            start_time: 1,
+                            name: format!("old{i}"),
+                            cwd: format!("/home/someone/{}/old{i}", "p".repeat(300)),
+                            project_root: None,
+                            git_root: None,
+                            transcript_path: None,
+                            default_summary: format!("old{i}"),
+                        },
+                    )?;
+                    sessions::deregister(ctx, &sid)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        store.close();
+        thread.join();
+    }
+    mesh.spawn_daemon();
+    let live = mesh.session("live");
+    let all = mesh
+        .conn()
+        .list(List {
+            caller: Default::default(),
+            scope: Scope::Machine,
+            include_offline: true,
+        })
+        .expect("an answer within the frame cap");
+    assert_eq!(
+        all.sessions.len(),
+        mesh_daemon::store::sessions::MAX_LIST_SESSIONS
+    );
+    assert!(all.sessions.iter().any(|s| s.name == "live"), "live first");
+    for args in [
+        &["list", "--all"][..],
+        &["list", "--all", "--json"],
+        &["list"],
+    ] {
+        let out = mesh.mesh().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            common::output_text(&out)
+        );
+    }
+    drop(live);
 }

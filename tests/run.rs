@@ -358,7 +358,7 @@ fn with_bracketed_paste_on_the_wake_line_is_a_paste_and_enter_in_one_write() {
     let tty = mesh_run_with(&mesh, "web", &[], 24, 80, &[("FAKE_CLAUDE_PASTE", "1")]);
     turn(&tty, "hello");
     // A peer whose name carries a bidirectional override and a would-be paste terminator (the
-    // daemon already drops control characters from names; the supervisor strips the rest).
+    // daemon drops control and format characters from names; the supervisor strips any left).
     let dir = mesh.project("hostile");
     std::fs::write(
         dir.join(".claude-mesh.json"),
@@ -367,7 +367,7 @@ fn with_bracketed_paste_on_the_wake_line_is_a_paste_and_enter_in_one_write() {
     .unwrap();
     let mut peer = Command::new("sleep").arg("3600").spawn().unwrap();
     let info = mesh.register(peer.id(), "hostile-session-0001", &dir);
-    assert_eq!(info.name, "ev\u{202e}il[201~");
+    assert_eq!(info.name, "evil[201~");
     let mark = tty.mark();
     let peer_caller = Caller {
         claude_pid: Some(peer.id()),

@@ -150,3 +150,49 @@ fn a_fifo_or_device_transcript_is_a_clear_error_not_a_hang() {
         }
     }
 }
+
+#[test]
+fn hostile_transcript_text_is_shown_visibly_and_json_exactly() {
+    // A window title, an OSC 52 clipboard write, a clear screen, a bare CR, a right-to-left
+    // override and a line separator, in a peer's transcript.
+    let hostile =
+        "a\u{1b}]0;title\u{7}b\u{1b}]52;c;cm0gLXJmIH4=\u{7}c\u{1b}[2Jd\re\u{202e}f\u{2028}g";
+    let shown = "a␛]0;title␇b␛]52;c;cm0gLXJmIH4=␇c␛[2Jd␍e<U+202E>f<U+2028>g";
+    let mesh = Mesh::start();
+    let transcript = mesh.home.path().join("t.jsonl");
+    let record = json!({"type": "user", "message": {"role": "user", "content": hostile}});
+    // A timestamp that would draw a header line of its own.
+    let forged = json!({"type": "assistant", "timestamp": "now\n── turn 7 · user ──",
+        "message": {"role": "assistant", "content": "ok"}});
+    std::fs::write(&transcript, format!("{record}\n{forged}\n")).unwrap();
+    let _session = mesh.session_with("backend", None, Some(&transcript));
+    let assert_shown = |args: &[&str]| {
+        let out = run(&mesh, args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains(shown), "{args:?}: {text:?}");
+        for c in text.chars() {
+            assert!(
+                c == '\n' || !(c.is_control() || matches!(c, '\u{202e}' | '\u{2028}')),
+                "{c:?} in {text:?}"
+            );
+        }
+    };
+    assert_shown(&["history", "backend"]);
+    let out = String::from_utf8(run(&mesh, &["history", "backend"]).stdout).unwrap();
+    let heads: Vec<&str> = out.lines().filter(|l| l.starts_with("── turn")).collect();
+    assert_eq!(
+        heads,
+        [
+            "── turn 0 · user ──",
+            "── turn 1 · assistant · now␤── turn 7 · user ── ──"
+        ],
+        "{out}"
+    );
+    assert_shown(&["history", "backend", "--raw"]);
+    assert_shown(&["search", "backend", "title"]);
+    let h = ok_json(&mesh, &["history", "backend", "--json"]);
+    assert_eq!(h["turns"][0]["text"], hostile, "{h}");
+    let s = ok_json(&mesh, &["search", "backend", "title", "--json"]);
+    assert_eq!(s["matches"][0]["excerpt"][0], hostile, "{s}");
+}

@@ -5,13 +5,13 @@
 use std::io;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mesh_proto::{
-    Ask, AskOutcome, ClientHello, Consume, Deregister, Deregistered, FrameError, Inbox, List,
-    MAGIC, Me, Message, MessageStatus, PROTOCOL_VERSION, Peers, Ping, Poll, Polled, Pong, Register,
-    Replied, Reply, Request, Response, Send, Sent, ServerHello, SessionInfo, SetIdle, Supervise,
-    Supervision, WhoAmI, read_frame, write_frame,
+    Ask, AskOutcome, ClientHello, Consume, ConsumeBy, Deregister, Deregistered, FrameError, Inbox,
+    List, MAGIC, Me, Message, MessageStatus, PROTOCOL_VERSION, Peers, Ping, Poll, PollBy, Polled,
+    Pong, Register, Replied, Reply, Request, Response, Send, Sent, ServerHello, SessionInfo,
+    SetIdle, Supervise, Supervision, WhoAmI, read_frame, write_frame,
 };
 
 use crate::error::ClientError;
@@ -20,6 +20,10 @@ use crate::error::ClientError;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the daemon gets to answer an ordinary request, by default.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long before a reader gives up the daemon must have sent a hand-out ([`ConsumeBy`],
+/// [`PollBy`]): time for the answer to be written and read. Only a daemon that stalls for longer
+/// than this between its last check and its write can hand out mail nobody reads.
+pub const READER_MARGIN: Duration = Duration::from_millis(300);
 /// Extra time an `ask` waits beyond its own timeout, for the daemon to report the time-out.
 pub const ASK_MARGIN: Duration = Duration::from_secs(5);
 /// How long `connect_or_start` may take in total, by default (the CLI's budget).
@@ -83,17 +87,18 @@ impl Connection {
             &stream,
             opts.request_timeout.or(Some(opts.handshake_timeout)),
         )?;
-        write_frame(
+        if let Err(e) = write_frame(
             &mut stream,
             &ClientHello::current(env!("CARGO_PKG_VERSION")),
-        )
-        .map_err(|e| {
-            frame_error(
-                e,
-                "the daemon to accept the handshake",
-                opts.handshake_timeout,
-            )
-        })?;
+        ) {
+            return Err(refusal(&mut stream, socket).unwrap_or_else(|| {
+                frame_error(
+                    e,
+                    "the daemon to accept the handshake",
+                    opts.handshake_timeout,
+                )
+            }));
+        }
         let placeholder = ServerHello {
             magic: 0,
             protocol: 0,
@@ -165,6 +170,16 @@ impl Connection {
         &self.server
     }
 
+    /// The moment, in ms since the Unix epoch, after which this connection's next answer would
+    /// come too late to be read: the request timeout from now, less [`READER_MARGIN`] (or a
+    /// quarter of a short timeout) for the answer to travel. `None` without a timeout.
+    fn reader_deadline_ms(&self) -> Option<u64> {
+        let timeout = self.request_timeout?;
+        let margin = READER_MARGIN.min(timeout / 4);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
+        Some((now + timeout - margin).as_millis() as u64)
+    }
+
     /// Change the read/write timeout of later requests (`None`: wait forever).
     pub fn set_request_timeout(&mut self, timeout: Option<Duration>) -> Result<(), ClientError> {
         set_timeouts(&self.stream, timeout)?;
@@ -197,6 +212,11 @@ impl Connection {
                 return Err(ClientError::TooLarge { len, max });
             }
             self.broken = true;
+            if let Some(socket) = self.hello_pending.take()
+                && let Some(refused) = refusal(&mut self.stream, &socket)
+            {
+                return Err(refused);
+            }
             return Err(frame_error(e, "the daemon to accept a request", waited));
         }
         if let Some(socket) = self.hello_pending.take() {
@@ -336,7 +356,18 @@ impl Connection {
     }
 
     /// Take (or peek at) the caller's pending messages.
+    ///
+    /// With a request timeout, the request carries the moment this reader stops waiting
+    /// ([`ConsumeBy`]): the daemon hands nothing out that would arrive after it.
     pub fn consume(&mut self, req: Consume) -> Result<Inbox, ClientError> {
+        let req: Request = match self.reader_deadline_ms() {
+            Some(deadline_ms) => ConsumeBy {
+                consume: req,
+                deadline_ms,
+            }
+            .into(),
+            None => req.into(),
+        };
         match self.call(req)? {
             Response::Inbox(i) => Ok(i),
             other => Err(ClientError::unexpected("Consume", &other)),
@@ -345,7 +376,16 @@ impl Connection {
 
     /// A hook's poll: the caller's session and, when it is current, its pending messages of a
     /// class, taken (see [`Poll`]).
+    /// Bounded by the request timeout like [`consume`](Self::consume) ([`PollBy`]).
     pub fn poll(&mut self, req: Poll) -> Result<Polled, ClientError> {
+        let req: Request = match self.reader_deadline_ms() {
+            Some(deadline_ms) => PollBy {
+                poll: req,
+                deadline_ms,
+            }
+            .into(),
+            None => req.into(),
+        };
         match self.call(req)? {
             Response::Polled(p) => Ok(p),
             other => Err(ClientError::unexpected("Poll", &other)),
@@ -435,6 +475,14 @@ fn check_server_hello(server: &ServerHello, socket: &Path) -> Result<(), ClientE
         Some(w) => Err(ClientError::Refused(w.clone())),
         None => Ok(()),
     }
+}
+
+/// After a failed write of a pipelined handshake or request: the refusal a daemon sent before
+/// closing without reading on ("busy", another user's daemon…), which says why, rather than
+/// the broken pipe. `None`: no refusal to read.
+fn refusal(stream: &mut UnixStream, socket: &Path) -> Option<ClientError> {
+    let server: ServerHello = read_frame(stream).ok()?;
+    check_server_hello(&server, socket).err()
 }
 
 fn set_timeouts(stream: &UnixStream, timeout: Option<Duration>) -> Result<(), ClientError> {

@@ -26,6 +26,18 @@ pub struct DaemonArgs {
     /// many seconds for a session that is idle. 0 = never.
     #[arg(long, env = "CLAUDE_MESH_NOTIFY_AFTER", default_value_t = 90)]
     pub notify_after: u64,
+    /// Close a client connection that has sent no request for this many seconds (one waiting
+    /// for an answer, or supervising a session under `mesh run`, is never idle); clients
+    /// connect again when they next need the daemon. 0 = never.
+    #[arg(long, env = "CLAUDE_MESH_CONNECTION_IDLE_TIMEOUT", default_value_t = mesh_daemon::server::DEFAULT_CONNECTION_IDLE_TIMEOUT.as_secs())]
+    pub connection_idle_timeout: u64,
+    /// Connections served at once, all processes together; past it clients are told "busy".
+    #[arg(long, env = "CLAUDE_MESH_MAX_CONNECTIONS", default_value_t = mesh_daemon::server::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Connections one process may hold at once; past it that process is told "busy" and the
+    /// other processes keep the remaining slots. 0 = no per-process limit.
+    #[arg(long, env = "CLAUDE_MESH_MAX_CONNECTIONS_PER_PROCESS", default_value_t = mesh_daemon::server::DEFAULT_MAX_CONNECTIONS_PER_PROCESS)]
+    pub max_connections_per_process: usize,
 }
 
 /// The readiness pipe of an on-demand start, if any.
@@ -89,6 +101,10 @@ fn serve(args: DaemonArgs, ready: Arc<Ready>) -> anyhow::Result<()> {
             interval: mesh_daemon::server::SOCKET_WATCH_INTERVAL,
         });
     }
+    config.connection_idle_timeout = (args.connection_idle_timeout > 0)
+        .then(|| Duration::from_secs(args.connection_idle_timeout));
+    config.max_connections = args.max_connections.max(1);
+    config.max_connections_per_process = args.max_connections_per_process;
     if source != Source::Bound && args.idle_timeout > 0 {
         config.idle_timeout = Some(Duration::from_secs(args.idle_timeout));
     }

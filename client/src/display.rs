@@ -91,17 +91,27 @@ pub fn local_timestamp(ms: i64) -> String {
     )
 }
 
-/// Left-aligned columns separated by two spaces; the last column is not padded.
+/// Left-aligned columns separated by two spaces; the last column is not padded. Every cell is
+/// shown on one line with its control and hidden characters visible
+/// ([`mesh_proto::sanitize::terminal_line`]): a name, a path or a summary cannot break a row.
 pub fn render_table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| {
+            row.iter()
+                .map(|cell| mesh_proto::sanitize::terminal_line(cell))
+                .collect()
+        })
+        .collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
+    for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
     let mut out = String::new();
     let header: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
-    for row in std::iter::once(&header).chain(rows) {
+    for row in std::iter::once(&header).chain(&rows) {
         let mut line = String::new();
         for (i, (cell, w)) in row.iter().zip(&widths).enumerate() {
             if i > 0 {
@@ -172,6 +182,11 @@ mod tests {
             t,
             "NAME     PID    CWD\nbackend  1      ~/b\nui       12345  ~/ui\n"
         );
+        let t = render_table(
+            &["NAME", "CWD"],
+            &[vec!["a\nb".into(), "\u{1b}]0;x\u{7}".into()]],
+        );
+        assert_eq!(t, "NAME  CWD\na␤b   ␛]0;x␇\n");
     }
 
     #[test]

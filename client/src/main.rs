@@ -104,7 +104,11 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("mesh: {e:#}");
+            // Errors can quote peer-controlled text (names, paths): shown safely.
+            eprintln!(
+                "mesh: {}",
+                mesh_proto::sanitize::terminal(&format!("{e:#}"))
+            );
             ExitCode::FAILURE
         }
     }

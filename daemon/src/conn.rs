@@ -11,10 +11,11 @@ use mesh_proto::{
     PROTOCOL_VERSION, Request, Response, ServerHello, Supervision, WireError,
 };
 use tokio::net::UnixStream;
+use tokio::net::unix::UCred;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
-use crate::handlers::{self, Outcome, Peer, PendingAsk, Shared};
+use crate::handlers::{self, Handout, Outcome, Peer, PendingAsk, Shared};
 use crate::supervise::{Target, same_for_supervisor};
 
 /// This build's version: the default of [`crate::Config::program_version`], which is what the
@@ -27,6 +28,9 @@ type RequestFramed = Framed<UnixStream, LenientCodec<Request, Response>>;
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub handshake_timeout: Duration,
+    /// A connection that sends no request for this long after its last answer is closed
+    /// (`None`: never). A connection waiting for an answer or supervising is not idle.
+    pub idle_timeout: Option<Duration>,
 }
 
 fn hello(shared: &Shared, error: Option<WireError>) -> ServerHello {
@@ -46,20 +50,15 @@ pub async fn refuse(stream: UnixStream, shared: &Shared, error: WireError) {
     let _ = tokio::time::timeout(Duration::from_secs(1), framed.send(answer)).await;
 }
 
-/// Serve one connection until the client closes it, an error ends it, or shutdown.
+/// Serve one connection until the client closes it, an error ends it, or shutdown. `cred`: the
+/// peer's credentials (`SO_PEERCRED`), read by the accept loop.
 pub async fn serve(
     stream: UnixStream,
+    cred: UCred,
     shared: Arc<Shared>,
     limits: Limits,
     shutdown: CancellationToken,
 ) {
-    let cred = match stream.peer_cred() {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!("cannot read peer credentials, closing: {e}");
-            return;
-        }
-    };
     // SAFETY: geteuid has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
     if cred.uid() != me {
@@ -78,7 +77,7 @@ pub async fn serve(
     let peer = Peer::from_pid(peer_pid);
     loop {
         let frame = tokio::select! {
-            frame = next_frame(&mut framed, limits.handshake_timeout) => frame,
+            frame = next_frame(&mut framed, limits) => frame,
             () = shutdown.cancelled() => break,
         };
         let frame = match frame {
@@ -111,6 +110,7 @@ pub async fn serve(
                 break;
             }
         };
+        let handout = Handout::of(&req);
         let response = match handlers::handle(&shared, &peer, req).await {
             Outcome::Now(r) => r,
             Outcome::Supervise(target) => {
@@ -123,34 +123,99 @@ pub async fn serve(
                 None => break,
             },
         };
-        let answer_id = match &response {
-            Response::Asked(AskOutcome {
-                result: AskResult::Answered(m),
-                ..
-            }) => Some(m.id),
-            _ => None,
-        };
-        if let Err(e) = framed.send(response).await {
-            tracing::debug!("writing a response failed: {e}");
-            if let Some(id) = answer_id {
-                handlers::undeliver(&shared.store, id);
-            }
+        if !send_answer(&mut framed, &shared, handout, response).await {
             break;
         }
     }
 }
 
-/// The next frame. A connection may sit idle between requests for as long as its client likes
-/// (the MCP server keeps one open for hours), but once a frame has begun, the rest of it must
-/// arrive within `limit`: a client that sends half a frame and stalls gets an error and is
-/// closed, rather than holding its connection slot forever.
+/// Write one answer. Mail it hands out counts as delivered only if its reader gets it: when the
+/// reader's deadline passed while the daemon worked (a stall, a locked database, a slow disk),
+/// or the answer cannot be written, the mail goes back to the queue. An answer larger than a
+/// frame (which the handlers never build) becomes an error, and the connection goes on.
+/// False: the connection is unusable.
+async fn send_answer(
+    framed: &mut RequestFramed,
+    shared: &Shared,
+    handout: Option<Handout>,
+    mut response: Response,
+) -> bool {
+    let taken = match &handout {
+        Some(_) => Handout::taken(&response),
+        None => Vec::new(),
+    };
+    let token = handout.as_ref().map_or(0, |h| h.token);
+    if !taken.is_empty() && handout.as_ref().is_some_and(Handout::expired) {
+        handlers::put_back(&shared.store, taken.clone(), token);
+        response = Response::Error(WireError::new(
+            ErrorCode::DeadlineExceeded,
+            "the daemon finished after the reader's deadline; nothing was handed out, the mail \
+             stays queued",
+        ));
+        return framed.send(response).await.is_ok();
+    }
+    let answer_id = match &response {
+        Response::Asked(AskOutcome {
+            result: AskResult::Answered(m),
+            ..
+        }) => Some(m.id),
+        _ => None,
+    };
+    let undo = |shared: &Shared| {
+        if !taken.is_empty() {
+            handlers::put_back(&shared.store, taken.clone(), token);
+        }
+        if let Some(id) = answer_id {
+            handlers::undeliver(&shared.store, id);
+        }
+    };
+    match framed.send(response).await {
+        Ok(()) => true,
+        // Refused by the encoder before a byte was written: the stream is still in sync.
+        Err(e @ FrameError::TooLarge { .. }) => {
+            tracing::error!("an answer was too large to send: {e}");
+            undo(shared);
+            let err = WireError::new(
+                ErrorCode::Internal,
+                format!("the daemon's answer was too large to send ({e}); nothing was handed out"),
+            );
+            framed.send(Response::Error(err)).await.is_ok()
+        }
+        Err(e) => {
+            tracing::debug!("writing a response failed: {e}");
+            undo(shared);
+            false
+        }
+    }
+}
+
+/// The next frame. A connection may sit idle between requests for `limits.idle_timeout`; then
+/// it is closed (`Ok(None)`, silently: an answer nobody asked for would be read as the answer
+/// to the client's next request), and its client connects again when it next needs the daemon
+/// (the MCP server does so by itself). Once a frame has begun, the rest of it must arrive
+/// within `limits.handshake_timeout`: a client that sends half a frame and stalls gets an error
+/// and is closed, rather than holding its connection slot forever.
 async fn next_frame(
     framed: &mut RequestFramed,
-    limit: Duration,
+    limits: Limits,
 ) -> Result<Option<Result<Result<Request, FrameError>, FrameError>>, WireError> {
+    let limit = limits.handshake_timeout;
     loop {
-        if framed.read_buffer().is_empty() && framed.get_ref().readable().await.is_err() {
-            return Ok(None);
+        if framed.read_buffer().is_empty() {
+            let readable = framed.get_ref().readable();
+            let ready = match limits.idle_timeout {
+                None => readable.await,
+                Some(idle) => match tokio::time::timeout(idle, readable).await {
+                    Ok(ready) => ready,
+                    Err(_) => {
+                        tracing::debug!("no request for {idle:?}: closing the idle connection");
+                        return Ok(None);
+                    }
+                },
+            };
+            if ready.is_err() {
+                return Ok(None);
+            }
         }
         match tokio::time::timeout(limit, framed.next()).await {
             Ok(frame) => return Ok(frame),

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mesh_proto::{
-    AskResult, Caller, Deregistered, ErrorCode, Inbox, Me, Peers, Pong, Replied, Request, Response,
-    Scope, Sent, SessionInfo, WireError,
+    AskResult, Caller, Deregistered, ErrorCode, Inbox, MAX_PATH_LEN, MAX_SESSION_ID_LEN, Me, Peers,
+    Pong, Replied, Request, Response, Scope, Sent, SessionInfo, WireError,
 };
 use tokio::sync::oneshot;
 
@@ -212,7 +212,12 @@ pub async fn handle(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Outcome 
         .await
         .into(),
         Request::Send(s) => as_caller(shared, &s.caller, peer, move |ctx, me| {
-            let messages = messages::send(ctx, me.as_ref(), &s.to, s.kind, &s.body)?;
+            let mut messages = messages::send(ctx, me.as_ref(), &s.to, s.kind, &s.body)?;
+            // The sender has the text: repeated per recipient, a broadcast's answer could
+            // outgrow a frame, and a committed send must never be reported as failed.
+            for m in &mut messages {
+                m.body = String::new();
+            }
             Ok(Response::Sent(Sent { messages }))
         })
         .await
@@ -261,31 +266,12 @@ pub async fn handle(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Outcome 
         })
         .await
         .into(),
-        Request::Consume(c) => {
-            // Most hook calls find nothing: answer those from a read, with no write and no
-            // wait for the store thread. Anything else is consumed in the store.
-            // A retried hand-out goes to the store, which returns it again.
-            let retry = c.handout;
-            let who = caller_procs(&c.caller, peer);
-            let empty = read_job(shared, &who, |r, me| match me {
-                Some(row) => {
-                    Ok(sessions::pending_of(r, &row)? == 0 && !messages::handout_exists(r, retry)?)
-                }
-                None => Ok(false),
-            });
-            match empty {
-                Ok(true) => {
-                    return Outcome::Now(Response::Inbox(Inbox {
-                        messages: Vec::new(),
-                        remaining: 0,
-                    }));
-                }
-                Ok(false) => {}
-                Err(e) => return Outcome::Now(Response::Error(e)),
-            }
-            consume(shared, who, c).await.into()
-        }
-        Request::Poll(p) => poll(shared, peer, p).await.into(),
+        Request::Consume(c) => consume_request(shared, peer, c, None).await.into(),
+        Request::ConsumeBy(c) => consume_request(shared, peer, c.consume, Some(c.deadline_ms))
+            .await
+            .into(),
+        Request::Poll(p) => poll(shared, peer, p, None).await.into(),
+        Request::PollBy(p) => poll(shared, peer, p.poll, Some(p.deadline_ms)).await.into(),
         Request::Supervise(s) => match supervised(s.pid) {
             Ok(target) => Outcome::Supervise(target),
             Err(e) => Outcome::Now(Response::Error(e)),
@@ -297,6 +283,51 @@ pub async fn handle(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Outcome 
     }
 }
 
+/// Fail when the reader's deadline ([`mesh_proto::PollBy`]) has passed: nothing is handed out
+/// to a reader that no longer waits.
+pub fn check_deadline(deadline_ms: Option<u64>) -> Result<(), WireError> {
+    match deadline_ms {
+        Some(d) if past(d) => Err(WireError::new(
+            ErrorCode::DeadlineExceeded,
+            "the daemon could not answer before the reader's deadline; nothing was taken, the \
+             mail stays queued",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Whether the wall-clock moment `deadline_ms` (ms since the Unix epoch) has passed.
+pub fn past(deadline_ms: u64) -> bool {
+    u64::try_from(crate::store::now_ms()).unwrap_or(0) > deadline_ms
+}
+
+/// [`mesh_proto::Consume`]: most hook calls find nothing, and a read answers those, with no
+/// write and no wait for the store thread. Anything else (a retried hand-out among them, which
+/// the store answers again) is consumed in the store.
+async fn consume_request(
+    shared: &Arc<Shared>,
+    peer: &Peer,
+    c: mesh_proto::Consume,
+    deadline_ms: Option<u64>,
+) -> Result<Response, WireError> {
+    check_deadline(deadline_ms)?;
+    let retry = c.handout;
+    let who = caller_procs(&c.caller, peer);
+    let empty = read_job(shared, &who, |r, me| match me {
+        Some(row) => {
+            Ok(sessions::pending_of(r, &row)? == 0 && !messages::handout_exists(r, retry)?)
+        }
+        None => Ok(false),
+    })?;
+    if empty {
+        return Ok(Response::Inbox(Inbox {
+            messages: Vec::new(),
+            remaining: 0,
+        }));
+    }
+    consume(shared, who, c, deadline_ms).await
+}
+
 /// A hook's poll ([`mesh_proto::Poll`]). A read answers it when there is nothing to take (no
 /// session, another session id, an empty inbox): no write, no store thread. Otherwise the
 /// store resolves the caller again and consumes, in one job. When the store has marked the
@@ -306,7 +337,9 @@ async fn poll(
     shared: &Arc<Shared>,
     peer: &Peer,
     p: mesh_proto::Poll,
+    deadline_ms: Option<u64>,
 ) -> Result<Response, WireError> {
+    check_deadline(deadline_ms)?;
     fn empty() -> Inbox {
         Inbox {
             messages: Vec::new(),
@@ -341,6 +374,8 @@ async fn poll(
         }));
     }
     store_job(shared, who, true, move |ctx, me| {
+        // The job may have waited behind a slow batch or a locked database.
+        check_deadline(deadline_ms)?;
         let (session, inbox) = match me {
             Some(row) if current(&row) => {
                 let inbox = messages::consume(
@@ -365,8 +400,10 @@ async fn consume(
     shared: &Arc<Shared>,
     who: CallerProcs,
     c: mesh_proto::Consume,
+    deadline_ms: Option<u64>,
 ) -> Result<Response, WireError> {
     store_job(shared, who, true, move |ctx, me| {
+        check_deadline(deadline_ms)?;
         let inbox = messages::consume(
             ctx,
             me.as_ref(),
@@ -385,15 +422,29 @@ async fn register(
     peer: &Peer,
     r: mesh_proto::Register,
 ) -> Result<Response, WireError> {
-    if r.session_id.trim().is_empty() || r.session_id.len() > 256 {
-        return Err(invalid("session_id must be 1 to 256 characters"));
-    }
-    if !Path::new(&r.cwd).is_absolute() {
+    if r.session_id.trim().is_empty() || r.session_id.len() > MAX_SESSION_ID_LEN {
         return Err(invalid(format!(
-            "cwd must be an absolute path, got `{}`",
-            r.cwd
+            "session_id must be 1 to {MAX_SESSION_ID_LEN} bytes"
         )));
     }
+    // Every field a client registers is bounded: each one is repeated in every `list`.
+    for (what, path) in [
+        ("cwd", Some(&r.cwd)),
+        ("project_dir", r.project_dir.as_ref()),
+    ] {
+        if let Some(path) = path
+            && (path.len() > MAX_PATH_LEN || !Path::new(path).is_absolute())
+        {
+            return Err(invalid(format!(
+                "{what} must be an absolute path of at most {MAX_PATH_LEN} bytes (got {} bytes)",
+                path.len()
+            )));
+        }
+    }
+    // A transcript path Claude Code gave that we cannot use only costs `mesh history`.
+    let transcript_path = r
+        .transcript_path
+        .filter(|p| p.len() <= MAX_PATH_LEN && Path::new(p).is_absolute());
     let proc_ = match r.pid {
         Some(pid) => {
             procinfo::info(pid).ok_or_else(|| invalid(format!("process {pid} does not exist")))?
@@ -429,7 +480,7 @@ async fn register(
             .project_root
             .map(|p| p.to_string_lossy().into_owned()),
         git_root: naming.git_root.map(|p| p.to_string_lossy().into_owned()),
-        transcript_path: r.transcript_path,
+        transcript_path,
         default_summary,
     };
     // Soft: a registration lost to a power loss is made again by the session's next hook (they
@@ -507,6 +558,56 @@ fn supervised(pid: u32) -> Result<Target, WireError> {
         pid: p.pid,
         start: p.start,
     })
+}
+
+/// What an answer hands out, and until when its reader waits: the messages a take marked
+/// delivered must reach a reader, or go back to the queue ([`put_back`]).
+#[derive(Debug, Clone, Default)]
+pub struct Handout {
+    /// The reader's deadline (ms since the Unix epoch), if it stated one.
+    pub deadline_ms: Option<u64>,
+    /// The hand-out token ([`mesh_proto::Consume::handout`]), 0 for none.
+    pub token: u64,
+}
+
+impl Handout {
+    /// The hand-out a request may make: `None` for requests that take nothing (a peek
+    /// included).
+    pub fn of(req: &Request) -> Option<Handout> {
+        let (token, deadline_ms) = match req {
+            Request::Poll(p) => (p.handout, None),
+            Request::PollBy(p) => (p.poll.handout, Some(p.deadline_ms)),
+            Request::Consume(c) if !c.peek => (c.handout, None),
+            Request::ConsumeBy(c) if !c.consume.peek => (c.consume.handout, Some(c.deadline_ms)),
+            _ => return None,
+        };
+        Some(Handout { deadline_ms, token })
+    }
+
+    /// The ids of the messages `resp` hands out.
+    pub fn taken(resp: &Response) -> Vec<u64> {
+        let inbox = match resp {
+            Response::Inbox(i) => i,
+            Response::Polled(p) => &p.inbox,
+            _ => return Vec::new(),
+        };
+        inbox.messages.iter().map(|m| m.id).collect()
+    }
+
+    /// Whether the reader stopped waiting.
+    pub fn expired(&self) -> bool {
+        self.deadline_ms.is_some_and(past)
+    }
+}
+
+/// Put the messages of a hand-out that never reached its reader back in the queue, and forget
+/// its token (a retry takes afresh).
+pub fn put_back(store: &Store, ids: Vec<u64>, token: u64) {
+    tracing::info!(
+        ?ids,
+        "a hand-out did not reach its reader in time; the messages are queued again"
+    );
+    store.spawn(move |ctx| messages::put_back(ctx, &ids, token));
 }
 
 /// Undo the delivery of an answer that could not be written to its asker.

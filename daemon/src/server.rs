@@ -1,10 +1,11 @@
-//! The accept loop: a capped number of connections, idle exit when socket-activated, and a
-//! graceful shutdown that stops accepting, lets in-flight requests finish within a bound, and
-//! closes the database.
+//! The accept loop: a capped number of connections, and of connections per process, idle exit
+//! when socket-activated, and a graceful shutdown that stops accepting, lets in-flight requests
+//! finish within a bound, and closes the database.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use mesh_proto::{ErrorCode, WireError};
@@ -22,6 +23,14 @@ use crate::supervise::Supervisors;
 /// Called once the daemon serves (database open, liveness checked).
 pub type ReadyHook = Arc<dyn Fn() + Send + Sync>;
 
+/// [`Config::max_connections`]'s default.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// [`Config::max_connections_per_process`]'s default: a sixteenth of all slots. A session uses
+/// a few at a time (a hook, the MCP server, an ask, `mesh run`'s supervisor).
+pub const DEFAULT_MAX_CONNECTIONS_PER_PROCESS: usize = 64;
+/// [`Config::connection_idle_timeout`]'s default.
+pub const DEFAULT_CONNECTION_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// How the daemon runs.
 #[derive(Clone)]
 pub struct Config {
@@ -31,6 +40,13 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     /// Connections served at once; more get a "busy" error.
     pub max_connections: usize,
+    /// Connections one process (the peer pid of `SO_PEERCRED`) may hold at once; more get a
+    /// "busy" error that says so, and the other processes keep the remaining slots. 0: no
+    /// per-process limit.
+    pub max_connections_per_process: usize,
+    /// Close a connection that has sent no request for this long since its last answer (one
+    /// waiting for an answer, or supervising a session, is not idle). `None`: never.
+    pub connection_idle_timeout: Option<Duration>,
     /// How long a new connection has to send its handshake.
     pub handshake_timeout: Duration,
     /// How long shutdown waits for in-flight requests.
@@ -71,6 +87,11 @@ impl std::fmt::Debug for Config {
             .field("db_path", &self.db_path)
             .field("idle_timeout", &self.idle_timeout)
             .field("max_connections", &self.max_connections)
+            .field(
+                "max_connections_per_process",
+                &self.max_connections_per_process,
+            )
+            .field("connection_idle_timeout", &self.connection_idle_timeout)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("sweep_interval", &self.sweep_interval)
@@ -86,7 +107,9 @@ impl Config {
         Self {
             db_path: db_path.into(),
             idle_timeout: None,
-            max_connections: 1024,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_process: DEFAULT_MAX_CONNECTIONS_PER_PROCESS,
+            connection_idle_timeout: Some(DEFAULT_CONNECTION_IDLE_TIMEOUT),
             handshake_timeout: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(5),
             sweep_interval: Duration::from_secs(30),
@@ -120,6 +143,46 @@ impl Drop for ConnGuard {
     fn drop(&mut self) {
         if self.0.open.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.0.changed.notify_one();
+        }
+    }
+}
+
+/// Open connections per peer process, for [`Config::max_connections_per_process`].
+#[derive(Debug, Default)]
+struct PerProcess(Mutex<HashMap<i32, usize>>);
+
+impl PerProcess {
+    fn counts(&self) -> std::sync::MutexGuard<'_, HashMap<i32, usize>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Count one more connection of `pid`, unless it already holds `cap` (`Err`). No pid, or
+    /// no cap: not counted.
+    fn claim(self: &Arc<Self>, pid: Option<i32>, cap: usize) -> Result<Option<ProcessSlot>, ()> {
+        let Some(pid) = pid.filter(|_| cap > 0) else {
+            return Ok(None);
+        };
+        let mut counts = self.counts();
+        let held = counts.entry(pid).or_default();
+        if *held >= cap {
+            return Err(());
+        }
+        *held += 1;
+        Ok(Some(ProcessSlot(self.clone(), pid)))
+    }
+}
+
+/// One counted connection of a process; uncounted on drop.
+struct ProcessSlot(Arc<PerProcess>, i32);
+
+impl Drop for ProcessSlot {
+    fn drop(&mut self) {
+        let mut counts = self.0.counts();
+        if let Some(held) = counts.get_mut(&self.1) {
+            *held -= 1;
+            if *held == 0 {
+                counts.remove(&self.1);
+            }
         }
     }
 }
@@ -171,8 +234,10 @@ pub async fn run(
     });
     let limits = Limits {
         handshake_timeout: config.handshake_timeout,
+        idle_timeout: config.connection_idle_timeout,
     };
     let permits = Arc::new(Semaphore::new(config.max_connections));
+    let per_process = Arc::new(PerProcess::default());
     let activity = Arc::new(Activity::default());
     let mut idle_since = Instant::now();
     tracing::info!(pid = shared.pid, db = %config.db_path.display(), idle_timeout = ?config.idle_timeout, "daemon serving");
@@ -209,6 +274,32 @@ pub async fn run(
                 continue;
             }
         };
+        let cred = match stream.peer_cred() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("cannot read peer credentials, closing: {e}");
+                continue;
+            }
+        };
+        let cap = config.max_connections_per_process;
+        let Ok(slot) = per_process.claim(cred.pid(), cap) else {
+            tracing::warn!(
+                pid = ?cred.pid(),
+                "a process holds {cap} connections, the most one process may; refusing it another"
+            );
+            let shared = shared.clone();
+            tasks.spawn(async move {
+                let busy = WireError::new(
+                    ErrorCode::Busy,
+                    format!(
+                        "the daemon is busy: this process already holds {cap} connections, the \
+                         most one process may; close some and retry"
+                    ),
+                );
+                conn::refuse(stream, &shared, busy).await;
+            });
+            continue;
+        };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             tracing::warn!(
                 "connection limit ({}) reached; refusing a client",
@@ -228,7 +319,8 @@ pub async fn run(
         let guard = ConnGuard(activity.clone());
         let (shared, stop) = (shared.clone(), stop.clone());
         tasks.spawn(async move {
-            conn::serve(stream, shared, limits, stop).await;
+            conn::serve(stream, cred, shared, limits, stop).await;
+            drop(slot);
             drop(permit);
             drop(guard);
         });

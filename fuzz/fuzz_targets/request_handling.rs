@@ -27,7 +27,9 @@ fn daemon() -> &'static Daemon {
         let socket = dir.path().join("mesh.sock");
         let listener = UnixListener::bind(&socket).expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
-        let config = mesh_daemon::Config::new(dir.path().join("mesh.db"));
+        let mut config = mesh_daemon::Config::new(dir.path().join("mesh.db"));
+        // In-process: every connection is this process's; no per-process limit.
+        config.max_connections_per_process = 0;
         std::thread::spawn(move || {
             let runtime = mesh_daemon::runtime().expect("runtime");
             runtime.block_on(async move {

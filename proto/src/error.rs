@@ -44,6 +44,9 @@ pub enum ErrorCode {
     Handshake,
     /// The question was asked of another session.
     NotYours,
+    /// The request's deadline ([`crate::PollBy`], [`crate::ConsumeBy`]) passed before the daemon
+    /// could answer it: nothing was taken, and the mail stays queued.
+    DeadlineExceeded,
     /// A code this build does not know (sent by a newer peer).
     Other(u16),
 }
@@ -70,6 +73,7 @@ impl ErrorCode {
             Self::DiskFull => 16,
             Self::Handshake => 17,
             Self::NotYours => 18,
+            Self::DeadlineExceeded => 19,
             Self::Other(n) => n,
         }
     }
@@ -96,6 +100,7 @@ impl From<u16> for ErrorCode {
             16 => Self::DiskFull,
             17 => Self::Handshake,
             18 => Self::NotYours,
+            19 => Self::DeadlineExceeded,
             n => Self::Other(n),
         }
     }

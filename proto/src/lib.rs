@@ -13,6 +13,7 @@
 pub mod codec;
 pub mod error;
 pub mod handshake;
+pub mod sanitize;
 pub mod types;
 
 pub use codec::{FrameCodec, FrameError, LenientCodec, read_frame, write_frame};
@@ -22,8 +23,9 @@ pub use types::*;
 
 /// Version of the request/response schema. Bump on any change to [`Request`] or [`Response`]
 /// that an older peer could not decode.
-/// 2: `Poll`. 3: `Supervise`.
-pub const PROTOCOL_VERSION: u32 = 3;
+/// 2: `Poll`. 3: `Supervise`. 4: `PollBy` and `ConsumeBy` (a hand-out bounded by the reader's
+/// deadline), the `DeadlineExceeded` error, and `Sent` without bodies.
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Largest frame payload either side accepts or sends, in bytes.
 pub const MAX_FRAME_LEN: usize = 4 * 1024 * 1024;
@@ -33,3 +35,11 @@ pub const MAX_BODY_LEN: usize = 256 * 1024;
 
 /// Largest session summary the daemon accepts, in bytes.
 pub const MAX_SUMMARY_LEN: usize = 1024;
+
+/// Largest path a client may register (a session's cwd, project directory or transcript), in
+/// bytes: Linux's `PATH_MAX`. With the other bounded fields, a session's record stays small
+/// enough that every answer listing sessions fits in a frame.
+pub const MAX_PATH_LEN: usize = 4096;
+
+/// Largest session id a client may register, in bytes.
+pub const MAX_SESSION_ID_LEN: usize = 256;

@@ -184,6 +184,10 @@ requests! {
     /// [`Supervision`] at once and pushes another whenever it changes, until the client closes
     /// the connection (which then carries nothing else).
     Supervise,
+    /// [`Poll`], bounded by the time its reader waits: see [`PollBy`].
+    PollBy,
+    /// [`Consume`], bounded by the time its reader waits: see [`ConsumeBy`].
+    ConsumeBy,
 }
 
 /// A response from the daemon. Append-only, like [`Request`].
@@ -292,7 +296,9 @@ pub struct Send {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(Arbitrary))]
 pub struct Sent {
-    /// One per recipient (several for `*`).
+    /// One per recipient (several for `*`). Since protocol 4 each `body` is empty: the sender
+    /// has the text, and repeating it per recipient could make the answer to a committed
+    /// broadcast larger than a frame.
     pub messages: Vec<Message>,
 }
 
@@ -352,7 +358,8 @@ pub struct Consume {
     /// Look without marking anything delivered.
     pub peek: bool,
     /// Stop adding messages once their bodies exceed this many bytes (at least one message is
-    /// always returned when any is pending). 0 means the daemon's default.
+    /// always returned when any is pending). 0 means the daemon's default, which is also the
+    /// most it grants (1 MiB): an answer always fits in a frame.
     pub max_bytes: u32,
     /// A client-chosen id for this hand-out, making it safe to retry: when the answer is lost
     /// (the daemon died after committing the delivery, before its answer arrived), sending the
@@ -372,6 +379,26 @@ pub struct Poll {
     pub max_bytes: u32,
     /// As in [`Consume::handout`].
     pub handout: u64,
+}
+
+/// A [`Poll`] whose reader waits only until `deadline_ms` (ms since the Unix epoch, this
+/// machine's clock). A hand-out counts as delivered only when a reader got it, so the daemon
+/// refuses work past the deadline (`DeadlineExceeded`, nothing taken), and puts back what it took
+/// when the deadline passed before its answer could leave (a stall, a locked database, a slow
+/// disk) or when the answer could not be written. The answer is [`Polled`], as for [`Poll`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct PollBy {
+    pub poll: Poll,
+    pub deadline_ms: u64,
+}
+
+/// A [`Consume`] bounded like [`PollBy`]; the answer is [`Inbox`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct ConsumeBy {
+    pub consume: Consume,
+    pub deadline_ms: u64,
 }
 
 /// The answer to [`Poll`]. `session`: the caller's session (`None`: not inside one). `inbox` is

@@ -22,7 +22,7 @@ pub use run::Claude;
 
 /// The Claude Code version `.ci/run` installs; the facts in `shared/CLAUDE_CODE.md` were
 /// checked against it.
-pub const PINNED_VERSION: &str = "2.1.330";
+pub const PINNED_VERSION: &str = "2.1.332";
 
 /// The environment variable that names the `claude` binary to test with.
 pub const BIN_ENV: &str = "CLAUDE_MESH_TEST_CLAUDE_BIN";

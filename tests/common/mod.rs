@@ -36,12 +36,24 @@ pub struct Mesh {
     pub home: tempfile::TempDir,
     pub state: StateDir,
     pub daemon: Option<Child>,
+    /// Extra environment of every daemon this mesh starts (its `CLAUDE_MESH_*` settings).
+    pub daemon_env: Vec<(String, String)>,
 }
 
 impl Mesh {
     /// A fresh HOME and a daemon serving it.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// [`Mesh::start`], the daemon run with these environment variables (its settings, e.g.
+    /// `CLAUDE_MESH_MAX_CONNECTIONS`).
+    pub fn start_with(env: &[(&str, &str)]) -> Self {
         let mut mesh = Self::without_daemon();
+        mesh.daemon_env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         mesh.spawn_daemon();
         mesh
     }
@@ -56,6 +68,7 @@ impl Mesh {
             home,
             state,
             daemon: None,
+            daemon_env: Vec::new(),
         }
     }
 
@@ -93,6 +106,7 @@ impl Mesh {
             .unwrap();
         let mut cmd = self.mesh();
         cmd.arg("daemon")
+            .envs(self.daemon_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
@@ -250,7 +264,10 @@ pub fn isolate(cmd: &mut Command, home: &Path, state: &StateDir) {
         .env_remove("CLAUDE_PROJECT_DIR")
         .env_remove("LISTEN_FDS")
         .env_remove("LISTEN_PID")
-        .env_remove("CLAUDE_MESH_IDLE_TIMEOUT");
+        .env_remove("CLAUDE_MESH_IDLE_TIMEOUT")
+        .env_remove("CLAUDE_MESH_CONNECTION_IDLE_TIMEOUT")
+        .env_remove("CLAUDE_MESH_MAX_CONNECTIONS")
+        .env_remove("CLAUDE_MESH_MAX_CONNECTIONS_PER_PROCESS");
 }
 
 /// A registered stand-in session; its process is killed on drop.

@@ -187,7 +187,9 @@ impl InProcessDaemon {
         let socket = dir.join("mesh.sock");
         let listener = UnixListener::bind(&socket).unwrap();
         listener.set_nonblocking(true).unwrap();
-        let config = mesh_daemon::Config::new(dir.join("mesh.db"));
+        let mut config = mesh_daemon::Config::new(dir.join("mesh.db"));
+        // In-process: every connection is the bench process's; no per-process limit.
+        config.max_connections_per_process = 0;
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
         let thread = thread::Builder::new()

@@ -42,7 +42,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         emit_json(&AskJson::from(&outcome))?;
     }
     let id = format_message_id(outcome.question.id);
-    let peer = &outcome.question.to.name;
+    let peer = mesh_proto::sanitize::terminal_line(&outcome.question.to.name);
     match &outcome.result {
         AskResult::Answered(answer) => {
             if !args.out.json {

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use mesh_client::CallerFromEnv;
 use mesh_client::transcript::{self, Match, Query, Turn};
-use mesh_proto::{Caller, List, Scope, SessionInfo};
+use mesh_proto::{Caller, List, Scope, SessionInfo, sanitize};
 use serde::Serialize;
 
 use super::{JsonFlag, connect, emit, emit_json};
@@ -89,8 +89,8 @@ pub fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
     }
     let mut out = format!(
         "{} ({}): last {} of {} turns{}\n",
-        s.name,
-        s.session_id,
+        sanitize::terminal_line(&s.name),
+        sanitize::terminal_line(&s.session_id),
         turns.len(),
         total,
         if args.raw {
@@ -100,7 +100,16 @@ pub fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
         }
     );
     out.push('\n');
-    out.push_str(&transcript::render_turns(&turns));
+    // A timestamp is whatever the transcript says: on its header line, it must stay one line.
+    let shown: Vec<Turn> = turns
+        .iter()
+        .cloned()
+        .map(|mut t| {
+            t.timestamp = t.timestamp.as_deref().map(sanitize::terminal_line);
+            t
+        })
+        .collect();
+    out.push_str(&transcript::render_turns(&shown));
     emit(&out)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -137,7 +146,8 @@ pub fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
     if matches.is_empty() {
         emit(&format!(
             "no match for `{}` in {}'s transcript\n",
-            args.query, s.name
+            sanitize::terminal_line(&args.query),
+            sanitize::terminal_line(&s.name)
         ))?;
         return Ok(ExitCode::SUCCESS);
     }

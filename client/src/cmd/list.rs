@@ -6,7 +6,7 @@ use anyhow::Context;
 use mesh_client::CallerFromEnv;
 use mesh_client::display::{now_ms, relative_time, render_table, session_state, short_id};
 use mesh_client::json::ListJson;
-use mesh_proto::{Caller, List, Scope};
+use mesh_proto::{Caller, List, Scope, sanitize};
 
 use super::{JsonFlag, connect, emit, emit_json, session_cwd};
 
@@ -73,7 +73,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 s.pending.to_string(),
                 relative_time(now, s.last_active_ms),
                 session_cwd(s),
-                crate::hook::render_inline(&s.summary, 48),
+                sanitize::terminal_cut(&s.summary, 48),
             ]
         })
         .collect();

@@ -1,6 +1,13 @@
 //! The CLI's subcommands (one module each) and what they share: connecting, the caller, the
 //! `--json` flag, message bodies from arguments or stdin, and output that survives a closed
 //! pipe (`mesh list | head`).
+//!
+//! Human-readable output (to a terminal or not) goes through [`emit`], which shows every control
+//! and hidden character visibly ([`sanitize::terminal`]): a body, an answer, a transcript, a
+//! path, a name or a client-chosen id can never clear the screen, set the window title, write
+//! the clipboard (OSC 52), overwrite a line with a bare CR or reorder text with a bidi override.
+//! One-line fields (names, ids, paths, summaries) are also shown with [`sanitize::terminal_line`]
+//! so that none can start a line of its own. `--json` ([`emit_json`]) stays exact.
 
 pub mod ask;
 pub mod health;
@@ -22,6 +29,7 @@ use anyhow::Context;
 use mesh_client::display::{home_dir, relative_time, short_id, shorten_home};
 use mesh_client::{ConnectOptions, Connection, connect_or_start, format_message_id};
 use mesh_daemon::paths::StateDir;
+use mesh_proto::sanitize;
 use mesh_proto::{Message, Party, SessionInfo};
 use serde::Serialize;
 
@@ -86,8 +94,14 @@ pub fn body_from(words: &[String]) -> anyhow::Result<String> {
     Ok(words.join(" "))
 }
 
-/// Write to stdout; a closed pipe (the reader went away) is not an error.
+/// Write human-readable text to stdout, every control and hidden character but `\n` and `\t`
+/// shown visibly ([`sanitize::terminal`]); a closed pipe (the reader went away) is not an error.
 pub fn emit(text: &str) -> anyhow::Result<()> {
+    write_stdout(&sanitize::terminal(text))
+}
+
+/// Write `text` to stdout as it is.
+fn write_stdout(text: &str) -> anyhow::Result<()> {
     let mut out = io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e).context("cannot write to stdout"),
@@ -95,27 +109,36 @@ pub fn emit(text: &str) -> anyhow::Result<()> {
     }
 }
 
-/// Write one pretty-printed JSON document and a newline to stdout.
+/// Write one pretty-printed JSON document and a newline to stdout, exact (JSON escapes control
+/// characters itself).
 pub fn emit_json(doc: &impl Serialize) -> anyhow::Result<()> {
     let mut text = serde_json::to_string_pretty(doc).context("cannot encode the JSON output")?;
     text.push('\n');
-    emit(&text)
+    write_stdout(&text)
 }
 
-/// `name: value` lines with the values aligned.
+/// `name: value` lines with the values aligned, each value on one line
+/// ([`sanitize::terminal_line`]: a name, a path or a summary cannot start a line).
 pub fn render_fields(fields: &[(&str, String)]) -> String {
     let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
     fields
         .iter()
-        .map(|(k, v)| format!("{:<width$}  {v}\n", format!("{k}:")))
+        .map(|(k, v)| {
+            format!(
+                "{:<width$}  {}\n",
+                format!("{k}:"),
+                sanitize::terminal_line(v)
+            )
+        })
         .collect()
 }
 
-/// `backend (01234567)`, or `user`.
+/// `backend (01234567)`, or `user`; shown safely on one line.
 pub fn party(p: &Party) -> String {
+    let name = sanitize::terminal_line(&p.name);
     match &p.session_id {
-        Some(id) => format!("{} ({})", p.name, short_id(id)),
-        None => p.name.clone(),
+        Some(id) => format!("{name} ({})", sanitize::terminal_line(short_id(id))),
+        None => name,
     }
 }
 
@@ -143,9 +166,9 @@ pub fn render_message_brief(m: &Message, now_ms: i64) -> String {
     out
 }
 
-/// `~/src/backend` style cwd of a session.
+/// `~/src/backend` style cwd of a session, shown safely on one line.
 pub fn session_cwd(s: &SessionInfo) -> String {
-    shorten_home(&s.cwd, home_dir().as_deref())
+    sanitize::terminal_line(&shorten_home(&s.cwd, home_dir().as_deref()))
 }
 
 #[cfg(test)]

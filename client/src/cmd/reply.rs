@@ -39,7 +39,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "answered {} (answer {} to {})\n",
             format_message_id(args.message_id),
             format_message_id(replied.answer.id),
-            replied.answer.to.name
+            mesh_proto::sanitize::terminal_line(&replied.answer.to.name)
         ))?;
     }
     Ok(ExitCode::SUCCESS)

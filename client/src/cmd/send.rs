@@ -37,14 +37,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         KindArg::Task => Kind::Task,
         KindArg::Note => Kind::Note,
     };
-    let sent = connect()?
+    let mut sent = connect()?
         .send(Send {
             caller: Caller::from_env(),
             to: args.peer.clone(),
             kind,
-            body,
+            body: body.clone(),
         })
         .with_context(|| format!("cannot send to `{}`", args.peer))?;
+    // The daemon does not repeat the text per recipient.
+    for m in &mut sent.messages {
+        m.body.clone_from(&body);
+    }
     if args.out.json {
         emit_json(&SentJson::new(&sent.messages))?;
         return Ok(ExitCode::SUCCESS);
@@ -56,7 +60,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let lines: String = sent
             .messages
             .iter()
-            .map(|m| format!("{}  {}\n", format_message_id(m.id), m.to.name))
+            .map(|m| {
+                format!(
+                    "{}  {}\n",
+                    format_message_id(m.id),
+                    mesh_proto::sanitize::terminal_line(&m.to.name)
+                )
+            })
             .collect();
         emit(&lines)?;
     } else {

@@ -79,7 +79,7 @@ fn badge(me: &SessionInfo, sessions: &[SessionInfo]) -> String {
         .iter()
         .filter(|s| s.live && s.key != me.key)
         .count();
-    let name = crate::hook::render_inline(&me.name, MAX_NAME_CHARS);
+    let name = mesh_proto::sanitize::terminal_cut(&me.name, MAX_NAME_CHARS);
     let mut out = format!(
         "[{name} · {peers} peer{}",
         if peers == 1 { "" } else { "s" }
@@ -131,8 +131,11 @@ mod tests {
 
     #[test]
     fn hostile_names_cannot_drive_the_terminal() {
-        let me = session(1, "\u{1b}]0;pwned\u{7}evil\u{1b}[2J\nname", true, 0);
-        assert_eq!(badge(&me, &[]), "[evil name · 0 peers]");
+        let me = session(1, "\u{1b}]0;pwned\u{7}evil\u{1b}[2J\nna\u{202e}me", true, 0);
+        assert_eq!(
+            badge(&me, &[]),
+            "[␛]0;pwned␇evil␛[2J␤na<U+202E>me · 0 peers]"
+        );
         let long = session(1, &"x".repeat(100), true, 0);
         assert_eq!(
             badge(&long, &[]),

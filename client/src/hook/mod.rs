@@ -168,12 +168,10 @@ pub fn main(event: &OsStr) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// One line on stderr, prefixed `mesh hook: `.
+/// One line on stderr, prefixed `mesh hook: `; controls shown visibly
+/// ([`mesh_proto::sanitize::terminal_line`]): the message may quote names and paths.
 fn warn(msg: &str) {
-    let line: String = msg
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let line = mesh_proto::sanitize::terminal_line(msg);
     let _ = writeln!(std::io::stderr().lock(), "mesh hook: {line}");
 }
 
@@ -245,12 +243,6 @@ fn kebab(event: Event) -> &'static str {
         Event::Stop => "stop",
         Event::SessionEnd => "session-end",
     }
-}
-
-/// `text` on one line with control characters and escape sequences removed, at most
-/// `max_chars` characters: for names printed to a terminal (the status line).
-pub(crate) fn render_inline(text: &str, max_chars: usize) -> String {
-    render::clean_inline(text, max_chars, false)
 }
 
 fn non_empty_env(name: &str) -> Option<String> {

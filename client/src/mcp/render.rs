@@ -133,6 +133,8 @@ pub fn asked(outcome: &AskOutcome, asked_s: u64, requested_s: u64) -> Value {
     let q = &outcome.question;
     let qid = format_message_id(q.id);
     let peer = &q.to.name;
+    // In prose, the peer's name (peer-controlled) only ever appears quoted.
+    let quoted = mesh_proto::sanitize::model_quoted(peer, 64);
     let mut doc = match &outcome.result {
         AskResult::Answered(a) => json!({
             "status": "answered",
@@ -147,7 +149,7 @@ pub fn asked(outcome: &AskOutcome, asked_s: u64, requested_s: u64) -> Value {
             "question_id": qid,
             "waited_s": asked_s,
             "note": format!(
-                "No answer from {peer} within {asked_s} s. The question stays queued for {peer}; \
+                "No answer from {quoted} within {asked_s} s. The question stays queued for {quoted}; \
                  a later answer arrives in your messages (check_messages), and \
                  message_status(\"{qid}\") shows whether it was answered."
             ),
@@ -157,8 +159,8 @@ pub fn asked(outcome: &AskOutcome, asked_s: u64, requested_s: u64) -> Value {
             "peer": peer,
             "question_id": qid,
             "note": format!(
-                "{peer}'s session is not running (it ended before answering). The question stays \
-                 queued: the next session named {peer} receives it, and its answer would arrive \
+                "The session of {quoted} is not running (it ended before answering). The question \
+                 stays queued: the next session named {quoted} receives it, and its answer would arrive \
                  in your messages (check_messages)."
             ),
         }),
@@ -188,7 +190,7 @@ pub fn inbox(inbox: &Inbox) -> Value {
     }
     if inbox.messages.iter().any(|m| m.kind == Kind::Question) {
         doc["how_to_answer"] =
-            json!("answer each question with reply_to_peer(message_id=<its id>, body=<answer>)");
+            json!("answer each question with reply_to_peer(message_id: its id, body: your answer)");
     }
     if inbox.remaining > 0 {
         doc["more"] = json!(format!(

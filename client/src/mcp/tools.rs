@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use mesh_client::{ClientError, parse_message_id, transcript};
 use mesh_proto::{
     Class, Consume, ErrorCode, Kind, List, MAX_SUMMARY_LEN, MessageStatus, Reply, Scope,
-    Send as SendRequest, SessionInfo, SetSummary, WhoAmI,
+    Send as SendRequest, SessionInfo, SetSummary, WhoAmI, sanitize,
 };
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
@@ -249,14 +249,22 @@ fn fail(text: impl Into<String>) -> ToolError {
     ToolError(text.into())
 }
 
+/// A result document for the model: the same JSON value, with hidden characters, `<` and `>`
+/// in its strings written as escapes ([`sanitize::json_for_model`]).
 fn ok(doc: &Value) -> CallToolResult {
-    CallToolResult::success(vec![ContentBlock::text(doc.to_string())])
+    CallToolResult::success(vec![ContentBlock::text(sanitize::json_for_model(
+        &doc.to_string(),
+    ))])
 }
 
+/// A failure's text can quote peer-controlled names and paths: neutralised for the model
+/// ([`sanitize::model_text`]).
 fn result(r: Result<Value, ToolError>) -> CallToolResult {
     match r {
         Ok(doc) => ok(&doc),
-        Err(ToolError(text)) => CallToolResult::error(vec![ContentBlock::text(text)]),
+        Err(ToolError(text)) => {
+            CallToolResult::error(vec![ContentBlock::text(sanitize::model_text(&text))])
+        }
     }
 }
 
@@ -307,7 +315,7 @@ impl MeshServer {
         path: std::path::PathBuf,
         f: impl FnOnce(&std::path::Path) -> std::io::Result<T> + Send + 'static,
     ) -> Result<T, ToolError> {
-        let shown = path.display().to_string();
+        let shown = sanitize::model_quoted(&path.to_string_lossy(), 512);
         match tokio::task::spawn_blocking(move || f(&path)).await {
             Ok(r) => r.map_err(|e| fail(format!("cannot read the transcript {shown}: {e}"))),
             Err(e) => Err(fail(format!(
@@ -532,7 +540,7 @@ impl MeshServer {
             let Some(turn) = found else {
                 return Err(fail(format!(
                     "{} has no turn {index}; read_history shows how many turns there are",
-                    s.name
+                    sanitize::model_quoted(&s.name, 64)
                 )));
             };
             Ok(serde_json::json!({

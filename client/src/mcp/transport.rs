@@ -1,9 +1,9 @@
 //! The stdio transport, with `server/discover` answered "method not found".
 //!
-//! Claude Code 2.1.330 probes a stdio server with `server/discover` (the 2026-07-28 lifecycle)
-//! before `initialize`. rmcp 3.11 knows that method: it would answer a probe carrying full
-//! `_meta` with a discovery result (steering Claude Code into a lifecycle this server does not
-//! claim) and a bare probe with -32602. This server speaks the `initialize` lifecycle only
+//! Claude Code (2.1.330 to 2.1.332) probes a stdio server with `server/discover` (the
+//! 2026-07-28 lifecycle) before `initialize`. rmcp 3.11 knows that method: it would answer a
+//! probe carrying full `_meta` with a discovery result (steering Claude Code into a lifecycle
+//! this server does not claim) and a bare probe with -32602. This server speaks the `initialize` lifecycle only
 //! (protocol 2024-11-05 to 2025-11-25), so every `server/discover` gets JSON-RPC -32601, the
 //! answer Claude Code expects from such a server, and the server keeps reading: the next
 //! message is normally `initialize`.

@@ -1,7 +1,7 @@
 //! Whether the child has bracketed paste on (`ESC [ ? 2004 h`, off with `… l`), read from what
 //! it writes to its terminal. With it on, a wake line is typed as a paste (`ESC[200~` text
 //! `ESC[201~`) followed by Enter: Claude Code then submits it whatever its length and however
-//! fast it arrives. The text never holds an ESC ([`super::wake::sanitize`]), so it cannot end
+//! fast it arrives. The text never holds an ESC ([`mesh_proto::sanitize::typed`]), so it cannot end
 //! the paste early.
 
 /// Parser state over the child's output.

@@ -9,10 +9,12 @@
 //! - the user has not typed for [`QUIET`].
 //!
 //! The line names what waits; the UserPromptSubmit hook then delivers the mail itself. Names
-//! come from other sessions, so everything typed is [`sanitize`]d first.
+//! come from other sessions, so everything typed goes through the one sanitizer's rule for
+//! typed input first ([`mesh_proto::sanitize::typed`]).
 
 use std::time::{Duration, Instant};
 
+use mesh_proto::sanitize::typed;
 use mesh_proto::{Kind, Supervision};
 
 use super::typing::{Line, Typing};
@@ -104,7 +106,7 @@ pub fn wake_line(s: &Supervision) -> String {
     }
     let mut from: Vec<String> = Vec::new();
     for w in &s.waiting {
-        let name: String = sanitize(&w.from).chars().take(MAX_NAME).collect();
+        let name = typed(&w.from, MAX_NAME);
         if !from.contains(&name) {
             from.push(name);
         }
@@ -114,23 +116,12 @@ pub fn wake_line(s: &Supervision) -> String {
     } else {
         ""
     };
-    sanitize(&format!(
+    let line = format!(
         "[claude-mesh] New mail while you were idle: {}{more} from {}. It is delivered with this prompt; please handle it.",
         what.join(" and "),
         from.join(", ")
-    ))
-}
-
-/// `s` without anything a terminal or Claude Code's input would act on: control characters
-/// (C0, DEL, C1: ESC and so the bracketed-paste terminator `ESC [201~`, CR, LF, Ctrl-C…),
-/// Unicode line and paragraph separators, and bidirectional overrides.
-pub fn sanitize(s: &str) -> String {
-    s.chars()
-        .filter(|c| {
-            !c.is_control()
-                && !matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-        })
-        .collect()
+    );
+    typed(&line, line.chars().count())
 }
 
 #[cfg(test)]
@@ -281,13 +272,13 @@ mod tests {
         let evil = "ev\x1b[201~il\r\n\x03\x04\u{9b}31m\u{202e}\u{2028}name\x7f";
         let s = state(true, &[(1, Kind::Task, evil)]);
         let line = wake_line(&s);
-        assert!(line.contains(" from ev[201~il31mname. "), "{line}");
+        assert!(line.contains(" from evil  name. "), "{line}");
         for c in line.chars() {
             assert!(!c.is_control(), "{c:?} in {line:?}");
             assert!(!matches!(c, '\u{202e}' | '\u{2028}'), "{c:?}");
         }
         assert!(!line.contains('\x1b'));
-        assert_eq!(sanitize("a\x1b[201~b"), "a[201~b");
+        assert_eq!(typed("a\x1b[201~b\tc", 10), "ab c");
         let long = "x".repeat(500);
         let s = state(true, &[(1, Kind::Task, &long)]);
         assert!(wake_line(&s).len() < 200);

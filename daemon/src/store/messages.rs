@@ -17,14 +17,23 @@ use super::{Ctx, Reader, Waiter};
 /// Display name of the human user as a sender or recipient.
 pub const USER: &str = "user";
 
-/// Default byte budget of one consume.
+/// Default byte budget of one consume, and the most a client may ask for: whatever
+/// `max_bytes` says, an answer stays far below the frame cap ([`mesh_proto::MAX_FRAME_LEN`]),
+/// since an answer that cannot be sent hands nothing out.
 pub const DEFAULT_CONSUME_BYTES: usize = 1024 * 1024;
 
 /// Most messages one consume hands out.
 pub const MAX_CONSUME_MESSAGES: usize = 1000;
 
-/// What a message costs in a consume's budget besides its body (names, ids, timestamps).
+/// What a message costs in a consume's budget besides its text fields (kind, ids, timestamps,
+/// and their encoding).
 const MESSAGE_OVERHEAD: usize = 128;
+
+/// What a message costs in a consume's budget: its encoded size, give or take a few bytes.
+fn cost(m: &Message) -> usize {
+    let text = |p: &Party| p.name.len() + p.session_id.as_ref().map_or(0, String::len);
+    m.body.len() + text(&m.from) + text(&m.to) + MESSAGE_OVERHEAD
+}
 
 const COLUMNS: &str = "id, kind, from_name, from_session_id, to_name, to_session_id, body, in_reply_to, \
                        created_ms, delivered_ms, answered_ms";
@@ -385,6 +394,21 @@ pub fn undeliver(ctx: &mut Ctx<'_>, id: u64) -> Result<(), WireError> {
     Ok(())
 }
 
+/// Put the messages of a hand-out that did not reach its reader back in the queue, and forget
+/// the hand-out's token.
+pub fn put_back(ctx: &mut Ctx<'_>, ids: &[u64], token: u64) -> Result<(), WireError> {
+    for &id in ids {
+        undeliver(ctx, id)?;
+    }
+    if token != 0 {
+        ctx.conn
+            .prepare_cached("DELETE FROM handouts WHERE token = ?1")
+            .and_then(|mut s| s.execute(params![token as i64]))
+            .map_err(|e| db(ctx, e))?;
+    }
+    Ok(())
+}
+
 fn mark_delivered(ctx: &mut Ctx<'_>, id: i64) -> Result<(), WireError> {
     let now = ctx.now_ms;
     ctx.conn
@@ -478,10 +502,11 @@ pub fn consume(
     };
     let key = who.map(|w| w.key);
     let name = who.map(|w| w.name_norm.as_str());
+    // Clamped: a budget larger than a frame would make an answer that cannot be sent.
     let budget = if max_bytes == 0 {
         DEFAULT_CONSUME_BYTES
     } else {
-        max_bytes
+        max_bytes.min(DEFAULT_CONSUME_BYTES)
     };
     let conn = ctx.conn;
     let count_pending = || -> Result<i64, WireError> {
@@ -518,7 +543,7 @@ pub fn consume(
                 break;
             };
             let m = from_row(row).map_err(|e| db(ctx, e))?;
-            let cost = m.body.len() + MESSAGE_OVERHEAD;
+            let cost = cost(&m);
             if !taken.is_empty() && used + cost > budget {
                 break;
             }

@@ -433,7 +433,13 @@ pub fn pending_of(ctx: &Reader<'_>, row: &SessionRow) -> Result<u32, WireError> 
         .map_err(|e| db(ctx, e))
 }
 
-/// Sessions for `list`, relative to `scope_cwd` / `scope_git_root` for the narrower scopes.
+/// Most sessions one `list` answers with: every field a client registers is bounded
+/// ([`mesh_proto::MAX_PATH_LEN`] and friends, about 18 KB a session at worst), so this many
+/// always fit in a frame. Live sessions come first, then the most recently active ended ones.
+pub const MAX_LIST_SESSIONS: usize = 200;
+
+/// Sessions for `list`, relative to `scope_cwd` / `scope_git_root` for the narrower scopes, at
+/// most [`MAX_LIST_SESSIONS`].
 pub fn list(
     ctx: &Reader<'_>,
     scope: Scope,
@@ -442,8 +448,7 @@ pub fn list(
     include_offline: bool,
 ) -> Result<Vec<SessionInfo>, WireError> {
     let pending = Pending::load(ctx)?;
-    let rows = all_rows(ctx, include_offline)?;
-    Ok(rows
+    let mut rows: Vec<SessionRow> = all_rows(ctx, include_offline)?
         .into_iter()
         .filter(|r| match scope {
             Scope::Machine => true,
@@ -453,6 +458,23 @@ pub fn list(
             },
             Scope::Directory => scope_cwd.is_some_and(|c| r.cwd == c),
         })
+        .collect();
+    if rows.len() > MAX_LIST_SESSIONS {
+        // Keep the live ones and the most recent ended ones, in the usual order.
+        let mut by_recency: Vec<(bool, i64, i64)> = rows
+            .iter()
+            .map(|r| (r.live, r.last_active_ms, r.key))
+            .collect();
+        by_recency.sort_unstable_by(|a, b| b.cmp(a));
+        let kept: std::collections::HashSet<i64> = by_recency
+            .into_iter()
+            .take(MAX_LIST_SESSIONS)
+            .map(|(_, _, key)| key)
+            .collect();
+        rows.retain(|r| kept.contains(&r.key));
+    }
+    Ok(rows
+        .into_iter()
         .map(|r| {
             let pending = pending.of(&r);
             r.into_info(pending)
