@@ -3,7 +3,8 @@
 //! A message is addressed to a session row (`to_key`) and its name (`to_name_norm`), or to the
 //! user (both NULL). A live session receives what is addressed to its key, plus what is
 //! addressed to its name whose addressee is no longer live: mail is never dropped because a
-//! peer died, it waits for the next session of that name.
+//! peer died, it waits for the next session of that name. Mail sent to an id prefix has no
+//! `to_name_norm`: it is for that session only, and never moves to another of the same name.
 
 use mesh_proto::{
     AskResult, Class, ErrorCode, Inbox, Kind, MAX_BODY_LEN, Message, Party, Status, WireError,
@@ -93,12 +94,15 @@ fn id_of(id: u64) -> Result<i64, WireError> {
         .map_err(|_| WireError::new(ErrorCode::UnknownMessage, format!("no message {id}")))
 }
 
-/// Insert one message; `delivered` marks it handed out in the same transaction.
+/// Insert one message; `delivered` marks it handed out in the same transaction. Mail sent
+/// `by_id` records no name to follow: it waits for that session (its key) only.
+#[allow(clippy::too_many_arguments)]
 fn insert(
     ctx: &mut Ctx<'_>,
     kind: Kind,
     from: Option<&SessionRow>,
     to: Option<&SessionRow>,
+    by_id: bool,
     body: &str,
     in_reply_to: Option<i64>,
     delivered: bool,
@@ -118,7 +122,7 @@ fn insert(
                 from.map(|f| f.session_id.as_str()),
                 to.map(|t| t.key),
                 to.map(|t| t.name.as_str()),
-                to.map(|t| t.name_norm.as_str()),
+                to.filter(|_| !by_id).map(|t| t.name_norm.as_str()),
                 to.map(|t| t.session_id.as_str()),
                 body,
                 in_reply_to,
@@ -160,15 +164,15 @@ pub fn send(
     }
     check_body(body, "message")?;
     let targets = match sessions::resolve_target(ctx, to, from.map(|f| f.key))? {
-        Target::One(row) => vec![*row],
-        Target::All(rows) => rows,
+        Target::One { row, by_id } => vec![(*row, by_id)],
+        Target::All(rows) => rows.into_iter().map(|r| (r, false)).collect(),
     };
     if let Some(f) = from {
         sessions::touch(ctx, f.key)?;
     }
     targets
         .iter()
-        .map(|t| insert(ctx, kind, from, Some(t), body, None, false))
+        .map(|(t, by_id)| insert(ctx, kind, from, Some(t), *by_id, body, None, false))
         .collect()
 }
 
@@ -182,8 +186,8 @@ pub fn ask(
     tx: oneshot::Sender<AskResult>,
 ) -> Result<(Message, bool), WireError> {
     check_body(question, "question")?;
-    let target = match sessions::resolve_target(ctx, to, from.map(|f| f.key))? {
-        Target::One(row) => *row,
+    let (target, by_id) = match sessions::resolve_target(ctx, to, from.map(|f| f.key))? {
+        Target::One { row, by_id } => (*row, by_id),
         Target::All(_) => {
             return Err(WireError::new(
                 ErrorCode::InvalidArgument,
@@ -199,6 +203,7 @@ pub fn ask(
         Kind::Question,
         from,
         Some(&target),
+        by_id,
         question,
         None,
         false,
@@ -350,6 +355,7 @@ pub fn reply(
         Kind::Answer,
         from,
         asker.as_ref(),
+        false,
         body,
         Some(qid),
         waiter.is_some(),

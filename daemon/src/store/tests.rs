@@ -724,3 +724,104 @@ fn a_retried_handout_returns_the_same_messages_and_takes_nothing_new() {
     assert!(take(0, 1).messages.is_empty());
     assert!(!store.read(|r| messages::handout_exists(r, 0)).unwrap());
 }
+
+#[test]
+fn mail_sent_by_id_stays_with_that_session_and_never_follows_its_name() {
+    let (_d, store, _t) = open();
+    let old = register(&store, reg("0ld5e55-1111", 10, 1, "backend"));
+    let by_id = send(&store, None, "0ld5e55", "for the old one only").unwrap();
+    let by_name = send(&store, None, "backend", "for whoever is backend").unwrap();
+    let key = old.key;
+    assert!(
+        store
+            .call_blocking(move |ctx| sessions::process_exited(ctx, key, 10, 1))
+            .unwrap()
+    );
+    // Another session takes the name: it gets the mail sent to the name, not the one sent
+    // to the old session's id.
+    let new = register(&store, reg("new-session", 30, 3, "backend"));
+    let got: Vec<u64> = consume(&store, new.clone(), Class::All)
+        .messages
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(got, [by_name[0].id]);
+    let listed = store
+        .read(|r| sessions::list(r, Scope::Machine, None, None, true))
+        .unwrap();
+    let pending: Vec<(String, u32)> = listed
+        .iter()
+        .map(|s| (s.session_id.clone(), s.pending))
+        .collect();
+    assert!(
+        pending.contains(&("0ld5e55-1111".to_owned(), 1))
+            && pending.contains(&("new-session".to_owned(), 0)),
+        "{pending:?}"
+    );
+    // The old session itself, resumed, still receives it.
+    let resumed = register(&store, reg("0ld5e55-1111", 40, 4, "backend"));
+    assert_eq!(resumed.key, old.key);
+    let got: Vec<u64> = consume(&store, resumed, Class::All)
+        .messages
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(got, [by_id[0].id]);
+}
+
+#[test]
+fn sending_or_asking_oneself_is_refused() {
+    let (_d, store, _t) = open();
+    let me = register(&store, reg("5e1f-1111", 10, 1, "solo"));
+    register(&store, reg("0the-2222", 20, 2, "other"));
+    for to in ["solo", "5e1f", "SOLO"] {
+        let err = send(&store, Some(me.clone()), to, "hi me").unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidArgument, "{to}: {err:?}");
+        assert!(
+            err.message.contains("this session itself"),
+            "{}",
+            err.message
+        );
+        let (me, to) = (me.clone(), to.to_owned());
+        let (tx, _rx) = tokio::sync::oneshot::channel();
+        let err = store
+            .call_blocking(move |ctx| messages::ask(ctx, Some(&me), &to, "me?", tx))
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidArgument);
+    }
+    // Nothing was stored; the broadcast still skips the sender, and others are reachable.
+    assert_eq!(send(&store, Some(me.clone()), "*", "all").unwrap().len(), 1);
+    assert_eq!(send(&store, Some(me), "other", "you").unwrap().len(), 1);
+    let n: i64 = store
+        .read(|r| {
+            r.conn
+                .query_row("SELECT count(*) FROM messages", [], |row| row.get(0))
+                .map_err(|e| sessions::db(r, e))
+        })
+        .unwrap();
+    assert_eq!(n, 2);
+}
+
+#[test]
+fn a_name_that_is_also_an_id_prefix_of_another_session_is_ambiguous() {
+    let (_d, store, _t) = open();
+    // A session named `cafe`, and another whose id starts with `cafe`.
+    register(&store, reg("1234-named", 10, 1, "cafe"));
+    register(&store, reg("cafe0001-other", 20, 2, "other"));
+    let err = send(&store, None, "cafe", "x").unwrap_err();
+    assert_eq!(err.code, ErrorCode::AmbiguousPeer, "{err:?}");
+    assert!(
+        err.message.contains("1234-nam") && err.message.contains("cafe0001"),
+        "both are listed: {}",
+        err.message
+    );
+    // A longer prefix, or the other's id, settles it.
+    let sent = send(&store, None, "cafe0", "x").unwrap();
+    assert_eq!(sent[0].to.session_id.as_deref(), Some("cafe0001-other"));
+    let sent = send(&store, None, "1234", "x").unwrap();
+    assert_eq!(sent[0].to.name, "cafe");
+    // A name that is an id prefix of the same session is that session.
+    register(&store, reg("beef-3333", 30, 3, "beef"));
+    let sent = send(&store, None, "beef", "x").unwrap();
+    assert_eq!(sent[0].to.session_id.as_deref(), Some("beef-3333"));
+}
