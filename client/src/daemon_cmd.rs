@@ -26,6 +26,11 @@ pub struct DaemonArgs {
     /// many seconds for a session that is idle. 0 = never.
     #[arg(long, env = "CLAUDE_MESH_NOTIFY_AFTER", default_value_t = 90)]
     pub notify_after: u64,
+    /// Delete delivered mail, answered questions and ended sessions without pending mail once
+    /// they are this many days old (fractions allowed). Undelivered mail is never deleted.
+    /// 0 = keep everything.
+    #[arg(long, env = "CLAUDE_MESH_RETAIN_DAYS", default_value_t = 30.0)]
+    pub retain_days: f64,
 }
 
 /// The readiness pipe of an on-demand start, if any.
@@ -80,6 +85,7 @@ fn serve(args: DaemonArgs, ready: Arc<Ready>) -> anyhow::Result<()> {
     // The handshake announces the `mesh` binary's version (clients compare it with theirs).
     config.program_version = env!("CARGO_PKG_VERSION").to_owned();
     config.notify_after = (args.notify_after > 0).then(|| Duration::from_secs(args.notify_after));
+    config.retain = retention(args.retain_days)?;
     if source != Source::Bound && args.idle_timeout > 0 {
         config.idle_timeout = Some(Duration::from_secs(args.idle_timeout));
     }
@@ -108,6 +114,17 @@ fn serve(args: DaemonArgs, ready: Arc<Ready>) -> anyhow::Result<()> {
     }
     drop(acquired.lock);
     result
+}
+
+/// `--retain-days` as a duration; `None` (keep everything) for 0.
+fn retention(days: f64) -> anyhow::Result<Option<Duration>> {
+    if !days.is_finite() || days < 0.0 {
+        anyhow::bail!("CLAUDE_MESH_RETAIN_DAYS must be a number of days >= 0, got {days}");
+    }
+    if days == 0.0 {
+        return Ok(None);
+    }
+    Ok(Some(Duration::from_secs_f64((days * 86_400.0).min(1e12))))
 }
 
 fn spawn_signal_handler(shutdown: CancellationToken) -> std::io::Result<()> {

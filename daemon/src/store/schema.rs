@@ -54,6 +54,10 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX handouts_by_age ON handouts(created_ms);",
     // 3: the summary shown until a session sets its own (project folder and git branch).
     "ALTER TABLE sessions ADD COLUMN default_summary TEXT NOT NULL DEFAULT '';",
+    // 4: retention (store/retention.rs) keeps a session that asked a question still open; this
+    // finds those without reading every message. Only open questions are in it.
+    "CREATE INDEX messages_open_questions ON messages(from_key)
+        WHERE kind = 'question' AND answered_ms IS NULL;",
 ];
 
 /// The schema version this build writes.

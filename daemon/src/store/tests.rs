@@ -825,3 +825,161 @@ fn a_name_that_is_also_an_id_prefix_of_another_session_is_ambiguous() {
     let sent = send(&store, None, "beef", "x").unwrap();
     assert_eq!(sent[0].to.session_id.as_deref(), Some("beef-3333"));
 }
+
+/// Run retention as of `later_ms` after now, with an age of `age_ms`, until it is done.
+fn prune_all(store: &Store, later_ms: i64, age_ms: i64) -> (usize, usize) {
+    let (mut messages, mut sessions, mut after) = (0, 0, 0);
+    loop {
+        let p = store
+            .call_blocking(move |ctx| {
+                ctx.now_ms += later_ms;
+                super::retention::prune(ctx, age_ms, after, 2)
+            })
+            .unwrap();
+        messages += p.messages;
+        sessions += p.sessions;
+        after = p.scanned_to;
+        if p.done {
+            return (messages, sessions);
+        }
+    }
+}
+
+fn ids_kept(store: &Store) -> Vec<u64> {
+    store
+        .read(|r| {
+            r.conn
+                .prepare("SELECT id FROM messages ORDER BY id")
+                .and_then(|mut s| {
+                    s.query_map([], |row| row.get::<_, i64>(0))?
+                        .collect::<rusqlite::Result<Vec<i64>>>()
+                })
+                .map_err(|e| sessions::db(r, e))
+        })
+        .unwrap()
+        .into_iter()
+        .map(|i| i as u64)
+        .collect()
+}
+
+#[test]
+fn retention_prunes_delivered_mail_and_ended_sessions_and_never_undelivered_mail() {
+    const DAY: i64 = 86_400_000;
+    let (_d, store, _t) = open();
+    let a = register(&store, reg("aaaa-1111", 10, 1, "alpha"));
+    let b = register(&store, reg("bbbb-2222", 20, 2, "beta"));
+    let gone = register(&store, reg("cccc-3333", 30, 3, "gone"));
+    let waiting = register(&store, reg("dddd-4444", 40, 4, "waiting"));
+    let delivered = send(&store, Some(a.clone()), "beta", "read long ago").unwrap()[0].id;
+    let for_waiting = send(&store, Some(a.clone()), "waiting", "never read").unwrap()[0].id;
+    // A question answered, and one still open (delivered, not answered).
+    let (tx, _rx) = tokio::sync::oneshot::channel();
+    let asker = a.clone();
+    let answered = store
+        .call_blocking(move |ctx| messages::ask(ctx, Some(&asker), "beta", "port?", tx))
+        .unwrap()
+        .0
+        .id;
+    consume(&store, b.clone(), Class::All);
+    let me = b.clone();
+    let answer = store
+        .call_blocking(move |ctx| messages::reply(ctx, Some(&me), answered, "8080"))
+        .unwrap()
+        .id;
+    for (s, pid, start) in [(&gone, 30, 3), (&waiting, 40, 4)] {
+        let key = s.key;
+        assert!(
+            store
+                .call_blocking(move |ctx| sessions::process_exited(ctx, key, pid, start))
+                .unwrap()
+        );
+    }
+    // A newer ended session: the highest key is never pruned (SQLite would reuse it).
+    let last = register(&store, reg("eeee-5555", 50, 5, "last"));
+    let key = last.key;
+    store
+        .call_blocking(move |ctx| sessions::process_exited(ctx, key, 50, 5))
+        .unwrap();
+    let all = ids_kept(&store);
+
+    // Younger than the age: nothing goes.
+    assert_eq!(prune_all(&store, DAY, 30 * DAY), (0, 0));
+    assert_eq!(ids_kept(&store), all);
+
+    // Older: the delivered task and the answer go first; the question goes with its answer
+    // gone (the next sweep); the undelivered task and its recipient stay; the ended session
+    // without pending mail goes, and so does nothing else.
+    let (m, s) = prune_all(&store, 31 * DAY, 30 * DAY);
+    assert_eq!(s, 1, "only `gone` is pruned");
+    assert!(m >= 2, "{m}");
+    prune_all(&store, 31 * DAY, 30 * DAY);
+    assert_eq!(ids_kept(&store), [for_waiting]);
+    assert!(!ids_kept(&store).contains(&delivered));
+    assert!(!ids_kept(&store).contains(&answer));
+    let listed: Vec<String> = store
+        .read(|r| sessions::list(r, Scope::Machine, None, None, true))
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(listed, ["alpha", "beta", "last", "waiting"]);
+    // The mail kept for the ended session still reaches the next session of its name.
+    let next = register(&store, reg("ffff-6666", 60, 6, "waiting"));
+    let got: Vec<u64> = consume(&store, next, Class::All)
+        .messages
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(got, [for_waiting]);
+}
+
+#[test]
+fn retention_keeps_a_question_whose_asker_waits_and_the_session_that_asked_an_open_one() {
+    const DAY: i64 = 86_400_000;
+    let (_d, store, _t) = open();
+    let a = register(&store, reg("aaaa-1111", 10, 1, "alpha"));
+    let b = register(&store, reg("bbbb-2222", 20, 2, "beta"));
+    register(&store, reg("zzzz-9999", 90, 9, "newest"));
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let asker = a.clone();
+    let q = store
+        .call_blocking(move |ctx| messages::ask(ctx, Some(&asker), "beta", "port?", tx))
+        .unwrap()
+        .0
+        .id;
+    consume(&store, b, Class::All);
+    prune_all(&store, 31 * DAY, 30 * DAY);
+    assert_eq!(ids_kept(&store), [q], "its asker still waits");
+    drop(rx);
+    // The asker gave up; the asker's session ends. The delivered open question goes, then
+    // the session that asked it.
+    let key = a.key;
+    store
+        .call_blocking(move |ctx| sessions::process_exited(ctx, key, 10, 1))
+        .unwrap();
+    let (m, s) = prune_all(&store, 31 * DAY, 30 * DAY);
+    assert_eq!(m, 1);
+    assert_eq!(s, 1);
+    assert!(ids_kept(&store).is_empty());
+}
+
+#[test]
+fn pruning_sessions_looks_messages_up_by_index() {
+    let (_d, store, _t) = open();
+    let plan = store
+        .call_blocking(|ctx| {
+            let sql = format!("EXPLAIN QUERY PLAN {}", super::retention::PRUNE_SESSIONS);
+            let mut stmt = ctx.conn.prepare(&sql).map_err(|e| sessions::db(ctx, e))?;
+            let rows: Vec<String> = stmt
+                .query_map(rusqlite::params![1, 2], |r| r.get::<_, String>(3))
+                .and_then(|r| r.collect())
+                .map_err(|e| sessions::db(ctx, e))?;
+            Ok(rows.join("\n"))
+        })
+        .unwrap();
+    assert!(!plan.contains("SCAN messages"), "{plan}");
+    assert!(
+        plan.contains("messages_open_questions") && plan.contains("messages_pending_by_key"),
+        "{plan}"
+    );
+}
