@@ -22,8 +22,8 @@ pub use types::*;
 
 /// Version of the request/response schema. Bump on any change to [`Request`] or [`Response`]
 /// that an older peer could not decode.
-/// 2: `Poll`. 3: `Supervise`.
-pub const PROTOCOL_VERSION: u32 = 3;
+/// 2: `Poll`. 3: `Supervise`. 4: `Status::Withdrawn`.
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Largest frame payload either side accepts or sends, in bytes.
 pub const MAX_FRAME_LEN: usize = 4 * 1024 * 1024;

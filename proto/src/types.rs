@@ -56,6 +56,9 @@ pub enum Status {
     Queued,
     Delivered,
     Answered,
+    /// A question whose asker stopped waiting (timed out, left) before it was handed to the
+    /// peer: it never will be. An answer to it (by id) still goes to the asker's inbox.
+    Withdrawn,
 }
 
 impl Status {
@@ -64,6 +67,7 @@ impl Status {
             Status::Queued => "queued",
             Status::Delivered => "delivered",
             Status::Answered => "answered",
+            Status::Withdrawn => "withdrawn",
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The MCP server's links to the daemon. The client library is blocking, so everything here runs
-//! on tokio's blocking pool (`spawn_blocking`), never on the async workers.
+//! on tokio's blocking pool (`spawn_blocking`), never on the async workers. `mesh ask` waits with
+//! the same [`ask`] (on its main thread).
 //!
 //! - [`Daemon::call`]: ordinary requests share ONE connection, opened lazily. Before each use the
 //!   socket is polled (zero timeout): a connection the daemon closed (it stopped, crashed or

@@ -28,7 +28,7 @@ pub const MAX_CONSUME_MESSAGES: usize = 1000;
 const MESSAGE_OVERHEAD: usize = 128;
 
 const COLUMNS: &str = "id, kind, from_name, from_session_id, to_name, to_session_id, body, in_reply_to, \
-                       created_ms, delivered_ms, answered_ms";
+                       created_ms, delivered_ms, answered_ms, withdrawn_ms";
 
 pub(crate) fn kind_from_str(s: &str) -> Kind {
     match s {
@@ -42,10 +42,12 @@ pub(crate) fn kind_from_str(s: &str) -> Kind {
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
     let delivered_ms: Option<i64> = r.get(9)?;
     let answered_ms: Option<i64> = r.get(10)?;
-    let status = match (delivered_ms, answered_ms) {
-        (_, Some(_)) => Status::Answered,
-        (Some(_), None) => Status::Delivered,
-        (None, None) => Status::Queued,
+    let withdrawn_ms: Option<i64> = r.get(11)?;
+    let status = match (delivered_ms, answered_ms, withdrawn_ms) {
+        (_, Some(_), _) => Status::Answered,
+        (_, None, Some(_)) => Status::Withdrawn,
+        (Some(_), None, None) => Status::Delivered,
+        (None, None, None) => Status::Queued,
     };
     Ok(Message {
         id: r.get::<_, i64>(0)? as u64,
@@ -235,7 +237,7 @@ pub fn await_answer(
             "SELECT {COLUMNS}, from_key, to_key FROM messages WHERE id = ?1"
         ))
         .and_then(|mut s| {
-            s.query_row(params![qid], |r| Ok((from_row(r)?, r.get(11)?, r.get(12)?)))
+            s.query_row(params![qid], |r| Ok((from_row(r)?, r.get(12)?, r.get(13)?)))
                 .optional()
         })
         .map_err(|e| db(ctx, e))?
@@ -275,6 +277,21 @@ pub fn await_answer(
     if !live {
         return Ok((question, Some(AskResult::PeerGone)));
     }
+    // Its asker gave up and now waits again: the question goes back to the queue.
+    let question = if question.status == Status::Withdrawn {
+        ctx.conn
+            .prepare_cached(
+                "UPDATE messages SET withdrawn_ms = NULL, delivered_ms = NULL WHERE id = ?1",
+            )
+            .and_then(|mut s| s.execute(params![qid]))
+            .map_err(|e| db(ctx, e))?;
+        if let Some(session_id) = &question.to.session_id {
+            ctx.store.hints().mark(session_id);
+        }
+        get(ctx, qid)?.unwrap_or(question)
+    } else {
+        question
+    };
     ctx.waiters.insert(
         qid,
         Waiter {
@@ -305,7 +322,7 @@ pub fn reply(
         ))
         .and_then(|mut s| {
             s.query_row(params![qid], |r| {
-                Ok((from_row(r)?, r.get(11)?, r.get(12)?, r.get(13)?))
+                Ok((from_row(r)?, r.get(12)?, r.get(13)?, r.get(14)?))
             })
             .optional()
         })
@@ -379,6 +396,26 @@ pub fn reply(
         });
     }
     Ok(answer)
+}
+
+/// The asker of question `id` stopped waiting (its wait timed out, or it left). A question not
+/// yet handed to the peer is withdrawn: never handed out, shown as `withdrawn`. One the peer
+/// has already seen cannot be unsaid: it stays, and an answer goes to the asker's inbox.
+/// Nothing changes while another wait for it is registered (an `AwaitAnswer` elsewhere).
+/// Returns the question as it now stands.
+pub fn withdraw(ctx: &mut Ctx<'_>, id: u64) -> Result<Option<Message>, WireError> {
+    let qid = id_of(id)?;
+    if !ctx.waiters.is_waiting(qid) {
+        let now = ctx.now_ms;
+        ctx.conn
+            .prepare_cached(
+                "UPDATE messages SET withdrawn_ms = ?2, delivered_ms = ?2
+                 WHERE id = ?1 AND kind = 'question' AND delivered_ms IS NULL AND answered_ms IS NULL",
+            )
+            .and_then(|mut s| s.execute(params![qid, now]))
+            .map_err(|e| db(ctx, e))?;
+    }
+    get(ctx, qid)
 }
 
 /// Hand a message back to the queue (its delivery did not reach the recipient).
