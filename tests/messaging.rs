@@ -675,6 +675,32 @@ fn a_question_whose_asker_gave_up_is_withdrawn_unless_the_peer_has_seen_it() {
     );
     assert!(consume(&mesh, &answerer, Class::All).is_empty());
 
+    // Ctrl-C: the wait ends, the question is withdrawn, and `mesh ask` says so.
+    let interrupted = mesh
+        .mesh()
+        .args(["ask", "answerer", "ctrl-c?", "--timeout", "60"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the question to be queued", Duration::from_secs(10), || {
+        queued = peek(&mesh, &answerer);
+        !queued.is_empty()
+    });
+    // The asker learns the question's id just after it is committed; let it, so the signal
+    // lands during the wait proper.
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: plain kill(2) of our own child.
+    unsafe { libc::kill(interrupted.id() as i32, libc::SIGINT) };
+    let out = interrupted.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("interrupted") && stderr.contains("withdrawn"),
+        "{stderr}"
+    );
+    assert_eq!(status_of(&mesh, queued[0].id), Status::Withdrawn);
+    assert!(consume(&mesh, &answerer, Class::All).is_empty());
+
     // Seen by the peer before the asker timed out: it stays, and the asker is told that an
     // answer will wait in its inbox.
     let caller = asker.caller.clone();

@@ -180,6 +180,8 @@ pub struct AskSwitch {
 struct SwitchState {
     cancelled: bool,
     socket: Option<UnixStream>,
+    /// The question's id, once the daemon has queued it.
+    question: Option<u64>,
 }
 
 impl AskSwitch {
@@ -197,6 +199,12 @@ impl AskSwitch {
 
     pub fn is_cancelled(&self) -> bool {
         self.lock().cancelled
+    }
+
+    /// The id of the question being waited on, once it is queued (to say what became of it
+    /// after a cancel).
+    pub fn question(&self) -> Option<u64> {
+        self.lock().question
     }
 
     /// Watch a new connection's socket; false (and the socket shut down) if already cancelled.
@@ -255,6 +263,7 @@ pub fn ask(daemon: &Daemon, plan: AskPlan, switch: &AskSwitch) -> Result<AskEnd,
         Err(e) if never_sent(&e) => return Err(e),
         Err(e) => return Ok(AskEnd::LostWhileQueuing(e)),
     };
+    switch.lock().question = Some(question.id);
     loop {
         let left = plan.deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {

@@ -983,3 +983,42 @@ fn pruning_sessions_looks_messages_up_by_index() {
         "{plan}"
     );
 }
+
+#[test]
+fn a_withdrawn_question_goes_back_to_the_queue_when_its_asker_waits_again() {
+    let (_d, store, _t) = open();
+    let a = register(&store, reg("aaaa-1111", 10, 1, "alpha"));
+    let b = register(&store, reg("bbbb-2222", 20, 2, "beta"));
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let asker = a.clone();
+    let q = store
+        .call_blocking(move |ctx| messages::ask(ctx, Some(&asker), "beta", "port?", tx))
+        .unwrap()
+        .0
+        .id;
+    // Withdrawn only once nobody waits for it.
+    let still = store
+        .call_blocking(move |ctx| messages::withdraw(ctx, q))
+        .unwrap()
+        .unwrap();
+    assert_eq!(still.status, mesh_proto::Status::Queued);
+    drop(rx);
+    let gone = store
+        .call_blocking(move |ctx| messages::withdraw(ctx, q))
+        .unwrap()
+        .unwrap();
+    assert_eq!(gone.status, mesh_proto::Status::Withdrawn);
+    assert!(consume(&store, b.clone(), Class::All).messages.is_empty());
+    let (tx, _rx) = tokio::sync::oneshot::channel();
+    let (again, result) = store
+        .call_blocking(move |ctx| messages::await_answer(ctx, Some(&a), q, tx))
+        .unwrap();
+    assert!(result.is_none(), "it waits");
+    assert_eq!(again.status, mesh_proto::Status::Queued);
+    let got: Vec<u64> = consume(&store, b, Class::All)
+        .messages
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(got, [q]);
+}
