@@ -1022,3 +1022,49 @@ fn a_withdrawn_question_goes_back_to_the_queue_when_its_asker_waits_again() {
         .collect();
     assert_eq!(got, [q]);
 }
+
+#[test]
+fn a_large_backlog_is_pruned_in_bounded_batches() {
+    const DAY: i64 = 86_400_000;
+    let (_d, store, _t) = open();
+    let a = register(&store, reg("aaaa-1111", 10, 1, "alpha"));
+    let b = register(&store, reg("bbbb-2222", 20, 2, "beta"));
+    let body = "y".repeat(1000);
+    for _ in 0..20 {
+        let (from, body) = (a.clone(), body.clone());
+        store
+            .call_blocking(move |ctx| {
+                for _ in 0..500 {
+                    messages::send(ctx, Some(&from), "beta", Kind::Task, &body)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        while !consume(&store, b.clone(), Class::All).messages.is_empty() {}
+    }
+    let mut jobs = Vec::new();
+    let mut after = 0;
+    loop {
+        let t0 = std::time::Instant::now();
+        let p = store
+            .call_blocking(move |ctx| {
+                ctx.now_ms += 31 * DAY;
+                super::retention::prune(ctx, 30 * DAY, after, super::retention::BATCH)
+            })
+            .unwrap();
+        jobs.push((p.messages, t0.elapsed()));
+        after = p.scanned_to;
+        if p.done {
+            break;
+        }
+    }
+    let slowest = jobs.iter().map(|j| j.1).max().unwrap();
+    println!(
+        "10,000 delivered messages pruned in {} jobs of at most {} rows; slowest job {slowest:?}",
+        jobs.len(),
+        super::retention::BATCH
+    );
+    assert!(jobs.iter().all(|j| j.0 <= super::retention::BATCH));
+    assert_eq!(jobs.iter().map(|j| j.0).sum::<usize>(), 10_000);
+    assert!(ids_kept(&store).is_empty());
+}
