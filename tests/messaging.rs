@@ -627,6 +627,7 @@ fn a_question_whose_asker_gave_up_is_withdrawn_unless_the_peer_has_seen_it() {
         .unwrap();
     assert_eq!(outcome.result, AskResult::TimedOut);
     assert_eq!(outcome.question.status, Status::Withdrawn);
+    assert_eq!(outcome.question.delivered_ms, None, "never delivered");
     assert!(peek(&mesh, &answerer).is_empty(), "never shown to the peer");
     assert_eq!(status_of(&mesh, outcome.question.id), Status::Withdrawn);
     let shown = mesh

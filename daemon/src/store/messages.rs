@@ -43,6 +43,8 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
     let delivered_ms: Option<i64> = r.get(9)?;
     let answered_ms: Option<i64> = r.get(10)?;
     let withdrawn_ms: Option<i64> = r.get(11)?;
+    // A withdrawn question was never handed out (`delivered_ms` only keeps it out of the queue).
+    let delivered_ms = delivered_ms.filter(|_| withdrawn_ms.is_none());
     let status = match (delivered_ms, answered_ms, withdrawn_ms) {
         (_, Some(_), _) => Status::Answered,
         (_, None, Some(_)) => Status::Withdrawn,
