@@ -264,13 +264,20 @@ pub fn ask(daemon: &Daemon, plan: AskPlan, switch: &AskSwitch) -> Result<AskEnd,
         Err(e) => return Ok(AskEnd::LostWhileQueuing(e)),
     };
     switch.lock().question = Some(question.id);
+    // At the deadline the daemon is asked once more, with the shortest wait: it then hands
+    // over an answer already there, or times out at once, withdrawing a question the peer has
+    // not seen and saying so in the question it returns.
+    let mut last_try = false;
     loop {
         let left = plan.deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Ok(AskEnd::Done(Box::new(AskOutcome {
-                question,
-                result: AskResult::TimedOut,
-            })));
+            if last_try {
+                return Ok(AskEnd::Done(Box::new(AskOutcome {
+                    question,
+                    result: AskResult::TimedOut,
+                })));
+            }
+            last_try = true;
         }
         let waited = link.conn.await_answer(AwaitAnswer {
             caller: daemon.caller(),
