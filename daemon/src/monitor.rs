@@ -151,7 +151,6 @@ impl Monitor {
                 self.exited(key, pid, start).await;
             }
         }
-        self.prune().await;
     }
 
     /// Sweep now and then every `every` until shutdown.
@@ -161,7 +160,12 @@ impl Monitor {
             let mut tick = tokio::time::interval(every);
             loop {
                 tokio::select! {
-                    _ = tick.tick() => this.sweep().await,
+                    // Pruning runs here, not in the sweep the daemon awaits before it serves:
+                    // a large backlog must not delay the start.
+                    _ = tick.tick() => {
+                        this.sweep().await;
+                        this.prune().await;
+                    }
                     () = this.shutdown.cancelled() => break,
                 }
             }
