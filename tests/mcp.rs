@@ -1198,3 +1198,21 @@ fn transcript_tools_read_a_peers_history() {
     let err = mcp.call_err("search_history", json!({"peer": "backend", "query": "/(/"}));
     assert!(err.contains("invalid regular expression"), "{err}");
 }
+
+#[test]
+fn sending_to_or_asking_oneself_is_a_tool_error() {
+    let mesh = Mesh::start();
+    let me = register_me(&mesh, "frontend");
+    let mut mcp = Mcp::started(&mesh);
+    let id_prefix = me.session_id[..8].to_owned();
+    for to in ["frontend", id_prefix.as_str()] {
+        let err = mcp.call_err("send_message", json!({"to": to, "body": "hi me"}));
+        assert!(err.contains("this session itself"), "{err}");
+        let err = mcp.call_err(
+            "ask_peer",
+            json!({"to": to, "question": "me?", "timeout_s": 1}),
+        );
+        assert!(err.contains("this session itself"), "{err}");
+    }
+    assert!(consume(&mesh, &me_caller()).is_empty());
+}
