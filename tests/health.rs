@@ -256,6 +256,15 @@ struct InProcessDaemon {
 
 impl InProcessDaemon {
     fn start(mesh: &Mesh, version: &str) -> Self {
+        Self::start_with(mesh, version, |_| {})
+    }
+
+    /// [`InProcessDaemon::start`] with `tweak` applied to its configuration.
+    fn start_with(
+        mesh: &Mesh,
+        version: &str,
+        tweak: impl FnOnce(&mut mesh_daemon::Config),
+    ) -> Self {
         mesh.state.ensure().unwrap();
         let socket = mesh.state.socket();
         let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
@@ -263,6 +272,7 @@ impl InProcessDaemon {
         listener.set_nonblocking(true).unwrap();
         let mut config = mesh_daemon::Config::new(mesh.state.db());
         config.program_version = version.to_owned();
+        tweak(&mut config);
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
         let thread = thread::spawn(move || {
@@ -694,4 +704,120 @@ fn a_symlinked_or_unwritable_database_or_state_dir_fails_with_a_fix_that_works()
             .contains("cannot write the database"),
         "{c:#}"
     );
+}
+
+/// The database's logical size in bytes (pages in the file and its WAL), read-only.
+fn db_bytes(mesh: &Mesh) -> u64 {
+    let conn = rusqlite::Connection::open_with_flags(
+        mesh.state.db(),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let pages: i64 = conn
+        .pragma_query_value(None, "page_count", |r| r.get(0))
+        .unwrap();
+    let size: i64 = conn
+        .pragma_query_value(None, "page_size", |r| r.get(0))
+        .unwrap();
+    (pages * size) as u64
+}
+
+fn kept_messages(mesh: &Mesh) -> u64 {
+    mesh_daemon::store::inspect::inspect(&mesh.state.db())
+        .unwrap()
+        .kept
+        .unwrap()
+        .messages
+}
+
+#[test]
+fn delivered_mail_is_pruned_undelivered_is_kept_and_the_database_stops_growing() {
+    use mesh_proto::{Caller, Class, Consume, Kind, List, MessageStatus, Scope};
+    let mesh = Mesh::without_daemon();
+    let _daemon = InProcessDaemon::start_with(&mesh, env!("CARGO_PKG_VERSION"), |c| {
+        c.retain = Some(Duration::from_millis(300));
+        c.sweep_interval = Duration::from_millis(100);
+    });
+    let reader = mesh.session("reader");
+    let mut ended = mesh.session("ended");
+    // The newest session (the highest key is never pruned, so that it is never reused).
+    let mut offline = mesh.session("offline");
+    let user = Caller::default();
+    let never_read = mesh.send(&user, "offline", Kind::Task, "never read");
+    offline.kill();
+    ended.kill();
+    let body = "x".repeat(20_000);
+    let mut sizes = Vec::new();
+    let mut first = None;
+    for round in 0..12 {
+        for _ in 0..50 {
+            let id = mesh.send(&user, "reader", Kind::Task, &body);
+            first.get_or_insert(id);
+        }
+        let mut conn = mesh.conn();
+        while !conn
+            .consume(Consume {
+                caller: reader.caller.clone(),
+                class: Class::All,
+                peek: false,
+                max_bytes: 0,
+                handout: 0,
+            })
+            .unwrap()
+            .messages
+            .is_empty()
+        {}
+        wait_for(
+            &format!("round {round}'s delivered mail to be pruned"),
+            Duration::from_secs(30),
+            || kept_messages(&mesh) == 1,
+        );
+        sizes.push(db_bytes(&mesh));
+    }
+    let mb = |b: u64| b as f64 / 1e6;
+    println!(
+        "12 rounds of 50 x 20 kB sent, read and pruned; database size after each (MB): {:?}",
+        sizes.iter().map(|&b| mb(b)).collect::<Vec<_>>()
+    );
+    // 12 MB went through; the database holds about one round, and stops growing.
+    let early = sizes[..3].iter().copied().max().unwrap();
+    assert!(
+        sizes[11] <= early + early / 10,
+        "the database kept growing: {sizes:?}"
+    );
+    let mut conn = mesh.conn();
+    // The undelivered task is kept, and so is the ended session it waits for; the session
+    // without mail is pruned.
+    let status = conn
+        .message_status(MessageStatus {
+            message_id: never_read,
+        })
+        .unwrap();
+    assert_eq!(status.body, "never read");
+    let err = conn
+        .message_status(MessageStatus {
+            message_id: first.unwrap(),
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("no message"), "{err}");
+    let names: Vec<String> = conn
+        .list(List {
+            caller: Caller::default(),
+            scope: Scope::Machine,
+            include_offline: true,
+        })
+        .unwrap()
+        .sessions
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["offline", "reader"]);
+    // `mesh health` says what is kept and how old it is.
+    let (_, doc) = health_json(&mesh);
+    let file = check(&doc, "db.file")["detail"].as_str().unwrap();
+    assert!(
+        file.contains("1 message kept, the oldest") && file.contains("CLAUDE_MESH_RETAIN_DAYS"),
+        "{file}"
+    );
+    assert!(file.contains("MiB") || file.contains("KiB"), "{file}");
 }

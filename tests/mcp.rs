@@ -12,7 +12,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{Mesh, Session, wait_for};
-use mesh_proto::{Ask, AskResult, Caller, Class, Consume, Kind, Message, Reply, SessionInfo};
+use mesh_proto::{
+    Ask, AskResult, Caller, Class, Consume, Kind, Message, Reply, SessionInfo, Status,
+};
 use serde_json::{Value, json};
 
 const TOOLS: [&str; 11] = [
@@ -661,15 +663,44 @@ fn ask_peer_times_out_and_reports_a_peer_that_is_gone() {
     assert_eq!(doc["status"], "timed_out", "{doc}");
     assert_eq!(doc["waited_s"], 1);
     assert!(
-        doc["note"].as_str().unwrap().contains("check_messages"),
-        "{doc}"
-    );
-    assert!(
         took >= Duration::from_millis(900) && took < Duration::from_secs(8),
         "{took:?}"
     );
-    // The question stays queued for the peer, and a late answer reaches the asker's inbox.
-    let late = answer_next_question(&mesh, &backend, "yes, late");
+    // The peer had not seen the question: the asker gave up, so it is withdrawn, and says so.
+    assert_eq!(doc["question_status"], "withdrawn", "{doc}");
+    assert!(doc["note"].as_str().unwrap().contains("withdrawn"), "{doc}");
+    assert!(consume(&mesh, &backend.caller).is_empty());
+    let st = mcp.call("message_status", json!({"message_id": doc["question_id"]}));
+    assert_eq!(st["status"], "withdrawn", "{st}");
+
+    // Once the peer has seen it, nothing is withdrawn: a late answer reaches the asker's inbox.
+    let call = mcp.start_call(
+        "ask_peer",
+        json!({"to": "backend", "question": "seen?", "timeout_s": 1}),
+        None,
+    );
+    let mut seen = Vec::new();
+    wait_for("the question to arrive", Duration::from_secs(10), || {
+        seen = consume(&mesh, &backend.caller);
+        !seen.is_empty()
+    });
+    let (is_error, text) = mcp.finish_call(&call, REPLY_WITHIN);
+    assert!(!is_error, "{text}");
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(doc["status"], "timed_out", "{doc}");
+    assert_eq!(doc["question_status"], "delivered", "{doc}");
+    assert!(
+        doc["note"].as_str().unwrap().contains("check_messages"),
+        "{doc}"
+    );
+    mesh.conn()
+        .reply(Reply {
+            caller: backend.caller.clone(),
+            message_id: seen[0].id,
+            body: "yes, late".into(),
+        })
+        .unwrap();
+    let late = &seen[0];
     assert_eq!(doc["question_id"], m(late.id));
     let inbox = mcp.call("check_messages", json!({}));
     let msgs = inbox["messages"].as_array().unwrap();
@@ -1094,8 +1125,8 @@ impl Drop for TermOnDrop {
     }
 }
 
-/// Claude Code exiting (stdin closed) mid-ask ends the server promptly; the question stays
-/// queued and its answer waits in the session's inbox.
+/// Claude Code exiting (stdin closed) mid-ask ends the server promptly; the asker is gone, so
+/// the question, which the peer had not seen, is withdrawn.
 #[test]
 fn closing_stdin_ends_the_server_even_while_an_ask_waits() {
     let mesh = Mesh::start();
@@ -1121,6 +1152,18 @@ fn closing_stdin_ends_the_server_even_while_an_ask_waits() {
             .iter()
             .any(|m| m.body == "bye?")
     });
+    let q = mesh
+        .conn()
+        .consume(Consume {
+            caller: backend.caller.clone(),
+            class: Class::All,
+            peek: true,
+            max_bytes: 0,
+            handout: 0,
+        })
+        .unwrap()
+        .messages[0]
+        .id;
     let start = Instant::now();
     drop(mcp.stdin.take());
     let mut status = None;
@@ -1134,12 +1177,20 @@ fn closing_stdin_ends_the_server_even_while_an_ask_waits() {
         "{:?}",
         start.elapsed()
     );
-    let q = answer_next_question(&mesh, &backend, "see you");
-    let inbox = consume(&mesh, &me_caller());
-    assert_eq!(inbox.len(), 1, "{inbox:?}");
-    assert_eq!(
-        (inbox[0].in_reply_to, inbox[0].body.as_str()),
-        (Some(q.id), "see you")
+    wait_for(
+        "the question to be withdrawn",
+        Duration::from_secs(5),
+        || {
+            mesh.conn()
+                .message_status(mesh_proto::MessageStatus { message_id: q })
+                .unwrap()
+                .status
+                == Status::Withdrawn
+        },
+    );
+    assert!(
+        consume(&mesh, &backend.caller).is_empty(),
+        "never handed out"
     );
 }
 
@@ -1224,4 +1275,22 @@ fn tool_results_show_hidden_characters_and_tags_as_escapes_of_the_same_value() {
     );
     let doc: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(doc["messages"][0]["body"], body, "the same value: {doc}");
+}
+
+#[test]
+fn sending_to_or_asking_oneself_is_a_tool_error() {
+    let mesh = Mesh::start();
+    let me = register_me(&mesh, "frontend");
+    let mut mcp = Mcp::started(&mesh);
+    let id_prefix = me.session_id[..8].to_owned();
+    for to in ["frontend", id_prefix.as_str()] {
+        let err = mcp.call_err("send_message", json!({"to": to, "body": "hi me"}));
+        assert!(err.contains("this session itself"), "{err}");
+        let err = mcp.call_err(
+            "ask_peer",
+            json!({"to": to, "question": "me?", "timeout_s": 1}),
+        );
+        assert!(err.contains("this session itself"), "{err}");
+    }
+    assert!(consume(&mesh, &me_caller()).is_empty());
 }

@@ -218,7 +218,8 @@ fn ask_times_out_and_a_dying_peer_ends_the_wait() {
             .unwrap()
             .sessions
             .iter()
-            .any(|s| s.name == "answerer" && s.pending == 2)
+            // The first question was withdrawn when its asker timed out: only this one.
+            .any(|s| s.name == "answerer" && s.pending == 1)
     });
     answerer.kill();
     let outcome = waiting.join().unwrap();
@@ -919,4 +920,240 @@ fn sixteen_thousand_ended_sessions_leave_list_working() {
         );
     }
     drop(live);
+}
+
+fn peek(mesh: &Mesh, who: &common::Session) -> Vec<mesh_proto::Message> {
+    mesh.conn()
+        .consume(Consume {
+            caller: who.caller.clone(),
+            class: Class::All,
+            peek: true,
+            max_bytes: 0,
+            handout: 0,
+        })
+        .unwrap()
+        .messages
+}
+
+fn status_of(mesh: &Mesh, id: u64) -> Status {
+    mesh.conn()
+        .message_status(MessageStatus { message_id: id })
+        .unwrap()
+        .status
+}
+
+/// Stops (SIGTERM) a daemon that a client started by itself, however the test ends.
+struct TermOnDrop(u32);
+
+impl Drop for TermOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: plain kill(2) of the daemon this test caused to start.
+        unsafe { libc::kill(self.0 as i32, libc::SIGTERM) };
+    }
+}
+
+#[test]
+fn mesh_ask_survives_a_daemon_kill_and_restart_and_asks_only_once() {
+    let mut mesh = Mesh::start();
+    let answerer = mesh.session("answerer");
+    let asker = mesh
+        .mesh()
+        .args(["ask", "answerer", "which port?", "--timeout", "60"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut queued = Vec::new();
+    wait_for("the question to be queued", Duration::from_secs(10), || {
+        queued = peek(&mesh, &answerer);
+        !queued.is_empty()
+    });
+    // The question is committed before the asker learns its id (a zero-wait ask answers at
+    // once); give it that moment, so the kill lands during the wait proper.
+    std::thread::sleep(Duration::from_millis(500));
+    mesh.kill9();
+    // The waiting asker notices, starts a daemon by itself and waits again.
+    let end = std::time::Instant::now() + Duration::from_secs(15);
+    let conn = loop {
+        if let Ok(c) = mesh_client::Connection::connect(&mesh.state.socket(), &common::opts()) {
+            break c;
+        }
+        assert!(std::time::Instant::now() < end, "no daemon came back");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _daemon = TermOnDrop(conn.daemon_pid());
+    // A kill -9 withdraws nothing: the same question, once, still pending.
+    let got = consume(&mesh, &answerer, Class::All);
+    assert_eq!(
+        got.iter().map(|m| (m.id, m.kind)).collect::<Vec<_>>(),
+        [(queued[0].id, Kind::Question)]
+    );
+    mesh.conn()
+        .reply(Reply {
+            caller: answerer.caller.clone(),
+            message_id: got[0].id,
+            body: "8080".into(),
+        })
+        .unwrap();
+    let out = asker.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}: {stderr}", out.status);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "8080\n");
+    assert!(stderr.contains("reconnecting"), "{stderr}");
+    assert!(peek(&mesh, &answerer).is_empty(), "no second question");
+    assert_eq!(status_of(&mesh, got[0].id), Status::Answered);
+}
+
+#[test]
+fn a_question_whose_asker_gave_up_is_withdrawn_unless_the_peer_has_seen_it() {
+    let mesh = Mesh::start();
+    let asker = mesh.session("asker");
+    let answerer = mesh.session("answerer");
+
+    // Timed out before the peer looked: withdrawn, and the asker is told.
+    let outcome = mesh
+        .conn()
+        .ask(Ask {
+            caller: asker.caller.clone(),
+            to: "answerer".into(),
+            question: "there?".into(),
+            timeout_ms: 200,
+        })
+        .unwrap();
+    assert_eq!(outcome.result, AskResult::TimedOut);
+    assert_eq!(outcome.question.status, Status::Withdrawn);
+    assert_eq!(outcome.question.delivered_ms, None, "never delivered");
+    assert!(peek(&mesh, &answerer).is_empty(), "never shown to the peer");
+    assert_eq!(status_of(&mesh, outcome.question.id), Status::Withdrawn);
+    let shown = mesh
+        .mesh()
+        .args(["message", &outcome.question.id.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains("withdrawn"),
+        "{}",
+        common::output_text(&shown)
+    );
+
+    // `mesh ask` says what became of its question when it gives up.
+    let out = mesh
+        .mesh()
+        .args(["ask", "answerer", "anyone?", "--timeout", "1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("had not seen question") && stderr.contains("withdrawn"),
+        "{stderr}"
+    );
+    assert!(peek(&mesh, &answerer).is_empty());
+
+    // An asker killed while it waits (Ctrl-C, its process gone): withdrawn.
+    let mut killed = mesh
+        .mesh()
+        .args(["ask", "answerer", "still there?", "--timeout", "60"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut queued = Vec::new();
+    wait_for("the question to be queued", Duration::from_secs(10), || {
+        queued = peek(&mesh, &answerer);
+        !queued.is_empty()
+    });
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    wait_for(
+        "the question to be withdrawn",
+        Duration::from_secs(10),
+        || status_of(&mesh, queued[0].id) == Status::Withdrawn,
+    );
+    assert!(consume(&mesh, &answerer, Class::All).is_empty());
+
+    // Ctrl-C: the wait ends, the question is withdrawn, and `mesh ask` says so.
+    let interrupted = mesh
+        .mesh()
+        .args(["ask", "answerer", "ctrl-c?", "--timeout", "60"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the question to be queued", Duration::from_secs(10), || {
+        queued = peek(&mesh, &answerer);
+        !queued.is_empty()
+    });
+    // The asker learns the question's id just after it is committed; let it, so the signal
+    // lands during the wait proper.
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: plain kill(2) of our own child.
+    unsafe { libc::kill(interrupted.id() as i32, libc::SIGINT) };
+    let out = interrupted.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("interrupted") && stderr.contains("withdrawn"),
+        "{stderr}"
+    );
+    assert_eq!(status_of(&mesh, queued[0].id), Status::Withdrawn);
+    assert!(consume(&mesh, &answerer, Class::All).is_empty());
+
+    // Seen by the peer before the asker timed out: it stays, and the asker is told that an
+    // answer will wait in its inbox.
+    let caller = asker.caller.clone();
+    let socket = mesh.state.socket();
+    let waiting = std::thread::spawn(move || {
+        let mut conn = mesh_client::Connection::connect(&socket, &common::opts()).unwrap();
+        conn.ask(Ask {
+            caller,
+            to: "answerer".into(),
+            question: "seen?".into(),
+            timeout_ms: 1500,
+        })
+        .unwrap()
+    });
+    let mut seen = Vec::new();
+    wait_for("the question to arrive", Duration::from_secs(10), || {
+        seen = consume(&mesh, &answerer, Class::All);
+        !seen.is_empty()
+    });
+    let outcome = waiting.join().unwrap();
+    assert_eq!(outcome.result, AskResult::TimedOut);
+    assert_eq!(outcome.question.status, Status::Delivered);
+    mesh.conn()
+        .reply(Reply {
+            caller: answerer.caller.clone(),
+            message_id: seen[0].id,
+            body: "late".into(),
+        })
+        .unwrap();
+    let inbox = consume(&mesh, &asker, Class::All);
+    assert_eq!(
+        inbox
+            .iter()
+            .map(|m| (m.in_reply_to, m.body.as_str()))
+            .collect::<Vec<_>>(),
+        [(Some(seen[0].id), "late")]
+    );
+}
+
+#[test]
+fn sending_to_or_asking_oneself_is_refused_from_the_cli() {
+    let mesh = Mesh::start();
+    let me = mesh.session("solo");
+    let pid = me.pid().to_string();
+    for args in [
+        ["send", "solo", "hello me"].as_slice(),
+        ["ask", "solo", "me?", "--timeout", "1"].as_slice(),
+    ] {
+        let out = mesh
+            .mesh()
+            .args(args)
+            .env("CLAUDE_PID", &pid)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("this session itself"), "{args:?}: {stderr}");
+    }
+    assert!(peek(&mesh, &me).is_empty());
 }

@@ -38,6 +38,11 @@ pub struct DaemonArgs {
     /// other processes keep the remaining slots. 0 = no per-process limit.
     #[arg(long, env = "CLAUDE_MESH_MAX_CONNECTIONS_PER_PROCESS", default_value_t = mesh_daemon::server::DEFAULT_MAX_CONNECTIONS_PER_PROCESS)]
     pub max_connections_per_process: usize,
+    /// Delete delivered mail, answered questions and ended sessions without pending mail once
+    /// they are this many days old (fractions allowed). Undelivered mail is never deleted.
+    /// 0 = keep everything.
+    #[arg(long, env = "CLAUDE_MESH_RETAIN_DAYS", default_value_t = 30.0)]
+    pub retain_days: f64,
 }
 
 /// The readiness pipe of an on-demand start, if any.
@@ -105,6 +110,7 @@ fn serve(args: DaemonArgs, ready: Arc<Ready>) -> anyhow::Result<()> {
         .then(|| Duration::from_secs(args.connection_idle_timeout));
     config.max_connections = args.max_connections.max(1);
     config.max_connections_per_process = args.max_connections_per_process;
+    config.retain = retention(args.retain_days)?;
     if source != Source::Bound && args.idle_timeout > 0 {
         config.idle_timeout = Some(Duration::from_secs(args.idle_timeout));
     }
@@ -165,6 +171,17 @@ fn disk_full(e: anyhow::Error) -> anyhow::Error {
         "disk full: the daemon cannot start ({e:#}); free some space on the filesystem of {dir} \
          (`df -h {dir}`) and try again"
     )
+}
+
+/// `--retain-days` as a duration; `None` (keep everything) for 0.
+fn retention(days: f64) -> anyhow::Result<Option<Duration>> {
+    if !days.is_finite() || days < 0.0 {
+        anyhow::bail!("CLAUDE_MESH_RETAIN_DAYS must be a number of days >= 0, got {days}");
+    }
+    if days == 0.0 {
+        return Ok(None);
+    }
+    Ok(Some(Duration::from_secs_f64((days * 86_400.0).min(1e12))))
 }
 
 fn spawn_signal_handler(shutdown: CancellationToken) -> std::io::Result<()> {

@@ -21,7 +21,7 @@
 //! "last_active_ms"}`.
 //!
 //! `Message`: `{"id", "kind": "task"/"note"/"question"/"answer", "from": Party, "to": Party,
-//! "body", "in_reply_to", "status": "queued"/"delivered"/"answered", "created_ms",
+//! "body", "in_reply_to", "status": "queued"/"delivered"/"answered"/"withdrawn", "created_ms",
 //! "delivered_ms", "answered_ms"}`; `Party`: `{"name", "session_id"}` (`name` is `user` and
 //! `session_id` null for a command run outside any session).
 

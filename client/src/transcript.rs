@@ -260,8 +260,10 @@ pub fn search(
     Ok((out, more))
 }
 
-/// The session `peer` names among `sessions`: a name (case-insensitive; its live session,
-/// else its latest), or a prefix of at least 4 characters of a session id. The error says what
+/// The session `peer` names among `sessions`, by the daemon's rule (README "Names"): a name
+/// (case-insensitive; its live session, else its latest), or a prefix of at least 4
+/// characters of a session id. A name that is also an id prefix of another session is an
+/// error that lists both, as several sessions matching an id prefix is. The error says what
 /// to do.
 pub fn find_peer<'a>(sessions: &'a [SessionInfo], peer: &str) -> Result<&'a SessionInfo, String> {
     let wanted = peer.trim().to_lowercase();
@@ -269,39 +271,46 @@ pub fn find_peer<'a>(sessions: &'a [SessionInfo], peer: &str) -> Result<&'a Sess
         .iter()
         .filter(|s| s.name.to_lowercase() == wanted)
         .collect();
-    if !by_name.is_empty() {
-        let live = by_name
-            .iter()
-            .copied()
-            .filter(|s| s.live)
-            .max_by_key(|s| s.key);
-        return Ok(live
-            .or_else(|| by_name.iter().copied().max_by_key(|s| s.key))
-            .unwrap_or(by_name[0]));
-    }
-    if wanted.len() >= 4 {
-        let by_id: Vec<&SessionInfo> = sessions
+    let named = by_name
+        .iter()
+        .copied()
+        .filter(|s| s.live)
+        .max_by_key(|s| s.key)
+        .or_else(|| by_name.iter().copied().max_by_key(|s| s.key));
+    let by_id: Vec<&SessionInfo> = if wanted.len() >= 4 {
+        sessions
             .iter()
             .filter(|s| s.session_id.to_lowercase().starts_with(&wanted))
-            .collect();
-        match by_id.as_slice() {
-            [one] => return Ok(one),
-            [] => {}
-            several => {
-                let names: Vec<String> = several
-                    .iter()
-                    .map(|s| format!("{} ({})", s.name, s.session_id))
-                    .collect();
-                return Err(format!(
-                    "`{peer}` matches several sessions: {}; give more of the id",
-                    names.join(", ")
-                ));
-            }
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let list = |several: &[&SessionInfo]| {
+        several
+            .iter()
+            .map(|s| format!("{} ({})", s.name, s.session_id))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match (named, by_id.as_slice()) {
+        (Some(n), ids) if ids.iter().any(|i| i.key != n.key) => {
+            let mut all = vec![n];
+            all.extend(ids.iter().copied().filter(|i| i.key != n.key));
+            Err(format!(
+                "`{peer}` is the name of one session and an id prefix of another: {}; give more of the id of the one you mean",
+                list(&all)
+            ))
         }
+        (Some(n), _) => Ok(n),
+        (None, [one]) => Ok(one),
+        (None, []) => Err(format!(
+            "no session is named `{peer}` or has an id starting with it; list them with `mesh list --all` (or list_peers)"
+        )),
+        (None, several) => Err(format!(
+            "`{peer}` matches several sessions: {}; give more of the id",
+            list(several)
+        )),
     }
-    Err(format!(
-        "no session is named `{peer}` or has an id starting with it; list them with `mesh list --all` (or list_peers)"
-    ))
 }
 
 /// The transcript a session reported, or why there is none.
@@ -460,6 +469,45 @@ mod tests {
             writeln!(f, "{l}").unwrap();
         }
         f
+    }
+
+    fn session(key: u64, name: &str, id: &str, live: bool) -> SessionInfo {
+        SessionInfo {
+            key,
+            session_id: id.into(),
+            name: name.into(),
+            pid: 1,
+            cwd: "/".into(),
+            project_root: None,
+            git_root: None,
+            transcript_path: None,
+            summary: String::new(),
+            idle: false,
+            live,
+            registered_ms: 0,
+            last_active_ms: 0,
+            pending: 0,
+        }
+    }
+
+    #[test]
+    fn a_peer_is_found_by_the_daemons_rule_for_names_and_id_prefixes() {
+        let all = [
+            session(1, "cafe", "1234-named", true),
+            session(2, "other", "cafe0001-other", true),
+            session(3, "app", "aaaa-old", false),
+            session(4, "app", "bbbb-new", true),
+        ];
+        let err = find_peer(&all, "CAFE").unwrap_err();
+        assert!(
+            err.contains("1234-named") && err.contains("cafe0001-other"),
+            "{err}"
+        );
+        assert_eq!(find_peer(&all, "cafe0").unwrap().key, 2);
+        assert_eq!(find_peer(&all, "1234").unwrap().key, 1);
+        assert_eq!(find_peer(&all, "app").unwrap().key, 4, "the live one");
+        assert_eq!(find_peer(&all, "aaaa").unwrap().key, 3);
+        assert!(find_peer(&all, "nobody").is_err());
     }
 
     const USER: &str = r#"{"type":"user","timestamp":"2026-11-23T10:00:00Z","message":{"role":"user","content":"fix the login form"}}"#;

@@ -340,7 +340,10 @@ async fn supervise(
 }
 
 /// Wait for the answer the store pushes, the time-out, shutdown, or the client leaving.
-/// `None`: the client went away (or broke protocol) and the connection ends.
+/// `None`: the client went away (or broke protocol) and the connection ends. An asker that
+/// times out or leaves has given up: its question is withdrawn if the peer has not seen it
+/// ([`handlers::gave_up`]); the time-out answer carries the question as it then stands. A
+/// shutdown withdraws nothing (the asker reconnects and waits again).
 async fn wait_for_answer(
     framed: &mut RequestFramed,
     shared: &Shared,
@@ -348,7 +351,7 @@ async fn wait_for_answer(
     shutdown: &CancellationToken,
 ) -> Option<Response> {
     let PendingAsk {
-        question,
+        mut question,
         mut rx,
         timeout,
     } = ask;
@@ -357,7 +360,15 @@ async fn wait_for_answer(
             Ok(result) => result,
             Err(_) => return Some(Response::Error(WireError::new(ErrorCode::ShuttingDown, "the daemon is shutting down"))),
         },
-        () = tokio::time::sleep(timeout) => rx.try_recv().unwrap_or(AskResult::TimedOut),
+        () = tokio::time::sleep(timeout) => match rx.try_recv() {
+            Ok(result) => result,
+            Err(_) => {
+                // Closing the receiver ends this wait's registration before the withdrawal.
+                drop(rx);
+                question = handlers::gave_up(&shared.store, question).await;
+                AskResult::TimedOut
+            }
+        },
         () = shutdown.cancelled() => match rx.try_recv() {
             Ok(result) => result,
             Err(_) => return Some(Response::Error(WireError::new(
@@ -374,8 +385,13 @@ async fn wait_for_answer(
                     .await;
             }
             // An answer that raced with the departure goes back to the asker's inbox.
-            if let Ok(AskResult::Answered(m)) = rx.try_recv() {
-                handlers::undeliver(&shared.store, m.id);
+            match rx.try_recv() {
+                Ok(AskResult::Answered(m)) => handlers::undeliver(&shared.store, m.id),
+                Ok(_) => {}
+                Err(_) => {
+                    drop(rx);
+                    handlers::gave_up_later(&shared.store, question.id);
+                }
             }
             tracing::debug!(question = question.id, "asker left before the answer");
             return None;

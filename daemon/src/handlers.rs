@@ -610,6 +610,26 @@ pub fn put_back(store: &Store, ids: Vec<u64>, token: u64) {
     store.spawn(move |ctx| messages::put_back(ctx, &ids, token));
 }
 
+/// The asker of `question` stopped waiting before an answer came: withdraw it if the peer has
+/// not seen it yet ([`messages::withdraw`]). Returns the question as it now stands (as it was,
+/// should the store fail).
+pub async fn gave_up(store: &Store, question: mesh_proto::Message) -> mesh_proto::Message {
+    let id = question.id;
+    match store.call(move |ctx| messages::withdraw(ctx, id)).await {
+        Ok(Some(now)) => now,
+        Ok(None) => question,
+        Err(e) => {
+            tracing::warn!(question = id, "withdrawing a question: {}", e.message);
+            question
+        }
+    }
+}
+
+/// [`gave_up`] without waiting: for an asker that has left.
+pub fn gave_up_later(store: &Store, id: u64) {
+    store.spawn(move |ctx| messages::withdraw(ctx, id).map(drop));
+}
+
 /// Undo the delivery of an answer that could not be written to its asker.
 pub fn undeliver(store: &Store, id: u64) {
     store.spawn(move |ctx| messages::undeliver(ctx, id));

@@ -1,6 +1,7 @@
 //! Liveness monitor: one watcher task per live session, woken by the OS when the process
 //! exits (see [`crate::liveness`]), plus a periodic sweep as a safety net (and the only
-//! mechanism for processes that died while the daemon was not running).
+//! mechanism for processes that died while the daemon was not running). The sweep also prunes
+//! what retention lets go ([`crate::store::retention`]), off the hooks' path.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -9,7 +10,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::store::{Store, messages, sessions};
+use crate::store::{Store, messages, retention, sessions};
 use crate::{liveness, procinfo};
 
 /// Spawns and tracks watcher tasks.
@@ -19,7 +20,13 @@ pub struct Monitor {
     watched: Arc<Mutex<HashSet<(i64, u32, u64)>>>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
+    /// Retention age ([`crate::Config::retain`]); `None`: nothing is pruned.
+    retain: Option<Duration>,
 }
+
+/// Most prune jobs one sweep runs (each deletes at most [`retention::BATCH`] rows); what is
+/// left waits for the next sweep.
+const MAX_PRUNE_JOBS: usize = 40;
 
 impl Monitor {
     pub fn new(store: Store, tasks: TaskTracker, shutdown: CancellationToken) -> Self {
@@ -28,6 +35,52 @@ impl Monitor {
             watched: Arc::default(),
             tasks,
             shutdown,
+            retain: None,
+        }
+    }
+
+    /// Prune what is older than `retain` at every sweep.
+    pub fn retaining(mut self, retain: Option<Duration>) -> Self {
+        self.retain = retain;
+        self
+    }
+
+    /// Delete what retention lets go, a bounded batch per store job so hooks and sends queued
+    /// behind it wait for one batch at most.
+    async fn prune(&self) {
+        let Some(age) = self.retain else { return };
+        let age_ms = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+        let mut after = 0;
+        let (mut messages, mut sessions) = (0, 0);
+        for _ in 0..MAX_PRUNE_JOBS {
+            let done = self
+                .store
+                .call(move |ctx| retention::prune(ctx, age_ms, after, retention::BATCH))
+                .await;
+            match done {
+                Ok(p) => {
+                    messages += p.messages;
+                    sessions += p.sessions;
+                    after = p.scanned_to;
+                    if p.done {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("pruning old mail and sessions: {}", e.message);
+                    break;
+                }
+            }
+            if self.shutdown.is_cancelled() {
+                break;
+            }
+        }
+        if messages + sessions > 0 {
+            tracing::info!(
+                messages,
+                sessions,
+                "pruned delivered mail and ended sessions older than {age:?}"
+            );
         }
     }
 
@@ -107,7 +160,12 @@ impl Monitor {
             let mut tick = tokio::time::interval(every);
             loop {
                 tokio::select! {
-                    _ = tick.tick() => this.sweep().await,
+                    // Pruning runs here, not in the sweep the daemon awaits before it serves:
+                    // a large backlog must not delay the start.
+                    _ = tick.tick() => {
+                        this.sweep().await;
+                        this.prune().await;
+                    }
                     () = this.shutdown.cancelled() => break,
                 }
             }

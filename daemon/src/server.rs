@@ -20,6 +20,9 @@ use crate::monitor::Monitor;
 use crate::store::Store;
 use crate::supervise::Supervisors;
 
+/// How long delivered mail and ended sessions are kept by default: 30 days.
+pub const DEFAULT_RETAIN: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// Called once the daemon serves (database open, liveness checked).
 pub type ReadyHook = Arc<dyn Fn() + Send + Sync>;
 
@@ -51,8 +54,13 @@ pub struct Config {
     pub handshake_timeout: Duration,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
-    /// Period of the liveness sweep (the safety net behind pidfd notifications).
+    /// Period of the liveness sweep (the safety net behind pidfd notifications), which also
+    /// prunes what retention lets go.
     pub sweep_interval: Duration,
+    /// Delivered mail, answered questions and ended sessions without pending mail are deleted
+    /// once they are this old ([`crate::store::retention`]); undelivered mail never is.
+    /// `None`: keep everything.
+    pub retain: Option<Duration>,
     /// Told when the daemon is ready to serve.
     pub on_ready: Option<ReadyHook>,
     /// Desktop notification for a task or question that waited this long for an idle session
@@ -95,6 +103,7 @@ impl std::fmt::Debug for Config {
             .field("handshake_timeout", &self.handshake_timeout)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("sweep_interval", &self.sweep_interval)
+            .field("retain", &self.retain)
             .field("program_version", &self.program_version)
             .field("notify_after", &self.notify_after)
             .field("watch_socket", &self.watch_socket)
@@ -113,6 +122,7 @@ impl Config {
             handshake_timeout: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(5),
             sweep_interval: Duration::from_secs(30),
+            retain: Some(DEFAULT_RETAIN),
             on_ready: None,
             notify_after: None,
             program_version: crate::conn::VERSION.to_owned(),
@@ -208,7 +218,7 @@ pub async fn run(
     let tasks = TaskTracker::new();
     // Connections and watchers stop on the daemon's shutdown, whatever its cause.
     let stop = shutdown.child_token();
-    let monitor = Monitor::new(store.clone(), tasks.clone(), stop.clone());
+    let monitor = Monitor::new(store.clone(), tasks.clone(), stop.clone()).retaining(config.retain);
     monitor.sweep().await;
     monitor.start_sweeping(config.sweep_interval);
     if let Some(watch) = config.watch_socket.clone() {

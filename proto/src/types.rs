@@ -56,6 +56,9 @@ pub enum Status {
     Queued,
     Delivered,
     Answered,
+    /// A question whose asker stopped waiting (timed out, left) before it was handed to the
+    /// peer: it never will be. An answer to it (by id) still goes to the asker's inbox.
+    Withdrawn,
 }
 
 impl Status {
@@ -64,6 +67,7 @@ impl Status {
             Status::Queued => "queued",
             Status::Delivered => "delivered",
             Status::Answered => "answered",
+            Status::Withdrawn => "withdrawn",
         }
     }
 }
@@ -165,9 +169,12 @@ requests! {
     List,
     /// Queue a task or note.
     Send,
-    /// Queue a question and wait for its answer (or time-out, or the peer's death).
+    /// Queue a question and wait for its answer (or time-out, or the peer's death). A wait that
+    /// times out, or a client that closes the connection while it waits, withdraws a question
+    /// the peer has not been shown yet ([`Status::Withdrawn`]); a zero wait only queues it.
     Ask,
-    /// Wait again for the answer to an earlier question (after a reconnect).
+    /// Wait again for the answer to an earlier question (after a reconnect). Ends like [`Ask`]'s
+    /// wait; a withdrawn question awaited again goes back to the queue.
     AwaitAnswer,
     /// Answer a question.
     Reply,
@@ -324,6 +331,8 @@ pub struct AwaitAnswer {
 #[cfg_attr(test, derive(Arbitrary))]
 pub enum AskResult {
     Answered(Message),
+    /// No answer in time; [`AskOutcome::question`]'s status says whether the question was
+    /// withdrawn (the peer had not seen it) or stays (delivered: an answer goes to the inbox).
     TimedOut,
     /// The asked session ended while the question waited.
     PeerGone,

@@ -1,12 +1,12 @@
 //! `db.*`: the database, read through the daemon crate's read-only inspection (it owns the
-//! schema): file and WAL size, schema version, `PRAGMA quick_check`, sessions, and how long the
-//! oldest undelivered message has waited.
+//! schema): file and WAL size and the oldest kept rows, schema version, `PRAGMA quick_check`,
+//! sessions, and how long the oldest undelivered message has waited.
 
 use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
 
 use mesh_daemon::store::CORRUPT_DIR_PREFIX;
-use mesh_daemon::store::inspect::{InspectError, Inspection, inspect};
+use mesh_daemon::store::inspect::{InspectError, Inspection, Kept, inspect};
 
 use super::{Check, human_bytes, human_duration, quote};
 
@@ -94,7 +94,7 @@ fn current(db: &Path, now_ms: i64) -> Vec<Check> {
             )];
         }
     };
-    let mut out = vec![file(&seen)];
+    let mut out = vec![file(&seen, now_ms)];
     let expected = Inspection::expected_schema_version();
     if let Ok(v) = seen.schema_version {
         out.push(schema(v, expected));
@@ -102,7 +102,7 @@ fn current(db: &Path, now_ms: i64) -> Vec<Check> {
     out.push(integrity(&seen));
     if let Ok(s) = seen.sessions {
         let note = if s.offline > 0 {
-            " (ended sessions are kept so mail to their names waits for the next one)"
+            " (ended sessions are kept so mail to their names waits for the next one, until retention prunes those without pending mail)"
         } else {
             ""
         };
@@ -117,13 +117,17 @@ fn current(db: &Path, now_ms: i64) -> Vec<Check> {
     out
 }
 
-fn file(seen: &Inspection) -> Check {
+fn file(seen: &Inspection, now_ms: i64) -> Check {
     let wal = match seen.wal_bytes {
         Some(n) => format!("WAL {}", human_bytes(n)),
         None => "no WAL (closed cleanly)".to_owned(),
     };
+    let kept = match &seen.kept {
+        Ok(k) => format!("; {}", kept(k, now_ms)),
+        Err(_) => String::new(),
+    };
     let detail = format!(
-        "{}, {}, {wal}",
+        "{}, {}, {wal}{kept}",
         seen.path.display(),
         human_bytes(seen.size_bytes)
     );
@@ -135,6 +139,28 @@ fn file(seen: &Inspection) -> Check {
         ),
         _ => Check::ok("db.file", detail),
     }
+}
+
+/// What the database keeps, and how old its oldest rows are (retention prunes delivered mail
+/// and ended sessions after `CLAUDE_MESH_RETAIN_DAYS` of the daemon, 30 by default).
+fn kept(k: &Kept, now_ms: i64) -> String {
+    let age = |ms: i64| human_duration(u64::try_from(now_ms.saturating_sub(ms)).unwrap_or(0));
+    let messages = match k.oldest_message_ms {
+        Some(ms) if k.messages > 0 => format!(
+            "{} message{} kept, the oldest {} old",
+            k.messages,
+            if k.messages == 1 { "" } else { "s" },
+            age(ms)
+        ),
+        _ => "no messages kept".to_owned(),
+    };
+    let sessions = match k.oldest_ended_session_ms {
+        Some(ms) => format!(", the oldest ended session last active {} ago", age(ms)),
+        None => String::new(),
+    };
+    format!(
+        "{messages}{sessions} (delivered mail and ended sessions are pruned after CLAUDE_MESH_RETAIN_DAYS, 30 by default)"
+    )
 }
 
 fn schema(version: u32, expected: u32) -> Check {
@@ -213,7 +239,7 @@ fn mail(count: u64, oldest_ms: Option<i64>, now_ms: i64) -> Check {
         Check::warn(
             NAME,
             format!(
-                "{waiting}: its recipient has not run a Claude Code hook since (ended, or idle); it gets the mail at its next prompt or when a session of that name starts"
+                "{waiting}: its recipient has not run a Claude Code hook since (ended, or idle); it gets the mail at its next prompt or when a session of that name starts (undelivered mail is never pruned)"
             ),
             "mesh list --all (the PENDING column shows who has mail)",
         )

@@ -240,8 +240,8 @@ fn hint(m: &Message) -> String {
         ),
         Kind::Task => "→ Task for you from the user: do it.".to_owned(),
         Kind::Question => format!(
-            "→ Question: the asker is waiting. Answer with mcp__claude-mesh__reply_to_peer, \
-             message_id \"{}\".",
+            "→ Question: answer with mcp__claude-mesh__reply_to_peer, message_id \"{}\". \
+             The asker gets the answer at once if it still waits, else in its inbox.",
             format_message_id(m.id)
         ),
         Kind::Note => "→ Note for your information; no reply needed.".to_owned(),
@@ -442,7 +442,7 @@ mod tests {
         for want in [
             "[claude-mesh] 5 new messages from other Claude Code sessions",
             "── m42 · task from \"backend\" (backend-) ──\n│ please add /health\n│ and tests\n→ Task for you: do it. To report back, call mcp__claude-mesh__send_message with to \"backend\".\n",
-            "── m43 · question from \"frontend\" (frontend) ──\n│ which port?\n→ Question: the asker is waiting. Answer with mcp__claude-mesh__reply_to_peer, message_id \"m43\".",
+            "── m43 · question from \"frontend\" (frontend) ──\n│ which port?\n→ Question: answer with mcp__claude-mesh__reply_to_peer, message_id \"m43\". The asker gets the answer at once if it still waits, else in its inbox.",
             "── m44 · answer from \"db\" (db-01234) to your question m40 ──",
             "── m45 · task from the user (a terminal outside any session) ──\n│ tidy up\n→ Task for you from the user: do it.",
             "── m46 · note from \"ops\" (ops-0123) ──\n│ main is frozen\n→ Note for your information; no reply needed.",

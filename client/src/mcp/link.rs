@@ -1,5 +1,6 @@
 //! The MCP server's links to the daemon. The client library is blocking, so everything here runs
-//! on tokio's blocking pool (`spawn_blocking`), never on the async workers.
+//! on tokio's blocking pool (`spawn_blocking`), never on the async workers. `mesh ask` waits with
+//! the same [`ask`] (on its main thread).
 //!
 //! - [`Daemon::call`]: ordinary requests share ONE connection, opened lazily. Before each use the
 //!   socket is polled (zero timeout): a connection the daemon closed (it stopped, crashed or
@@ -179,6 +180,8 @@ pub struct AskSwitch {
 struct SwitchState {
     cancelled: bool,
     socket: Option<UnixStream>,
+    /// The question's id, once the daemon has queued it.
+    question: Option<u64>,
 }
 
 impl AskSwitch {
@@ -196,6 +199,12 @@ impl AskSwitch {
 
     pub fn is_cancelled(&self) -> bool {
         self.lock().cancelled
+    }
+
+    /// The id of the question being waited on, once it is queued (to say what became of it
+    /// after a cancel).
+    pub fn question(&self) -> Option<u64> {
+        self.lock().question
     }
 
     /// Watch a new connection's socket; false (and the socket shut down) if already cancelled.
@@ -254,13 +263,21 @@ pub fn ask(daemon: &Daemon, plan: AskPlan, switch: &AskSwitch) -> Result<AskEnd,
         Err(e) if never_sent(&e) => return Err(e),
         Err(e) => return Ok(AskEnd::LostWhileQueuing(e)),
     };
+    switch.lock().question = Some(question.id);
+    // At the deadline the daemon is asked once more, with the shortest wait: it then hands
+    // over an answer already there, or times out at once, withdrawing a question the peer has
+    // not seen and saying so in the question it returns.
+    let mut last_try = false;
     loop {
         let left = plan.deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Ok(AskEnd::Done(Box::new(AskOutcome {
-                question,
-                result: AskResult::TimedOut,
-            })));
+            if last_try {
+                return Ok(AskEnd::Done(Box::new(AskOutcome {
+                    question,
+                    result: AskResult::TimedOut,
+                })));
+            }
+            last_try = true;
         }
         let waited = link.conn.await_answer(AwaitAnswer {
             caller: daemon.caller(),

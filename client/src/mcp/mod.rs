@@ -14,7 +14,7 @@
 //!   `isError: true`, never a dead server. Logs go to stderr only (see `cmd::init_tracing`).
 
 mod limits;
-mod link;
+pub(crate) mod link;
 mod render;
 mod tools;
 mod transport;

@@ -9,7 +9,7 @@
 
 use mesh_client::display::{local_timestamp, now_ms, relative_time, session_state};
 use mesh_client::format_message_id;
-use mesh_proto::{AskOutcome, AskResult, Inbox, Kind, Message, Scope, SessionInfo};
+use mesh_proto::{AskOutcome, AskResult, Inbox, Kind, Message, Scope, SessionInfo, Status};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -147,12 +147,25 @@ pub fn asked(outcome: &AskOutcome, asked_s: u64, requested_s: u64) -> Value {
             "status": "timed_out",
             "peer": peer,
             "question_id": qid,
+            "question_status": q.status.as_str(),
             "waited_s": asked_s,
-            "note": format!(
-                "No answer from {quoted} within {asked_s} s. The question stays queued for {quoted}; \
-                 a later answer arrives in your messages (check_messages), and \
-                 message_status(\"{qid}\") shows whether it was answered."
-            ),
+            "note": match q.status {
+                Status::Withdrawn => format!(
+                    "No answer from {quoted} within {asked_s} s. {quoted} had not seen the question, \
+                     so it is withdrawn: {quoted} will not be shown it. Ask again if you still \
+                     need the answer."
+                ),
+                Status::Delivered => format!(
+                    "No answer from {quoted} within {asked_s} s. {quoted} has seen the question: a \
+                     later answer arrives in your messages (check_messages), and \
+                     message_status(\"{qid}\") shows whether it was answered."
+                ),
+                _ => format!(
+                    "No answer from {quoted} within {asked_s} s. The question stays queued for \
+                     {quoted}; a later answer arrives in your messages (check_messages), and \
+                     message_status(\"{qid}\") shows whether it was answered."
+                ),
+            },
         }),
         AskResult::PeerGone => json!({
             "status": "peer_gone",

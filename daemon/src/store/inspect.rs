@@ -38,6 +38,8 @@ pub struct Inspection {
     pub quick_check: Result<Vec<String>, String>,
     pub sessions: Result<SessionCounts, String>,
     pub undelivered: Result<Undelivered, String>,
+    /// Every message kept, and the oldest kept rows (what retention has not pruned yet).
+    pub kept: Result<Kept, String>,
 }
 
 impl Inspection {
@@ -63,6 +65,16 @@ pub struct Undelivered {
     pub count: u64,
     /// Creation time of the oldest one, ms since the epoch; `None` when there is none.
     pub oldest_created_ms: Option<i64>,
+}
+
+/// What the database keeps: every message, delivered or not, and the oldest kept rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kept {
+    pub messages: u64,
+    /// Creation time of the oldest message kept, ms since the epoch.
+    pub oldest_message_ms: Option<i64>,
+    /// Last activity of the oldest ended session kept, ms since the epoch.
+    pub oldest_ended_session_ms: Option<i64>,
 }
 
 /// Why there is nothing to inspect.
@@ -112,6 +124,7 @@ pub fn inspect(path: &Path) -> Result<Inspection, InspectError> {
         quick_check: Err(String::new()),
         sessions: Err(String::new()),
         undelivered: Err(String::new()),
+        kept: Err(String::new()),
     };
     let conn = match open_read_only(path, wal_bytes.is_none()) {
         Ok(c) => c,
@@ -120,7 +133,8 @@ pub fn inspect(path: &Path) -> Result<Inspection, InspectError> {
             out.schema_version = Err(why.clone());
             out.quick_check = Err(why.clone());
             out.sessions = Err(why.clone());
-            out.undelivered = Err(why);
+            out.undelivered = Err(why.clone());
+            out.kept = Err(why);
             return Ok(out);
         }
     };
@@ -150,6 +164,22 @@ pub fn inspect(path: &Path) -> Result<Inspection, InspectError> {
                 Ok(Undelivered {
                     count: count(r.get(0)?),
                     oldest_created_ms: r.get(1)?,
+                })
+            },
+        )
+        .map_err(text);
+    // Ids grow with time: the first message is the oldest (no scan for the minimum).
+    out.kept = conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM messages),
+                    (SELECT created_ms FROM messages ORDER BY id LIMIT 1),
+                    (SELECT min(last_active_ms) FROM sessions WHERE live = 0)",
+            [],
+            |r| {
+                Ok(Kept {
+                    messages: count(r.get(0)?),
+                    oldest_message_ms: r.get(1)?,
+                    oldest_ended_session_ms: r.get(2)?,
                 })
             },
         )

@@ -3,7 +3,8 @@
 //! A message is addressed to a session row (`to_key`) and its name (`to_name_norm`), or to the
 //! user (both NULL). A live session receives what is addressed to its key, plus what is
 //! addressed to its name whose addressee is no longer live: mail is never dropped because a
-//! peer died, it waits for the next session of that name.
+//! peer died, it waits for the next session of that name. Mail sent to an id prefix has no
+//! `to_name_norm`: it is for that session only, and never moves to another of the same name.
 
 use mesh_proto::{
     AskResult, Class, ErrorCode, Inbox, Kind, MAX_BODY_LEN, Message, Party, Status, WireError,
@@ -36,7 +37,7 @@ fn cost(m: &Message) -> usize {
 }
 
 const COLUMNS: &str = "id, kind, from_name, from_session_id, to_name, to_session_id, body, in_reply_to, \
-                       created_ms, delivered_ms, answered_ms";
+                       created_ms, delivered_ms, answered_ms, withdrawn_ms";
 
 pub(crate) fn kind_from_str(s: &str) -> Kind {
     match s {
@@ -50,10 +51,14 @@ pub(crate) fn kind_from_str(s: &str) -> Kind {
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
     let delivered_ms: Option<i64> = r.get(9)?;
     let answered_ms: Option<i64> = r.get(10)?;
-    let status = match (delivered_ms, answered_ms) {
-        (_, Some(_)) => Status::Answered,
-        (Some(_), None) => Status::Delivered,
-        (None, None) => Status::Queued,
+    let withdrawn_ms: Option<i64> = r.get(11)?;
+    // A withdrawn question was never handed out (`delivered_ms` only keeps it out of the queue).
+    let delivered_ms = delivered_ms.filter(|_| withdrawn_ms.is_none());
+    let status = match (delivered_ms, answered_ms, withdrawn_ms) {
+        (_, Some(_), _) => Status::Answered,
+        (_, None, Some(_)) => Status::Withdrawn,
+        (Some(_), None, None) => Status::Delivered,
+        (None, None, None) => Status::Queued,
     };
     Ok(Message {
         id: r.get::<_, i64>(0)? as u64,
@@ -102,12 +107,15 @@ fn id_of(id: u64) -> Result<i64, WireError> {
         .map_err(|_| WireError::new(ErrorCode::UnknownMessage, format!("no message {id}")))
 }
 
-/// Insert one message; `delivered` marks it handed out in the same transaction.
+/// Insert one message; `delivered` marks it handed out in the same transaction. Mail sent
+/// `by_id` records no name to follow: it waits for that session (its key) only.
+#[allow(clippy::too_many_arguments)]
 fn insert(
     ctx: &mut Ctx<'_>,
     kind: Kind,
     from: Option<&SessionRow>,
     to: Option<&SessionRow>,
+    by_id: bool,
     body: &str,
     in_reply_to: Option<i64>,
     delivered: bool,
@@ -127,7 +135,7 @@ fn insert(
                 from.map(|f| f.session_id.as_str()),
                 to.map(|t| t.key),
                 to.map(|t| t.name.as_str()),
-                to.map(|t| t.name_norm.as_str()),
+                to.filter(|_| !by_id).map(|t| t.name_norm.as_str()),
                 to.map(|t| t.session_id.as_str()),
                 body,
                 in_reply_to,
@@ -169,15 +177,15 @@ pub fn send(
     }
     check_body(body, "message")?;
     let targets = match sessions::resolve_target(ctx, to, from.map(|f| f.key))? {
-        Target::One(row) => vec![*row],
-        Target::All(rows) => rows,
+        Target::One { row, by_id } => vec![(*row, by_id)],
+        Target::All(rows) => rows.into_iter().map(|r| (r, false)).collect(),
     };
     if let Some(f) = from {
         sessions::touch(ctx, f.key)?;
     }
     targets
         .iter()
-        .map(|t| insert(ctx, kind, from, Some(t), body, None, false))
+        .map(|(t, by_id)| insert(ctx, kind, from, Some(t), *by_id, body, None, false))
         .collect()
 }
 
@@ -191,8 +199,8 @@ pub fn ask(
     tx: oneshot::Sender<AskResult>,
 ) -> Result<(Message, bool), WireError> {
     check_body(question, "question")?;
-    let target = match sessions::resolve_target(ctx, to, from.map(|f| f.key))? {
-        Target::One(row) => *row,
+    let (target, by_id) = match sessions::resolve_target(ctx, to, from.map(|f| f.key))? {
+        Target::One { row, by_id } => (*row, by_id),
         Target::All(_) => {
             return Err(WireError::new(
                 ErrorCode::InvalidArgument,
@@ -208,6 +216,7 @@ pub fn ask(
         Kind::Question,
         from,
         Some(&target),
+        by_id,
         question,
         None,
         false,
@@ -239,7 +248,7 @@ pub fn await_answer(
             "SELECT {COLUMNS}, from_key, to_key FROM messages WHERE id = ?1"
         ))
         .and_then(|mut s| {
-            s.query_row(params![qid], |r| Ok((from_row(r)?, r.get(11)?, r.get(12)?)))
+            s.query_row(params![qid], |r| Ok((from_row(r)?, r.get(12)?, r.get(13)?)))
                 .optional()
         })
         .map_err(|e| db(ctx, e))?
@@ -279,6 +288,21 @@ pub fn await_answer(
     if !live {
         return Ok((question, Some(AskResult::PeerGone)));
     }
+    // Its asker gave up and now waits again: the question goes back to the queue.
+    let question = if question.status == Status::Withdrawn {
+        ctx.conn
+            .prepare_cached(
+                "UPDATE messages SET withdrawn_ms = NULL, delivered_ms = NULL WHERE id = ?1",
+            )
+            .and_then(|mut s| s.execute(params![qid]))
+            .map_err(|e| db(ctx, e))?;
+        if let Some(session_id) = &question.to.session_id {
+            ctx.store.hints().mark(session_id);
+        }
+        get(ctx, qid)?.unwrap_or(question)
+    } else {
+        question
+    };
     ctx.waiters.insert(
         qid,
         Waiter {
@@ -309,7 +333,7 @@ pub fn reply(
         ))
         .and_then(|mut s| {
             s.query_row(params![qid], |r| {
-                Ok((from_row(r)?, r.get(11)?, r.get(12)?, r.get(13)?))
+                Ok((from_row(r)?, r.get(12)?, r.get(13)?, r.get(14)?))
             })
             .optional()
         })
@@ -359,6 +383,7 @@ pub fn reply(
         Kind::Answer,
         from,
         asker.as_ref(),
+        false,
         body,
         Some(qid),
         waiter.is_some(),
@@ -382,6 +407,26 @@ pub fn reply(
         });
     }
     Ok(answer)
+}
+
+/// The asker of question `id` stopped waiting (its wait timed out, or it left). A question not
+/// yet handed to the peer is withdrawn: never handed out, shown as `withdrawn`. One the peer
+/// has already seen cannot be unsaid: it stays, and an answer goes to the asker's inbox.
+/// Nothing changes while another wait for it is registered (an `AwaitAnswer` elsewhere).
+/// Returns the question as it now stands.
+pub fn withdraw(ctx: &mut Ctx<'_>, id: u64) -> Result<Option<Message>, WireError> {
+    let qid = id_of(id)?;
+    if !ctx.waiters.is_waiting(qid) {
+        let now = ctx.now_ms;
+        ctx.conn
+            .prepare_cached(
+                "UPDATE messages SET withdrawn_ms = ?2, delivered_ms = ?2
+                 WHERE id = ?1 AND kind = 'question' AND delivered_ms IS NULL AND answered_ms IS NULL",
+            )
+            .and_then(|mut s| s.execute(params![qid, now]))
+            .map_err(|e| db(ctx, e))?;
+    }
+    get(ctx, qid)
 }
 
 /// Hand a message back to the queue (its delivery did not reach the recipient).

@@ -25,6 +25,7 @@
 mod hints;
 pub mod inspect;
 pub mod messages;
+pub mod retention;
 mod schema;
 pub mod sessions;
 
@@ -89,6 +90,13 @@ impl Waiters {
             .map(|(id, _)| *id)
             .collect();
         ids.into_iter().filter_map(|id| self.take(id)).collect()
+    }
+
+    /// Whether the asker of `question_id` is blocked waiting for its answer.
+    pub fn is_waiting(&self, question_id: i64) -> bool {
+        self.by_question
+            .get(&question_id)
+            .is_some_and(|w| !w.tx.is_closed())
     }
 
     /// Number of askers currently blocked (the daemon does not idle-exit while any wait).

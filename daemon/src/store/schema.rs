@@ -54,6 +54,13 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX handouts_by_age ON handouts(created_ms);",
     // 3: the summary shown until a session sets its own (project folder and git branch).
     "ALTER TABLE sessions ADD COLUMN default_summary TEXT NOT NULL DEFAULT '';",
+    // 4: retention (store/retention.rs) keeps a session that asked a question still open; the
+    // index finds those without reading every message (only open questions are in it). And a
+    // question whose asker gave up before it was handed out is withdrawn (messages.rs
+    // `withdraw`): `withdrawn_ms` says when (`delivered_ms` is set too, so it is never handed out).
+    "CREATE INDEX messages_open_questions ON messages(from_key)
+        WHERE kind = 'question' AND answered_ms IS NULL;
+    ALTER TABLE messages ADD COLUMN withdrawn_ms INTEGER;",
 ];
 
 /// The schema version this build writes.

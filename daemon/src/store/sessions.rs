@@ -486,12 +486,20 @@ pub fn list(
 #[derive(Debug, Clone)]
 pub enum Target {
     /// One session (live, or offline: mail waits for it or the next session of its name).
-    One(Box<SessionRow>),
+    /// `by_id`: the address was an id prefix, so the mail is for that session only and never
+    /// follows its name to another session.
+    One { row: Box<SessionRow>, by_id: bool },
     /// `*`: every live session but the sender.
     All(Vec<SessionRow>),
 }
 
 /// Resolve an address: `*`, a name (case-insensitive), or an id prefix of >= 4 characters.
+///
+/// A name means its live session (two live sessions of one name: ambiguous), else its most
+/// recently active ended one. An id prefix means the live sessions whose id starts with it,
+/// else every known one (more than one: ambiguous). When the address is both a name and an id
+/// prefix of another session, neither wins: it is an [`ErrorCode::AmbiguousPeer`] error that
+/// lists both. `sender` is excluded from `*`; addressing oneself is refused.
 pub fn resolve_target(
     ctx: &Reader<'_>,
     to: &str,
@@ -520,34 +528,64 @@ pub fn resolve_target(
     let wanted = norm(to);
     let named = query_rows(ctx, "name_norm = ?1", &wanted)?;
     let live_named: Vec<&SessionRow> = named.iter().filter(|r| r.live).collect();
-    match live_named.len() {
-        1 => return Ok(Target::One(Box::new(live_named[0].clone()))),
-        n if n > 1 => return Err(ambiguous(to, &live_named)),
-        _ => {}
-    }
-    if wanted.len() >= 4 {
-        let matches = query_rows(
-            ctx,
-            "substr(lower(session_id), 1, length(?1)) = ?1",
-            &wanted,
-        )?;
-        let live: Vec<&SessionRow> = matches.iter().filter(|r| r.live).collect();
-        let pick: Vec<&SessionRow> = if live.is_empty() {
-            matches.iter().collect()
-        } else {
-            live
-        };
-        match pick.len() {
-            1 => return Ok(Target::One(Box::new(pick[0].clone()))),
-            n if n > 1 => return Err(ambiguous(to, &pick)),
-            _ => {}
-        }
+    if live_named.len() > 1 {
+        return Err(ambiguous(to, &live_named));
     }
     // A known name that is offline: its most recent session keeps the mail (a `--resume` of it,
     // or the next session of that name, receives it).
-    if let Some(row) = named.into_iter().max_by_key(|r| (r.last_active_ms, r.key)) {
-        return Ok(Target::One(Box::new(row)));
+    let by_name: Option<&SessionRow> = live_named
+        .first()
+        .copied()
+        .or_else(|| named.iter().max_by_key(|r| (r.last_active_ms, r.key)));
+    let matches = if wanted.len() >= 4 {
+        query_rows(
+            ctx,
+            "substr(lower(session_id), 1, length(?1)) = ?1",
+            &wanted,
+        )?
+    } else {
+        Vec::new()
+    };
+    let live: Vec<&SessionRow> = matches.iter().filter(|r| r.live).collect();
+    let by_id: Vec<&SessionRow> = if live.is_empty() {
+        matches.iter().collect()
+    } else {
+        live
+    };
+    let row = match (by_name, by_id.as_slice()) {
+        (Some(n), [i]) if n.key != i.key => return Err(name_or_id(to, n, i)),
+        (Some(n), ids) if ids.len() > 1 => {
+            let mut all = vec![n];
+            all.extend(ids.iter().copied().filter(|i| i.key != n.key));
+            return Err(ambiguous(to, &all));
+        }
+        (Some(n), _) => Target::One {
+            row: Box::new(n.clone()),
+            by_id: false,
+        },
+        (None, [i]) => Target::One {
+            row: Box::new((*i).clone()),
+            by_id: true,
+        },
+        (None, []) => return Err(unknown(ctx, to)?),
+        (None, ids) => return Err(ambiguous(to, ids)),
+    };
+    if let Target::One { row, .. } = &row
+        && Some(row.key) == sender
+    {
+        return Err(WireError::new(
+            ErrorCode::InvalidArgument,
+            format!(
+                "`{to}` is this session itself ({}, id {}); address a peer (`mesh list` shows them)",
+                row.name,
+                short_id(&row.session_id)
+            ),
+        ));
     }
+    Ok(row)
+}
+
+fn unknown(ctx: &Reader<'_>, to: &str) -> Result<WireError, WireError> {
     let mut names: Vec<String> = all_rows(ctx, false)?.into_iter().map(|r| r.name).collect();
     names.dedup();
     let known = if names.is_empty() {
@@ -555,12 +593,32 @@ pub fn resolve_target(
     } else {
         format!("live peers: {}", names.join(", "))
     };
-    Err(WireError::new(
+    Ok(WireError::new(
         ErrorCode::UnknownPeer,
         format!(
             "no peer named or with id `{to}` ({known}; `mesh list --all` shows every known session)"
         ),
     ))
+}
+
+/// `to` is the name of one session and an id prefix of another.
+fn name_or_id(to: &str, named: &SessionRow, id: &SessionRow) -> WireError {
+    let live = |r: &SessionRow| if r.live { "live" } else { "offline" };
+    WireError::new(
+        ErrorCode::AmbiguousPeer,
+        format!(
+            "`{to}` is both the name of {} (id {}, {}, {}) and an id prefix of {} (id {}, {}, {}); \
+             address one by a longer id prefix",
+            named.name,
+            short_id(&named.session_id),
+            named.cwd,
+            live(named),
+            id.name,
+            short_id(&id.session_id),
+            id.cwd,
+            live(id)
+        ),
+    )
 }
 
 fn query_rows(ctx: &Reader<'_>, filter: &str, arg: &str) -> Result<Vec<SessionRow>, WireError> {

@@ -724,3 +724,347 @@ fn a_retried_handout_returns_the_same_messages_and_takes_nothing_new() {
     assert!(take(0, 1).messages.is_empty());
     assert!(!store.read(|r| messages::handout_exists(r, 0)).unwrap());
 }
+
+#[test]
+fn mail_sent_by_id_stays_with_that_session_and_never_follows_its_name() {
+    let (_d, store, _t) = open();
+    let old = register(&store, reg("0ld5e55-1111", 10, 1, "backend"));
+    let by_id = send(&store, None, "0ld5e55", "for the old one only").unwrap();
+    let by_name = send(&store, None, "backend", "for whoever is backend").unwrap();
+    let key = old.key;
+    assert!(
+        store
+            .call_blocking(move |ctx| sessions::process_exited(ctx, key, 10, 1))
+            .unwrap()
+    );
+    // Another session takes the name: it gets the mail sent to the name, not the one sent
+    // to the old session's id.
+    let new = register(&store, reg("new-session", 30, 3, "backend"));
+    let got: Vec<u64> = consume(&store, new.clone(), Class::All)
+        .messages
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(got, [by_name[0].id]);
+    let listed = store
+        .read(|r| sessions::list(r, Scope::Machine, None, None, true))
+        .unwrap();
+    let pending: Vec<(String, u32)> = listed
+        .iter()
+        .map(|s| (s.session_id.clone(), s.pending))
+        .collect();
+    assert!(
+        pending.contains(&("0ld5e55-1111".to_owned(), 1))
+            && pending.contains(&("new-session".to_owned(), 0)),
+        "{pending:?}"
+    );
+    // The old session itself, resumed, still receives it.
+    let resumed = register(&store, reg("0ld5e55-1111", 40, 4, "backend"));
+    assert_eq!(resumed.key, old.key);
+    let got: Vec<u64> = consume(&store, resumed, Class::All)
+        .messages
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(got, [by_id[0].id]);
+}
+
+#[test]
+fn sending_or_asking_oneself_is_refused() {
+    let (_d, store, _t) = open();
+    let me = register(&store, reg("5e1f-1111", 10, 1, "solo"));
+    register(&store, reg("0the-2222", 20, 2, "other"));
+    for to in ["solo", "5e1f", "SOLO"] {
+        let err = send(&store, Some(me.clone()), to, "hi me").unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidArgument, "{to}: {err:?}");
+        assert!(
+            err.message.contains("this session itself"),
+            "{}",
+            err.message
+        );
+        let (me, to) = (me.clone(), to.to_owned());
+        let (tx, _rx) = tokio::sync::oneshot::channel();
+        let err = store
+            .call_blocking(move |ctx| messages::ask(ctx, Some(&me), &to, "me?", tx))
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidArgument);
+    }
+    // Nothing was stored; the broadcast still skips the sender, and others are reachable.
+    assert_eq!(send(&store, Some(me.clone()), "*", "all").unwrap().len(), 1);
+    assert_eq!(send(&store, Some(me), "other", "you").unwrap().len(), 1);
+    let n: i64 = store
+        .read(|r| {
+            r.conn
+                .query_row("SELECT count(*) FROM messages", [], |row| row.get(0))
+                .map_err(|e| sessions::db(r, e))
+        })
+        .unwrap();
+    assert_eq!(n, 2);
+}
+
+#[test]
+fn a_name_that_is_also_an_id_prefix_of_another_session_is_ambiguous() {
+    let (_d, store, _t) = open();
+    // A session named `cafe`, and another whose id starts with `cafe`.
+    register(&store, reg("1234-named", 10, 1, "cafe"));
+    register(&store, reg("cafe0001-other", 20, 2, "other"));
+    let err = send(&store, None, "cafe", "x").unwrap_err();
+    assert_eq!(err.code, ErrorCode::AmbiguousPeer, "{err:?}");
+    assert!(
+        err.message.contains("1234-nam") && err.message.contains("cafe0001"),
+        "both are listed: {}",
+        err.message
+    );
+    // A longer prefix, or the other's id, settles it.
+    let sent = send(&store, None, "cafe0", "x").unwrap();
+    assert_eq!(sent[0].to.session_id.as_deref(), Some("cafe0001-other"));
+    let sent = send(&store, None, "1234", "x").unwrap();
+    assert_eq!(sent[0].to.name, "cafe");
+    // A name that is an id prefix of the same session is that session.
+    register(&store, reg("beef-3333", 30, 3, "beef"));
+    let sent = send(&store, None, "beef", "x").unwrap();
+    assert_eq!(sent[0].to.session_id.as_deref(), Some("beef-3333"));
+}
+
+/// Run retention as of `later_ms` after now, with an age of `age_ms`, until it is done.
+fn prune_all(store: &Store, later_ms: i64, age_ms: i64) -> (usize, usize) {
+    let (mut messages, mut sessions, mut after) = (0, 0, 0);
+    loop {
+        let p = store
+            .call_blocking(move |ctx| {
+                ctx.now_ms += later_ms;
+                super::retention::prune(ctx, age_ms, after, 2)
+            })
+            .unwrap();
+        messages += p.messages;
+        sessions += p.sessions;
+        after = p.scanned_to;
+        if p.done {
+            return (messages, sessions);
+        }
+    }
+}
+
+fn ids_kept(store: &Store) -> Vec<u64> {
+    store
+        .read(|r| {
+            r.conn
+                .prepare("SELECT id FROM messages ORDER BY id")
+                .and_then(|mut s| {
+                    s.query_map([], |row| row.get::<_, i64>(0))?
+                        .collect::<rusqlite::Result<Vec<i64>>>()
+                })
+                .map_err(|e| sessions::db(r, e))
+        })
+        .unwrap()
+        .into_iter()
+        .map(|i| i as u64)
+        .collect()
+}
+
+#[test]
+fn retention_prunes_delivered_mail_and_ended_sessions_and_never_undelivered_mail() {
+    const DAY: i64 = 86_400_000;
+    let (_d, store, _t) = open();
+    let a = register(&store, reg("aaaa-1111", 10, 1, "alpha"));
+    let b = register(&store, reg("bbbb-2222", 20, 2, "beta"));
+    let gone = register(&store, reg("cccc-3333", 30, 3, "gone"));
+    let waiting = register(&store, reg("dddd-4444", 40, 4, "waiting"));
+    let delivered = send(&store, Some(a.clone()), "beta", "read long ago").unwrap()[0].id;
+    let for_waiting = send(&store, Some(a.clone()), "waiting", "never read").unwrap()[0].id;
+    // A question answered, and one still open (delivered, not answered).
+    let (tx, _rx) = tokio::sync::oneshot::channel();
+    let asker = a.clone();
+    let answered = store
+        .call_blocking(move |ctx| messages::ask(ctx, Some(&asker), "beta", "port?", tx))
+        .unwrap()
+        .0
+        .id;
+    consume(&store, b.clone(), Class::All);
+    let me = b.clone();
+    let answer = store
+        .call_blocking(move |ctx| messages::reply(ctx, Some(&me), answered, "8080"))
+        .unwrap()
+        .id;
+    for (s, pid, start) in [(&gone, 30, 3), (&waiting, 40, 4)] {
+        let key = s.key;
+        assert!(
+            store
+                .call_blocking(move |ctx| sessions::process_exited(ctx, key, pid, start))
+                .unwrap()
+        );
+    }
+    // A newer ended session: the highest key is never pruned (SQLite would reuse it).
+    let last = register(&store, reg("eeee-5555", 50, 5, "last"));
+    let key = last.key;
+    store
+        .call_blocking(move |ctx| sessions::process_exited(ctx, key, 50, 5))
+        .unwrap();
+    let all = ids_kept(&store);
+
+    // Younger than the age: nothing goes.
+    assert_eq!(prune_all(&store, DAY, 30 * DAY), (0, 0));
+    assert_eq!(ids_kept(&store), all);
+
+    // Older: the delivered task and the answer go first; the question goes with its answer
+    // gone (the next sweep); the undelivered task and its recipient stay; the ended session
+    // without pending mail goes, and so does nothing else.
+    let (m, s) = prune_all(&store, 31 * DAY, 30 * DAY);
+    assert_eq!(s, 1, "only `gone` is pruned");
+    assert!(m >= 2, "{m}");
+    prune_all(&store, 31 * DAY, 30 * DAY);
+    assert_eq!(ids_kept(&store), [for_waiting]);
+    assert!(!ids_kept(&store).contains(&delivered));
+    assert!(!ids_kept(&store).contains(&answer));
+    let listed: Vec<String> = store
+        .read(|r| sessions::list(r, Scope::Machine, None, None, true))
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(listed, ["alpha", "beta", "last", "waiting"]);
+    // The mail kept for the ended session still reaches the next session of its name.
+    let next = register(&store, reg("ffff-6666", 60, 6, "waiting"));
+    let got: Vec<u64> = consume(&store, next, Class::All)
+        .messages
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(got, [for_waiting]);
+}
+
+#[test]
+fn retention_keeps_a_question_whose_asker_waits_and_the_session_that_asked_an_open_one() {
+    const DAY: i64 = 86_400_000;
+    let (_d, store, _t) = open();
+    let a = register(&store, reg("aaaa-1111", 10, 1, "alpha"));
+    let b = register(&store, reg("bbbb-2222", 20, 2, "beta"));
+    register(&store, reg("zzzz-9999", 90, 9, "newest"));
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let asker = a.clone();
+    let q = store
+        .call_blocking(move |ctx| messages::ask(ctx, Some(&asker), "beta", "port?", tx))
+        .unwrap()
+        .0
+        .id;
+    consume(&store, b, Class::All);
+    prune_all(&store, 31 * DAY, 30 * DAY);
+    assert_eq!(ids_kept(&store), [q], "its asker still waits");
+    drop(rx);
+    // The asker gave up; the asker's session ends. The delivered open question goes, then
+    // the session that asked it.
+    let key = a.key;
+    store
+        .call_blocking(move |ctx| sessions::process_exited(ctx, key, 10, 1))
+        .unwrap();
+    let (m, s) = prune_all(&store, 31 * DAY, 30 * DAY);
+    assert_eq!(m, 1);
+    assert_eq!(s, 1);
+    assert!(ids_kept(&store).is_empty());
+}
+
+#[test]
+fn pruning_sessions_looks_messages_up_by_index() {
+    let (_d, store, _t) = open();
+    let plan = store
+        .call_blocking(|ctx| {
+            let sql = format!("EXPLAIN QUERY PLAN {}", super::retention::PRUNE_SESSIONS);
+            let mut stmt = ctx.conn.prepare(&sql).map_err(|e| sessions::db(ctx, e))?;
+            let rows: Vec<String> = stmt
+                .query_map(rusqlite::params![1, 2], |r| r.get::<_, String>(3))
+                .and_then(|r| r.collect())
+                .map_err(|e| sessions::db(ctx, e))?;
+            Ok(rows.join("\n"))
+        })
+        .unwrap();
+    assert!(!plan.contains("SCAN messages"), "{plan}");
+    assert!(
+        plan.contains("messages_open_questions") && plan.contains("messages_pending_by_key"),
+        "{plan}"
+    );
+}
+
+#[test]
+fn a_withdrawn_question_goes_back_to_the_queue_when_its_asker_waits_again() {
+    let (_d, store, _t) = open();
+    let a = register(&store, reg("aaaa-1111", 10, 1, "alpha"));
+    let b = register(&store, reg("bbbb-2222", 20, 2, "beta"));
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let asker = a.clone();
+    let q = store
+        .call_blocking(move |ctx| messages::ask(ctx, Some(&asker), "beta", "port?", tx))
+        .unwrap()
+        .0
+        .id;
+    // Withdrawn only once nobody waits for it.
+    let still = store
+        .call_blocking(move |ctx| messages::withdraw(ctx, q))
+        .unwrap()
+        .unwrap();
+    assert_eq!(still.status, mesh_proto::Status::Queued);
+    drop(rx);
+    let gone = store
+        .call_blocking(move |ctx| messages::withdraw(ctx, q))
+        .unwrap()
+        .unwrap();
+    assert_eq!(gone.status, mesh_proto::Status::Withdrawn);
+    assert!(consume(&store, b.clone(), Class::All).messages.is_empty());
+    let (tx, _rx) = tokio::sync::oneshot::channel();
+    let (again, result) = store
+        .call_blocking(move |ctx| messages::await_answer(ctx, Some(&a), q, tx))
+        .unwrap();
+    assert!(result.is_none(), "it waits");
+    assert_eq!(again.status, mesh_proto::Status::Queued);
+    let got: Vec<u64> = consume(&store, b, Class::All)
+        .messages
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(got, [q]);
+}
+
+#[test]
+fn a_large_backlog_is_pruned_in_bounded_batches() {
+    const DAY: i64 = 86_400_000;
+    let (_d, store, _t) = open();
+    let a = register(&store, reg("aaaa-1111", 10, 1, "alpha"));
+    let b = register(&store, reg("bbbb-2222", 20, 2, "beta"));
+    let body = "y".repeat(1000);
+    for _ in 0..20 {
+        let (from, body) = (a.clone(), body.clone());
+        store
+            .call_blocking(move |ctx| {
+                for _ in 0..500 {
+                    messages::send(ctx, Some(&from), "beta", Kind::Task, &body)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        while !consume(&store, b.clone(), Class::All).messages.is_empty() {}
+    }
+    let mut jobs = Vec::new();
+    let mut after = 0;
+    loop {
+        let t0 = std::time::Instant::now();
+        let p = store
+            .call_blocking(move |ctx| {
+                ctx.now_ms += 31 * DAY;
+                super::retention::prune(ctx, 30 * DAY, after, super::retention::BATCH)
+            })
+            .unwrap();
+        jobs.push((p.messages, t0.elapsed()));
+        after = p.scanned_to;
+        if p.done {
+            break;
+        }
+    }
+    let slowest = jobs.iter().map(|j| j.1).max().unwrap();
+    println!(
+        "10,000 delivered messages pruned in {} jobs of at most {} rows; slowest job {slowest:?}",
+        jobs.len(),
+        super::retention::BATCH
+    );
+    assert!(jobs.iter().all(|j| j.0 <= super::retention::BATCH));
+    assert_eq!(jobs.iter().map(|j| j.0).sum::<usize>(), 10_000);
+    assert!(ids_kept(&store).is_empty());
+}

@@ -120,6 +120,33 @@ fn requests() -> Vec<(&'static str, Request)> {
             .into(),
         ),
         ("supervise", Supervise { pid: 1 }.into()),
+        (
+            "poll_by",
+            PollBy {
+                poll: Poll {
+                    caller: Caller::default(),
+                    class: Class::Urgent,
+                    max_bytes: 6000,
+                    handout: 10,
+                },
+                deadline_ms: u64::MAX,
+            }
+            .into(),
+        ),
+        (
+            "consume_by",
+            ConsumeBy {
+                consume: Consume {
+                    caller: Caller::default(),
+                    class: Class::All,
+                    peek: false,
+                    max_bytes: u32::MAX,
+                    handout: 11,
+                },
+                deadline_ms: 1,
+            }
+            .into(),
+        ),
     ]
 }
 
