@@ -851,7 +851,9 @@ fn registered_fields_are_bounded_and_list_fits_a_frame() {
         })
         .unwrap();
     assert_eq!(all.sessions.len(), 2);
-    drop(stand_in);
+    let mut stand_in = stand_in;
+    stand_in.kill().unwrap();
+    stand_in.wait().unwrap();
 }
 
 #[test]
