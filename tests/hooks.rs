@@ -1137,12 +1137,12 @@ fn later_hooks_show_each_exactly_once(mesh: &Mesh, s: &Session, ids: &[u64]) {
     }
 }
 
-#[test]
-fn a_hand_out_whose_hook_gave_up_on_a_locked_database_is_not_delivered() {
+/// A daemon, a session `alpha` and three tasks waiting for it.
+fn three_tasks_for_alpha() -> (Mesh, Session, Vec<u64>) {
     let mesh = Mesh::start();
     let alpha = mesh.session("alpha");
     let beta = mesh.session("beta");
-    let ids: Vec<u64> = (0..3)
+    let ids = (0..3)
         .map(|i| {
             send(
                 &mesh,
@@ -1153,6 +1153,12 @@ fn a_hand_out_whose_hook_gave_up_on_a_locked_database_is_not_delivered() {
             )
         })
         .collect();
+    (mesh, alpha, ids)
+}
+
+#[test]
+fn a_hand_out_whose_hook_gave_up_on_a_locked_database_is_not_delivered() {
+    let (mesh, alpha, ids) = three_tasks_for_alpha();
     let lock = lock_database(&mesh);
     let stalled = hook(
         &mesh,
@@ -1173,20 +1179,7 @@ fn a_hand_out_whose_hook_gave_up_on_a_locked_database_is_not_delivered() {
 
 #[test]
 fn a_hand_out_whose_hook_gave_up_on_a_frozen_daemon_is_not_delivered() {
-    let mesh = Mesh::start();
-    let alpha = mesh.session("alpha");
-    let beta = mesh.session("beta");
-    let ids: Vec<u64> = (0..3)
-        .map(|i| {
-            send(
-                &mesh,
-                &beta.caller,
-                "alpha",
-                Kind::Task,
-                &format!("task {i}"),
-            )
-        })
-        .collect();
+    let (mesh, alpha, ids) = three_tasks_for_alpha();
     // Hold the daemon in the middle of the hand-out (its store waits on the lock), then freeze
     // it there, as a SIGSTOP or heavy swapping would, until the hook has given up.
     let lock = lock_database(&mesh);
