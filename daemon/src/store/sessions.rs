@@ -433,13 +433,29 @@ pub fn pending_of(ctx: &Reader<'_>, row: &SessionRow) -> Result<u32, WireError> 
         .map_err(|e| db(ctx, e))
 }
 
-/// Most sessions one `list` answers with: every field a client registers is bounded
-/// ([`mesh_proto::MAX_PATH_LEN`] and friends, about 18 KB a session at worst), so this many
-/// always fit in a frame. Live sessions come first, then the most recently active ended ones.
-pub const MAX_LIST_SESSIONS: usize = 200;
+/// The most one `list` answer carries, in bytes of its sessions' text: half a frame
+/// ([`mesh_proto::MAX_FRAME_LEN`]). Every field a client registers is bounded
+/// ([`mesh_proto::MAX_PATH_LEN`] and friends), so even the largest session fits many times;
+/// thousands of ordinary ones fit whole. Past it, live sessions come first, then the most
+/// recently active ended ones.
+pub const LIST_BYTES: usize = mesh_proto::MAX_FRAME_LEN / 2;
 
-/// Sessions for `list`, relative to `scope_cwd` / `scope_git_root` for the narrower scopes, at
-/// most [`MAX_LIST_SESSIONS`].
+/// What a session costs in a `list` answer: its text fields plus the numbers and their
+/// encoding.
+fn list_cost(r: &SessionRow) -> usize {
+    let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+    r.session_id.len()
+        + r.name.len()
+        + r.cwd.len()
+        + opt(&r.project_root)
+        + opt(&r.git_root)
+        + opt(&r.transcript_path)
+        + r.summary.len()
+        + 64
+}
+
+/// Sessions for `list`, relative to `scope_cwd` / `scope_git_root` for the narrower scopes,
+/// within [`LIST_BYTES`].
 pub fn list(
     ctx: &Reader<'_>,
     scope: Scope,
@@ -459,17 +475,21 @@ pub fn list(
             Scope::Directory => scope_cwd.is_some_and(|c| r.cwd == c),
         })
         .collect();
-    if rows.len() > MAX_LIST_SESSIONS {
+    if rows.iter().map(list_cost).sum::<usize>() > LIST_BYTES {
         // Keep the live ones and the most recent ended ones, in the usual order.
-        let mut by_recency: Vec<(bool, i64, i64)> = rows
+        let mut by_recency: Vec<(bool, i64, i64, usize)> = rows
             .iter()
-            .map(|r| (r.live, r.last_active_ms, r.key))
+            .map(|r| (r.live, r.last_active_ms, r.key, list_cost(r)))
             .collect();
         by_recency.sort_unstable_by(|a, b| b.cmp(a));
+        let mut used = 0;
         let kept: std::collections::HashSet<i64> = by_recency
             .into_iter()
-            .take(MAX_LIST_SESSIONS)
-            .map(|(_, _, key)| key)
+            .take_while(|&(_, _, _, cost)| {
+                used += cost;
+                used <= LIST_BYTES
+            })
+            .map(|(_, _, key, _)| key)
             .collect();
         rows.retain(|r| kept.contains(&r.key));
     }
