@@ -16,14 +16,16 @@
 //!   (`.git/HEAD` also `O_NOFOLLOW`), must be a regular file by `fstat`, and at most a small
 //!   bound is read ([`MAX_CONFIG_BYTES`], 4 kB for git files).
 //! - **Off the runtime thread, with a time-out.** The daemon calls [`resolve_bounded`]: the
-//!   work runs on its own thread and, if it has not finished within [`RESOLVE_TIMEOUT`] (a hung
-//!   FUSE or NFS mount), the session is named after the cwd's basename instead; at most
-//!   [`MAX_RESOLVING`] such threads exist at once (beyond that, the fallback at once).
+//!   work runs on a naming thread (kept parked between look-ups) and, if it has not finished
+//!   within [`RESOLVE_TIMEOUT`] (a hung FUSE or NFS mount), the session is named after the cwd's
+//!   basename instead; at most [`MAX_RESOLVING`] such threads exist at once (beyond that, with
+//!   none idle, the fallback at once).
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::Duration;
 
 /// The per-project configuration file, committed by the project's owner.
@@ -38,10 +40,71 @@ pub const MAX_CONFIG_BYTES: u64 = 64 * 1024;
 /// How long [`resolve_bounded`] waits for the files before naming a session by its cwd.
 pub const RESOLVE_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// Naming threads that may be running (stuck) at once.
+/// Naming threads that may exist at once (some perhaps stuck in a hung mount).
 pub const MAX_RESOLVING: usize = 16;
 
-static RESOLVING: AtomicUsize = AtomicUsize::new(0);
+type Work = Box<dyn FnOnce() + Send>;
+
+/// The naming threads. They stay parked between look-ups: starting a thread for each
+/// registration cost about 30 µs on a hook's path. A look-up goes to an idle thread; only when
+/// none is idle is one started, up to [`MAX_RESOLVING`]. A thread stuck in a hung mount is never
+/// idle again, so it is not handed more work; it is detached and dies with the process.
+struct Workers {
+    queue: Mutex<mpsc::Sender<Work>>,
+    jobs: Arc<Mutex<mpsc::Receiver<Work>>>,
+    /// Threads waiting for work, not yet claimed by a look-up.
+    idle: Arc<AtomicUsize>,
+    /// Threads started.
+    threads: AtomicUsize,
+}
+
+impl Workers {
+    fn get() -> &'static Workers {
+        static WORKERS: OnceLock<Workers> = OnceLock::new();
+        WORKERS.get_or_init(|| {
+            let (tx, rx) = mpsc::channel();
+            Workers {
+                queue: Mutex::new(tx),
+                jobs: Arc::new(Mutex::new(rx)),
+                idle: Arc::default(),
+                threads: AtomicUsize::new(0),
+            }
+        })
+    }
+
+    /// Run `work` on a naming thread; gives it back when none is idle and no more may start.
+    fn run(&self, work: Work) -> Result<(), Work> {
+        let claimed = self
+            .idle
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if !claimed {
+            if self.threads.fetch_add(1, Ordering::SeqCst) >= MAX_RESOLVING {
+                self.threads.fetch_sub(1, Ordering::SeqCst);
+                return Err(work);
+            }
+            let (jobs, idle) = (self.jobs.clone(), self.idle.clone());
+            // A plain thread, not tokio's blocking pool: one stuck in a hung mount must not hold
+            // up the runtime's shutdown.
+            let spawned = std::thread::Builder::new()
+                .name("mesh-naming".into())
+                .spawn(move || {
+                    loop {
+                        let next = jobs.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let Ok(work) = next else { return };
+                        work();
+                        idle.fetch_add(1, Ordering::SeqCst);
+                    }
+                });
+            if spawned.is_err() {
+                self.threads.fetch_sub(1, Ordering::SeqCst);
+                return Err(work);
+            }
+        }
+        let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        queue.send(work).map_err(|e| e.0)
+    }
+}
 
 /// A session's naming and its default summary.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,8 +113,8 @@ pub struct Resolved {
     pub default_summary: String,
 }
 
-/// [`resolve`] and [`default_summary`] on a thread of their own, bounded by `timeout`; on
-/// time-out (or with [`MAX_RESOLVING`] threads still busy) the cwd's basename, with
+/// [`resolve`] and [`default_summary`] on a naming thread, bounded by `timeout`; on time-out
+/// (or with [`MAX_RESOLVING`] threads all busy) the cwd's basename, with
 /// `project_dir` as the project root and no git root. Never blocks the caller's thread.
 pub async fn resolve_bounded(
     cwd: PathBuf,
@@ -84,28 +147,16 @@ async fn bounded(
         },
         default_summary: base_name(&cwd).unwrap_or_else(|| "/".to_owned()),
     };
-    if RESOLVING.fetch_add(1, Ordering::SeqCst) >= MAX_RESOLVING {
-        RESOLVING.fetch_sub(1, Ordering::SeqCst);
-        tracing::warn!(
-            "{MAX_RESOLVING} naming look-ups still running; naming {} by its folder",
-            cwd.display()
-        );
-        return fallback;
-    }
     let (tx, rx) = tokio::sync::oneshot::channel();
     let shown = cwd.display().to_string();
-    // A plain thread, not the blocking pool: one stuck in a hung mount must not hold up the
-    // runtime's shutdown (it is detached and dies with the process).
-    let spawned = std::thread::Builder::new()
-        .name("mesh-naming".into())
-        .spawn(move || {
-            let resolved = work(&cwd, project_dir.as_deref());
-            RESOLVING.fetch_sub(1, Ordering::SeqCst);
-            let _ = tx.send(resolved);
-        });
-    if let Err(e) = spawned {
-        RESOLVING.fetch_sub(1, Ordering::SeqCst);
-        tracing::warn!("cannot start a naming thread ({e}); naming {shown} by its folder");
+    let work: Work = Box::new(move || {
+        let _ = tx.send(work(&cwd, project_dir.as_deref()));
+    });
+    if Workers::get().run(work).is_err() {
+        tracing::warn!(
+            "{MAX_RESOLVING} naming look-ups still running (hung mounts?); naming {shown} by its \
+             folder"
+        );
         return fallback;
     }
     match tokio::time::timeout(timeout, rx).await {
