@@ -445,6 +445,12 @@ async fn register(
     let transcript_path = r
         .transcript_path
         .filter(|p| p.len() <= MAX_PATH_LEN && Path::new(p).is_absolute());
+    // Named off this thread, bounded (the paths are the client's, the files anyone's), while
+    // this thread reads the process.
+    let lookup = naming::Lookup::start(
+        PathBuf::from(&r.cwd),
+        r.project_dir.as_deref().map(PathBuf::from),
+    );
     let proc_ = match r.pid {
         Some(pid) => {
             procinfo::info(pid).ok_or_else(|| invalid(format!("process {pid} does not exist")))?
@@ -460,16 +466,10 @@ async fn register(
         return Err(invalid(format!("process {} has exited", proc_.pid)));
     }
     ensure_own(&proc_)?;
-    // Off this thread and bounded: the paths are the client's, the files anyone's.
     let naming::Resolved {
         naming,
         default_summary,
-    } = naming::resolve_bounded(
-        PathBuf::from(&r.cwd),
-        r.project_dir.as_deref().map(PathBuf::from),
-        naming::RESOLVE_TIMEOUT,
-    )
-    .await;
+    } = lookup.finish(naming::RESOLVE_TIMEOUT).await;
     let reg = Registration {
         session_id: r.session_id,
         pid: proc_.pid,

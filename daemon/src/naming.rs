@@ -15,7 +15,7 @@
 //! - **No blocking open, no unbounded read.** Every file is opened `O_NONBLOCK | O_CLOEXEC`
 //!   (`.git/HEAD` also `O_NOFOLLOW`), must be a regular file by `fstat`, and at most a small
 //!   bound is read ([`MAX_CONFIG_BYTES`], 4 kB for git files).
-//! - **Off the runtime thread, with a time-out.** The daemon calls [`resolve_bounded`]: the
+//! - **Off the runtime thread, with a time-out.** The daemon uses a [`Lookup`]: the
 //!   work runs on a naming thread (kept parked between look-ups) and, if it has not finished
 //!   within [`RESOLVE_TIMEOUT`] (a hung FUSE or NFS mount), the session is named after the cwd's
 //!   basename instead; at most [`MAX_RESOLVING`] such threads exist at once (beyond that, with
@@ -37,7 +37,7 @@ pub const MAX_NAME_CHARS: usize = 64;
 /// Largest `.claude-mesh.json` read; anything bigger is ignored as broken.
 pub const MAX_CONFIG_BYTES: u64 = 64 * 1024;
 
-/// How long [`resolve_bounded`] waits for the files before naming a session by its cwd.
+/// How long a [`Lookup`] is waited for before a session is named by its cwd.
 pub const RESOLVE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Naming threads that may exist at once (some perhaps stuck in a hung mount).
@@ -114,58 +114,90 @@ pub struct Resolved {
 }
 
 /// [`resolve`] and [`default_summary`] on a naming thread, bounded by `timeout`; on time-out
-/// (or with [`MAX_RESOLVING`] threads all busy) the cwd's basename, with
-/// `project_dir` as the project root and no git root. Never blocks the caller's thread.
+/// (or with [`MAX_RESOLVING`] threads all busy) the cwd's basename, with `project_dir` as the
+/// project root and no git root. Never blocks the caller's thread.
 pub async fn resolve_bounded(
     cwd: PathBuf,
     project_dir: Option<PathBuf>,
     timeout: Duration,
 ) -> Resolved {
-    bounded(cwd, project_dir, timeout, |cwd, project_dir| {
-        let naming = resolve(cwd, project_dir);
-        let default_summary = default_summary(cwd, naming.git_root.as_deref());
-        Resolved {
-            naming,
-            default_summary,
-        }
-    })
-    .await
+    Lookup::start(cwd, project_dir).finish(timeout).await
 }
 
-/// [`resolve_bounded`] with the work given (tests stand in for a hung mount).
-async fn bounded(
-    cwd: PathBuf,
-    project_dir: Option<PathBuf>,
-    timeout: Duration,
-    work: impl FnOnce(&Path, Option<&Path>) -> Resolved + Send + 'static,
-) -> Resolved {
-    let fallback = Resolved {
-        naming: Naming {
-            name: base_name(&cwd).unwrap_or_else(|| "/".to_owned()),
-            project_root: project_dir.clone(),
-            git_root: None,
-        },
-        default_summary: base_name(&cwd).unwrap_or_else(|| "/".to_owned()),
-    };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let shown = cwd.display().to_string();
-    let work: Work = Box::new(move || {
-        let _ = tx.send(work(&cwd, project_dir.as_deref()));
-    });
-    if Workers::get().run(work).is_err() {
-        tracing::warn!(
-            "{MAX_RESOLVING} naming look-ups still running (hung mounts?); naming {shown} by its \
-             folder"
-        );
-        return fallback;
+/// A naming look-up under way on a naming thread ([`Lookup::start`]): the caller does other
+/// work meanwhile, then waits for it, bounded, with [`Lookup::finish`].
+#[derive(Debug)]
+pub struct Lookup {
+    /// `None`: no naming thread took it; the fallback at once.
+    rx: Option<tokio::sync::oneshot::Receiver<Resolved>>,
+    fallback: Resolved,
+    shown: String,
+}
+
+impl Lookup {
+    /// Start naming a session started in `cwd` with `CLAUDE_PROJECT_DIR` = `project_dir`.
+    pub fn start(cwd: PathBuf, project_dir: Option<PathBuf>) -> Lookup {
+        Self::start_with(cwd, project_dir, |cwd, project_dir| {
+            let naming = resolve(cwd, project_dir);
+            let default_summary = default_summary(cwd, naming.git_root.as_deref());
+            Resolved {
+                naming,
+                default_summary,
+            }
+        })
     }
-    match tokio::time::timeout(timeout, rx).await {
-        Ok(Ok(resolved)) => resolved,
-        _ => {
-            tracing::warn!(
-                "naming {shown} took longer than {timeout:?} (a hung mount?); named by its folder"
-            );
-            fallback
+
+    /// [`Lookup::start`] with the work given (tests stand in for a hung mount).
+    fn start_with(
+        cwd: PathBuf,
+        project_dir: Option<PathBuf>,
+        work: impl FnOnce(&Path, Option<&Path>) -> Resolved + Send + 'static,
+    ) -> Lookup {
+        let folder = base_name(&cwd).unwrap_or_else(|| "/".to_owned());
+        let fallback = Resolved {
+            naming: Naming {
+                name: folder.clone(),
+                project_root: project_dir.clone(),
+                git_root: None,
+            },
+            default_summary: folder,
+        };
+        let shown = cwd.display().to_string();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let work: Work = Box::new(move || {
+            let _ = tx.send(work(&cwd, project_dir.as_deref()));
+        });
+        let rx = match Workers::get().run(work) {
+            Ok(()) => Some(rx),
+            Err(_) => {
+                tracing::warn!(
+                    "{MAX_RESOLVING} naming look-ups still running (hung mounts?); naming \
+                     {shown} by its folder"
+                );
+                None
+            }
+        };
+        Lookup {
+            rx,
+            fallback,
+            shown,
+        }
+    }
+
+    /// The look-up's result, or the fallback if it is not done within `timeout`.
+    pub async fn finish(self, timeout: Duration) -> Resolved {
+        let Some(rx) = self.rx else {
+            return self.fallback;
+        };
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(resolved)) => resolved,
+            _ => {
+                tracing::warn!(
+                    "naming {} took longer than {timeout:?} (a hung mount?); named by its folder",
+                    self.shown
+                );
+                self.fallback
+            }
         }
     }
 }
@@ -181,7 +213,7 @@ pub struct Naming {
 }
 
 /// Name a session started in `cwd` with `CLAUDE_PROJECT_DIR` = `project_dir`.
-/// Reads files: the daemon calls it through [`resolve_bounded`].
+/// Reads files: the daemon calls it through a [`Lookup`] (or [`resolve_bounded`]).
 pub fn resolve(cwd: &Path, project_dir: Option<&Path>) -> Naming {
     let start = project_dir.unwrap_or(cwd);
     // The folders that may be looked at: `start` and its ancestors up to the first one that
@@ -559,10 +591,9 @@ mod tests {
     #[tokio::test]
     async fn a_naming_that_hangs_falls_back_to_the_folder_in_time() {
         let started = std::time::Instant::now();
-        let r = bounded(
+        let r = Lookup::start_with(
             PathBuf::from("/work/proj"),
             Some(PathBuf::from("/work")),
-            Duration::from_millis(100),
             |_, _| {
                 std::thread::sleep(Duration::from_secs(3));
                 Resolved {
@@ -575,6 +606,7 @@ mod tests {
                 }
             },
         )
+        .finish(Duration::from_millis(100))
         .await;
         assert!(started.elapsed() < Duration::from_secs(1));
         assert_eq!(r.naming.name, "proj");
