@@ -851,6 +851,26 @@ fn registered_fields_are_bounded_and_list_fits_a_frame() {
         })
         .unwrap();
     assert_eq!(all.sessions.len(), 2);
+    // A session named by its client (as the hook does) is bounded and cleaned the same way.
+    let named = mesh
+        .conn()
+        .register_named(mesh_proto::RegisterNamed {
+            register: mesh_proto::Register {
+                session_id: "bounded-0003".into(),
+                pid: Some(other.pid()),
+                cwd: dir.to_string_lossy().into_owned(),
+                project_dir: None,
+                transcript_path: None,
+            },
+            name: "api\" say \"ok\u{202e}\n".into(),
+            project_root: Some(format!("/{}", "r".repeat(5000))),
+            git_root: Some("relative/path".into()),
+            default_summary: "s".repeat(5000),
+        })
+        .unwrap();
+    assert_eq!(named.name, "api- say -ok");
+    assert_eq!((named.project_root, named.git_root), (None, None));
+    assert_eq!(named.summary.len(), mesh_proto::MAX_SUMMARY_LEN);
     let mut stand_in = stand_in;
     stand_in.kill().unwrap();
     stand_in.wait().unwrap();

@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use mesh_proto::{
     Ask, AskOutcome, ClientHello, Consume, ConsumeBy, Deregister, Deregistered, FrameError, Inbox,
     List, MAGIC, Me, Message, MessageStatus, PROTOCOL_VERSION, Peers, Ping, Poll, PollBy, Polled,
-    Pong, Register, Replied, Reply, Request, Response, Send, Sent, ServerHello, SessionInfo,
-    SetIdle, Supervise, Supervision, WhoAmI, read_frame, write_frame,
+    Pong, Register, RegisterNamed, Replied, Reply, Request, Response, Send, Sent, ServerHello,
+    SessionInfo, SetIdle, Supervise, Supervision, WhoAmI, read_frame, write_frame,
 };
 
 use crate::error::ClientError;
@@ -274,6 +274,14 @@ impl Connection {
         match self.call(req)? {
             Response::Registered(s) => Ok(s),
             other => Err(ClientError::unexpected("Register", &other)),
+        }
+    }
+
+    /// Register a session named by the client ([`RegisterNamed`]).
+    pub fn register_named(&mut self, req: RegisterNamed) -> Result<SessionInfo, ClientError> {
+        match self.call(req)? {
+            Response::Registered(s) => Ok(s),
+            other => Err(ClientError::unexpected("RegisterNamed", &other)),
         }
     }
 

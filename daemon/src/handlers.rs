@@ -178,7 +178,11 @@ pub async fn handle(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Outcome 
             pid: shared.pid,
             uptime_ms: shared.started.elapsed().as_millis() as u64,
         })),
-        Request::Register(r) => register(shared, peer, r).await.into(),
+        Request::Register(r) => register(shared, peer, r, None).await.into(),
+        Request::RegisterNamed(r) => {
+            let named = named_by_client(&r);
+            register(shared, peer, r.register, Some(named)).await.into()
+        }
         Request::Deregister(d) => store
             .call(move |ctx| {
                 Ok(Response::Deregistered(Deregistered {
@@ -417,10 +421,46 @@ async fn consume(
     .await
 }
 
+/// The naming a client worked out itself ([`mesh_proto::RegisterNamed`]), made safe: the name
+/// cleaned by the daemon's own rule ([`naming::clean_name`]; none left: the cwd's basename),
+/// a root that is not an absolute path within [`MAX_PATH_LEN`] dropped, the default summary
+/// cut to [`mesh_proto::MAX_SUMMARY_LEN`].
+fn named_by_client(r: &mesh_proto::RegisterNamed) -> naming::Resolved {
+    let folder = || {
+        Path::new(&r.register.cwd)
+            .file_name()
+            .map_or_else(|| "/".to_owned(), |n| n.to_string_lossy().into_owned())
+    };
+    let root = |p: &Option<String>| {
+        p.as_ref()
+            .filter(|p| p.len() <= MAX_PATH_LEN && Path::new(p).is_absolute())
+            .map(PathBuf::from)
+    };
+    let mut summary = r.default_summary.clone();
+    if summary.len() > mesh_proto::MAX_SUMMARY_LEN {
+        let mut end = mesh_proto::MAX_SUMMARY_LEN;
+        while !summary.is_char_boundary(end) {
+            end -= 1;
+        }
+        summary.truncate(end);
+    }
+    naming::Resolved {
+        naming: naming::Naming {
+            name: naming::clean_name(&r.name).unwrap_or_else(folder),
+            project_root: root(&r.project_root),
+            git_root: root(&r.git_root),
+        },
+        default_summary: summary,
+    }
+}
+
+/// Register a session; `named`: the naming its client worked out (else the daemon looks at
+/// the session's folder itself, off this thread).
 async fn register(
     shared: &Arc<Shared>,
     peer: &Peer,
     r: mesh_proto::Register,
+    named: Option<naming::Resolved>,
 ) -> Result<Response, WireError> {
     if r.session_id.trim().is_empty() || r.session_id.len() > MAX_SESSION_ID_LEN {
         return Err(invalid(format!(
@@ -447,10 +487,13 @@ async fn register(
         .filter(|p| p.len() <= MAX_PATH_LEN && Path::new(p).is_absolute());
     // Named off this thread, bounded (the paths are the client's, the files anyone's), while
     // this thread reads the process.
-    let lookup = naming::Lookup::start(
-        PathBuf::from(&r.cwd),
-        r.project_dir.as_deref().map(PathBuf::from),
-    );
+    let lookup = match named {
+        Some(named) => naming::Lookup::ready(named),
+        None => naming::Lookup::start(
+            PathBuf::from(&r.cwd),
+            r.project_dir.as_deref().map(PathBuf::from),
+        ),
+    };
     let proc_ = match r.pid {
         Some(pid) => {
             procinfo::info(pid).ok_or_else(|| invalid(format!("process {pid} does not exist")))?

@@ -128,7 +128,8 @@ pub async fn resolve_bounded(
 /// work meanwhile, then waits for it, bounded, with [`Lookup::finish`].
 #[derive(Debug)]
 pub struct Lookup {
-    /// `None`: no naming thread took it; the fallback at once.
+    /// `None`: the result is `fallback`, at once (no naming thread took the work, or it was
+    /// known from the start).
     rx: Option<tokio::sync::oneshot::Receiver<Resolved>>,
     fallback: Resolved,
     shown: String,
@@ -145,6 +146,15 @@ impl Lookup {
                 default_summary,
             }
         })
+    }
+
+    /// A look-up whose result is already known (the client named its session itself).
+    pub fn ready(resolved: Resolved) -> Lookup {
+        Lookup {
+            rx: None,
+            shown: String::new(),
+            fallback: resolved,
+        }
     }
 
     /// [`Lookup::start`] with the work given (tests stand in for a hung mount).

@@ -24,7 +24,8 @@ pub use types::*;
 /// Version of the request/response schema. Bump on any change to [`Request`] or [`Response`]
 /// that an older peer could not decode.
 /// 2: `Poll`. 3: `Supervise`. 4: `PollBy` and `ConsumeBy` (a hand-out bounded by the reader's
-/// deadline), the `DeadlineExceeded` error, `Sent` without bodies, and `Status::Withdrawn`.
+/// deadline), the `DeadlineExceeded` error, `Sent` without bodies, `Status::Withdrawn`, and
+/// `RegisterNamed`.
 pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Largest frame payload either side accepts or sends, in bytes.

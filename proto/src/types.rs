@@ -195,6 +195,8 @@ requests! {
     PollBy,
     /// [`Consume`], bounded by the time its reader waits: see [`ConsumeBy`].
     ConsumeBy,
+    /// [`Register`] with the session's name worked out by the client: see [`RegisterNamed`].
+    RegisterNamed,
 }
 
 /// A response from the daemon. Append-only, like [`Request`].
@@ -239,6 +241,23 @@ pub struct Register {
     /// `CLAUDE_PROJECT_DIR`.
     pub project_dir: Option<String>,
     pub transcript_path: Option<String>,
+}
+
+/// A [`Register`] whose session the client has named itself, by the same rules the daemon
+/// applies to a plain [`Register`] (the hook runs in the session's own process, next to its
+/// files): the daemon then reads no file of the session's folder, so no folder can stall it,
+/// and no thread hand-off is paid on the hook's path. The daemon still cleans the name and
+/// bounds every field; a client can name itself anything it could name itself by its cwd (the
+/// trust boundary is the user, see README "Trust boundary").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct RegisterNamed {
+    pub register: Register,
+    pub name: String,
+    pub project_root: Option<String>,
+    pub git_root: Option<String>,
+    /// The summary shown until the session sets one.
+    pub default_summary: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

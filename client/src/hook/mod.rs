@@ -42,17 +42,18 @@ mod stop;
 use std::ffi::OsStr;
 use std::io::Write;
 use std::panic::{self, AssertUnwindSafe};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use mesh_client::caller::{CLAUDE_PID_ENV, SESSION_ID_ENV, caller_from_values};
 use mesh_client::{ClientError, ConnectOptions, Connection, connect_or_start};
+use mesh_daemon::naming;
 use mesh_daemon::paths::StateDir;
 use mesh_proto::{
-    Caller, Class, Consume, Deregister, ErrorCode, Inbox, Poll, Register, SessionInfo, SetIdle,
-    WhoAmI,
+    Caller, Class, Consume, Deregister, ErrorCode, Inbox, Poll, Register, RegisterNamed,
+    SessionInfo, SetIdle, WhoAmI,
 };
 use serde::Serialize;
 
@@ -426,14 +427,28 @@ impl Hook<'_> {
                 .to_string_lossy()
                 .into_owned(),
         };
+        let project_dir = non_empty_env("CLAUDE_PROJECT_DIR");
+        // Named here, in the session's own process, by the daemon's rules (trusted folders,
+        // non-blocking opens, bounded reads): the daemon then touches no file of the folder,
+        // and this costs a few file look-ups instead of a thread hand-off in the daemon. A
+        // hung mount holds only this hook, within its deadline.
+        let naming = naming::resolve(Path::new(&cwd), project_dir.as_deref().map(Path::new));
+        let default_summary = naming::default_summary(Path::new(&cwd), naming.git_root.as_deref());
+        let path = |p: Option<PathBuf>| p.map(|p| p.to_string_lossy().into_owned());
         self.budget()?;
         self.conn
-            .register(Register {
-                session_id,
-                pid: self.caller.claude_pid,
-                cwd,
-                project_dir: non_empty_env("CLAUDE_PROJECT_DIR"),
-                transcript_path: self.input.transcript_path.clone(),
+            .register_named(RegisterNamed {
+                register: Register {
+                    session_id,
+                    pid: self.caller.claude_pid,
+                    cwd,
+                    project_dir,
+                    transcript_path: self.input.transcript_path.clone(),
+                },
+                name: naming.name,
+                project_root: path(naming.project_root),
+                git_root: path(naming.git_root),
+                default_summary,
             })
             .context("cannot register the session")
     }
