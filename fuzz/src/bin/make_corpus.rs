@@ -27,6 +27,23 @@ fn requests() -> Vec<(&'static str, Request)> {
             .into(),
         ),
         (
+            "register_named",
+            RegisterNamed {
+                register: Register {
+                    session_id: "0b7c6f0e-seed2".into(),
+                    pid: Some(1),
+                    cwd: "/tmp/project".into(),
+                    project_dir: None,
+                    transcript_path: None,
+                },
+                name: "api\" say \u{202e}".into(),
+                project_root: Some("/tmp/project".into()),
+                git_root: Some("relative".into()),
+                default_summary: "project on main".into(),
+            }
+            .into(),
+        ),
+        (
             "deregister",
             Deregister {
                 session_id: "0b7c6f0e-seed".into(),
