@@ -1201,3 +1201,27 @@ fn a_hand_out_whose_hook_gave_up_on_a_frozen_daemon_is_not_delivered() {
     unsafe { libc::kill(daemon, libc::SIGCONT) };
     later_hooks_show_each_exactly_once(&mesh, &alpha, &ids);
 }
+
+#[test]
+fn a_session_start_hook_in_a_folder_of_fifos_registers_in_time() {
+    let mesh = Mesh::start();
+    let dir = mesh.project("fifos");
+    for name in [".git", ".claude-mesh.json"] {
+        let path = std::ffi::CString::new(dir.join(name).to_string_lossy().as_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    }
+    let claude = StandIn::start(&dir);
+    let sid = "f1f0f1f0-0000-4000-8000-000000000001";
+    let r = hook(
+        &mesh,
+        "session-start",
+        Some(claude.pid()),
+        &input("SessionStart", sid, &dir, json!({"source": "startup"})),
+    );
+    assert_eq!((r.code, r.stdout.as_str()), (Some(0), ""), "{r:?}");
+    assert!(r.elapsed < HOOK_LIMIT, "{:?}", r.elapsed);
+    let me = whoami(&mesh, claude.pid()).expect("registered");
+    assert_eq!((me.session_id.as_str(), me.name.as_str()), (sid, "fifos"));
+    assert_eq!(me.git_root, None, "a FIFO is no repository");
+}
