@@ -871,6 +871,25 @@ fn registered_fields_are_bounded_and_list_fits_a_frame() {
     assert_eq!(named.name, "api- say -ok");
     assert_eq!((named.project_root, named.git_root), (None, None));
     assert_eq!(named.summary.len(), mesh_proto::MAX_SUMMARY_LEN);
+    // A name that cleans to nothing falls back to the folder's name, cleaned too.
+    let hostile_dir = mesh.project("a\"b\u{202e}");
+    let named = mesh
+        .conn()
+        .register_named(mesh_proto::RegisterNamed {
+            register: mesh_proto::Register {
+                session_id: "bounded-0004".into(),
+                pid: Some(other.pid()),
+                cwd: hostile_dir.to_string_lossy().into_owned(),
+                project_dir: None,
+                transcript_path: None,
+            },
+            name: "\u{202e}\n".into(),
+            project_root: None,
+            git_root: None,
+            default_summary: String::new(),
+        })
+        .unwrap();
+    assert_eq!(named.name, "a-b");
     let mut stand_in = stand_in;
     stand_in.kill().unwrap();
     stand_in.wait().unwrap();

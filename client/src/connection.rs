@@ -180,6 +180,14 @@ impl Connection {
         Some((now + timeout - margin).as_millis() as u64)
     }
 
+    /// `req` as is, or, with a request timeout, wrapped with this reader's deadline.
+    fn bounded<R: Into<Request>>(&self, req: R, wrap: impl FnOnce(R, u64) -> Request) -> Request {
+        match self.reader_deadline_ms() {
+            Some(deadline_ms) => wrap(req, deadline_ms),
+            None => req.into(),
+        }
+    }
+
     /// Change the read/write timeout of later requests (`None`: wait forever).
     pub fn set_request_timeout(&mut self, timeout: Option<Duration>) -> Result<(), ClientError> {
         set_timeouts(&self.stream, timeout)?;
@@ -271,17 +279,18 @@ impl Connection {
 
     /// Register (or re-register) a session.
     pub fn register(&mut self, req: Register) -> Result<SessionInfo, ClientError> {
-        match self.call(req)? {
-            Response::Registered(s) => Ok(s),
-            other => Err(ClientError::unexpected("Register", &other)),
-        }
+        self.registered(req.into(), "Register")
     }
 
     /// Register a session named by the client ([`RegisterNamed`]).
     pub fn register_named(&mut self, req: RegisterNamed) -> Result<SessionInfo, ClientError> {
+        self.registered(req.into(), "RegisterNamed")
+    }
+
+    fn registered(&mut self, req: Request, what: &'static str) -> Result<SessionInfo, ClientError> {
         match self.call(req)? {
             Response::Registered(s) => Ok(s),
-            other => Err(ClientError::unexpected("RegisterNamed", &other)),
+            other => Err(ClientError::unexpected(what, &other)),
         }
     }
 
@@ -368,14 +377,13 @@ impl Connection {
     /// With a request timeout, the request carries the moment this reader stops waiting
     /// ([`ConsumeBy`]): the daemon hands nothing out that would arrive after it.
     pub fn consume(&mut self, req: Consume) -> Result<Inbox, ClientError> {
-        let req: Request = match self.reader_deadline_ms() {
-            Some(deadline_ms) => ConsumeBy {
-                consume: req,
+        let req = self.bounded(req, |consume, deadline_ms| {
+            ConsumeBy {
+                consume,
                 deadline_ms,
             }
-            .into(),
-            None => req.into(),
-        };
+            .into()
+        });
         match self.call(req)? {
             Response::Inbox(i) => Ok(i),
             other => Err(ClientError::unexpected("Consume", &other)),
@@ -386,14 +394,7 @@ impl Connection {
     /// class, taken (see [`Poll`]).
     /// Bounded by the request timeout like [`consume`](Self::consume) ([`PollBy`]).
     pub fn poll(&mut self, req: Poll) -> Result<Polled, ClientError> {
-        let req: Request = match self.reader_deadline_ms() {
-            Some(deadline_ms) => PollBy {
-                poll: req,
-                deadline_ms,
-            }
-            .into(),
-            None => req.into(),
-        };
+        let req = self.bounded(req, |poll, deadline_ms| PollBy { poll, deadline_ms }.into());
         match self.call(req)? {
             Response::Polled(p) => Ok(p),
             other => Err(ClientError::unexpected("Poll", &other)),

@@ -422,15 +422,11 @@ async fn consume(
 }
 
 /// The naming a client worked out itself ([`mesh_proto::RegisterNamed`]), made safe: the name
-/// cleaned by the daemon's own rule ([`naming::clean_name`]; none left: the cwd's basename),
+/// cleaned by the daemon's own rule ([`naming::clean_name`]; none left: the cwd's cleaned
+/// basename),
 /// a root that is not an absolute path within [`MAX_PATH_LEN`] dropped, the default summary
 /// cut to [`mesh_proto::MAX_SUMMARY_LEN`].
 fn named_by_client(r: &mesh_proto::RegisterNamed) -> naming::Resolved {
-    let folder = || {
-        Path::new(&r.register.cwd)
-            .file_name()
-            .map_or_else(|| "/".to_owned(), |n| n.to_string_lossy().into_owned())
-    };
     let root = |p: &Option<String>| {
         p.as_ref()
             .filter(|p| p.len() <= MAX_PATH_LEN && Path::new(p).is_absolute())
@@ -446,7 +442,8 @@ fn named_by_client(r: &mesh_proto::RegisterNamed) -> naming::Resolved {
     }
     naming::Resolved {
         naming: naming::Naming {
-            name: naming::clean_name(&r.name).unwrap_or_else(folder),
+            name: naming::clean_name(&r.name)
+                .unwrap_or_else(|| naming::folder_name(Path::new(&r.register.cwd))),
             project_root: root(&r.project_root),
             git_root: root(&r.git_root),
         },

@@ -163,7 +163,7 @@ impl Lookup {
         project_dir: Option<PathBuf>,
         work: impl FnOnce(&Path, Option<&Path>) -> Resolved + Send + 'static,
     ) -> Lookup {
-        let folder = base_name(&cwd).unwrap_or_else(|| "/".to_owned());
+        let folder = folder_name(&cwd);
         let fallback = Resolved {
             naming: Naming {
                 name: folder.clone(),
@@ -385,6 +385,12 @@ fn find_git_root(levels: &[&Path]) -> Option<PathBuf> {
 }
 
 /// The last component of `dir`, cleaned; `None` for `/` (or an unusable name).
+/// The name a session in `dir` gets when nothing better is known: the folder's name, cleaned
+/// ([`clean_name`]), or `/`.
+pub fn folder_name(dir: &Path) -> String {
+    base_name(dir).unwrap_or_else(|| "/".to_owned())
+}
+
 fn base_name(dir: &Path) -> Option<String> {
     clean_name(&dir.file_name()?.to_string_lossy())
 }
