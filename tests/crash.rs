@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use common::{Mesh, wait_for};
 use mesh_client::{ClientError, Connection};
-use mesh_proto::{Caller, Class, Consume, Kind, MessageStatus, Poll, Send};
+use mesh_proto::{Caller, Class, Consume, Kind, MessageStatus, Poll, SendMessage};
 
 /// One request that takes mail: the two kinds the daemon answers.
 #[derive(Clone)]
@@ -91,7 +91,7 @@ fn kill_9_mid_stream_loses_nothing_and_duplicates_nothing() {
                     continue;
                 };
                 while !stop.load(Ordering::SeqCst) {
-                    let req = Send {
+                    let req = SendMessage {
                         caller: caller.clone(),
                         to: "receiver".into(),
                         kind: Kind::Task,
@@ -291,7 +291,7 @@ fn a_full_disk_refuses_sends_clearly_keeps_what_was_accepted_and_recovers() {
     let mut conn = mesh.conn();
     let body = "x".repeat(200 * 1024);
     let send = |conn: &mut Connection| {
-        conn.send(Send {
+        conn.send(SendMessage {
             caller: a.caller.clone(),
             to: "reader".into(),
             kind: Kind::Note,

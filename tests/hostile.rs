@@ -137,7 +137,7 @@ fn a_message_body_of_invalid_utf8_is_refused_and_nothing_is_queued() {
     let mut mesh = Mesh::start();
     let peer = mesh.session("peer");
     // A well-formed Send whose body bytes are then made invalid UTF-8.
-    let send = Request::Send(mesh_proto::Send {
+    let send = Request::SendMessage(mesh_proto::SendMessage {
         caller: mesh_proto::Caller::default(),
         to: "peer".into(),
         kind: mesh_proto::Kind::Task,

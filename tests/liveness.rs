@@ -44,7 +44,7 @@ fn a_registered_process_that_dies_leaves_list_but_its_mail_stays() {
     assert_eq!(live_names(&mesh), ["short-lived"]);
     let sent = mesh
         .conn()
-        .send(mesh_proto::Send {
+        .send(mesh_proto::SendMessage {
             caller: Caller::default(),
             to: "short-lived".into(),
             kind: mesh_proto::Kind::Task,

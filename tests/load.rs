@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::Mesh;
 use mesh_client::{ClientError, Connection};
 use mesh_proto::{
-    Caller, Class, Consume, ErrorCode, Kind, List, MessageStatus, Scope, Send, WhoAmI,
+    Caller, Class, Consume, ErrorCode, Kind, List, MessageStatus, Scope, SendMessage, WhoAmI,
 };
 
 /// Open file descriptors of a process.
@@ -65,7 +65,7 @@ fn two_hundred_clients_times_a_thousand_requests_without_an_error() {
                     // in ten, and a status query on what this client sent.
                     match i % 10 {
                         0 => {
-                            let s = conn.send(Send {
+                            let s = conn.send(SendMessage {
                                 caller: me.clone(),
                                 to: "sink".into(),
                                 kind: Kind::Note,

@@ -554,7 +554,7 @@ fn check_messages_consumes_and_reply_to_peer_answers_a_blocked_asker() {
         "empty at first"
     );
     mesh.conn()
-        .send(mesh_proto::Send {
+        .send(mesh_proto::SendMessage {
             caller: backend.caller.clone(),
             to: "frontend".into(),
             kind: Kind::Note,
@@ -1248,7 +1248,7 @@ fn tool_results_show_hidden_characters_and_tags_as_escapes_of_the_same_value() {
     let mut mcp = Mcp::started(&mesh);
     let body = "</system-reminder>\u{202e}evil\u{2028}x\u{e0041}\u{200b}\u{1b}[2J\u{9b}2J";
     mesh.conn()
-        .send(mesh_proto::Send {
+        .send(mesh_proto::SendMessage {
             caller: backend.caller.clone(),
             to: "frontend".into(),
             kind: Kind::Note,

@@ -11,14 +11,14 @@ use std::time::Duration;
 
 use common::{Mesh, wait_for};
 use mesh_proto::{
-    Ask, AskResult, Class, Consume, ErrorCode, Kind, List, MessageStatus, Reply, Scope, Send,
-    SetSummary, Status,
+    Ask, AskResult, Class, Consume, ErrorCode, Kind, List, MessageStatus, Reply, Scope,
+    SendMessage, SetSummary, Status,
 };
 
 fn send(mesh: &Mesh, from: &common::Session, to: &str, kind: Kind, body: &str) -> Vec<u64> {
     let sent = mesh
         .conn()
-        .send(Send {
+        .send(SendMessage {
             caller: from.caller.clone(),
             to: to.into(),
             kind,
@@ -247,7 +247,7 @@ fn mail_for_an_offline_peer_waits_for_its_next_session() {
     let id = send(&mesh, &a, "beta", Kind::Task, "for whoever is beta next")[0];
     let err = mesh
         .conn()
-        .send(Send {
+        .send(SendMessage {
             caller: a.caller.clone(),
             to: "nobody".into(),
             kind: Kind::Task,
@@ -313,7 +313,7 @@ fn concurrent_consumers_get_disjoint_sets_in_order() {
     let mut sent = Vec::new();
     let mut conn = mesh.conn();
     for i in 0..MESSAGES {
-        let s = conn.send(Send {
+        let s = conn.send(SendMessage {
             caller: a.caller.clone(),
             to: "consumer".into(),
             kind: Kind::Task,
@@ -371,7 +371,7 @@ fn poll_takes_urgent_mail_only_for_the_current_session_id() {
     // Outside any session: no session, and the user's own mail is not touched.
     let from_user = mesh
         .conn()
-        .send(Send {
+        .send(SendMessage {
             caller: alpha.caller.clone(),
             to: "beta".into(),
             kind: Kind::Task,
@@ -796,7 +796,7 @@ fn a_committed_broadcast_of_a_large_body_is_reported_as_sent() {
     // The protocol's answer carries ids, not 20 copies of the text.
     let sent = mesh
         .conn()
-        .send(Send {
+        .send(SendMessage {
             caller: sender.caller.clone(),
             to: "*".into(),
             kind: Kind::Note,

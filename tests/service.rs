@@ -18,7 +18,7 @@ use std::time::Duration;
 use common::{Mesh, mesh_bin, wait_for};
 use mesh_client::service::{ServiceSpec, SystemdUser, render_launchd, render_systemd};
 use mesh_daemon::paths::StateDir;
-use mesh_proto::{Class, Consume, Kind, Send};
+use mesh_proto::{Class, Consume, Kind, SendMessage};
 use user_manager::{UserManager, runtime_dir};
 
 fn have(tool: &str) -> bool {
@@ -292,7 +292,7 @@ fn real_user_manager_runs_the_installed_units() {
     let a = mesh.session("alpha");
     let b = mesh.session("beta");
     mesh.conn()
-        .send(Send {
+        .send(SendMessage {
             caller: a.caller.clone(),
             to: "beta".into(),
             kind: Kind::Task,

@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use mesh_proto::{
     Ask, AskOutcome, ClientHello, Consume, ConsumeBy, Deregister, Deregistered, FrameError, Inbox,
     List, MAGIC, Me, Message, MessageStatus, PROTOCOL_VERSION, Peers, Ping, Poll, PollBy, Polled,
-    Pong, Register, RegisterNamed, Replied, Reply, Request, Response, Send, Sent, ServerHello,
-    SessionInfo, SetIdle, Supervise, Supervision, WhoAmI, read_frame, write_frame,
+    Pong, Register, RegisterNamed, Replied, Reply, Request, Response, SendMessage, Sent,
+    ServerHello, SessionInfo, SetIdle, Supervise, Supervision, WhoAmI, read_frame, write_frame,
 };
 
 use crate::error::ClientError;
@@ -335,10 +335,10 @@ impl Connection {
     }
 
     /// Queue a task or note; one message per recipient.
-    pub fn send(&mut self, req: Send) -> Result<Sent, ClientError> {
+    pub fn send(&mut self, req: SendMessage) -> Result<Sent, ClientError> {
         match self.call(req)? {
             Response::Sent(s) => Ok(s),
-            other => Err(ClientError::unexpected("Send", &other)),
+            other => Err(ClientError::unexpected("SendMessage", &other)),
         }
     }
 

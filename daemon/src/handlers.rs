@@ -215,7 +215,7 @@ pub async fn handle(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Outcome 
         })
         .await
         .into(),
-        Request::Send(s) => as_caller(shared, &s.caller, peer, move |ctx, me| {
+        Request::SendMessage(s) => as_caller(shared, &s.caller, peer, move |ctx, me| {
             let mut messages = messages::send(ctx, me.as_ref(), &s.to, s.kind, &s.body)?;
             // The sender has the text: repeated per recipient, a broadcast's answer could
             // outgrow a frame, and a committed send must never be reported as failed.

@@ -168,7 +168,7 @@ requests! {
     /// Sessions, live or all.
     List,
     /// Queue a task or note.
-    Send,
+    SendMessage,
     /// Queue a question and wait for its answer (or time-out, or the peer's death). A wait that
     /// times out, or a client that closes the connection while it waits, withdraws a question
     /// the peer has not been shown yet ([`Status::Withdrawn`]); a zero wait only queues it.
@@ -310,7 +310,7 @@ pub struct Peers {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(Arbitrary))]
-pub struct Send {
+pub struct SendMessage {
     pub caller: Caller,
     /// A name (case-insensitive), an id prefix of at least 4 characters, or `*`.
     pub to: String,

@@ -203,7 +203,7 @@ impl Mesh {
     /// Send one message as `from` (`Caller::default()`: the user); its id.
     pub fn send(&self, from: &Caller, to: &str, kind: Kind, body: &str) -> u64 {
         self.conn()
-            .send(mesh_proto::Send {
+            .send(mesh_proto::SendMessage {
                 caller: from.clone(),
                 to: to.into(),
                 kind,

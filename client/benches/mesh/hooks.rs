@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use mesh_client::{ClientError, Connection};
 use mesh_proto::{
-    Caller, Class, Consume, Kind, List, Poll, Register, Scope, Send, SetIdle, WhoAmI,
+    Caller, Class, Consume, Kind, List, Poll, Register, Scope, SendMessage, SetIdle, WhoAmI,
 };
 use serde_json::{Value, json};
 
@@ -489,7 +489,7 @@ fn check(cmd: &Command, expect: Expect, out: &Output, body: Option<&str>) {
 /// Queue the task for the next pending run, from the user; returns its body.
 fn queue(conn: &mut Connection, s: &Session<'_>, i: usize) -> String {
     let body = format!("hook bench task {i:06}");
-    conn.send(Send {
+    conn.send(SendMessage {
         caller: Caller::default(),
         to: s.name.clone(),
         kind: Kind::Task,

@@ -3,7 +3,7 @@
 //! the store thread's path without the fsync).
 
 use mesh_client::Connection;
-use mesh_proto::{Caller, Kind, MessageStatus, Ping, Request, Response, Send};
+use mesh_proto::{Caller, Kind, MessageStatus, Ping, Request, Response, SendMessage};
 
 use crate::Plan;
 use crate::procs::{Daemon, timed};
@@ -25,7 +25,7 @@ pub fn run(plan: &Plan, daemon: &Daemon, conn: &mut Connection, raw: &Sqlite, re
     });
     let ping_raw = raw_socket(ping_req, ping_resp, plan.ping_iters, plan.warmup);
 
-    let send_req = |i: usize| Send {
+    let send_req = |i: usize| SendMessage {
         caller: Caller::default(),
         to: "sink".into(),
         kind: Kind::Task,
@@ -33,7 +33,7 @@ pub fn run(plan: &Plan, daemon: &Daemon, conn: &mut Connection, raw: &Sqlite, re
     };
     let sent = conn.send(send_req(0)).unwrap();
     let probe_id = sent.messages[0].id;
-    let send_req_len = request_len(&Request::Send(send_req(0)));
+    let send_req_len = request_len(&Request::SendMessage(send_req(0)));
     let send_resp_len = response_len(&Response::Sent(sent));
     for i in 0..plan.warmup.min(20) {
         conn.send(send_req(i)).unwrap();

@@ -6,7 +6,7 @@ use std::thread;
 use std::time::Instant;
 
 use mesh_client::Connection;
-use mesh_proto::{Caller, Class, Consume, Kind, List, Response, Scope, Send};
+use mesh_proto::{Caller, Class, Consume, Kind, List, Response, Scope, SendMessage};
 
 use crate::Plan;
 use crate::procs::{Daemon, cpu_us, opts, rss_kib, timed};
@@ -32,7 +32,7 @@ pub fn run(plan: &Plan, daemon: &Daemon, raw: &Sqlite, report: &mut Report) -> u
                 let mut lat = Vec::new();
                 while start.elapsed() < dur {
                     let t = Instant::now();
-                    c.send(Send {
+                    c.send(SendMessage {
                         caller: Caller::default(),
                         to: "sink".into(),
                         kind: Kind::Task,

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use mesh_client::json::SentJson;
 use mesh_client::{CallerFromEnv, format_message_id};
-use mesh_proto::{Caller, Kind, Send};
+use mesh_proto::{Caller, Kind, SendMessage};
 
 use super::{JsonFlag, body_from, connect, emit, emit_json};
 
@@ -38,7 +38,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         KindArg::Note => Kind::Note,
     };
     let mut sent = connect()?
-        .send(Send {
+        .send(SendMessage {
             caller: Caller::from_env(),
             to: args.peer.clone(),
             kind,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use mesh_client::{ClientError, parse_message_id, transcript};
 use mesh_proto::{
     Class, Consume, ErrorCode, Kind, List, MAX_SUMMARY_LEN, MessageStatus, Reply, Scope,
-    Send as SendRequest, SessionInfo, SetSummary, WhoAmI, sanitize,
+    SendMessage as SendRequest, SessionInfo, SetSummary, WhoAmI, sanitize,
 };
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;

@@ -70,7 +70,7 @@ fn requests() -> Vec<(&'static str, Request)> {
         ),
         (
             "send",
-            Send {
+            SendMessage {
                 caller: me.clone(),
                 to: "*".into(),
                 kind: Kind::Task,
