@@ -27,7 +27,7 @@ installed=
 if [ -n "$static_target" ]; then
     echo "--- building mesh (statically linked, $static_target) into $root/bin"
     if RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
-        cargo install --locked --force --path client --target "$static_target"; then
+        cargo install --locked --force --path mesh --target "$static_target"; then
         installed=1
     else
         echo "--- the static build failed (is libc6-dev installed?); building the dynamic binary instead" >&2
@@ -35,7 +35,7 @@ if [ -n "$static_target" ]; then
 fi
 if [ -z "$installed" ]; then
     echo "--- building mesh into $root/bin"
-    cargo install --locked --force --path client
+    cargo install --locked --force --path mesh
 fi
 
 mesh="$root/bin/mesh"

@@ -1,4 +1,4 @@
-//! `mesh_client::claude_config` on temp HOMEs: install, idempotence, dry run, exact undo,
+//! `mesh::claude_config` on temp HOMEs: install, idempotence, dry run, exact undo,
 //! refusal of invalid JSON, status line ownership, quoting.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -6,7 +6,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use mesh_client::claude_config::{
+use mesh::claude_config::{
     ConfigError, Plan, Registration, StatusLineState, check, claude_json_path, settings_path,
 };
 use serde_json::{Value, json};

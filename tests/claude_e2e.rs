@@ -1379,7 +1379,7 @@ fn transcript_tools_read_a_real_claude_code_transcript() {
         (at(1, "index"), at(1, "role")),
         (json!(3), json!("assistant"))
     );
-    let cut = mesh_client::transcript::BLOCK_LINES;
+    let cut = mesh::transcript::BLOCK_LINES;
     let mut expected = vec!["[tool_result]".to_owned()];
     expected.extend((1..=cut).map(|n| n.to_string()));
     expected.push(format!("… [{} more lines]", OUTPUT_LINES - cut));

@@ -15,9 +15,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{Mesh, mesh_bin, opts, wait_for};
+use mesh::claude_config::{Plan, claude_json_path, settings_path};
+use mesh::service::{ServiceSpec, SystemdUser, render_systemd};
 use mesh_client::Connection;
-use mesh_client::claude_config::{Plan, claude_json_path, settings_path};
-use mesh_client::service::{ServiceSpec, SystemdUser, render_systemd};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use user_manager::UserManager;

@@ -1,4 +1,4 @@
-//! The service definitions of `mesh install` (client/src/service/): the rendered systemd units
+//! The service definitions of `mesh install` (mesh/src/service/): the rendered systemd units
 //! pass `systemd-analyze verify`, work under `systemd-socket-activate` and under a real systemd
 //! user manager (socket 0600, activation on the first connection, re-activation after an idle
 //! exit with queued mail intact, restart after `kill -9`), and the rendered LaunchAgent parses as
@@ -16,7 +16,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::{Mesh, mesh_bin, wait_for};
-use mesh_client::service::{ServiceSpec, SystemdUser, render_launchd, render_systemd};
+use mesh::service::{ServiceSpec, SystemdUser, render_launchd, render_systemd};
 use mesh_daemon::paths::StateDir;
 use mesh_proto::{Class, Consume, Kind, SendMessage};
 use user_manager::{UserManager, runtime_dir};

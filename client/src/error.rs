@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use mesh_proto::{ErrorCode, FrameError, Response, WireError};
 
-use crate::autostart::ServiceUnit;
+use crate::unit::ServiceUnit;
 
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]
@@ -167,7 +167,7 @@ fn version_mismatch_message(
 ) -> String {
     let daemon_is_older = match daemon_protocol.cmp(client_protocol) {
         std::cmp::Ordering::Equal => {
-            crate::health::compare_versions(daemon_version, client_version).is_lt()
+            crate::version::compare_versions(daemon_version, client_version).is_lt()
         }
         ord => ord.is_lt(),
     };
@@ -200,7 +200,7 @@ fn refused_hint(code: ErrorCode) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::autostart::ServiceManager;
+    use crate::unit::ServiceManager;
 
     #[test]
     fn older_daemon_says_restart() {
@@ -231,7 +231,7 @@ mod tests {
 
     #[test]
     fn versions_compare_numerically() {
-        let less = |a, b| crate::health::compare_versions(a, b).is_lt();
+        let less = |a, b| crate::version::compare_versions(a, b).is_lt();
         assert!(less("0.9.1", "0.10.0"));
         assert!(!less("0.10.0", "0.9.1"));
         assert!(!less("1.0.0", "1.0.0"));

@@ -1,5 +1,6 @@
-//! The claude-mesh client library: everything a short-lived client of the daemon needs (the
-//! `mesh` CLI, the Claude Code hooks, the MCP server, the status line).
+//! The claude-mesh client library: a blocking client of the daemon, for short-lived
+//! processes (the `mesh` app's CLI, hooks, MCP server and status line live in the `mesh`
+//! crate, which builds on this one).
 //!
 //! Blocking std I/O only, never an async runtime: a hook must cost about an exec of a small
 //! binary. Typical use:
@@ -17,28 +18,25 @@
 //!
 //! Modules: [`connection`] (connect, handshake, typed calls), [`autostart`] (connect or start
 //! the daemon), [`ready`] (the readiness pipe of a spawned daemon), [`error`], [`caller`]
-//! (identity from the environment), [`ids`] (message ids as users type them), [`display`]
-//! (human formatting) and [`json`] (the CLI's `--json` documents).
+//! (identity from the environment), [`ids`] (message ids as users type them), and two small
+//! modules below all of them and the app: [`unit`] (where the daemon's service unit lives)
+//! and [`version`] (semver comparison).
 
 pub mod autostart;
 pub mod caller;
-pub mod claude_config;
 pub mod connection;
-pub mod display;
 pub mod error;
-pub mod health;
 pub mod ids;
-pub mod json;
 pub mod ready;
-pub mod run;
-pub mod service;
-pub mod transcript;
+pub mod unit;
+pub mod version;
 
-pub use autostart::{ServiceManager, ServiceUnit, connect_or_start};
+pub use autostart::connect_or_start;
 pub use caller::CallerFromEnv;
 pub use connection::{ConnectOptions, Connection};
 pub use error::ClientError;
 pub use ids::{format_message_id, parse_message_id};
+pub use unit::{ServiceManager, ServiceUnit};
 
 /// A fresh token for [`mesh_proto::Consume::handout`] / [`mesh_proto::Poll::handout`]: random,
 /// never 0. Send it again with the same request after a lost answer to get the same messages.
