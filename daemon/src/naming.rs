@@ -1,4 +1,4 @@
-//! A session's name and roots, by the rules of CONTRACT.md ("Identity"): `name` from
+//! A session's name and roots, by the rules of docs/interface.md, "Identity": `name` from
 //! `.claude-mesh.json` at the project root (`CLAUDE_PROJECT_DIR`, else the cwd, walking up to
 //! the git root), else the git repository's directory name, else the cwd's basename.
 //!

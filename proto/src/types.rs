@@ -9,7 +9,7 @@ use crate::WireError;
 #[cfg(test)]
 use proptest_derive::Arbitrary;
 
-/// Who is calling. The daemon resolves it to a session (see CONTRACT.md, "Identity"): the
+/// Who is calling. The daemon resolves it to a session (docs/interface.md, "Identity"): the
 /// process `claude_pid` if set and registered; else the nearest registered ancestor of the
 /// connecting process (the daemon reads the peer PID from the socket itself); else the session
 /// whose current id is `session_id`. A caller that resolves to nothing acts as the user.

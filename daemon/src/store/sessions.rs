@@ -306,7 +306,7 @@ pub struct CallerProcs {
     pub session_id: Option<String>,
 }
 
-/// Find the caller's live session (CONTRACT.md, "Identity"), or `None`: the user.
+/// Find the caller's live session (docs/interface.md, "Identity"), or `None`: the user.
 pub fn resolve_caller(
     ctx: &Reader<'_>,
     who: &CallerProcs,

@@ -1,5 +1,6 @@
 //! The state directory and the socket in it: they exist, belong to us, and no other user can
-//! read or write them (CONTRACT.md: directory 0700, socket 0600).
+//! read or write them (docs/interface.md, "Files and permissions": directory 0700, socket
+//! 0600).
 
 use std::fs;
 use std::io;

@@ -8,11 +8,11 @@
 //! | `stop` | urgent mail pending: hands it out and blocks the stop with it as the reason (loop-guarded, see [`stop`]); else marks the session idle |
 //! | `session-end` | deregisters the session id (a no-op if `/clear` already replaced it) |
 //!
-//! Rules (see CLAUDE_CODE.md): stdout is exactly one JSON object, or nothing when there is
-//! nothing to say; the process always exits 0 ("fail open"): any error is one `mesh hook: …`
-//! line on stderr and an empty stdout. A hard deadline ([`deadline`]) bounds the whole call even
-//! when the daemon hangs: 2 s, 1 s for `session-end` (Claude Code gives all SessionEnd hooks
-//! together about 1.5 s). A hook waits for an on-demand daemon to boot at most
+//! Rules (docs/claude-code.md, "Hook output"): stdout is exactly one JSON object, or nothing
+//! when there is nothing to say; the process always exits 0 ("fail open"): any error is one
+//! `mesh hook: …` line on stderr and an empty stdout. A hard deadline ([`deadline`]) bounds the
+//! whole call even when the daemon hangs: 2 s, 1 s for `session-end` (Claude Code gives all
+//! SessionEnd hooks together about 1.5 s). A hook waits for an on-demand daemon to boot at most
 //! [`MAX_BOOT_WAIT`] and never beyond its deadline.
 //!
 //! Identity: every request carries `Caller { claude_pid: $CLAUDE_PID, session_id: <stdin

@@ -1,9 +1,9 @@
-//! The Stop hook's loop guard. CONTRACT.md: a session with an urgent message pending cannot end
-//! its turn, unless `stop_hook_active` says this stop already follows a block. So the hook
-//! blocks only a fresh stop: at most one block in a row, whatever peers keep sending (new mail
-//! then waits for the next hook). Claude Code also caps consecutive blocks
-//! (`CLAUDE_CODE_STOP_HOOK_BLOCK_CAP`, default 8); with a cap of 1 or less no block is ever
-//! allowed, so the hook does not block at all.
+//! The Stop hook's loop guard (docs/interface.md, "Delivery promises"): a session with an
+//! urgent message pending cannot end its turn, unless `stop_hook_active` says this stop already
+//! follows a block. So the hook blocks only a fresh stop: at most one block in a row, whatever
+//! peers keep sending (new mail then waits for the next hook). Claude Code also caps
+//! consecutive blocks (`CLAUDE_CODE_STOP_HOOK_BLOCK_CAP`, default 8); with a cap of 1 or less
+//! no block is ever allowed, so the hook does not block at all.
 
 use std::ffi::OsStr;
 
