@@ -9,6 +9,8 @@
 use mesh_proto::{
     AskResult, Class, ErrorCode, Inbox, Kind, MAX_BODY_LEN, Message, Party, Status, WireError,
 };
+use std::sync::OnceLock;
+
 use rusqlite::{OptionalExtension, Row, params};
 use tokio::sync::oneshot;
 
@@ -39,13 +41,71 @@ fn cost(m: &Message) -> usize {
 const COLUMNS: &str = "id, kind, from_name, from_session_id, to_name, to_session_id, body, in_reply_to, \
                        created_ms, delivered_ms, answered_ms, withdrawn_ms";
 
-pub(crate) fn kind_from_str(s: &str) -> Kind {
-    match s {
-        "note" => Kind::Note,
-        "question" => Kind::Question,
-        "answer" => Kind::Answer,
-        _ => Kind::Task,
-    }
+/// The kind in column `idx` of `r`: one this build knows, else an error naming it (a row
+/// written by something else is reported, never read as some other kind).
+pub(crate) fn kind_at(r: &Row<'_>, idx: usize) -> rusqlite::Result<Kind> {
+    let v = r.get_ref(idx)?;
+    let conversion = |e: Box<dyn std::error::Error + Send + Sync>| {
+        rusqlite::Error::FromSqlConversionFailure(idx, v.data_type(), e)
+    };
+    let s = v.as_str().map_err(|e| conversion(Box::new(e)))?;
+    Kind::from_db(s).map_err(|e| conversion(Box::new(e)))
+}
+
+/// The SQL list `('task', 'question')` of the kinds that `rule` selects, for `kind IN ...`.
+/// Built from [`Kind::ALL`] once per query text (callers keep it in a `OnceLock`), never per
+/// query.
+pub(crate) fn kinds_in(rule: impl Fn(Kind) -> bool) -> String {
+    let names: Vec<String> = Kind::ALL
+        .into_iter()
+        .filter(|k| rule(*k))
+        .map(|k| format!("'{}'", k.as_str()))
+        .collect();
+    format!("({})", names.join(", "))
+}
+
+/// The two queries of a consume: count what is pending, and read it.
+struct ConsumeSql {
+    count: String,
+    select: String,
+}
+
+/// The consume queries of `class`, for a session (`true`) or for the user, built once.
+fn consume_sql(class: Class, for_session: bool) -> &'static ConsumeSql {
+    static SQL: OnceLock<[ConsumeSql; 4]> = OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        let make = |class: Class, for_session: bool| {
+            // A class of every kind reads every pending row: one of a kind this build does not
+            // know is then reported (`kind_at`), not left pending forever unseen.
+            let kinds = if Kind::ALL.into_iter().all(|k| k.in_class(class)) {
+                String::new()
+            } else {
+                format!(" AND kind IN {}", kinds_in(|k| k.in_class(class)))
+            };
+            let filter = if for_session {
+                sessions::PENDING_FOR_SESSION
+            } else {
+                "id IN (SELECT id FROM messages WHERE to_key IS NULL AND delivered_ms IS NULL
+                    AND to_name_norm IS NULL AND ?1 IS NULL AND ?2 IS NULL)"
+            };
+            let pending = format!("delivered_ms IS NULL{kinds} AND {filter}");
+            ConsumeSql {
+                count: format!("SELECT count(*) FROM messages WHERE {pending}"),
+                select: format!("SELECT {COLUMNS} FROM messages WHERE {pending} ORDER BY id"),
+            }
+        };
+        [
+            make(Class::All, false),
+            make(Class::All, true),
+            make(Class::Urgent, false),
+            make(Class::Urgent, true),
+        ]
+    });
+    let class_index = match class {
+        Class::All => 0,
+        Class::Urgent => 2,
+    };
+    &all[class_index + usize::from(for_session)]
 }
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
@@ -62,7 +122,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
     };
     Ok(Message {
         id: r.get::<_, i64>(0)? as u64,
-        kind: kind_from_str(&r.get::<_, String>(1)?),
+        kind: kind_at(r, 1)?,
         from: Party {
             name: r.get(2)?,
             session_id: r.get(3)?,
@@ -169,7 +229,7 @@ pub fn send(
     kind: Kind,
     body: &str,
 ) -> Result<Vec<Message>, WireError> {
-    if !matches!(kind, Kind::Task | Kind::Note) {
+    if !kind.is_sent() {
         return Err(WireError::new(
             ErrorCode::InvalidArgument,
             "send takes a task or a note; use ask for a question and reply for an answer",
@@ -418,6 +478,7 @@ pub fn withdraw(ctx: &mut Ctx<'_>, id: u64) -> Result<Option<Message>, WireError
     let qid = id_of(id)?;
     if !ctx.waiters.is_waiting(qid) {
         let now = ctx.now_ms;
+        // `'question'`: the stored spelling of `Kind::Question` (a store test checks it).
         ctx.conn
             .prepare_cached(
                 "UPDATE messages SET withdrawn_ms = ?2, delivered_ms = ?2
@@ -534,17 +595,7 @@ pub fn consume(
     handout: u64,
 ) -> Result<Inbox, WireError> {
     let handout = if peek { 0 } else { handout };
-    let kinds = match class {
-        Class::All => "('task', 'note', 'question', 'answer')",
-        Class::Urgent => "('task', 'question', 'answer')",
-    };
-    let filter = match who {
-        Some(_) => sessions::PENDING_FOR_SESSION,
-        None => {
-            "id IN (SELECT id FROM messages WHERE to_key IS NULL AND delivered_ms IS NULL
-                    AND to_name_norm IS NULL AND ?1 IS NULL AND ?2 IS NULL)"
-        }
-    };
+    let sql = consume_sql(class, who.is_some());
     let key = who.map(|w| w.key);
     let name = who.map(|w| w.name_norm.as_str());
     // Clamped: a budget larger than a frame would make an answer that cannot be sent.
@@ -555,11 +606,9 @@ pub fn consume(
     };
     let conn = ctx.conn;
     let count_pending = || -> Result<i64, WireError> {
-        conn.prepare_cached(&format!(
-            "SELECT count(*) FROM messages WHERE delivered_ms IS NULL AND kind IN {kinds} AND {filter}"
-        ))
-        .and_then(|mut s| s.query_row(params![key, name], |r| r.get(0)))
-        .map_err(|e| db(ctx, e))
+        conn.prepare_cached(&sql.count)
+            .and_then(|mut s| s.query_row(params![key, name], |r| r.get(0)))
+            .map_err(|e| db(ctx, e))
     };
     if handout != 0
         && let Some(again) = handed_out(ctx, handout)?
@@ -576,10 +625,7 @@ pub fn consume(
     // Whether every pending message was read: then none remains, and no count is needed.
     let mut exhausted = false;
     {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM messages WHERE delivered_ms IS NULL AND kind IN {kinds} AND {filter} ORDER BY id"
-        );
-        let mut stmt = conn.prepare_cached(&sql).map_err(|e| db(ctx, e))?;
+        let mut stmt = conn.prepare_cached(&sql.select).map_err(|e| db(ctx, e))?;
         let mut rows = stmt.query(params![key, name]).map_err(|e| db(ctx, e))?;
         let mut used = 0usize;
         while taken.len() < MAX_CONSUME_MESSAGES {

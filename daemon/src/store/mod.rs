@@ -28,6 +28,7 @@ pub mod messages;
 pub mod retention;
 mod schema;
 pub mod sessions;
+pub mod waking;
 
 use std::collections::HashMap;
 use std::ops::Deref;
