@@ -114,7 +114,10 @@ pub fn start(
                 () = stop.cancelled() => return,
             }
             let now = crate::store::now_ms();
-            let found = match waiting(&store, now - after.as_millis() as i64) {
+            let found = match waiting(
+                &store,
+                now - i64::try_from(after.as_millis()).unwrap_or(now),
+            ) {
                 Ok(mut found) => {
                     let supervised = supervisors.supervised_keys();
                     found.retain(|w| !supervised.contains(&w.key));

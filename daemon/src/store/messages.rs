@@ -121,7 +121,8 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
         (None, None, None) => Status::Queued,
     };
     Ok(Message {
-        id: r.get::<_, i64>(0)? as u64,
+        // Checked (rusqlite's `fallible_uint`): a negative id is an error, not a huge one.
+        id: r.get::<_, u64>(0)?,
         kind: kind_at(r, 1)?,
         from: Party {
             name: r.get(2)?,
@@ -134,7 +135,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
             session_id: r.get(5)?,
         },
         body: r.get(6)?,
-        in_reply_to: r.get::<_, Option<i64>>(7)?.map(|v| v as u64),
+        in_reply_to: r.get::<_, Option<u64>>(7)?,
         status,
         created_ms: r.get(8)?,
         delivered_ms,
@@ -283,7 +284,7 @@ pub fn ask(
     )?;
     if target.live {
         ctx.waiters.insert(
-            msg.id as i64,
+            id_of(msg.id)?,
             Waiter {
                 target_key: Some(target.key),
                 tx,
@@ -338,7 +339,7 @@ pub fn await_answer(
         .and_then(|mut s| s.query_row(params![qid], from_row).optional())
         .map_err(|e| db(ctx, e))?;
     if let Some(answer) = answer {
-        mark_delivered(ctx, answer.id as i64)?;
+        mark_delivered(ctx, id_of(answer.id)?)?;
         return Ok((question, Some(AskResult::Answered(answer))));
     }
     let live = match to_key {
@@ -509,7 +510,7 @@ pub fn put_back(ctx: &mut Ctx<'_>, ids: &[u64], token: u64) -> Result<(), WireEr
     if token != 0 {
         ctx.conn
             .prepare_cached("DELETE FROM handouts WHERE token = ?1")
-            .and_then(|mut s| s.execute(params![token as i64]))
+            .and_then(|mut s| s.execute(params![token_column(token)]))
             .map_err(|e| db(ctx, e))?;
     }
     Ok(())
@@ -526,6 +527,12 @@ fn mark_delivered(ctx: &mut Ctx<'_>, id: i64) -> Result<(), WireError> {
     Ok(())
 }
 
+/// A hand-out token as `handouts.token` stores it: its 64 bits as an `i64` (SQLite integers
+/// are signed; a token is opaque, so any 64 bits are valid and none is lost).
+fn token_column(token: u64) -> i64 {
+    token.cast_signed()
+}
+
 /// How long a hand-out can be retried ([`mesh_proto::Consume::handout`]).
 pub const HANDOUT_KEPT_MS: i64 = 3_600_000;
 
@@ -536,7 +543,10 @@ pub fn handout_exists(r: &Reader<'_>, token: u64) -> Result<bool, WireError> {
     }
     r.conn
         .prepare_cached("SELECT 1 FROM handouts WHERE token = ?1")
-        .and_then(|mut s| s.query_row(params![token as i64], |_| Ok(())).optional())
+        .and_then(|mut s| {
+            s.query_row(params![token_column(token)], |_| Ok(()))
+                .optional()
+        })
         .map(|found| found.is_some())
         .map_err(|e| db(r, e))
 }
@@ -546,7 +556,10 @@ fn handed_out(ctx: &Ctx<'_>, token: u64) -> Result<Option<Vec<Message>>, WireErr
     let ids: Option<String> = ctx
         .conn
         .prepare_cached("SELECT message_ids FROM handouts WHERE token = ?1")
-        .and_then(|mut s| s.query_row(params![token as i64], |r| r.get(0)).optional())
+        .and_then(|mut s| {
+            s.query_row(params![token_column(token)], |r| r.get(0))
+                .optional()
+        })
         .map_err(|e| db(ctx, e))?;
     let Some(ids) = ids else { return Ok(None) };
     let mut out = Vec::new();
@@ -567,7 +580,7 @@ fn remember_handout(ctx: &Ctx<'_>, token: u64, taken: &[Message]) -> Result<(), 
         .join(",");
     ctx.conn
         .prepare_cached("INSERT INTO handouts (token, created_ms, message_ids) VALUES (?1, ?2, ?3)")
-        .and_then(|mut s| s.execute(params![token as i64, ctx.now_ms, ids]))
+        .and_then(|mut s| s.execute(params![token_column(token), ctx.now_ms, ids]))
         .map_err(|e| db(ctx, e))?;
     Ok(())
 }
@@ -616,7 +629,7 @@ pub fn consume(
         // A retry: the earlier answer was lost. The same messages again, nothing new taken.
         return Ok(Inbox {
             messages: again,
-            remaining: count_pending()? as u32,
+            remaining: saturating_u32(count_pending()?),
         });
     }
     // Read only as far as the budget goes (a backlog of thousands must not be loaded, nor sent
@@ -645,12 +658,14 @@ pub fn consume(
     let remaining = if exhausted {
         0
     } else {
-        (count_pending()? as usize).saturating_sub(taken.len()) as u32
+        saturating_u32(
+            count_pending()?.saturating_sub(i64::try_from(taken.len()).unwrap_or(i64::MAX)),
+        )
     };
     if !peek {
         let now = ctx.now_ms;
         for m in taken.iter_mut() {
-            mark_delivered(ctx, m.id as i64)?;
+            mark_delivered(ctx, id_of(m.id)?)?;
             m.delivered_ms = Some(now);
             if m.status == Status::Queued {
                 m.status = Status::Delivered;
@@ -676,6 +691,12 @@ pub fn consume(
         messages: taken,
         remaining,
     })
+}
+
+/// A count as the wire's `u32`: negative is 0 (a count never is), and more than `u32::MAX`
+/// pending messages (a database of many terabytes) says `u32::MAX`.
+fn saturating_u32(n: i64) -> u32 {
+    u32::try_from(n.max(0)).unwrap_or(u32::MAX)
 }
 
 /// One message and its status.

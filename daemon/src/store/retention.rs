@@ -132,7 +132,7 @@ pub fn prune(
     out.sessions = ctx
         .conn
         .prepare_cached(PRUNE_SESSIONS)
-        .and_then(|mut s| s.execute(params![cutoff, batch as i64]))
+        .and_then(|mut s| s.execute(params![cutoff, i64::try_from(batch).unwrap_or(i64::MAX)]))
         .map_err(|e| db(ctx, e))?;
     out.done = out.sessions < batch;
     Ok(out)
