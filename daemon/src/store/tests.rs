@@ -1195,3 +1195,79 @@ fn waking_mail_is_the_kinds_that_wake() {
             .is_empty()
     );
 }
+
+/// A hand-out token is any 64 bits: one above `i64::MAX` (half of all random tokens) is kept
+/// and answered again like any other, and is not another token's.
+#[test]
+fn a_handout_token_above_i64_max_is_kept_and_retried() {
+    let (_d, store, _t) = open();
+    let a = register(&store, reg("aaaa-1111", 10, 1, "alpha"));
+    let b = register(&store, reg("bbbb-2222", 20, 2, "beta"));
+    send(&store, Some(a.clone()), "beta", "one").unwrap();
+    let token = u64::MAX - 6;
+    let take = |token: u64| {
+        let who = b.clone();
+        store
+            .call_blocking(move |ctx| {
+                messages::consume(ctx, Some(&who), Class::All, false, 0, token)
+            })
+            .unwrap()
+    };
+    let first = take(token);
+    assert_eq!(first.messages.len(), 1);
+    assert!(handout_kept(&store, token));
+    assert!(
+        !handout_kept(&store, token & (u64::MAX >> 1)),
+        "the low 63 bits are another token"
+    );
+    send(&store, Some(a), "beta", "two").unwrap();
+    let again = take(token);
+    assert_eq!(
+        again.messages, first.messages,
+        "the retry gets the same, nothing new"
+    );
+    assert_eq!(again.remaining, 1);
+}
+
+/// A negative message id or session key in the database (written by something else) is a store
+/// error, never read as a huge number.
+#[test]
+fn a_negative_id_or_key_in_the_database_is_a_store_error() {
+    let (_d, store, _t) = open();
+    let b = register(&store, reg("bbbb-2222", 20, 2, "beta"));
+    let key = b.key;
+    store
+        .call_blocking(move |ctx| {
+            ctx.conn
+                .execute(
+                    "INSERT INTO messages (id, kind, from_name, to_key, to_name, to_name_norm,
+                                           to_session_id, body, created_ms)
+                     VALUES (-7, 'task', 'user', ?1, 'beta', 'beta', 'bbbb-2222', 'hi', 1)",
+                    rusqlite::params![key],
+                )
+                .map_err(|e| sessions::db(ctx, e))
+        })
+        .unwrap();
+    let who = b.clone();
+    let err = store
+        .call_blocking(move |ctx| messages::consume(ctx, Some(&who), Class::All, false, 0, 0))
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Storage, "{err:?}");
+    assert!(err.message.contains("-7"), "{}", err.message);
+
+    store
+        .call_blocking(|ctx| {
+            ctx.conn
+                .execute(
+                    "INSERT INTO sessions (key, session_id, pid, start_time, name, name_norm, cwd,
+                                           registered_ms, last_active_ms)
+                     VALUES (-3, 'cccc-3333', 30, 3, 'gamma', 'gamma', '/work/gamma', 1, 1)",
+                    [],
+                )
+                .map_err(|e| sessions::db(ctx, e))
+        })
+        .unwrap();
+    let err = store.read(|r| sessions::by_key(r, -3)).unwrap_err();
+    assert_eq!(err.code, ErrorCode::Storage, "{err:?}");
+    assert!(err.message.contains("-3"), "{}", err.message);
+}
