@@ -6,11 +6,11 @@
 //! peer died, it waits for the next session of that name. Mail sent to an id prefix has no
 //! `to_name_norm`: it is for that session only, and never moves to another of the same name.
 
+use std::sync::OnceLock;
+
 use mesh_proto::{
     AskResult, Class, ErrorCode, Inbox, Kind, MAX_BODY_LEN, Message, Party, Status, WireError,
 };
-use std::sync::OnceLock;
-
 use rusqlite::{OptionalExtension, Row, params};
 use tokio::sync::oneshot;
 
