@@ -114,7 +114,9 @@ type Effect = Box<dyn FnOnce() + Send>;
 /// What a read sees: a connection inside a transaction, and the database's path (for errors).
 #[derive(Debug)]
 pub struct Reader<'a> {
-    pub conn: &'a Connection,
+    /// Private to the store's modules: every query is a typed function in `store/`, none is
+    /// written elsewhere in the daemon.
+    conn: &'a Connection,
     path: &'a Path,
 }
 
