@@ -592,9 +592,11 @@ fn a_daemon_whose_socket_is_gone_is_named_and_the_fix_works() {
     let mut mesh = Mesh::start();
     let pid = mesh.daemon_pid();
     // Stopped, so that it cannot notice (it would exit within seconds) while health looks.
+    // SAFETY: kill(2) touches no memory of ours; `pid` is the daemon this test started.
     unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
     fs::remove_file(mesh.state.socket()).unwrap();
     let (code, doc) = health_json(&mesh);
+    // SAFETY: as above.
     unsafe { libc::kill(pid as i32, libc::SIGCONT) };
     assert_failed(code, &doc);
     let c = check(&doc, "daemon.reachable");
@@ -671,7 +673,7 @@ fn a_symlinked_or_unwritable_database_or_state_dir_fails_with_a_fix_that_works()
     assert_eq!(check(&doc, "state.dir")["level"], "ok", "{doc:#}");
 
     // An unwritable database (a read-only bind mount of the file: root writes anything else).
-    if unsafe { libc::geteuid() } != 0 {
+    if !rustix::process::geteuid().is_root() {
         eprintln!("SKIPPED (unwritable part): needs root to mount");
         return;
     }

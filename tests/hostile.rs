@@ -211,7 +211,7 @@ fn truncated_and_stalled_frames_hold_nobody_up() {
 #[test]
 fn another_user_is_refused() {
     let mut mesh = Mesh::start();
-    if unsafe { libc::geteuid() } != 0 {
+    if !rustix::process::geteuid().is_root() {
         eprintln!("SKIPPED: needs root to run a client as another user");
         return;
     }
@@ -409,7 +409,7 @@ fn a_config_in_a_folder_others_can_write_or_own_does_not_name_the_session() {
     let (_s2, name) = register_in(&mesh, &shared, Duration::from_secs(5));
     assert_eq!(name.as_deref(), Some("shared"), "{}", mesh.log());
 
-    if unsafe { libc::geteuid() } != 0 {
+    if !rustix::process::geteuid().is_root() {
         eprintln!("SKIPPED (other owner part): needs root to chown");
         return;
     }

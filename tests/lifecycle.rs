@@ -449,7 +449,7 @@ fn daemon_refuses(mesh: &Mesh) -> String {
 
 #[test]
 fn a_state_dir_of_another_user_or_on_a_read_only_disk_is_a_clear_error() {
-    if unsafe { libc::geteuid() } != 0 {
+    if !rustix::process::geteuid().is_root() {
         eprintln!("SKIPPED: needs root to chown the state dir and to mount a read-only tmpfs");
         return;
     }
@@ -697,7 +697,7 @@ fn read_only_bind(path: &std::path::Path) -> bool {
 
 #[test]
 fn a_database_the_daemon_cannot_write_or_a_full_disk_is_caught_at_start() {
-    if unsafe { libc::geteuid() } != 0 {
+    if !rustix::process::geteuid().is_root() {
         eprintln!("SKIPPED: needs root to mount");
         return;
     }

@@ -90,8 +90,7 @@ impl ServiceUnit {
         match self.manager {
             ServiceManager::Systemd => format!("systemctl --user status {SYSTEMD_SOCKET_UNIT}"),
             ServiceManager::Launchd => {
-                // SAFETY: getuid has no preconditions and cannot fail.
-                let uid = unsafe { libc::getuid() };
+                let uid = rustix::process::getuid().as_raw();
                 format!("launchctl print gui/{uid}/{LAUNCHD_LABEL}")
             }
         }

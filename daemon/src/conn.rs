@@ -59,8 +59,7 @@ pub async fn serve(
     limits: Limits,
     shutdown: CancellationToken,
 ) {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
+    let me = rustix::process::geteuid().as_raw();
     if cred.uid() != me {
         tracing::warn!(uid = cred.uid(), pid = ?cred.pid(), "refused a connection from another user");
         let err = WireError::new(

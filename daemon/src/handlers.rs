@@ -176,7 +176,7 @@ pub async fn handle(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Outcome 
     match req {
         Request::Ping(_) => Outcome::Now(Response::Pong(Pong {
             pid: shared.pid,
-            uptime_ms: shared.started.elapsed().as_millis() as u64,
+            uptime_ms: u64::try_from(shared.started.elapsed().as_millis()).unwrap_or(u64::MAX),
         })),
         Request::Register(r) => register(shared, peer, r, None).await.into(),
         Request::RegisterNamed(r) => {
@@ -387,7 +387,7 @@ async fn poll(
                     Some(&row),
                     p.class,
                     false,
-                    p.max_bytes as usize,
+                    wire_bytes(p.max_bytes),
                     p.handout,
                 )?;
                 (Some(info_of(ctx, &row)?), inbox)
@@ -398,6 +398,12 @@ async fn poll(
         Ok(Response::Polled(mesh_proto::Polled { session, inbox }))
     })
     .await
+}
+
+/// A byte budget from the wire (`max_bytes`) as a `usize`; the store clamps it anyway. Exact on
+/// every platform with a 32- or 64-bit `usize`.
+fn wire_bytes(max_bytes: u32) -> usize {
+    usize::try_from(max_bytes).unwrap_or(usize::MAX)
 }
 
 async fn consume(
@@ -413,7 +419,7 @@ async fn consume(
             me.as_ref(),
             c.class,
             c.peek,
-            c.max_bytes as usize,
+            wire_bytes(c.max_bytes),
             c.handout,
         )?;
         Ok(Response::Inbox(inbox))
@@ -526,14 +532,14 @@ async fn register(
     // Soft: a registration lost to a power loss is made again by the session's next hook (they
     // all re-register a session the daemon does not know), and any durable write that names it
     // (mail to it) makes it durable first.
-    let info = shared
+    let (key, info) = shared
         .store
         .call_soft(move |ctx| {
             let row = sessions::register(ctx, reg)?;
-            info_of(ctx, &row)
+            Ok((row.key, info_of(ctx, &row)?))
         })
         .await?;
-    shared.monitor.watch(info.key as i64, info.pid, proc_.start);
+    shared.monitor.watch(key, info.pid, proc_.start);
     Ok(Response::Registered(info))
 }
 
@@ -578,8 +584,7 @@ async fn list(
 
 /// A process a client names (a session's, a supervised one) must be the daemon's user's own.
 fn ensure_own(p: &procinfo::ProcInfo) -> Result<(), WireError> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if p.uid != unsafe { libc::geteuid() } {
+    if p.uid != rustix::process::geteuid().as_raw() {
         return Err(WireError::new(
             ErrorCode::PermissionDenied,
             format!("process {} belongs to another user", p.pid),

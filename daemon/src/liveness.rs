@@ -35,7 +35,7 @@ async fn poll(pid: u32, start: StartTime, every: Duration) {
 #[cfg(target_os = "linux")]
 mod linux {
     use std::io;
-    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::fd::OwnedFd;
 
     use tokio::io::Interest;
     use tokio::io::unix::AsyncFd;
@@ -76,16 +76,14 @@ mod linux {
     fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
         let raw =
             libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
-        // SAFETY: pidfd_open(pid, 0) takes two integers and returns a new fd or -1; it touches
-        // no memory of ours.
-        let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, raw, 0 as libc::c_uint) };
-        if ret < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let fd = libc::c_int::try_from(ret).map_err(|_| io::Error::other("bad pidfd"))?;
-        // SAFETY: the kernel just returned this fd to us; nothing else owns it. pidfds are
-        // created close-on-exec.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        // Pid 0 is no process: EINVAL, as the kernel answers pidfd_open(0).
+        let pid = rustix::process::Pid::from_raw(raw)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+        // Close-on-exec, as every pidfd is.
+        Ok(rustix::process::pidfd_open(
+            pid,
+            rustix::process::PidfdFlags::empty(),
+        )?)
     }
 }
 

@@ -351,8 +351,10 @@ fn open_regular(path: &Path, no_follow: bool) -> std::io::Result<(fs::File, fs::
 /// Owned by you or by root, and not writable by others (group-writable only with your own
 /// primary group).
 fn trusted_owner(meta: &fs::Metadata) -> bool {
-    // SAFETY: geteuid and getegid have no preconditions and cannot fail.
-    let (me, my_group) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let (me, my_group) = (
+        rustix::process::geteuid().as_raw(),
+        rustix::process::getegid().as_raw(),
+    );
     let mode = meta.mode();
     (meta.uid() == me || meta.uid() == 0)
         && mode & 0o002 == 0
@@ -586,11 +588,10 @@ mod tests {
         );
         // Group-writable: only with your own primary group.
         mode(&shared, 0o775);
-        // SAFETY: getegid has no preconditions.
-        let my_group = unsafe { libc::getegid() };
+        let my_group = rustix::process::getegid().as_raw();
         std::os::unix::fs::chown(&shared, None, Some(my_group)).unwrap();
         assert_eq!(resolve(&cwd, None).name, "planted", "g+w, your group");
-        if unsafe { libc::geteuid() } == 0 {
+        if rustix::process::geteuid().is_root() {
             std::os::unix::fs::chown(&shared, None, Some(65534)).unwrap();
             assert_eq!(resolve(&cwd, None).name, "work", "g+w, another group");
             mode(&shared, 0o755);

@@ -10,65 +10,20 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::params;
+use mesh_proto::Kind;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::store::Store;
-use crate::store::sessions::db;
+use crate::store::{Store, waking};
 use crate::supervise::Supervisors;
 
 /// One session with mail that waited too long.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Waiting {
-    pub key: i64,
-    pub name: String,
-    pub cwd: String,
-    /// The waiting tasks and questions, oldest first.
-    pub message_ids: Vec<i64>,
-    pub oldest_ms: i64,
-}
+pub use crate::store::waking::IdleMail as Waiting;
 
-/// Live idle sessions whose tasks or questions were queued before `before_ms`.
+/// Live idle sessions whose tasks or questions ([`mesh_proto::Kind::wakes`]) were queued
+/// before `before_ms`.
 pub fn waiting(store: &Store, before_ms: i64) -> Result<Vec<Waiting>, mesh_proto::WireError> {
-    store.read(|r| {
-        let mut stmt = r
-            .conn
-            .prepare_cached(
-                "SELECT s.key, s.name, s.cwd, m.id, m.created_ms
-                 FROM messages m JOIN sessions s ON s.key = m.to_key
-                 WHERE m.delivered_ms IS NULL AND m.kind IN ('task', 'question')
-                   AND m.created_ms < ?1 AND s.live = 1 AND s.idle = 1
-                 ORDER BY s.key, m.id",
-            )
-            .map_err(|e| db(r, e))?;
-        let rows = stmt
-            .query_map(params![before_ms], |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, i64>(3)?,
-                    row.get::<_, i64>(4)?,
-                ))
-            })
-            .map_err(|e| db(r, e))?;
-        let mut out: Vec<Waiting> = Vec::new();
-        for row in rows {
-            let (key, name, cwd, id, created) = row.map_err(|e| db(r, e))?;
-            match out.last_mut() {
-                Some(w) if w.key == key => w.message_ids.push(id),
-                _ => out.push(Waiting {
-                    key,
-                    name,
-                    cwd,
-                    message_ids: vec![id],
-                    oldest_ms: created,
-                }),
-            }
-        }
-        Ok(out)
-    })
+    store.read(|r| waking::idle_sessions(r, before_ms))
 }
 
 /// The notification program of this platform, if it is installed.
@@ -87,11 +42,17 @@ fn notifier() -> Option<PathBuf> {
 /// Title and body of the notification for `w`.
 pub fn text(w: &Waiting, now_ms: i64) -> (String, String) {
     let n = w.message_ids.len();
+    let kinds: Vec<&str> = Kind::ALL
+        .into_iter()
+        .filter(|k| k.wakes())
+        .map(Kind::as_str)
+        .collect();
+    let kinds = kinds.join(" or ");
     let minutes = ((now_ms - w.oldest_ms).max(0) / 60_000).max(1);
     (
         format!("claude-mesh: {} has mail", w.name),
         format!(
-            "{n} message{} (task or question) waiting for {minutes} min while the session is idle. Open it ({}) and press Enter to let it read them.",
+            "{n} message{} ({kinds}) waiting for {minutes} min while the session is idle. Open it ({}) and press Enter to let it read them.",
             if n == 1 { "" } else { "s" },
             w.cwd
         ),
@@ -153,7 +114,10 @@ pub fn start(
                 () = stop.cancelled() => return,
             }
             let now = crate::store::now_ms();
-            let found = match waiting(&store, now - after.as_millis() as i64) {
+            let found = match waiting(
+                &store,
+                now - i64::try_from(after.as_millis()).unwrap_or(now),
+            ) {
                 Ok(mut found) => {
                     let supervised = supervisors.supervised_keys();
                     found.retain(|w| !supervised.contains(&w.key));

@@ -127,8 +127,7 @@ impl StateDir {
             ));
         }
         let meta = fs::metadata(&self.root)?;
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let me = unsafe { libc::geteuid() };
+        let me = rustix::process::geteuid().as_raw();
         if meta.uid() != me {
             return Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
@@ -176,8 +175,7 @@ impl StateDir {
         let mut text = String::new();
         file.take(64).read_to_string(&mut text).ok()?;
         let pid: u32 = text.trim().parse().ok()?;
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let me = unsafe { libc::geteuid() };
+        let me = rustix::process::geteuid().as_raw();
         crate::procinfo::info(pid)
             .filter(|p| p.uid == me && !p.zombie)
             .map(|p| p.pid)

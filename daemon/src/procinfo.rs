@@ -146,8 +146,7 @@ mod tests {
         assert_eq!(me.pid, std::process::id());
         assert!(!me.zombie);
         assert_eq!(me.ppid, std::os::unix::process::parent_id());
-        // SAFETY: geteuid has no preconditions.
-        assert_eq!(me.uid, unsafe { libc::geteuid() });
+        assert_eq!(me.uid, rustix::process::geteuid().as_raw());
         assert!(is_alive(me.pid, me.start));
         assert!(!is_alive(me.pid, me.start.wrapping_add(1)));
     }
@@ -211,9 +210,11 @@ mod tests {
         });
         let found = session_process_for(sleep_pid.unwrap());
         let _ = sh.kill();
-        if let Some(p) = sleep_pid {
-            // SAFETY: plain kill(2) of the sleep we started through sh.
-            unsafe { libc::kill(p as libc::pid_t, libc::SIGKILL) };
+        if let Some(pid) = sleep_pid
+            .and_then(|p| i32::try_from(p).ok())
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
         }
         let _ = sh.wait();
         assert_eq!(found.map(|p| p.pid), Some(std::process::id()));

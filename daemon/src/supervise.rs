@@ -14,12 +14,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use mesh_proto::{Supervision, Waiting, WireError};
-use rusqlite::params;
+use mesh_proto::{Supervision, WireError};
 
 use crate::procinfo::{self, StartTime};
-use crate::store::sessions::{self, SessionRow, db};
-use crate::store::{Reader, Store, messages};
+use crate::store::sessions::{self, SessionRow};
+use crate::store::{Reader, Store, waking};
 
 /// The process a supervisor watches over: the one `mesh run` started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,27 +157,7 @@ fn state(
             },
         ));
     };
-    let waiting = r
-        .conn
-        .prepare_cached(&format!(
-            "SELECT id, kind, from_name FROM messages
-             WHERE delivered_ms IS NULL AND kind IN ('task', 'question')
-               AND {}
-             ORDER BY id LIMIT {}",
-            sessions::PENDING_FOR_SESSION,
-            Supervision::MAX_WAITING
-        ))
-        .and_then(|mut s| {
-            s.query_map(params![row.key, row.name_norm], |m| {
-                Ok(Waiting {
-                    id: m.get::<_, i64>(0)? as u64,
-                    kind: messages::kind_from_str(&m.get::<_, String>(1)?),
-                    from: m.get(2)?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()
-        })
-        .map_err(|e| db(r, e))?;
+    let waiting = waking::for_session(r, &row)?;
     let pending = sessions::pending_of(r, &row)?;
     Ok((
         Some(Found {

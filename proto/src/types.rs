@@ -22,8 +22,13 @@ pub struct Caller {
     pub session_id: Option<String>,
 }
 
-/// What a message is for. `Task` and `Question` (and `Answer`, to an asker that stopped
-/// waiting) are urgent: injected at the next hook of any kind. `Note` waits for the next prompt.
+/// What a message is for, and the rules that follow from it. Every decision that depends on
+/// the kind (which kinds wake an idle session, which are urgent, what the database calls them)
+/// is a method here, so adding a kind is this enum, these methods (the compiler lists the
+/// matches to extend) and its text in the hook's and the MCP server's renderers.
+///
+/// `Task` and `Question` (and `Answer`, to an asker that stopped waiting) are urgent: injected
+/// at the next hook of any kind. `Note` waits for the next prompt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(test, derive(Arbitrary))]
 pub enum Kind {
@@ -34,7 +39,12 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub fn as_str(self) -> &'static str {
+    /// Every kind, in wire order.
+    pub const ALL: [Kind; 4] = [Kind::Task, Kind::Note, Kind::Question, Kind::Answer];
+
+    /// Its name: in the database (`messages.kind`), in `--json` output and in frames. A stored
+    /// spelling never changes: databases keep it.
+    pub const fn as_str(self) -> &'static str {
         match self {
             Kind::Task => "task",
             Kind::Note => "note",
@@ -43,9 +53,106 @@ impl Kind {
         }
     }
 
-    /// Whether this kind is delivered at every hook (not only at the next prompt).
-    pub fn is_urgent(self) -> bool {
-        !matches!(self, Kind::Note)
+    /// The kind spelled `s` in the database ([`Kind::as_str`]); anything else is an error, never
+    /// a guess.
+    pub fn from_db(s: &str) -> Result<Kind, UnknownKind> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| UnknownKind(s.to_owned()))
+    }
+
+    /// Whether this kind is delivered at every hook (not only at the next prompt): the kinds of
+    /// [`Class::Urgent`], what `post-tool-use` injects and what a Stop hook blocks for.
+    pub const fn is_urgent(self) -> bool {
+        match self {
+            Kind::Task | Kind::Question | Kind::Answer => true,
+            Kind::Note => false,
+        }
+    }
+
+    /// Whether this kind, waiting for an idle session, is worth waking it for: `mesh run`'s
+    /// supervisor types a wake line and the desktop notifier tells the human. An answer is for
+    /// an asker that stopped waiting, and a note is for information: neither wakes anyone.
+    pub const fn wakes(self) -> bool {
+        match self {
+            Kind::Task | Kind::Question => true,
+            Kind::Note | Kind::Answer => false,
+        }
+    }
+
+    /// Whether `send` queues this kind. A question goes through `ask` (it can be waited on) and
+    /// an answer through `reply` (it names its question).
+    pub const fn is_sent(self) -> bool {
+        match self {
+            Kind::Task | Kind::Note => true,
+            Kind::Question | Kind::Answer => false,
+        }
+    }
+
+    /// Whether a consume of `class` takes this kind.
+    pub const fn in_class(self, class: Class) -> bool {
+        match class {
+            Class::All => true,
+            Class::Urgent => self.is_urgent(),
+        }
+    }
+}
+
+/// A kind name that no [`Kind`] has (read from a database written by something else).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownKind(pub String);
+
+impl std::fmt::Display for UnknownKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "unknown message kind {:?}", self.0)
+    }
+}
+
+impl std::error::Error for UnknownKind {}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::*;
+
+    /// A kind missing from `ALL` would never be read back from the database, nor get its SQL.
+    #[test]
+    fn all_lists_every_kind_once_and_reads_back() {
+        for k in Kind::ALL {
+            // Exhaustive: a new variant fails to compile here until it is in ALL.
+            let listed = match k {
+                Kind::Task | Kind::Note | Kind::Question | Kind::Answer => Kind::ALL.contains(&k),
+            };
+            assert!(listed);
+            assert_eq!(Kind::from_db(k.as_str()), Ok(k));
+            assert_eq!(
+                Kind::ALL
+                    .iter()
+                    .filter(|o| o.as_str() == k.as_str())
+                    .count(),
+                1
+            );
+        }
+        let err = Kind::from_db("bogus").unwrap_err();
+        assert_eq!(err, UnknownKind("bogus".to_owned()));
+        assert!(err.to_string().contains("\"bogus\""), "{err}");
+        assert!(Kind::from_db("Task").is_err(), "the spelling is exact");
+    }
+
+    #[test]
+    fn rules() {
+        let which =
+            |f: fn(Kind) -> bool| Kind::ALL.into_iter().filter(|k| f(*k)).collect::<Vec<_>>();
+        assert_eq!(
+            which(Kind::is_urgent),
+            [Kind::Task, Kind::Question, Kind::Answer]
+        );
+        assert_eq!(which(Kind::wakes), [Kind::Task, Kind::Question]);
+        assert_eq!(which(Kind::is_sent), [Kind::Task, Kind::Note]);
+        assert_eq!(which(|k| k.in_class(Class::All)), Kind::ALL);
+        assert_eq!(which(|k| k.in_class(Class::Urgent)), which(Kind::is_urgent));
+        // What wakes a session is urgent too: a woken session's next hook takes it.
+        assert!(Kind::ALL.iter().all(|k| !k.wakes() || k.is_urgent()));
     }
 }
 

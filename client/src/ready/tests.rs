@@ -43,11 +43,10 @@ fn ready_line_returns_the_pid_and_the_child_is_detached() {
     let state = StateDir::new(tmp.path().join("state"));
     let script = r#"echo "ready $$" > "/proc/self/fd/$CLAUDE_MESH_READY_FD"; exec sleep 2"#;
     let pid = spawn_sh(&state, script, Duration::from_secs(5)).unwrap();
-    // SAFETY: getsid has no memory-safety preconditions.
-    let sid = unsafe { libc::getsid(pid as libc::pid_t) };
-    assert_eq!(sid, pid as libc::pid_t, "the daemon leads its own session");
-    // SAFETY: plain kill(2) of the child we started.
-    unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    let pid = rustix::process::Pid::from_raw(i32::try_from(pid).unwrap()).unwrap();
+    let sid = rustix::process::getsid(Some(pid)).unwrap();
+    assert_eq!(sid, pid, "the daemon leads its own session");
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
 }
 
 #[test]

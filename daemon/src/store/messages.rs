@@ -6,6 +6,8 @@
 //! peer died, it waits for the next session of that name. Mail sent to an id prefix has no
 //! `to_name_norm`: it is for that session only, and never moves to another of the same name.
 
+use std::sync::OnceLock;
+
 use mesh_proto::{
     AskResult, Class, ErrorCode, Inbox, Kind, MAX_BODY_LEN, Message, Party, Status, WireError,
 };
@@ -39,13 +41,71 @@ fn cost(m: &Message) -> usize {
 const COLUMNS: &str = "id, kind, from_name, from_session_id, to_name, to_session_id, body, in_reply_to, \
                        created_ms, delivered_ms, answered_ms, withdrawn_ms";
 
-pub(crate) fn kind_from_str(s: &str) -> Kind {
-    match s {
-        "note" => Kind::Note,
-        "question" => Kind::Question,
-        "answer" => Kind::Answer,
-        _ => Kind::Task,
-    }
+/// The kind in column `idx` of `r`: one this build knows, else an error naming it (a row
+/// written by something else is reported, never read as some other kind).
+pub(crate) fn kind_at(r: &Row<'_>, idx: usize) -> rusqlite::Result<Kind> {
+    let v = r.get_ref(idx)?;
+    let conversion = |e: Box<dyn std::error::Error + Send + Sync>| {
+        rusqlite::Error::FromSqlConversionFailure(idx, v.data_type(), e)
+    };
+    let s = v.as_str().map_err(|e| conversion(Box::new(e)))?;
+    Kind::from_db(s).map_err(|e| conversion(Box::new(e)))
+}
+
+/// The SQL list `('task', 'question')` of the kinds that `rule` selects, for `kind IN ...`.
+/// Built from [`Kind::ALL`] once per query text (callers keep it in a `OnceLock`), never per
+/// query.
+pub(crate) fn kinds_in(rule: impl Fn(Kind) -> bool) -> String {
+    let names: Vec<String> = Kind::ALL
+        .into_iter()
+        .filter(|k| rule(*k))
+        .map(|k| format!("'{}'", k.as_str()))
+        .collect();
+    format!("({})", names.join(", "))
+}
+
+/// The two queries of a consume: count what is pending, and read it.
+struct ConsumeSql {
+    count: String,
+    select: String,
+}
+
+/// The consume queries of `class`, for a session (`true`) or for the user, built once.
+fn consume_sql(class: Class, for_session: bool) -> &'static ConsumeSql {
+    static SQL: OnceLock<[ConsumeSql; 4]> = OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        let make = |class: Class, for_session: bool| {
+            // A class of every kind reads every pending row: one of a kind this build does not
+            // know is then reported (`kind_at`), not left pending forever unseen.
+            let kinds = if Kind::ALL.into_iter().all(|k| k.in_class(class)) {
+                String::new()
+            } else {
+                format!(" AND kind IN {}", kinds_in(|k| k.in_class(class)))
+            };
+            let filter = if for_session {
+                sessions::PENDING_FOR_SESSION
+            } else {
+                "id IN (SELECT id FROM messages WHERE to_key IS NULL AND delivered_ms IS NULL
+                    AND to_name_norm IS NULL AND ?1 IS NULL AND ?2 IS NULL)"
+            };
+            let pending = format!("delivered_ms IS NULL{kinds} AND {filter}");
+            ConsumeSql {
+                count: format!("SELECT count(*) FROM messages WHERE {pending}"),
+                select: format!("SELECT {COLUMNS} FROM messages WHERE {pending} ORDER BY id"),
+            }
+        };
+        [
+            make(Class::All, false),
+            make(Class::All, true),
+            make(Class::Urgent, false),
+            make(Class::Urgent, true),
+        ]
+    });
+    let class_index = match class {
+        Class::All => 0,
+        Class::Urgent => 2,
+    };
+    &all[class_index + usize::from(for_session)]
 }
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
@@ -61,8 +121,9 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
         (None, None, None) => Status::Queued,
     };
     Ok(Message {
-        id: r.get::<_, i64>(0)? as u64,
-        kind: kind_from_str(&r.get::<_, String>(1)?),
+        // Checked (rusqlite's `fallible_uint`): a negative id is an error, not a huge one.
+        id: r.get::<_, u64>(0)?,
+        kind: kind_at(r, 1)?,
         from: Party {
             name: r.get(2)?,
             session_id: r.get(3)?,
@@ -74,7 +135,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
             session_id: r.get(5)?,
         },
         body: r.get(6)?,
-        in_reply_to: r.get::<_, Option<i64>>(7)?.map(|v| v as u64),
+        in_reply_to: r.get::<_, Option<u64>>(7)?,
         status,
         created_ms: r.get(8)?,
         delivered_ms,
@@ -169,7 +230,7 @@ pub fn send(
     kind: Kind,
     body: &str,
 ) -> Result<Vec<Message>, WireError> {
-    if !matches!(kind, Kind::Task | Kind::Note) {
+    if !kind.is_sent() {
         return Err(WireError::new(
             ErrorCode::InvalidArgument,
             "send takes a task or a note; use ask for a question and reply for an answer",
@@ -223,7 +284,7 @@ pub fn ask(
     )?;
     if target.live {
         ctx.waiters.insert(
-            msg.id as i64,
+            id_of(msg.id)?,
             Waiter {
                 target_key: Some(target.key),
                 tx,
@@ -278,7 +339,7 @@ pub fn await_answer(
         .and_then(|mut s| s.query_row(params![qid], from_row).optional())
         .map_err(|e| db(ctx, e))?;
     if let Some(answer) = answer {
-        mark_delivered(ctx, answer.id as i64)?;
+        mark_delivered(ctx, id_of(answer.id)?)?;
         return Ok((question, Some(AskResult::Answered(answer))));
     }
     let live = match to_key {
@@ -418,6 +479,7 @@ pub fn withdraw(ctx: &mut Ctx<'_>, id: u64) -> Result<Option<Message>, WireError
     let qid = id_of(id)?;
     if !ctx.waiters.is_waiting(qid) {
         let now = ctx.now_ms;
+        // `'question'`: the stored spelling of `Kind::Question` (a store test checks it).
         ctx.conn
             .prepare_cached(
                 "UPDATE messages SET withdrawn_ms = ?2, delivered_ms = ?2
@@ -448,7 +510,7 @@ pub fn put_back(ctx: &mut Ctx<'_>, ids: &[u64], token: u64) -> Result<(), WireEr
     if token != 0 {
         ctx.conn
             .prepare_cached("DELETE FROM handouts WHERE token = ?1")
-            .and_then(|mut s| s.execute(params![token as i64]))
+            .and_then(|mut s| s.execute(params![token_column(token)]))
             .map_err(|e| db(ctx, e))?;
     }
     Ok(())
@@ -465,6 +527,12 @@ fn mark_delivered(ctx: &mut Ctx<'_>, id: i64) -> Result<(), WireError> {
     Ok(())
 }
 
+/// A hand-out token as `handouts.token` stores it: its 64 bits as an `i64` (SQLite integers
+/// are signed; a token is opaque, so any 64 bits are valid and none is lost).
+fn token_column(token: u64) -> i64 {
+    token.cast_signed()
+}
+
 /// How long a hand-out can be retried ([`mesh_proto::Consume::handout`]).
 pub const HANDOUT_KEPT_MS: i64 = 3_600_000;
 
@@ -475,7 +543,10 @@ pub fn handout_exists(r: &Reader<'_>, token: u64) -> Result<bool, WireError> {
     }
     r.conn
         .prepare_cached("SELECT 1 FROM handouts WHERE token = ?1")
-        .and_then(|mut s| s.query_row(params![token as i64], |_| Ok(())).optional())
+        .and_then(|mut s| {
+            s.query_row(params![token_column(token)], |_| Ok(()))
+                .optional()
+        })
         .map(|found| found.is_some())
         .map_err(|e| db(r, e))
 }
@@ -485,7 +556,10 @@ fn handed_out(ctx: &Ctx<'_>, token: u64) -> Result<Option<Vec<Message>>, WireErr
     let ids: Option<String> = ctx
         .conn
         .prepare_cached("SELECT message_ids FROM handouts WHERE token = ?1")
-        .and_then(|mut s| s.query_row(params![token as i64], |r| r.get(0)).optional())
+        .and_then(|mut s| {
+            s.query_row(params![token_column(token)], |r| r.get(0))
+                .optional()
+        })
         .map_err(|e| db(ctx, e))?;
     let Some(ids) = ids else { return Ok(None) };
     let mut out = Vec::new();
@@ -506,7 +580,7 @@ fn remember_handout(ctx: &Ctx<'_>, token: u64, taken: &[Message]) -> Result<(), 
         .join(",");
     ctx.conn
         .prepare_cached("INSERT INTO handouts (token, created_ms, message_ids) VALUES (?1, ?2, ?3)")
-        .and_then(|mut s| s.execute(params![token as i64, ctx.now_ms, ids]))
+        .and_then(|mut s| s.execute(params![token_column(token), ctx.now_ms, ids]))
         .map_err(|e| db(ctx, e))?;
     Ok(())
 }
@@ -534,17 +608,7 @@ pub fn consume(
     handout: u64,
 ) -> Result<Inbox, WireError> {
     let handout = if peek { 0 } else { handout };
-    let kinds = match class {
-        Class::All => "('task', 'note', 'question', 'answer')",
-        Class::Urgent => "('task', 'question', 'answer')",
-    };
-    let filter = match who {
-        Some(_) => sessions::PENDING_FOR_SESSION,
-        None => {
-            "id IN (SELECT id FROM messages WHERE to_key IS NULL AND delivered_ms IS NULL
-                    AND to_name_norm IS NULL AND ?1 IS NULL AND ?2 IS NULL)"
-        }
-    };
+    let sql = consume_sql(class, who.is_some());
     let key = who.map(|w| w.key);
     let name = who.map(|w| w.name_norm.as_str());
     // Clamped: a budget larger than a frame would make an answer that cannot be sent.
@@ -555,11 +619,9 @@ pub fn consume(
     };
     let conn = ctx.conn;
     let count_pending = || -> Result<i64, WireError> {
-        conn.prepare_cached(&format!(
-            "SELECT count(*) FROM messages WHERE delivered_ms IS NULL AND kind IN {kinds} AND {filter}"
-        ))
-        .and_then(|mut s| s.query_row(params![key, name], |r| r.get(0)))
-        .map_err(|e| db(ctx, e))
+        conn.prepare_cached(&sql.count)
+            .and_then(|mut s| s.query_row(params![key, name], |r| r.get(0)))
+            .map_err(|e| db(ctx, e))
     };
     if handout != 0
         && let Some(again) = handed_out(ctx, handout)?
@@ -567,7 +629,7 @@ pub fn consume(
         // A retry: the earlier answer was lost. The same messages again, nothing new taken.
         return Ok(Inbox {
             messages: again,
-            remaining: count_pending()? as u32,
+            remaining: saturating_u32(count_pending()?),
         });
     }
     // Read only as far as the budget goes (a backlog of thousands must not be loaded, nor sent
@@ -576,10 +638,7 @@ pub fn consume(
     // Whether every pending message was read: then none remains, and no count is needed.
     let mut exhausted = false;
     {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM messages WHERE delivered_ms IS NULL AND kind IN {kinds} AND {filter} ORDER BY id"
-        );
-        let mut stmt = conn.prepare_cached(&sql).map_err(|e| db(ctx, e))?;
+        let mut stmt = conn.prepare_cached(&sql.select).map_err(|e| db(ctx, e))?;
         let mut rows = stmt.query(params![key, name]).map_err(|e| db(ctx, e))?;
         let mut used = 0usize;
         while taken.len() < MAX_CONSUME_MESSAGES {
@@ -599,12 +658,14 @@ pub fn consume(
     let remaining = if exhausted {
         0
     } else {
-        (count_pending()? as usize).saturating_sub(taken.len()) as u32
+        saturating_u32(
+            count_pending()?.saturating_sub(i64::try_from(taken.len()).unwrap_or(i64::MAX)),
+        )
     };
     if !peek {
         let now = ctx.now_ms;
         for m in taken.iter_mut() {
-            mark_delivered(ctx, m.id as i64)?;
+            mark_delivered(ctx, id_of(m.id)?)?;
             m.delivered_ms = Some(now);
             if m.status == Status::Queued {
                 m.status = Status::Delivered;
@@ -630,6 +691,12 @@ pub fn consume(
         messages: taken,
         remaining,
     })
+}
+
+/// A count as the wire's `u32`: negative is 0 (a count never is), and more than `u32::MAX`
+/// pending messages (a database of many terabytes) says `u32::MAX`.
+fn saturating_u32(n: i64) -> u32 {
+    u32::try_from(n.max(0)).unwrap_or(u32::MAX)
 }
 
 /// One message and its status.

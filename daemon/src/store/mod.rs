@@ -28,6 +28,7 @@ pub mod messages;
 pub mod retention;
 mod schema;
 pub mod sessions;
+pub mod waking;
 
 use std::collections::HashMap;
 use std::ops::Deref;
@@ -113,7 +114,9 @@ type Effect = Box<dyn FnOnce() + Send>;
 /// What a read sees: a connection inside a transaction, and the database's path (for errors).
 #[derive(Debug)]
 pub struct Reader<'a> {
-    pub conn: &'a Connection,
+    /// Private to the store's modules: every query is a typed function in `store/`, none is
+    /// written elsewhere in the daemon.
+    conn: &'a Connection,
     path: &'a Path,
 }
 
@@ -577,7 +580,7 @@ pub fn sql_error(e: &rusqlite::Error, path: &Path) -> WireError {
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
 

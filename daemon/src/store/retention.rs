@@ -15,7 +15,7 @@ use rusqlite::params;
 
 use super::Ctx;
 use super::sessions::db;
-use mesh_proto::WireError;
+use mesh_proto::{Kind, WireError};
 
 /// What one [`prune`] job did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -35,7 +35,9 @@ pub const BATCH: usize = 500;
 const MAX_SCAN: usize = 20 * BATCH;
 
 /// Ended sessions retention lets go (`?1`: the cut-off, `?2`: the batch). Each test on
-/// messages is a lookup in a partial index, never a scan of every message.
+/// messages is a lookup in a partial index, never a scan of every message. (`'question'` is
+/// [`Kind::Question`]'s stored spelling, written out as the index `messages_open_questions`
+/// spells it, so that SQLite uses the index.)
 pub(crate) const PRUNE_SESSIONS: &str = "DELETE FROM sessions WHERE key IN (
    SELECT key FROM sessions s
    WHERE live = 0 AND last_active_ms < ?1
@@ -99,7 +101,7 @@ pub fn prune(
             if delivered.is_none_or(|d| d >= cutoff) {
                 continue;
             }
-            if kind == "question"
+            if kind == Kind::Question.as_str()
                 && (has_answer
                     || answered.is_some_and(|a| a >= cutoff)
                     || ctx.waiters.is_waiting(id))
@@ -130,7 +132,7 @@ pub fn prune(
     out.sessions = ctx
         .conn
         .prepare_cached(PRUNE_SESSIONS)
-        .and_then(|mut s| s.execute(params![cutoff, batch as i64]))
+        .and_then(|mut s| s.execute(params![cutoff, i64::try_from(batch).unwrap_or(i64::MAX)]))
         .map_err(|e| db(ctx, e))?;
     out.done = out.sessions < batch;
     Ok(out)

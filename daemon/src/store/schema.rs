@@ -58,6 +58,7 @@ const MIGRATIONS: &[&str] = &[
     // index finds those without reading every message (only open questions are in it). And a
     // question whose asker gave up before it was handed out is withdrawn (messages.rs
     // `withdraw`): `withdrawn_ms` says when (`delivered_ms` is set too, so it is never handed out).
+    // The column came in a later commit than the index: see [`repair`].
     "CREATE INDEX messages_open_questions ON messages(from_key)
         WHERE kind = 'question' AND answered_ms IS NULL;
     ALTER TABLE messages ADD COLUMN withdrawn_ms INTEGER;",
@@ -84,7 +85,28 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<u32> {
         tx.pragma_update(None, "user_version", i as u32 + 1)?;
         tx.commit()?;
     }
+    repair(conn)?;
     Ok(SCHEMA_VERSION)
+}
+
+/// Bring a database that an earlier build left short of its version's schema up to it. Each
+/// step looks whether it is needed, so running them again does nothing.
+///
+/// - `messages.withdrawn_ms`: migration 4 gained its `ALTER TABLE` after it had shipped (commit
+///   59e8f86; 4215827 had only the index), so a database migrated to 4 by 4215827 says 4 and has
+///   no such column; every read of a message would fail. (`tests/fixtures/schema-v4-4215827.db`.)
+fn repair(conn: &mut Connection) -> rusqlite::Result<()> {
+    let has_withdrawn: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('messages') WHERE name = 'withdrawn_ms')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_withdrawn {
+        let tx = conn.transaction()?;
+        tx.execute_batch("ALTER TABLE messages ADD COLUMN withdrawn_ms INTEGER;")?;
+        tx.commit()?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -100,6 +122,48 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
         assert_eq!(v, SCHEMA_VERSION);
+    }
+
+    /// A database that says 4 but was migrated by a build whose migration 4 had no
+    /// `withdrawn_ms` gets the column, once.
+    #[test]
+    fn a_schema_4_without_withdrawn_ms_is_repaired() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..3] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch(
+            "CREATE INDEX messages_open_questions ON messages(from_key)
+                WHERE kind = 'question' AND answered_ms IS NULL;",
+        )
+        .unwrap();
+        conn.pragma_update(None, "user_version", 4).unwrap();
+        let columns = |conn: &Connection| -> Vec<String> {
+            let mut s = conn
+                .prepare("SELECT name FROM pragma_table_info('messages')")
+                .unwrap();
+            s.query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap()
+        };
+        assert!(!columns(&conn).iter().any(|c| c == "withdrawn_ms"));
+        assert_eq!(migrate(&mut conn).unwrap(), SCHEMA_VERSION);
+        assert_eq!(
+            columns(&conn)
+                .iter()
+                .filter(|c| *c == "withdrawn_ms")
+                .count(),
+            1
+        );
+        assert_eq!(migrate(&mut conn).unwrap(), SCHEMA_VERSION);
+        assert_eq!(
+            columns(&conn)
+                .iter()
+                .filter(|c| *c == "withdrawn_ms")
+                .count(),
+            1
+        );
     }
 
     #[test]

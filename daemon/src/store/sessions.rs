@@ -38,10 +38,11 @@ const COLUMNS: &str = "key, session_id, pid, start_time, name, name_norm, cwd, p
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
     Ok(SessionRow {
-        key: r.get(0)?,
+        key: key_at(r, 0)?,
         session_id: r.get(1)?,
         pid: r.get(2)?,
-        start_time: r.get::<_, i64>(3)? as u64,
+        // Checked: a start time that does not fit is an error, never a wrapped value.
+        start_time: r.get::<_, u64>(3)?,
         name: r.get(4)?,
         name_norm: r.get(5)?,
         cwd: r.get(6)?,
@@ -56,11 +57,27 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
     })
 }
 
+/// The session key in column `idx`: a rowid, which SQLite assigns from 1 up; a negative one
+/// (written by something else) is an error, so that [`SessionRow::wire_key`] cannot fail.
+fn key_at(r: &Row<'_>, idx: usize) -> rusqlite::Result<i64> {
+    let key: i64 = r.get(idx)?;
+    if key < 0 {
+        return Err(rusqlite::Error::IntegralValueOutOfRange(idx, key));
+    }
+    Ok(key)
+}
+
 impl SessionRow {
+    /// The key as the wire carries it. Infallible: `key` is never negative (a row is read by
+    /// `from_row`, which checks it, and `unsigned_abs` of a non-negative value is itself).
+    pub fn wire_key(&self) -> u64 {
+        self.key.unsigned_abs()
+    }
+
     /// The wire form, moving the strings (list builds a thousand of these).
     pub fn into_info(self, pending: u32) -> SessionInfo {
         SessionInfo {
-            key: self.key as u64,
+            key: self.wire_key(),
             session_id: self.session_id,
             name: self.name,
             pid: self.pid,
@@ -79,7 +96,7 @@ impl SessionRow {
 
     pub fn info(&self, pending: u32) -> SessionInfo {
         SessionInfo {
-            key: self.key as u64,
+            key: self.wire_key(),
             session_id: self.session_id.clone(),
             name: self.name.clone(),
             pid: self.pid,
@@ -130,7 +147,7 @@ pub fn register(ctx: &mut Ctx<'_>, reg: Registration) -> Result<SessionRow, Wire
             "SELECT key FROM sessions WHERE pid = ?1 AND start_time = ?2 ORDER BY key DESC LIMIT 1",
         )
         .and_then(|mut s| {
-            s.query_row(params![reg.pid, reg.start_time as i64], |r| r.get(0))
+            s.query_row(params![reg.pid, reg.start_time], |r| r.get(0))
                 .optional()
         })
         .map_err(|e| db(ctx, e))?;
@@ -168,7 +185,7 @@ pub fn register(ctx: &mut Ctx<'_>, reg: Registration) -> Result<SessionRow, Wire
                     key,
                     reg.session_id,
                     reg.pid,
-                    reg.start_time as i64,
+                    reg.start_time,
                     reg.name,
                     norm(&reg.name),
                     reg.cwd,
@@ -218,7 +235,7 @@ pub fn process_exited(
     let n = ctx
         .conn
         .prepare_cached("SELECT count(*) FROM sessions WHERE key = ?1 AND pid = ?2 AND start_time = ?3 AND live = 1")
-        .and_then(|mut s| s.query_row(params![key, pid, start as i64], |r| r.get::<_, i64>(0)))
+        .and_then(|mut s| s.query_row(params![key, pid, start], |r| r.get::<_, i64>(0)))
         .map_err(|e| db(ctx, e))?;
     if n == 0 {
         return Ok(false);
@@ -248,10 +265,8 @@ pub fn live_processes(ctx: &Reader<'_>) -> Result<Vec<(i64, u32, u64)>, WireErro
     ctx.conn
         .prepare_cached("SELECT key, pid, start_time FROM sessions WHERE live = 1")
         .and_then(|mut s| {
-            s.query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
-            })?
-            .collect()
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, u64>(2)?)))?
+                .collect()
         })
         .map_err(|e| db(ctx, e))
 }
@@ -319,7 +334,7 @@ pub fn resolve_caller(
         .map_err(|e| db(ctx, e))?;
     let mut find = |pid: u32, start: u64| {
         by_process
-            .query_row(params![pid, start as i64], from_row)
+            .query_row(params![pid, start], from_row)
             .optional()
             .map_err(|e| db(ctx, e))
     };

@@ -1068,3 +1068,206 @@ fn a_large_backlog_is_pruned_in_bounded_batches() {
     assert_eq!(jobs.iter().map(|j| j.0).sum::<usize>(), 10_000);
     assert!(ids_kept(&store).is_empty());
 }
+
+/// A row whose kind this build does not know (written by something else) is reported as a
+/// store error naming it; it is never read as a task, and nothing is handed out with it.
+#[test]
+fn an_unknown_kind_in_the_database_is_a_store_error() {
+    let (_d, store, _t) = open();
+    let b = register(&store, reg("bbbb-2222", 20, 2, "beta"));
+    let key = b.key;
+    let bogus: i64 = store
+        .call_blocking(move |ctx| {
+            ctx.conn
+                .execute(
+                    "INSERT INTO messages (kind, from_name, to_key, to_name, to_name_norm,
+                                           to_session_id, body, created_ms)
+                     VALUES ('bogus', 'user', ?1, 'beta', 'beta', 'bbbb-2222', 'hi', 1)",
+                    rusqlite::params![key],
+                )
+                .map_err(|e| sessions::db(ctx, e))?;
+            Ok(ctx.conn.last_insert_rowid())
+        })
+        .unwrap();
+    let who = b.clone();
+    let err = store
+        .call_blocking(move |ctx| messages::consume(ctx, Some(&who), Class::All, false, 0, 0))
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Storage, "{err:?}");
+    assert!(
+        err.message.contains("unknown message kind \"bogus\""),
+        "{}",
+        err.message
+    );
+    let err = store
+        .read(|r| messages::status(r, u64::try_from(bogus).unwrap()))
+        .unwrap_err();
+    assert!(err.message.contains("\"bogus\""), "{}", err.message);
+    // The failed consume handed nothing out: the row is still pending.
+    let pending = store.read(|r| sessions::pending_of(r, &b)).unwrap();
+    assert_eq!(pending, 1);
+}
+
+/// The SQL spells each kind as [`Kind::as_str`] does, the store reads back every kind it
+/// writes, and the `'question'` written out in SQL (to match the partial index
+/// `messages_open_questions`) is the question's spelling.
+#[test]
+fn every_kind_round_trips_through_the_database() {
+    let (_d, store, _t) = open();
+    let b = register(&store, reg("bbbb-2222", 20, 2, "beta"));
+    assert_eq!(Kind::Question.as_str(), "question");
+    assert_eq!(
+        messages::kinds_in(|k| k.in_class(Class::Urgent)),
+        "('task', 'question', 'answer')"
+    );
+    let key = b.key;
+    for kind in Kind::ALL {
+        store
+            .call_blocking(move |ctx| {
+                ctx.conn
+                    .execute(
+                        "INSERT INTO messages (kind, from_name, to_key, to_name, to_name_norm,
+                                               to_session_id, body, created_ms)
+                         VALUES (?1, 'user', ?2, 'beta', 'beta', 'bbbb-2222', ?1, 1)",
+                        rusqlite::params![kind.as_str(), key],
+                    )
+                    .map_err(|e| sessions::db(ctx, e))
+            })
+            .unwrap();
+    }
+    let urgent = consume(&store, b.clone(), Class::Urgent);
+    let kinds: Vec<Kind> = urgent.messages.iter().map(|m| m.kind).collect();
+    let want: Vec<Kind> = Kind::ALL.into_iter().filter(|k| k.is_urgent()).collect();
+    assert_eq!(kinds, want);
+    for m in &urgent.messages {
+        assert_eq!(m.body, m.kind.as_str());
+    }
+    let rest = consume(&store, b, Class::All);
+    let kinds: Vec<Kind> = rest.messages.iter().map(|m| m.kind).collect();
+    let want: Vec<Kind> = Kind::ALL.into_iter().filter(|k| !k.is_urgent()).collect();
+    assert_eq!(kinds, want);
+}
+
+/// The supervisor and the notifier see the kinds that wake a session, and only those.
+#[test]
+fn waking_mail_is_the_kinds_that_wake() {
+    let (_d, store, _t) = open();
+    let a = register(&store, reg("aaaa-1111", 10, 1, "alpha"));
+    let b = register(&store, reg("bbbb-2222", 20, 2, "beta"));
+    let (from, key) = (a.clone(), b.key);
+    let ids = store
+        .call_blocking(move |ctx| {
+            let mut ids = Vec::new();
+            for kind in [Kind::Note, Kind::Task, Kind::Note, Kind::Task] {
+                let sent = messages::send(ctx, Some(&from), "beta", kind, "x")?;
+                ids.push((kind, sent[0].id));
+            }
+            sessions::set_idle(ctx, key, true)?;
+            Ok(ids)
+        })
+        .unwrap();
+    let want: Vec<u64> = ids
+        .iter()
+        .filter(|(k, _)| k.wakes())
+        .map(|(_, id)| *id)
+        .collect();
+    let row = store.read(|r| sessions::by_key(r, key)).unwrap().unwrap();
+    let seen = store.read(|r| waking::for_session(r, &row)).unwrap();
+    assert_eq!(seen.iter().map(|w| w.id).collect::<Vec<_>>(), want);
+    assert!(
+        seen.iter()
+            .all(|w| w.kind == Kind::Task && w.from == "alpha")
+    );
+    let idle = store.read(|r| waking::idle_sessions(r, i64::MAX)).unwrap();
+    assert_eq!(idle.len(), 1);
+    assert_eq!(idle[0].key, key);
+    let idle_ids: Vec<u64> = idle[0]
+        .message_ids
+        .iter()
+        .map(|id| u64::try_from(*id).unwrap())
+        .collect();
+    assert_eq!(idle_ids, want);
+    // Nothing was queued before the epoch.
+    assert!(
+        store
+            .read(|r| waking::idle_sessions(r, 0))
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// A hand-out token is any 64 bits: one above `i64::MAX` (half of all random tokens) is kept
+/// and answered again like any other, and is not another token's.
+#[test]
+fn a_handout_token_above_i64_max_is_kept_and_retried() {
+    let (_d, store, _t) = open();
+    let a = register(&store, reg("aaaa-1111", 10, 1, "alpha"));
+    let b = register(&store, reg("bbbb-2222", 20, 2, "beta"));
+    send(&store, Some(a.clone()), "beta", "one").unwrap();
+    let token = u64::MAX - 6;
+    let take = |token: u64| {
+        let who = b.clone();
+        store
+            .call_blocking(move |ctx| {
+                messages::consume(ctx, Some(&who), Class::All, false, 0, token)
+            })
+            .unwrap()
+    };
+    let first = take(token);
+    assert_eq!(first.messages.len(), 1);
+    assert!(handout_kept(&store, token));
+    assert!(
+        !handout_kept(&store, token & (u64::MAX >> 1)),
+        "the low 63 bits are another token"
+    );
+    send(&store, Some(a), "beta", "two").unwrap();
+    let again = take(token);
+    assert_eq!(
+        again.messages, first.messages,
+        "the retry gets the same, nothing new"
+    );
+    assert_eq!(again.remaining, 1);
+}
+
+/// A negative message id or session key in the database (written by something else) is a store
+/// error, never read as a huge number.
+#[test]
+fn a_negative_id_or_key_in_the_database_is_a_store_error() {
+    let (_d, store, _t) = open();
+    let b = register(&store, reg("bbbb-2222", 20, 2, "beta"));
+    let key = b.key;
+    store
+        .call_blocking(move |ctx| {
+            ctx.conn
+                .execute(
+                    "INSERT INTO messages (id, kind, from_name, to_key, to_name, to_name_norm,
+                                           to_session_id, body, created_ms)
+                     VALUES (-7, 'task', 'user', ?1, 'beta', 'beta', 'bbbb-2222', 'hi', 1)",
+                    rusqlite::params![key],
+                )
+                .map_err(|e| sessions::db(ctx, e))
+        })
+        .unwrap();
+    let who = b.clone();
+    let err = store
+        .call_blocking(move |ctx| messages::consume(ctx, Some(&who), Class::All, false, 0, 0))
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Storage, "{err:?}");
+    assert!(err.message.contains("-7"), "{}", err.message);
+
+    store
+        .call_blocking(|ctx| {
+            ctx.conn
+                .execute(
+                    "INSERT INTO sessions (key, session_id, pid, start_time, name, name_norm, cwd,
+                                           registered_ms, last_active_ms)
+                     VALUES (-3, 'cccc-3333', 30, 3, 'gamma', 'gamma', '/work/gamma', 1, 1)",
+                    [],
+                )
+                .map_err(|e| sessions::db(ctx, e))
+        })
+        .unwrap();
+    let err = store.read(|r| sessions::by_key(r, -3)).unwrap_err();
+    assert_eq!(err.code, ErrorCode::Storage, "{err:?}");
+    assert!(err.message.contains("-3"), "{}", err.message);
+}

@@ -127,18 +127,20 @@ pub fn stop_daemon(state: &StateDir) -> anyhow::Result<Option<u32>> {
             None => return Err(e),
         },
     };
-    let Ok(raw) = i32::try_from(pid) else {
+    // Never 0 or negative: kill(2) would signal a whole process group.
+    let Some(target) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
         bail!("the daemon announced an invalid pid {pid}")
     };
-    // SAFETY: kill(2) with a plain pid and signal.
-    if unsafe { libc::kill(raw, libc::SIGTERM) } != 0 {
-        let e = io::Error::last_os_error();
+    if let Err(e) = rustix::process::kill_process(target, rustix::process::Signal::TERM) {
+        let e = io::Error::from(e);
         bail!("cannot stop the daemon (pid {pid}): {e}");
     }
     let end = Instant::now() + STOP_DEADLINE;
     let mut pause = Duration::from_millis(5);
-    // SAFETY: kill(pid, 0) only checks for existence.
-    while unsafe { libc::kill(raw, 0) } == 0 && !is_zombie(pid) {
+    while rustix::process::test_kill_process(target).is_ok() && !is_zombie(pid) {
         if Instant::now() >= end {
             bail!(
                 "the daemon (pid {pid}) did not exit within {STOP_DEADLINE:?}; `kill -9 {pid}` forces it (queued mail is safe)"

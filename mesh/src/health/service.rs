@@ -191,8 +191,7 @@ fn program_arguments(plist: &str) -> Option<PathBuf> {
 }
 
 fn uid() -> u32 {
-    // SAFETY: getuid has no preconditions and cannot fail.
-    unsafe { libc::getuid() }
+    rustix::process::getuid().as_raw()
 }
 
 /// The command that brings a daemon up when none answers on the socket.

@@ -12,8 +12,7 @@ use mesh_daemon::paths::StateDir;
 use super::{Check, quote};
 
 fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    rustix::process::geteuid().as_raw()
 }
 
 /// `state.dir`; `start` is the command that starts the daemon (which creates it).

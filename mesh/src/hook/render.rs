@@ -228,7 +228,9 @@ fn head(m: &Message, name_chars: usize) -> String {
             "── {id} · {kind} from {from} to your question {} ──",
             format_message_id(q)
         ),
-        _ => format!("── {id} · {kind} from {from} ──"),
+        (Kind::Task | Kind::Note | Kind::Question | Kind::Answer, _) => {
+            format!("── {id} · {kind} from {from} ──")
+        }
     }
 }
 

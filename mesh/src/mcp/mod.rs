@@ -77,8 +77,7 @@ async fn serve(server: MeshServer, closed: CancellationToken) -> anyhow::Result<
 /// This session as the daemon should know it: the parent process (Claude Code), and the
 /// session id Claude Code gave us at spawn (a fallback only: stale after `/clear`).
 fn caller() -> Caller {
-    // SAFETY: getppid has no preconditions and cannot fail.
-    let ppid = unsafe { libc::getppid() };
+    let ppid = rustix::process::Pid::as_raw(rustix::process::getppid());
     let mut caller = caller_from_values(None, std::env::var_os(SESSION_ID_ENV).as_deref());
     caller.claude_pid = u32::try_from(ppid).ok().filter(|&p| p > 1);
     caller

@@ -28,8 +28,7 @@ impl Launchd {
         let home = std::env::var_os("HOME").filter(|v| !v.is_empty())?;
         let plist =
             ServiceUnit::expected_path(ServiceManager::Launchd, Some(Path::new(&home)), None)?;
-        // SAFETY: getuid has no preconditions and cannot fail.
-        let uid = unsafe { libc::getuid() };
+        let uid = rustix::process::getuid().as_raw();
         Some(Self {
             plist,
             domain: format!("gui/{uid}"),
