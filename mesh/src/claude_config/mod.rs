@@ -54,7 +54,7 @@ use std::time::SystemTime;
 
 pub use check::{Registration, Status, StatusLineState, check};
 pub use command::{hook_command, shell_quote, statusline_command};
-pub use edit::{HOOK_EVENTS, MCP_SERVER_NAME};
+pub use edit::MCP_SERVER_NAME;
 pub use error::ConfigError;
 
 use edit::Editor;
