@@ -1,6 +1,6 @@
-//! `mesh mcp`: the MCP server over stdio, registered with Claude Code as `claude-mesh`, with
-//! exactly the tools of CONTRACT.md ("MCP server"): whoami, list_peers, send_message, ask_peer,
-//! reply_to_peer, check_messages, message_status, set_summary.
+//! `mesh mcp`: the MCP server over stdio, registered with Claude Code as `claude-mesh`. Its
+//! tools (CONTRACT.md, "MCP server") are in [`tools`], one file per group, each tool next to its
+//! description and arguments; the list the server serves is the sum of the groups' routers.
 //!
 //! - Identity: Claude Code starts this server directly, so the parent process IS the Claude
 //!   Code process. Every request's caller is `{claude_pid: getppid(), session_id:
