@@ -6,7 +6,9 @@
 mod cmd;
 mod daemon_cmd;
 mod hook;
+mod link;
 mod mcp;
+mod shim;
 
 use std::process::ExitCode;
 

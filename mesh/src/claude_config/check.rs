@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use super::command::{ours_hook, ours_statusline};
 use super::edit::MCP_SERVER_NAME;
-use super::{ConfigError, claude_json_path, settings_path, write};
+use super::error::ConfigError;
+use super::paths::{claude_json_path, settings_path};
+use super::write;
 use crate::hook_event::HookEvent;
 
 /// One registration of ours.

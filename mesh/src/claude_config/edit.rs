@@ -7,8 +7,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::ConfigError;
 use super::command::{hook_command, ours_hook, ours_statusline, shell_quote, statusline_command};
+use super::error::ConfigError;
 use super::jsontext::{Container, Doc, Malformed, Node};
 use crate::hook_event::{HookEvent, INSTALL_TIMEOUT_S};
 

@@ -2,7 +2,7 @@
 //! prints it. Exit 3 when it times out, 1 when the peer ends before answering, 130 when
 //! interrupted (Ctrl-C, SIGTERM); each time it says what became of the question.
 //!
-//! The wait is the MCP server's `ask_peer` wait ([`crate::mcp::link::ask`]): the question is
+//! The wait is the MCP server's `ask_peer` wait ([`crate::link::ask`]): the question is
 //! queued first (its id comes back at once), then awaited; when the daemon restarts or dies
 //! meanwhile, the wait reconnects (starting a daemon if needed) and goes on for the same
 //! question, never asking it again.
@@ -19,7 +19,7 @@ use mesh_daemon::paths::StateDir;
 use mesh_proto::{AskResult, Caller, Message, MessageStatus, Status};
 
 use super::{JsonFlag, body_from, emit, emit_json};
-use crate::mcp::link::{self, AskEnd, AskPlan, AskSwitch, Daemon};
+use crate::link::{self, AskEnd, AskPlan, AskSwitch, Daemon};
 
 /// `mesh ask`'s exit status when no answer came in time.
 pub const EXIT_TIMED_OUT: u8 = 3;

@@ -13,10 +13,10 @@
 //!
 //! Rules (see CLAUDE_CODE.md): stdout is exactly one JSON object, or nothing when there is
 //! nothing to say; the process always exits 0 ("fail open"): any error is one `mesh hook: …`
-//! line on stderr and an empty stdout. A hard deadline ([`deadline`]) bounds the whole call even
+//! line on stderr and an empty stdout. A hard deadline ([`crate::shim::deadline`]) bounds the whole call even
 //! when the daemon hangs: 2 s, 1 s for `session-end` (Claude Code gives all SessionEnd hooks
 //! together about 1.5 s). A hook waits for an on-demand daemon to boot at most
-//! [`MAX_BOOT_WAIT`] and never beyond its deadline.
+//! [`MAX_BOOT_WAIT`](crate::shim::MAX_BOOT_WAIT) and never beyond its deadline.
 //!
 //! Identity: every request carries `Caller { claude_pid: $CLAUDE_PID, session_id: <stdin
 //! session_id> }` (stdin's id is current; `$CLAUDE_CODE_SESSION_ID` is only a fallback, it may
@@ -37,8 +37,6 @@
 //! trip, pipelined with the handshake, for `post-tool-use` (a `Poll`, answered from a read when
 //! there is no mail) and for `session-end`, two for the others.
 
-pub(crate) mod deadline;
-pub(crate) mod input;
 mod render;
 mod stop;
 
@@ -47,11 +45,10 @@ use std::io::Write;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use mesh_client::caller::{CLAUDE_PID_ENV, SESSION_ID_ENV, caller_from_values};
-use mesh_client::{ClientError, ConnectOptions, Connection, connect_or_start};
+use mesh_client::{ClientError, Connection};
 use mesh_daemon::naming;
 use mesh_daemon::paths::StateDir;
 use mesh_proto::{
@@ -62,12 +59,11 @@ use serde::Serialize;
 
 use mesh::hook_event::HookEvent;
 
-use self::deadline::{Alarm, Deadline};
-use self::input::HookInput;
 use self::render::Frame;
+use crate::shim::connect;
+use crate::shim::deadline::{Alarm, Deadline};
+use crate::shim::input::{self, HookInput};
 
-/// Longest wait for an on-demand daemon to come up.
-pub(crate) const MAX_BOOT_WAIT: Duration = Duration::from_millis(1000);
 /// Byte budget of one consume: bodies plus the daemon's per-message overhead. With framing and
 /// neutralisation the injection stays well under Claude Code's 10,000 characters.
 pub(crate) const CONSUME_BYTES: u32 = 6000;
@@ -206,29 +202,6 @@ fn non_empty_env(name: &str) -> Option<String> {
         .ok()
         .map(|v| v.trim().to_owned())
         .filter(|v| !v.is_empty())
-}
-
-/// Connect within the deadline; start the daemon on demand when `autostart` (waiting at most
-/// [`MAX_BOOT_WAIT`] for it).
-pub(crate) fn connect(
-    state: &StateDir,
-    deadline: &Deadline,
-    autostart: bool,
-) -> anyhow::Result<Connection> {
-    let left = deadline.remaining();
-    let opts = ConnectOptions {
-        autostart,
-        deadline: left.min(MAX_BOOT_WAIT),
-        handshake_timeout: left,
-        request_timeout: Some(left),
-    };
-    // The daemon is almost always up: pipeline the handshake with the first request. Only if
-    // nobody listens, fall back to the path that can start one.
-    match Connection::connect_pipelined(&state.socket(), &opts) {
-        Ok(conn) => Ok(conn),
-        Err(e) if e.is_not_running() => Ok(connect_or_start(state, &opts)?),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// One hook call in progress.

@@ -8,13 +8,12 @@
 //!   the identity survives `/clear`, which makes `CLAUDE_CODE_SESSION_ID` stale. (A parent that
 //!   is a wrapper is no problem: the daemon then walks the connecting process's ancestors.)
 //! - Threads: the daemon client is blocking; tools run it on tokio's blocking pool
-//!   ([`link`]). rmcp drives stdio on a small multi-threaded runtime.
+//!   ([`crate::link`]). rmcp drives stdio on a small multi-threaded runtime.
 //! - Protocol: `initialize` lifecycle, versions 2024-11-05 to 2025-11-25; `server/discover`
 //!   gets -32601 ([`transport`]). Bad arguments and daemon errors are tool results with
 //!   `isError: true`, never a dead server. Logs go to stderr only (see `cmd::init_tracing`).
 
 mod limits;
-pub(crate) mod link;
 mod render;
 mod tools;
 mod transport;
@@ -32,9 +31,9 @@ use rmcp::transport::async_rw::AsyncRwTransport;
 use tokio_util::sync::CancellationToken;
 
 use self::limits::Limits;
-use self::link::Daemon;
 use self::tools::MeshServer;
 use self::transport::NoDiscover;
+use crate::link::Daemon;
 
 /// How long exiting waits for blocking daemon calls still in flight (an ask blocked on its
 /// socket is simply abandoned: its socket closes with the process, and the daemon keeps the

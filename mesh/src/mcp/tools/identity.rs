@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{MeshServer, fail, result};
-use crate::mcp::link::Retry;
+use crate::link::Retry;
 use crate::mcp::render;
 
 /// `list_peers` scope.

@@ -15,7 +15,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::{MeshServer, ToolError, fail, id_text, message_id, required, result};
-use crate::mcp::link::{AskEnd, AskPlan, AskSwitch, Retry};
+use crate::link::{AskEnd, AskPlan, AskSwitch, Retry};
 use crate::mcp::render;
 
 /// Bodies per `check_messages` call; the rest is left for the next call (`remaining`).
@@ -249,7 +249,7 @@ impl MeshServer {
         let daemon = Arc::clone(&self.daemon);
         let waiter = Arc::clone(&switch);
         let mut task =
-            tokio::task::spawn_blocking(move || crate::mcp::link::ask(&daemon, plan, &waiter));
+            tokio::task::spawn_blocking(move || crate::link::ask(&daemon, plan, &waiter));
         let joined = tokio::select! {
             joined = &mut task => joined,
             () = cancelled(&ctx.ct, &self.closed) => {

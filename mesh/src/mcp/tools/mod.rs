@@ -32,7 +32,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::limits::Limits;
-use super::link::Daemon;
+use crate::link::Daemon;
 
 const INSTRUCTIONS: &str = "claude-mesh connects the Claude Code sessions running on this \
 machine. Each other session is a peer, addressed by its name (case-insensitive; usually its \

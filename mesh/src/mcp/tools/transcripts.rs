@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{MeshServer, ToolError, fail, required, result};
-use crate::mcp::link::Retry;
+use crate::link::Retry;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct ReadHistoryArgs {
