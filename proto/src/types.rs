@@ -145,7 +145,7 @@ pub struct Message {
 }
 
 /// A request together with the response that answers it: the pairing the daemon implements
-/// and the client expects, written once, in [`requests!`]'s list.
+/// and the client expects, written once, in the `requests!` list of this module.
 pub trait Call: Into<Request> {
     /// What a successful answer carries (`()` for [`Response::Done`]).
     type Reply;
