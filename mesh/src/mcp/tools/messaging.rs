@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mesh_proto::{Class, Consume, Kind, MessageStatus, Reply, SendMessage as SendRequest};
+use mesh_proto::{
+    Class, Consume, Kind, MessageStatus, Reply, SendMessage as SendRequest, sanitize,
+};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, ProgressNotificationParam, ProgressToken};
 use rmcp::service::RequestContext;
@@ -304,6 +306,8 @@ async fn progress(
     total_s: u64,
     every: Duration,
 ) {
+    // The model's own argument, but shown as text all the same: through the sanitizer.
+    let to = sanitize::model_inline(&to, 128, true);
     let start = Instant::now();
     loop {
         // Whole milliseconds: strictly increasing between ticks, and short on the wire.
