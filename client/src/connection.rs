@@ -284,15 +284,13 @@ impl Connection {
     /// Send `req` and return its typed answer (the pairing is the protocol's, [`Call`]). Any
     /// other response is [`ClientError::Unexpected`].
     pub fn call_typed<C: Call>(&mut self, req: C) -> Result<C::Reply, ClientError> {
-        let resp = self.call(req)?;
-        C::reply(resp).map_err(|other| ClientError::unexpected(C::NAME, other))
+        self.call_as::<C>(req.into())
     }
 
     /// Send `req` (a wrapped form of `C`, e.g. [`PollBy`] for [`Poll`]) and return `C`'s typed
     /// answer; errors name `C`.
     fn call_as<C: Call>(&mut self, req: Request) -> Result<C::Reply, ClientError> {
-        let resp = self.call(req)?;
-        C::reply(resp).map_err(|other| ClientError::unexpected(C::NAME, other))
+        typed::<C>(self.call(req)?)
     }
 
     /// Liveness and latency check.
@@ -343,8 +341,7 @@ impl Connection {
         timeout_ms: u64,
     ) -> Result<AskOutcome, ClientError> {
         let wait = Duration::from_millis(timeout_ms).saturating_add(ASK_MARGIN);
-        let resp = self.call_waiting(req.into(), Some(wait))?;
-        C::reply(resp).map_err(|other| ClientError::unexpected(C::NAME, other))
+        typed::<C>(self.call_waiting(req.into(), Some(wait))?)
     }
 
     /// Take (or peek at) the caller's pending messages.
@@ -399,8 +396,7 @@ impl Supervisions {
         }
         match read_frame::<_, Response>(&mut self.conn.stream) {
             Ok(Response::Error(w)) => Err(ClientError::Remote(w)),
-            Ok(resp) => Supervise::reply(resp)
-                .map_err(|other| ClientError::unexpected(Supervise::NAME, other)),
+            Ok(resp) => typed::<Supervise>(resp),
             Err(e) => Err(frame_error(
                 e,
                 "the daemon's next supervision",
@@ -408,6 +404,11 @@ impl Supervisions {
             )),
         }
     }
+}
+
+/// `resp` as the answer to a `C`: its reply, or [`ClientError::Unexpected`] naming both.
+fn typed<C: Call>(resp: Response) -> Result<C::Reply, ClientError> {
+    C::reply(resp).map_err(|other| ClientError::unexpected(C::NAME, other))
 }
 
 /// Connect the socket; nothing listening (no socket file, or connect refused) is
