@@ -36,7 +36,8 @@ pub struct SummaryArgs {
 
 #[tool_router(router = identity_router, vis = "pub(super)")]
 impl MeshServer {
-    const WHOAMI: &'static str = "Show this session's identity on the mesh: its session id, its name (how \
+    const WHOAMI: &'static str = "\
+Show this session's identity on the mesh: its session id, its name (how \
 peers address you), working directory, git repository and summary. Use it to tell a peer who you \
 are, or to check that the mesh knows this session.";
 
@@ -48,7 +49,8 @@ are, or to check that the mesh knows this session.";
         result(me.map(|me| render::whoami(me.session.as_ref())))
     }
 
-    const LIST_PEERS: &'static str = "List the other live Claude Code sessions on this machine that you can \
+    const LIST_PEERS: &'static str = "\
+List the other live Claude Code sessions on this machine that you can \
 message: for each its id, name, working directory, git repository, summary (what it works on), \
 state (busy or idle), number of pending messages and last activity. Use it before messaging when \
 you do not know a peer's name, or to pick the session that owns a piece of work. `scope` narrows \
@@ -80,7 +82,8 @@ the list: machine (default: every session), repo (sessions in your git repositor
         result(found.map(|(me, peers)| render::peers(scope, me.session.as_ref(), &peers.sessions)))
     }
 
-    const SET_SUMMARY: &'static str = "Set a one-line summary of what this session is working on (at most \
+    const SET_SUMMARY: &'static str = "\
+Set a one-line summary of what this session is working on (at most \
 1024 bytes; an empty string clears it). Peers see it in list_peers and use it to decide whom to \
 message or ask. Update it when your focus changes.";
 

@@ -75,7 +75,8 @@ pub struct MessageStatusArgs {
 
 #[tool_router(router = messaging_router, vis = "pub(super)")]
 impl MeshServer {
-    const SEND_MESSAGE: &'static str = "Queue a message for another session and return at once with its \
+    const SEND_MESSAGE: &'static str = "\
+Queue a message for another session and return at once with its \
 message id (e.g. \"m17\"); it does not wait for a reply. Use it for tasks, hand-offs and \
 information, and whenever you do not need an answer to continue (if you do, use ask_peer). \
 Address `to` by the peer's name (case-insensitive, as list_peers shows it), by a prefix of its \
@@ -113,7 +114,8 @@ Any response comes back as a message to you.";
         result(r.await)
     }
 
-    const ASK_PEER: &'static str = "Ask another session a question and BLOCK until it answers, then return \
+    const ASK_PEER: &'static str = "\
+Ask another session a question and BLOCK until it answers, then return \
 the answer. Use it only when you need the answer to continue; otherwise use send_message, which \
 does not wait. The peer receives the question with its message id and answers with \
 reply_to_peer. Address `to` by name or session id prefix (at least 4 characters), one peer only \
@@ -131,7 +133,8 @@ not running).";
         result(self.ask(args, ctx).await)
     }
 
-    const REPLY_TO_PEER: &'static str = "Answer a question that another session asked you. Pass the \
+    const REPLY_TO_PEER: &'static str = "\
+Answer a question that another session asked you. Pass the \
 question's message id exactly as you were given it, e.g. \"m42\" (\"#42\" and \"42\" work too), \
 and your answer as `body`. The asker is usually blocked waiting for it: answer promptly and \
 completely. Only questions can be answered; to respond to a task or note, use send_message.";
@@ -158,7 +161,8 @@ completely. Only questions can be answered; to respond to a task or note, use se
         result(r.await)
     }
 
-    const CHECK_MESSAGES: &'static str = "Fetch the messages waiting for this session (tasks, notes, \
+    const CHECK_MESSAGES: &'static str = "\
+Fetch the messages waiting for this session (tasks, notes, \
 questions, and answers to your earlier questions) and mark them read: each is returned once. \
 Most messages are also shown to you automatically between steps; call this when told that mail \
 is waiting, or to collect the late answer to an ask_peer that timed out. Answer every question \
@@ -185,7 +189,8 @@ with reply_to_peer and its id.";
         result(inbox.map(|i| render::inbox(&i)))
     }
 
-    const MESSAGE_STATUS: &'static str = "Look up one message by id (\"m42\"; \"#42\" and \"42\" work too): \
+    const MESSAGE_STATUS: &'static str = "\
+Look up one message by id (\"m42\"; \"#42\" and \"42\" work too): \
 its kind, sender, recipient, body and status, with timestamps. Status is queued (the recipient \
 has not seen it yet), delivered (shown to the recipient) or answered (a question that got its \
 answer). Use it to check whether a peer has seen your message, or whether a question that timed \

@@ -79,7 +79,8 @@ impl MeshServer {
 
 #[tool_router(router = transcripts_router, vis = "pub(super)")]
 impl MeshServer {
-    const READ_HISTORY: &'static str = "Read another session's recent conversation from its Claude Code \
+    const READ_HISTORY: &'static str = "\
+Read another session's recent conversation from its Claude Code \
 transcript: its last turns (default 10), user prompts, its replies, and the tool calls and \
 results in between. Use it to see what a peer did or decided before you ask it, instead of \
 asking. Long tool output is cut unless redact is false. Address the peer as for send_message.";
@@ -103,7 +104,8 @@ asking. Long tool output is cut unless redact is false. Address the peer as for 
         result(r.await)
     }
 
-    const SEARCH_HISTORY: &'static str = "Search another session's transcript for a text (case-insensitive) \
+    const SEARCH_HISTORY: &'static str = "\
+Search another session's transcript for a text (case-insensitive) \
 or, written as /pattern/, a regular expression. Returns each matching line with two lines of \
 context and its turn index; read a whole turn with get_turn. Long tool output is cut unless \
 redact is false.";
@@ -137,7 +139,8 @@ redact is false.";
         result(r.await)
     }
 
-    const GET_TURN: &'static str = "Read one turn of another session's transcript by its index (as given by \
+    const GET_TURN: &'static str = "\
+Read one turn of another session's transcript by its index (as given by \
 read_history or search_history; turns count from 0 at the start of the transcript).";
 
     #[tool(description = Self::GET_TURN, annotations(read_only_hint = true))]
