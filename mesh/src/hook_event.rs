@@ -4,15 +4,30 @@
 //! time-out) and the deadline the hook keeps.
 //!
 //! `mesh install` registers [`HookEvent::ALL`], `mesh health` checks the same list, and `mesh
-//! hook <event>` dispatches on the enum. Adding an event is a variant here (with its arms
-//! below) and its handler arm in the hook shim.
+//! hook <event>` dispatches on the enum. Adding an event is a variant in the list below (the
+//! compiler then asks for its arms here) and its handler arm in the hook shim.
 
 use std::ffi::OsStr;
 use std::time::Duration;
 
-/// One hook event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum HookEvent {
+/// Declares [`HookEvent`] and [`HookEvent::ALL`] from one list, so that no variant can be
+/// missing from `ALL` (install's and health's list).
+macro_rules! hook_events {
+    ($($(#[$m:meta])* $variant:ident,)*) => {
+        /// One hook event.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum HookEvent {
+            $($(#[$m])* $variant,)*
+        }
+
+        impl HookEvent {
+            /// Every event, in the order install writes them.
+            pub const ALL: [Self; [$(stringify!($variant)),*].len()] = [$(Self::$variant),*];
+        }
+    };
+}
+
+hook_events! {
     /// Registers the session (busy), injects all pending mail.
     SessionStart,
     /// Marks the session busy, injects all pending mail.
@@ -34,15 +49,6 @@ pub const SESSION_END_DEADLINE: Duration = Duration::from_millis(1000);
 pub const INSTALL_TIMEOUT_S: u32 = 10;
 
 impl HookEvent {
-    /// Every event, in the order install writes them.
-    pub const ALL: [Self; 5] = [
-        Self::SessionStart,
-        Self::UserPromptSubmit,
-        Self::PostToolUse,
-        Self::Stop,
-        Self::SessionEnd,
-    ];
-
     /// Claude Code's name of the event (the `hooks` key, `hook_event_name`, `hookEventName`).
     pub const fn claude_name(self) -> &'static str {
         match self {
