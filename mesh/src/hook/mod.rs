@@ -13,10 +13,11 @@
 //!
 //! Rules (see CLAUDE_CODE.md): stdout is exactly one JSON object, or nothing when there is
 //! nothing to say; the process always exits 0 ("fail open"): any error is one `mesh hook: …`
-//! line on stderr and an empty stdout. A hard deadline ([`crate::shim::deadline`]) bounds the whole call even
-//! when the daemon hangs: 2 s, 1 s for `session-end` (Claude Code gives all SessionEnd hooks
-//! together about 1.5 s). A hook waits for an on-demand daemon to boot at most
-//! [`MAX_BOOT_WAIT`](crate::shim::MAX_BOOT_WAIT) and never beyond its deadline.
+//! line on stderr and an empty stdout. A hard deadline ([`crate::shim::deadline`]) bounds the
+//! whole call even when the daemon hangs: 2 s, 1 s for `session-end` (Claude Code gives all
+//! SessionEnd hooks together about 1.5 s; [`HookEvent::deadline`]). A hook waits for an
+//! on-demand daemon to boot at most [`MAX_BOOT_WAIT`](crate::shim::MAX_BOOT_WAIT) and never
+//! beyond its deadline.
 //!
 //! Identity: every request carries `Caller { claude_pid: $CLAUDE_PID, session_id: <stdin
 //! session_id> }` (stdin's id is current; `$CLAUDE_CODE_SESSION_ID` is only a fallback, it may
