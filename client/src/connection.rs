@@ -8,13 +8,25 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mesh_proto::{
-    Ask, AskOutcome, ClientHello, Consume, ConsumeBy, Deregister, Deregistered, FrameError, Inbox,
-    List, MAGIC, Me, Message, MessageStatus, PROTOCOL_VERSION, Peers, Ping, Poll, PollBy, Polled,
-    Pong, Register, RegisterNamed, Replied, Reply, Request, Response, SendMessage, Sent,
-    ServerHello, SessionInfo, SetIdle, Supervise, Supervision, WhoAmI, read_frame, write_frame,
+    Ask, AskOutcome, AwaitAnswer, Call, ClientHello, Consume, ConsumeBy, Deregister, FrameError,
+    Inbox, List, MAGIC, MessageStatus, PROTOCOL_VERSION, Ping, Poll, PollBy, Polled, Pong,
+    Register, RegisterNamed, Reply, Request, Response, SendMessage, ServerHello, SetIdle,
+    SetSummary, Supervise, Supervision, WhoAmI, read_frame, write_frame,
 };
 
 use crate::error::ClientError;
+
+/// One-line typed calls: `name(Request)` sends the request and returns its [`Call::Reply`].
+macro_rules! typed_calls {
+    ($($(#[$m:meta])* $method:ident($req:ident);)*) => {
+        $(
+            $(#[$m])*
+            pub fn $method(&mut self, req: $req) -> Result<<$req as Call>::Reply, ClientError> {
+                self.call_typed(req)
+            }
+        )*
+    };
+}
 
 /// How long the daemon gets to answer the handshake, by default.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -269,107 +281,67 @@ impl Connection {
         Ok(resp)
     }
 
+    /// Send `req` and return its typed answer (the pairing is the protocol's, [`Call`]). Any
+    /// other response is [`ClientError::Unexpected`].
+    pub fn call_typed<C: Call>(&mut self, req: C) -> Result<C::Reply, ClientError> {
+        self.call_as::<C>(req.into())
+    }
+
+    /// Send `req` (a wrapped form of `C`, e.g. [`PollBy`] for [`Poll`]) and return `C`'s typed
+    /// answer; errors name `C`.
+    fn call_as<C: Call>(&mut self, req: Request) -> Result<C::Reply, ClientError> {
+        typed::<C>(self.call(req)?)
+    }
+
     /// Liveness and latency check.
     pub fn ping(&mut self) -> Result<Pong, ClientError> {
-        match self.call(Ping {})? {
-            Response::Pong(p) => Ok(p),
-            other => Err(ClientError::unexpected("Ping", &other)),
-        }
+        self.call_typed(Ping {})
     }
 
-    /// Register (or re-register) a session.
-    pub fn register(&mut self, req: Register) -> Result<SessionInfo, ClientError> {
-        self.registered(req.into(), "Register")
-    }
-
-    /// Register a session named by the client ([`RegisterNamed`]).
-    pub fn register_named(&mut self, req: RegisterNamed) -> Result<SessionInfo, ClientError> {
-        self.registered(req.into(), "RegisterNamed")
-    }
-
-    fn registered(&mut self, req: Request, what: &'static str) -> Result<SessionInfo, ClientError> {
-        match self.call(req)? {
-            Response::Registered(s) => Ok(s),
-            other => Err(ClientError::unexpected(what, &other)),
-        }
-    }
-
-    /// Remove a registration if its session id still matches.
-    pub fn deregister(&mut self, req: Deregister) -> Result<Deregistered, ClientError> {
-        match self.call(req)? {
-            Response::Deregistered(d) => Ok(d),
-            other => Err(ClientError::unexpected("Deregister", &other)),
-        }
-    }
-
-    /// Mark the caller's session busy or idle.
-    pub fn set_idle(&mut self, req: SetIdle) -> Result<(), ClientError> {
-        match self.call(req)? {
-            Response::Done => Ok(()),
-            other => Err(ClientError::unexpected("SetIdle", &other)),
-        }
-    }
-
-    /// Set the caller's session summary (the caller must be a session).
-    pub fn set_summary(&mut self, req: mesh_proto::SetSummary) -> Result<(), ClientError> {
-        match self.call(req)? {
-            Response::Done => Ok(()),
-            other => Err(ClientError::unexpected("SetSummary", &other)),
-        }
-    }
-
-    /// Who is the caller? `Me::session` is `None` outside a session.
-    pub fn whoami(&mut self, req: WhoAmI) -> Result<Me, ClientError> {
-        match self.call(req)? {
-            Response::Me(m) => Ok(m),
-            other => Err(ClientError::unexpected("WhoAmI", &other)),
-        }
-    }
-
-    /// Sessions, live or all.
-    pub fn list(&mut self, req: List) -> Result<Peers, ClientError> {
-        match self.call(req)? {
-            Response::Peers(p) => Ok(p),
-            other => Err(ClientError::unexpected("List", &other)),
-        }
-    }
-
-    /// Queue a task or note; one message per recipient.
-    pub fn send(&mut self, req: SendMessage) -> Result<Sent, ClientError> {
-        match self.call(req)? {
-            Response::Sent(s) => Ok(s),
-            other => Err(ClientError::unexpected("SendMessage", &other)),
-        }
+    typed_calls! {
+        /// Register (or re-register) a session.
+        register(Register);
+        /// Register a session named by the client ([`RegisterNamed`]).
+        register_named(RegisterNamed);
+        /// Remove a registration if its session id still matches.
+        deregister(Deregister);
+        /// Mark the caller's session busy or idle.
+        set_idle(SetIdle);
+        /// Set the caller's session summary (the caller must be a session).
+        set_summary(SetSummary);
+        /// Who is the caller? `Me::session` is `None` outside a session.
+        whoami(WhoAmI);
+        /// Sessions, live or all.
+        list(List);
+        /// Queue a task or note; one message per recipient.
+        send(SendMessage);
+        /// Answer a question.
+        reply(Reply);
+        /// One message and its status.
+        message_status(MessageStatus);
     }
 
     /// Ask and block until answered, timed out or the peer is gone. The socket waits for the
     /// ask's own timeout plus [`ASK_MARGIN`].
     pub fn ask(&mut self, req: Ask) -> Result<AskOutcome, ClientError> {
-        let wait = Duration::from_millis(req.timeout_ms).saturating_add(ASK_MARGIN);
-        match self.call_waiting(req.into(), Some(wait))? {
-            Response::Asked(a) => Ok(a),
-            other => Err(ClientError::unexpected("Ask", &other)),
-        }
+        let timeout_ms = req.timeout_ms;
+        self.waiting_for_answer(req, timeout_ms)
     }
 
     /// Wait again for the answer to an earlier question, like [`ask`](Self::ask).
-    pub fn await_answer(
-        &mut self,
-        req: mesh_proto::AwaitAnswer,
-    ) -> Result<AskOutcome, ClientError> {
-        let wait = Duration::from_millis(req.timeout_ms).saturating_add(ASK_MARGIN);
-        match self.call_waiting(req.into(), Some(wait))? {
-            Response::Asked(a) => Ok(a),
-            other => Err(ClientError::unexpected("AwaitAnswer", &other)),
-        }
+    pub fn await_answer(&mut self, req: AwaitAnswer) -> Result<AskOutcome, ClientError> {
+        let timeout_ms = req.timeout_ms;
+        self.waiting_for_answer(req, timeout_ms)
     }
 
-    /// Answer a question.
-    pub fn reply(&mut self, req: Reply) -> Result<Replied, ClientError> {
-        match self.call(req)? {
-            Response::Replied(r) => Ok(r),
-            other => Err(ClientError::unexpected("Reply", &other)),
-        }
+    /// An ask or an await: the socket waits for the request's own timeout plus [`ASK_MARGIN`].
+    fn waiting_for_answer<C: Call<Reply = AskOutcome>>(
+        &mut self,
+        req: C,
+        timeout_ms: u64,
+    ) -> Result<AskOutcome, ClientError> {
+        let wait = Duration::from_millis(timeout_ms).saturating_add(ASK_MARGIN);
+        typed::<C>(self.call_waiting(req.into(), Some(wait))?)
     }
 
     /// Take (or peek at) the caller's pending messages.
@@ -384,10 +356,7 @@ impl Connection {
             }
             .into()
         });
-        match self.call(req)? {
-            Response::Inbox(i) => Ok(i),
-            other => Err(ClientError::unexpected("Consume", &other)),
-        }
+        self.call_as::<Consume>(req)
     }
 
     /// A hook's poll: the caller's session and, when it is current, its pending messages of a
@@ -395,34 +364,19 @@ impl Connection {
     /// Bounded by the request timeout like [`consume`](Self::consume) ([`PollBy`]).
     pub fn poll(&mut self, req: Poll) -> Result<Polled, ClientError> {
         let req = self.bounded(req, |poll, deadline_ms| PollBy { poll, deadline_ms }.into());
-        match self.call(req)? {
-            Response::Polled(p) => Ok(p),
-            other => Err(ClientError::unexpected("Poll", &other)),
-        }
+        self.call_as::<Poll>(req)
     }
 
     /// Watch the session of the process `mesh run` started: the first [`Supervision`] now, the
     /// next ones from [`Supervisions::recv`] as the daemon pushes them. The connection carries
     /// nothing else afterwards.
     pub fn supervise(mut self, req: Supervise) -> Result<Supervisions, ClientError> {
-        match self.call(req)? {
-            Response::Supervision(first) => {
-                set_timeouts(&self.stream, None)?;
-                Ok(Supervisions {
-                    conn: self,
-                    first: Some(first),
-                })
-            }
-            other => Err(ClientError::unexpected("Supervise", &other)),
-        }
-    }
-
-    /// One message and its status.
-    pub fn message_status(&mut self, req: MessageStatus) -> Result<Message, ClientError> {
-        match self.call(req)? {
-            Response::Message(m) => Ok(m),
-            other => Err(ClientError::unexpected("MessageStatus", &other)),
-        }
+        let first = self.call_typed(req)?;
+        set_timeouts(&self.stream, None)?;
+        Ok(Supervisions {
+            conn: self,
+            first: Some(first),
+        })
     }
 }
 
@@ -441,9 +395,8 @@ impl Supervisions {
             return Ok(first);
         }
         match read_frame::<_, Response>(&mut self.conn.stream) {
-            Ok(Response::Supervision(s)) => Ok(s),
             Ok(Response::Error(w)) => Err(ClientError::Remote(w)),
-            Ok(other) => Err(ClientError::unexpected("Supervise", &other)),
+            Ok(resp) => typed::<Supervise>(resp),
             Err(e) => Err(frame_error(
                 e,
                 "the daemon's next supervision",
@@ -451,6 +404,11 @@ impl Supervisions {
             )),
         }
     }
+}
+
+/// `resp` as the answer to a `C`: its reply, or [`ClientError::Unexpected`] naming both.
+fn typed<C: Call>(resp: Response) -> Result<C::Reply, ClientError> {
+    C::reply(resp).map_err(|other| ClientError::unexpected(C::NAME, other))
 }
 
 /// Connect the socket; nothing listening (no socket file, or connect refused) is

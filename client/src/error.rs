@@ -5,7 +5,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use mesh_proto::{ErrorCode, FrameError, Response, WireError};
+use mesh_proto::{ErrorCode, FrameError, WireError};
 
 use crate::unit::ServiceUnit;
 
@@ -130,31 +130,9 @@ impl ClientError {
         }
     }
 
-    pub(crate) fn unexpected(request: &'static str, response: &Response) -> Self {
-        ClientError::Unexpected {
-            request,
-            response: response_name(response),
-        }
-    }
-}
-
-/// The name of a response variant, for error messages.
-pub(crate) fn response_name(response: &Response) -> &'static str {
-    match response {
-        Response::Error(_) => "Error",
-        Response::Pong(_) => "Pong",
-        Response::Registered(_) => "Registered",
-        Response::Deregistered(_) => "Deregistered",
-        Response::Done => "Done",
-        Response::Me(_) => "Me",
-        Response::Peers(_) => "Peers",
-        Response::Sent(_) => "Sent",
-        Response::Asked(_) => "Asked",
-        Response::Replied(_) => "Replied",
-        Response::Inbox(_) => "Inbox",
-        Response::Message(_) => "Message",
-        Response::Polled(_) => "Polled",
-        Response::Supervision(_) => "Supervision",
+    /// `request` was answered by the response named `response` ([`mesh_proto::Response::name`]).
+    pub(crate) fn unexpected(request: &'static str, response: &'static str) -> Self {
+        ClientError::Unexpected { request, response }
     }
 }
 

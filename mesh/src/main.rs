@@ -6,7 +6,9 @@
 mod cmd;
 mod daemon_cmd;
 mod hook;
+mod link;
 mod mcp;
+mod shim;
 
 use std::process::ExitCode;
 
@@ -54,8 +56,8 @@ enum Command {
     Health(cmd::health::Args),
     /// Claude Code hook shim: reads the hook's JSON on stdin, prints hook JSON, always exits 0
     Hook {
-        /// session-start, user-prompt-submit, post-tool-use, stop or session-end
-        event: String,
+        /// The event (Claude Code's own name is accepted too)
+        event: mesh::hook_event::HookEvent,
     },
     /// MCP server over stdio (registered with Claude Code as `claude-mesh`)
     Mcp,
@@ -96,7 +98,7 @@ fn main() -> ExitCode {
         Command::Install(args) => cmd::install::install(args),
         Command::Uninstall(args) => cmd::install::uninstall(args),
         Command::Health(args) => cmd::health::run(args),
-        Command::Hook { event } => Ok(hook::main(std::ffi::OsStr::new(&event))),
+        Command::Hook { event } => Ok(hook::main_for(event)),
         Command::Mcp => mcp::run(),
         Command::Statusline => Ok(cmd::statusline::main()),
         Command::Run(args) => cmd::run::run(args),

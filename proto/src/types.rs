@@ -251,69 +251,136 @@ pub struct Message {
     pub answered_ms: Option<i64>,
 }
 
+/// A request together with the response that answers it: the pairing the daemon implements
+/// and the client expects, written once, in the `requests!` list of this module.
+pub trait Call: Into<Request> {
+    /// What a successful answer carries (`()` for [`Response::Done`]).
+    type Reply;
+    /// The request's name, for error messages (`"WhoAmI"`).
+    const NAME: &'static str;
+    /// The expected answer; any other response is an error naming it ([`Response::name`]).
+    fn reply(response: Response) -> Result<Self::Reply, &'static str>;
+}
+
+/// The request list: each request's struct (its variant of [`Request`], in wire order) and the
+/// [`Response`] variant that answers it, with that variant's payload type (none for a unit
+/// variant). Generates [`Request`], `From<X> for Request`, [`Request::name`] and the [`Call`]
+/// impls. Adding a request: append a line here (and a struct below), handle it in the daemon.
 macro_rules! requests {
-    ($($(#[$m:meta])* $name:ident),* $(,)?) => {
+    ($($(#[$m:meta])* $name:ident => $resp:ident $(($reply:ty))?),* $(,)?) => {
         /// A request from a client. Append-only: never reorder or remove a variant.
         #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
         #[cfg_attr(test, derive(Arbitrary))]
         pub enum Request { $($(#[$m])* $name($name)),* }
-        $(impl From<$name> for Request { fn from(r: $name) -> Self { Request::$name(r) } })*
+
+        impl Request {
+            /// The variant's name, e.g. `"WhoAmI"`.
+            pub fn name(&self) -> &'static str {
+                match self { $(Request::$name(_) => stringify!($name)),* }
+            }
+        }
+
+        $(
+            impl From<$name> for Request {
+                fn from(r: $name) -> Self {
+                    Request::$name(r)
+                }
+            }
+
+            impl Call for $name {
+                type Reply = requests!(@reply_type $($reply)?);
+                const NAME: &'static str = stringify!($name);
+                fn reply(response: Response) -> Result<Self::Reply, &'static str> {
+                    requests!(@reply_match response, $resp $($reply)?)
+                }
+            }
+        )*
+    };
+    (@reply_type) => { () };
+    (@reply_type $reply:ty) => { $reply };
+    (@reply_match $r:ident, $resp:ident) => {
+        match $r {
+            Response::$resp => Ok(()),
+            other => Err(other.name()),
+        }
+    };
+    (@reply_match $r:ident, $resp:ident $reply:ty) => {
+        match $r {
+            Response::$resp(reply) => Ok(reply),
+            other => Err(other.name()),
+        }
     };
 }
 
 requests! {
     /// Liveness and latency check.
-    Ping,
+    Ping => Pong(Pong),
     /// Register (or re-register) a Claude Code session; sent by the SessionStart hook.
-    Register,
+    Register => Registered(SessionInfo),
     /// Remove a registration, only if its current session id still matches.
-    Deregister,
+    Deregister => Deregistered(Deregistered),
     /// Mark the caller's session busy or idle.
-    SetIdle,
+    SetIdle => Done,
     /// Who is the caller?
-    WhoAmI,
+    WhoAmI => Me(Me),
     /// Sessions, live or all.
-    List,
+    List => Peers(Peers),
     /// Queue a task or note.
-    SendMessage,
+    SendMessage => Sent(Sent),
     /// Queue a question and wait for its answer (or time-out, or the peer's death). A wait that
     /// times out, or a client that closes the connection while it waits, withdraws a question
     /// the peer has not been shown yet ([`Status::Withdrawn`]); a zero wait only queues it.
-    Ask,
+    Ask => Asked(AskOutcome),
     /// Wait again for the answer to an earlier question (after a reconnect). Ends like [`Ask`]'s
     /// wait; a withdrawn question awaited again goes back to the queue.
-    AwaitAnswer,
+    AwaitAnswer => Asked(AskOutcome),
     /// Answer a question.
-    Reply,
+    Reply => Replied(Replied),
     /// Take (or peek at) the caller's pending messages.
-    Consume,
+    Consume => Inbox(Inbox),
     /// One message and its status.
-    MessageStatus,
+    MessageStatus => Message(Message),
     /// Set the caller's session summary (shown by `list`).
-    SetSummary,
+    SetSummary => Done,
     /// A hook's poll: who the caller is and, only when it is a session whose current id is
     /// the caller's, its pending messages of a class, taken. Never acts as the user.
-    Poll,
+    Poll => Polled(Polled),
     /// `mesh run`: watch the session of a supervised process. The daemon answers with a
     /// [`Supervision`] at once and pushes another whenever it changes, until the client closes
     /// the connection (which then carries nothing else).
-    Supervise,
+    Supervise => Supervision(Supervision),
     /// [`Poll`], bounded by the time its reader waits: see [`PollBy`].
-    PollBy,
+    PollBy => Polled(Polled),
     /// [`Consume`], bounded by the time its reader waits: see [`ConsumeBy`].
-    ConsumeBy,
+    ConsumeBy => Inbox(Inbox),
     /// [`Register`] with the session's name worked out by the client: see [`RegisterNamed`].
-    RegisterNamed,
+    RegisterNamed => Registered(SessionInfo),
 }
 
-/// A response from the daemon. Append-only, like [`Request`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(test, derive(Arbitrary))]
-pub enum Response {
+/// The response list, in wire order; generates [`Response`] and [`Response::name`].
+macro_rules! responses {
+    ($($(#[$m:meta])* $name:ident $(($payload:ty))?),* $(,)?) => {
+        /// A response from the daemon. Append-only, like [`Request`].
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        #[cfg_attr(test, derive(Arbitrary))]
+        pub enum Response { $($(#[$m])* $name $(($payload))?),* }
+
+        impl Response {
+            /// The variant's name, e.g. `"Polled"`, for error messages.
+            pub fn name(&self) -> &'static str {
+                match self { $(Response::$name { .. } => stringify!($name)),* }
+            }
+        }
+    };
+}
+
+responses! {
+    /// The request failed; the connection stays usable.
     Error(WireError),
     Pong(Pong),
     Registered(SessionInfo),
     Deregistered(Deregistered),
+    /// A request that has nothing to report succeeded.
     Done,
     Me(Me),
     Peers(Peers),
@@ -602,4 +669,227 @@ pub struct Waiting {
     pub kind: Kind,
     /// The sender's session name, or `user`.
     pub from: String,
+}
+
+#[cfg(test)]
+mod call_tests {
+    use super::*;
+
+    fn caller() -> Caller {
+        Caller::default()
+    }
+
+    /// postcard encodes an enum by its variant index (a varint, one byte here): the generated
+    /// enums must keep the order of the wire.
+    fn tag<T: Serialize>(v: &T) -> u8 {
+        postcard::to_allocvec(v).unwrap()[0]
+    }
+
+    #[test]
+    fn variants_keep_their_wire_index() {
+        let requests: [(Request, &str); 18] = [
+            (Ping {}.into(), "Ping"),
+            (
+                Register {
+                    session_id: "s".into(),
+                    pid: None,
+                    cwd: "/".into(),
+                    project_dir: None,
+                    transcript_path: None,
+                }
+                .into(),
+                "Register",
+            ),
+            (
+                Deregister {
+                    session_id: "s".into(),
+                }
+                .into(),
+                "Deregister",
+            ),
+            (
+                SetIdle {
+                    caller: caller(),
+                    idle: true,
+                }
+                .into(),
+                "SetIdle",
+            ),
+            (WhoAmI { caller: caller() }.into(), "WhoAmI"),
+            (
+                List {
+                    caller: caller(),
+                    scope: Scope::Machine,
+                    include_offline: false,
+                }
+                .into(),
+                "List",
+            ),
+            (
+                SendMessage {
+                    caller: caller(),
+                    to: "x".into(),
+                    kind: Kind::Note,
+                    body: "b".into(),
+                }
+                .into(),
+                "SendMessage",
+            ),
+            (
+                Ask {
+                    caller: caller(),
+                    to: "x".into(),
+                    question: "q".into(),
+                    timeout_ms: 0,
+                }
+                .into(),
+                "Ask",
+            ),
+            (
+                AwaitAnswer {
+                    caller: caller(),
+                    question_id: 1,
+                    timeout_ms: 0,
+                }
+                .into(),
+                "AwaitAnswer",
+            ),
+            (
+                Reply {
+                    caller: caller(),
+                    message_id: 1,
+                    body: "b".into(),
+                }
+                .into(),
+                "Reply",
+            ),
+            (consume().into(), "Consume"),
+            (MessageStatus { message_id: 1 }.into(), "MessageStatus"),
+            (
+                SetSummary {
+                    caller: caller(),
+                    summary: String::new(),
+                }
+                .into(),
+                "SetSummary",
+            ),
+            (poll().into(), "Poll"),
+            (Supervise { pid: 1 }.into(), "Supervise"),
+            (
+                PollBy {
+                    poll: poll(),
+                    deadline_ms: 1,
+                }
+                .into(),
+                "PollBy",
+            ),
+            (
+                ConsumeBy {
+                    consume: consume(),
+                    deadline_ms: 1,
+                }
+                .into(),
+                "ConsumeBy",
+            ),
+            (
+                RegisterNamed {
+                    register: Register {
+                        session_id: "s".into(),
+                        pid: None,
+                        cwd: "/".into(),
+                        project_dir: None,
+                        transcript_path: None,
+                    },
+                    name: "n".into(),
+                    project_root: None,
+                    git_root: None,
+                    default_summary: String::new(),
+                }
+                .into(),
+                "RegisterNamed",
+            ),
+        ];
+        for (index, (req, name)) in requests.iter().enumerate() {
+            assert_eq!(usize::from(tag(req)), index, "{name}");
+            assert_eq!(req.name(), *name);
+        }
+        let inbox = Inbox {
+            messages: Vec::new(),
+            remaining: 0,
+        };
+        let responses: [(Response, &str); 5] = [
+            (
+                Response::Error(WireError::new(crate::ErrorCode::Internal, "x")),
+                "Error",
+            ),
+            (Response::Done, "Done"),
+            (Response::Inbox(inbox.clone()), "Inbox"),
+            (
+                Response::Polled(Polled {
+                    session: None,
+                    inbox,
+                }),
+                "Polled",
+            ),
+            (
+                Response::Supervision(Supervision {
+                    session: None,
+                    waiting: Vec::new(),
+                }),
+                "Supervision",
+            ),
+        ];
+        for ((resp, name), index) in responses.iter().zip([0u8, 4, 10, 12, 13]) {
+            assert_eq!(tag(resp), index, "{name}");
+            assert_eq!(resp.name(), *name);
+        }
+    }
+
+    fn poll() -> Poll {
+        Poll {
+            caller: caller(),
+            class: Class::Urgent,
+            max_bytes: 0,
+            handout: 0,
+        }
+    }
+
+    fn consume() -> Consume {
+        Consume {
+            caller: caller(),
+            class: Class::All,
+            peek: false,
+            max_bytes: 0,
+            handout: 0,
+        }
+    }
+
+    #[test]
+    fn each_request_takes_its_own_answer_and_names_others() {
+        assert_eq!(SetIdle::reply(Response::Done), Ok(()));
+        assert_eq!(SetSummary::reply(Response::Done), Ok(()));
+        let me = Me { session: None };
+        assert_eq!(WhoAmI::reply(Response::Me(me.clone())), Ok(me.clone()));
+        assert_eq!(SetIdle::reply(Response::Me(me)), Err("Me"));
+        assert_eq!(WhoAmI::reply(Response::Done), Err("Done"));
+        let polled = Polled {
+            session: None,
+            inbox: Inbox {
+                messages: Vec::new(),
+                remaining: 3,
+            },
+        };
+        // The bounded forms are answered like the plain ones.
+        assert_eq!(
+            Poll::reply(Response::Polled(polled.clone())),
+            Ok(polled.clone())
+        );
+        assert_eq!(
+            PollBy::reply(Response::Polled(polled.clone())),
+            Ok(polled.clone())
+        );
+        assert_eq!(ConsumeBy::reply(Response::Polled(polled)), Err("Polled"));
+        assert_eq!(<PollBy as Call>::NAME, "PollBy");
+        assert_eq!(<RegisterNamed as Call>::NAME, "RegisterNamed");
+    }
 }

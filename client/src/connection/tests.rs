@@ -32,7 +32,8 @@ fn fake_daemon(
         write_frame(&mut stream, &answer).unwrap();
         while let Ok(req) = read_frame::<_, Request>(&mut stream) {
             let resp = match req {
-                Request::Ping(_) => Response::Pong(Pong {
+                // Answered with another request's response (a confused daemon).
+                Request::Ping(_) | Request::WhoAmI(_) => Response::Pong(Pong {
                     pid: 4242,
                     uptime_ms: 1,
                 }),
@@ -97,6 +98,23 @@ fn accepted_connection_calls_and_maps_remote_errors() {
         .unwrap_err();
     assert_eq!(err.wire_code(), Some(ErrorCode::UnknownPeer));
     // A remote error leaves the connection usable.
+    assert!(conn.ping().is_ok());
+    // An answer of the wrong type names the request and what came instead.
+    let err = conn
+        .whoami(WhoAmI {
+            caller: mesh_proto::Caller::default(),
+        })
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClientError::Unexpected {
+                request: "WhoAmI",
+                response: "Pong"
+            }
+        ),
+        "{err:?}"
+    );
     assert!(conn.ping().is_ok());
 }
 

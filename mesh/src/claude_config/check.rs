@@ -4,8 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use super::command::{ours_hook, ours_statusline};
-use super::edit::{HOOK_EVENTS, MCP_SERVER_NAME};
-use super::{ConfigError, claude_json_path, settings_path, write};
+use super::edit::MCP_SERVER_NAME;
+use super::error::ConfigError;
+use super::paths::{claude_json_path, settings_path};
+use super::write;
+use crate::hook_event::HookEvent;
 
 /// One registration of ours.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +36,7 @@ pub enum StatusLineState {
 /// The whole registration, see [`check`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
-    /// One per event of [`HOOK_EVENTS`], in that order.
+    /// One per event of [`HookEvent::ALL`], in that order, by Claude Code's name.
     pub hooks: Vec<(&'static str, Registration)>,
     pub mcp: Registration,
     pub status_line: StatusLineState,
@@ -98,9 +101,10 @@ fn read_json(path: &Path) -> Result<serde_json::Value, ConfigError> {
 pub fn check(home: &Path, mesh_bin: &Path) -> Result<Status, ConfigError> {
     let settings = read_json(&settings_path(home))?;
     let claude = read_json(&claude_json_path(home))?;
-    let hooks = HOOK_EVENTS
+    let hooks = HookEvent::ALL
         .iter()
-        .map(|&(event, arg)| {
+        .map(|ev| {
+            let (event, arg) = (ev.claude_name(), ev.arg());
             let commands = settings["hooks"][event]
                 .as_array()
                 .into_iter()

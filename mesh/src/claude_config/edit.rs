@@ -7,24 +7,13 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::ConfigError;
 use super::command::{hook_command, ours_hook, ours_statusline, shell_quote, statusline_command};
+use super::error::ConfigError;
 use super::jsontext::{Container, Doc, Malformed, Node};
-
-/// Claude Code's hook events we register, with the argument of `mesh hook`.
-pub const HOOK_EVENTS: [(&str, &str); 5] = [
-    ("SessionStart", "session-start"),
-    ("UserPromptSubmit", "user-prompt-submit"),
-    ("PostToolUse", "post-tool-use"),
-    ("Stop", "stop"),
-    ("SessionEnd", "session-end"),
-];
+use crate::hook_event::{HookEvent, INSTALL_TIMEOUT_S};
 
 /// Our MCP server's name in `mcpServers`.
 pub const MCP_SERVER_NAME: &str = "claude-mesh";
-
-/// Hook time-out we register, in seconds.
-const HOOK_TIMEOUT_S: u32 = 10;
 
 #[derive(Serialize)]
 struct HookCommand<'a> {
@@ -142,7 +131,8 @@ impl Editor<'_> {
     }
 
     pub fn install_hooks(&mut self, mesh: &str) -> Result<(), ConfigError> {
-        for (event, arg) in HOOK_EVENTS {
+        for ev in HookEvent::ALL {
+            let (event, arg) = (ev.claude_name(), ev.arg());
             let want = hook_command(mesh, arg);
             let commands = self.hook_commands(event)?;
             if commands.iter().any(|(_, _, _, c)| *c == want) {
@@ -160,11 +150,11 @@ impl Editor<'_> {
                 continue;
             }
             let group = HookGroup {
-                matcher: (event == "PostToolUse").then_some("*"),
+                matcher: ev.matcher(),
                 hooks: [HookCommand {
                     kind: "command",
                     command: &want,
-                    timeout: HOOK_TIMEOUT_S,
+                    timeout: INSTALL_TIMEOUT_S,
                 }],
             };
             let hooks = match self.object("hooks")? {
@@ -197,7 +187,8 @@ impl Editor<'_> {
     }
 
     pub fn uninstall_hooks(&mut self) -> Result<(), ConfigError> {
-        for (event, arg) in HOOK_EVENTS {
+        for ev in HookEvent::ALL {
+            let (event, arg) = (ev.claude_name(), ev.arg());
             while let Some((g, i, _, old)) = self
                 .hook_commands(event)?
                 .into_iter()

@@ -47,6 +47,7 @@ mod diff;
 mod edit;
 mod error;
 mod jsontext;
+mod paths;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -54,21 +55,12 @@ use std::time::SystemTime;
 
 pub use check::{Registration, Status, StatusLineState, check};
 pub use command::{hook_command, shell_quote, statusline_command};
-pub use edit::{HOOK_EVENTS, MCP_SERVER_NAME};
+pub use edit::MCP_SERVER_NAME;
 pub use error::ConfigError;
+pub use paths::{claude_json_path, settings_path};
 
 use edit::Editor;
 use jsontext::{Doc, Style};
-
-/// `~/.claude/settings.json` under `home`.
-pub fn settings_path(home: &Path) -> PathBuf {
-    home.join(".claude").join("settings.json")
-}
-
-/// `~/.claude.json` under `home`.
-pub fn claude_json_path(home: &Path) -> PathBuf {
-    home.join(".claude.json")
-}
 
 /// One file's planned change. `None` text: the file does not exist (old) or is deleted (new).
 #[derive(Debug, Clone, PartialEq, Eq)]

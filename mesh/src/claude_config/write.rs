@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::ConfigError;
+use super::error::ConfigError;
 
 /// Mode of a file we create (`~/.claude.json` holds account state, so not world-readable).
 const NEW_FILE_MODE: u32 = 0o600;

@@ -2,7 +2,7 @@
 //! prints it. Exit 3 when it times out, 1 when the peer ends before answering, 130 when
 //! interrupted (Ctrl-C, SIGTERM); each time it says what became of the question.
 //!
-//! The wait is the MCP server's `ask_peer` wait ([`crate::mcp::link::ask`]): the question is
+//! The wait is the MCP server's `ask_peer` wait ([`crate::link::ask`]): the question is
 //! queued first (its id comes back at once), then awaited; when the daemon restarts or dies
 //! meanwhile, the wait reconnects (starting a daemon if needed) and goes on for the same
 //! question, never asking it again.
@@ -18,8 +18,8 @@ use mesh_client::{CallerFromEnv, format_message_id};
 use mesh_daemon::paths::StateDir;
 use mesh_proto::{AskResult, Caller, Message, MessageStatus, Status};
 
-use super::{JsonFlag, body_from, emit, emit_json};
-use crate::mcp::link::{self, AskEnd, AskPlan, AskSwitch, Daemon};
+use super::{JsonFlag, body_from, emit, emit_json, warn};
+use crate::link::{self, AskEnd, AskPlan, AskSwitch, Daemon};
 
 /// `mesh ask`'s exit status when no answer came in time.
 pub const EXIT_TIMED_OUT: u8 = 3;
@@ -138,7 +138,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     args.peer
                 ),
             };
-            eprintln!("mesh: interrupted; {note}");
+            warn(&format!("interrupted; {note}"));
             return Ok(ExitCode::from(EXIT_INTERRUPTED));
         }
         AskEnd::LostWhileQueuing(e) => anyhow::bail!(
@@ -164,19 +164,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AskResult::TimedOut => {
-            eprintln!(
-                "mesh: no answer from {peer} within {}s; {}",
+            warn(&format!(
+                "no answer from {peer} within {}s; {}",
                 args.timeout,
                 gave_up(&outcome.question)
-            );
+            ));
             Ok(ExitCode::from(EXIT_TIMED_OUT))
         }
         AskResult::PeerGone => {
-            eprintln!(
-                "mesh: {peer} is not running (it ended before answering); question {id} stays \
+            warn(&format!(
+                "{peer} is not running (it ended before answering); question {id} stays \
                  queued for it (its next session receives it), and an answer would wait in your \
                  inbox (`mesh inbox`)"
-            );
+            ));
             Ok(ExitCode::FAILURE)
         }
     }
@@ -185,7 +185,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// What becomes of a question whose asker stopped waiting.
 pub fn gave_up(question: &Message) -> String {
     let id = format_message_id(question.id);
-    let peer = &question.to.name;
+    let peer = mesh_proto::sanitize::terminal_line(&question.to.name);
     match question.status {
         Status::Withdrawn => format!(
             "{peer} had not seen question {id}, so it is withdrawn: {peer} will not be shown it"
@@ -199,5 +199,50 @@ pub fn gave_up(question: &Message) -> String {
             "question {id} stays queued for {peer}; an answer would wait in your inbox \
              (`mesh inbox`; `mesh message {id}` shows its status)"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mesh_proto::{Kind, Party};
+
+    use super::*;
+
+    #[test]
+    fn what_became_of_a_question_shows_the_peer_name_safely() {
+        let evil = "ev\u{1b}]0;pwned\u{7}il\r\n\u{9b}2J\u{202e}name";
+        for status in [
+            Status::Queued,
+            Status::Delivered,
+            Status::Withdrawn,
+            Status::Answered,
+        ] {
+            let q = Message {
+                id: 42,
+                kind: Kind::Question,
+                from: Party {
+                    name: "user".into(),
+                    session_id: None,
+                },
+                to: Party {
+                    name: evil.into(),
+                    session_id: Some("s".into()),
+                },
+                body: "?".into(),
+                in_reply_to: None,
+                status,
+                created_ms: 0,
+                delivered_ms: None,
+                answered_ms: None,
+            };
+            let text = gave_up(&q);
+            assert!(text.contains("m42"), "{text}");
+            assert!(
+                !text
+                    .chars()
+                    .any(|c| c.is_control() || mesh_proto::sanitize::is_hidden(c)),
+                "{status:?}: {text:?}"
+            );
+        }
     }
 }

@@ -7,7 +7,8 @@
 //! path, a name or a client-chosen id can never clear the screen, set the window title, write
 //! the clipboard (OSC 52), overwrite a line with a bare CR or reorder text with a bidi override.
 //! One-line fields (names, ids, paths, summaries) are also shown with [`sanitize::terminal_line`]
-//! so that none can start a line of its own. `--json` ([`emit_json`]) stays exact.
+//! so that none can start a line of its own. `--json` ([`emit_json`]) stays exact. Lines on
+//! stderr go through [`warn`] (or, for an error, `main`'s handler): the same rule.
 
 pub mod ask;
 pub mod health;
@@ -98,6 +99,11 @@ pub fn body_from(words: &[String]) -> anyhow::Result<String> {
 /// shown visibly ([`sanitize::terminal`]); a closed pipe (the reader went away) is not an error.
 pub fn emit(text: &str) -> anyhow::Result<()> {
     write_stdout(&sanitize::terminal(text))
+}
+
+/// One `mesh: …` line on stderr, shown like stdout ([`sanitize::terminal`]): it can quote names.
+pub fn warn(text: &str) {
+    eprintln!("mesh: {}", sanitize::terminal(text));
 }
 
 /// Write `text` to stdout as it is.

@@ -8,7 +8,7 @@ use mesh::json::SentJson;
 use mesh_client::{CallerFromEnv, format_message_id};
 use mesh_proto::{Caller, Kind, SendMessage};
 
-use super::{JsonFlag, body_from, connect, emit, emit_json};
+use super::{JsonFlag, body_from, connect, emit, emit_json, warn};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -55,7 +55,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if args.peer == "*" {
         if sent.messages.is_empty() {
-            eprintln!("mesh: no live peers: nothing was sent");
+            warn("no live peers: nothing was sent");
         }
         let lines: String = sent
             .messages

@@ -22,8 +22,8 @@ use mesh_client::caller::{CLAUDE_PID_ENV, caller_from_values};
 use mesh_daemon::paths::StateDir;
 use mesh_proto::{List, Scope, SessionInfo, WhoAmI};
 
-use crate::hook::deadline::{Alarm, Deadline};
-use crate::hook::{connect, input};
+use crate::shim::deadline::{Alarm, Deadline};
+use crate::shim::{connect, input};
 
 /// Deadline of the whole call.
 const DEADLINE: Duration = Duration::from_millis(1000);

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Check, Inputs};
+use super::check::{Check, Inputs};
 use crate::claude_config::{
     self, ConfigError, MCP_SERVER_NAME, Registration, StatusLineState, claude_json_path,
     settings_path,

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use mesh_proto::{ErrorCode, PROTOCOL_VERSION};
 
+use super::check::{Check, Inputs, human_duration, quote};
 use super::service::{self, Facts};
-use super::{Check, Inputs, human_duration, version};
+use super::version;
 use mesh_client::connection::{ConnectOptions, Connection};
 use mesh_client::error::ClientError;
 
@@ -211,7 +212,7 @@ fn unreachable(e: &ClientError, facts: &Facts, socket: &Path, inputs: &Inputs) -
             format!("something listens on {shown} but does not speak the claude-mesh protocol"),
             format!(
                 "stop that program, or remove the socket: rm {} && mesh restart",
-                super::quote(socket)
+                quote(socket)
             ),
         ),
         ClientError::Timeout { .. } => Check::fail(

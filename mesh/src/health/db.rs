@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use mesh_daemon::store::CORRUPT_DIR_PREFIX;
 use mesh_daemon::store::inspect::{InspectError, Inspection, Kept, inspect};
 
-use super::{Check, human_bytes, human_duration, quote};
+use super::check::{Check, human_bytes, human_duration, quote};
 
 /// Mail older than this is worth a warning: its recipient has not run a hook for that long.
 pub const STALE_MAIL_MS: i64 = 60 * 60 * 1000;
@@ -250,7 +250,7 @@ fn mail(count: u64, oldest_ms: Option<i64>, now_ms: i64) -> Check {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Level;
+    use super::super::check::Level;
     use super::*;
 
     #[test]

@@ -9,7 +9,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::{Check, Inputs, Level, quote};
+use super::check::{Check, Inputs, Level, quote};
 use crate::service::{Detected, Launchd, ServiceSpec, SystemdUser, render_launchd, render_systemd};
 use mesh_client::unit::{LAUNCHD_LABEL, ServiceUnit};
 

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use mesh_daemon::paths::StateDir;
 
-use super::{Check, quote};
+use super::check::{Check, quote};
 
 fn euid() -> u32 {
     rustix::process::geteuid().as_raw()
@@ -198,7 +198,7 @@ fn kind(meta: &fs::Metadata) -> &'static str {
 mod tests {
     use std::os::unix::net::UnixListener;
 
-    use super::super::Level;
+    use super::super::check::Level;
     use super::*;
 
     #[test]

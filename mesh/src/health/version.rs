@@ -4,7 +4,7 @@ use std::cmp::Ordering;
 
 use mesh_client::version::compare_versions;
 
-use super::{Check, Inputs};
+use super::check::{Check, Inputs};
 
 /// `binary.version`: this binary's version and where it is.
 pub(super) fn binary(inputs: &Inputs) -> Check {
@@ -54,7 +54,7 @@ pub(super) fn daemon(daemon_version: &str, ours: &str, mesh_bin: Option<&str>) -
 
 #[cfg(test)]
 mod tests {
-    use super::super::Level;
+    use super::super::check::Level;
     use super::*;
 
     #[test]

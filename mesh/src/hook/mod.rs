@@ -1,19 +1,23 @@
 //! `mesh hook <event>`: the Claude Code hook shim, one short-lived process per hook call.
 //!
+//! The events and their names are [`HookEvent`] (in the library, shared with install). Each
+//! has its handler, dispatched in [`run`]:
+//!
 //! | event | does |
 //! |---|---|
-//! | `session-start` | registers the session (busy), injects all pending mail |
-//! | `user-prompt-submit` | marks the session busy, injects all pending mail |
-//! | `post-tool-use` | injects urgent mail (tasks, questions, answers; notes wait) |
-//! | `stop` | urgent mail pending: hands it out and blocks the stop with it as the reason (loop-guarded, see [`stop`]); else marks the session idle |
-//! | `session-end` | deregisters the session id (a no-op if `/clear` already replaced it) |
+//! | [`HookEvent::SessionStart`] | registers the session (busy), injects all pending mail |
+//! | [`HookEvent::UserPromptSubmit`] | marks the session busy, injects all pending mail |
+//! | [`HookEvent::PostToolUse`] | injects urgent mail (tasks, questions, answers; notes wait) |
+//! | [`HookEvent::Stop`] | urgent mail pending: hands it out and blocks the stop with it as the reason (loop-guarded, see [`stop`]); else marks the session idle |
+//! | [`HookEvent::SessionEnd`] | deregisters the session id (a no-op if `/clear` already replaced it) |
 //!
 //! Rules (docs/claude-code.md, "Hook output"): stdout is exactly one JSON object, or nothing
 //! when there is nothing to say; the process always exits 0 ("fail open"): any error is one
-//! `mesh hook: …` line on stderr and an empty stdout. A hard deadline ([`deadline`]) bounds the
-//! whole call even when the daemon hangs: 2 s, 1 s for `session-end` (Claude Code gives all
-//! SessionEnd hooks together about 1.5 s). A hook waits for an on-demand daemon to boot at most
-//! [`MAX_BOOT_WAIT`] and never beyond its deadline.
+//! `mesh hook: …` line on stderr and an empty stdout. A hard deadline
+//! ([`crate::shim::deadline`]) bounds the whole call even when the daemon hangs: 2 s, 1 s for
+//! `session-end` (Claude Code gives all SessionEnd hooks together about 1.5 s;
+//! [`HookEvent::deadline`]). A hook waits for an on-demand daemon to boot at most
+//! [`MAX_BOOT_WAIT`](crate::shim::MAX_BOOT_WAIT) and never beyond its deadline.
 //!
 //! Identity: every request carries `Caller { claude_pid: $CLAUDE_PID, session_id: <stdin
 //! session_id> }` (stdin's id is current; `$CLAUDE_CODE_SESSION_ID` is only a fallback, it may
@@ -34,8 +38,6 @@
 //! trip, pipelined with the handshake, for `post-tool-use` (a `Poll`, answered from a read when
 //! there is no mail) and for `session-end`, two for the others.
 
-pub(crate) mod deadline;
-pub(crate) mod input;
 mod render;
 mod stop;
 
@@ -44,11 +46,10 @@ use std::io::Write;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use mesh_client::caller::{CLAUDE_PID_ENV, SESSION_ID_ENV, caller_from_values};
-use mesh_client::{ClientError, ConnectOptions, Connection, connect_or_start};
+use mesh_client::{ClientError, Connection};
 use mesh_daemon::naming;
 use mesh_daemon::paths::StateDir;
 use mesh_proto::{
@@ -57,61 +58,16 @@ use mesh_proto::{
 };
 use serde::Serialize;
 
-use self::deadline::{Alarm, Deadline};
-use self::input::HookInput;
-use self::render::Frame;
+use mesh::hook_event::HookEvent;
 
-/// Deadline of a hook call, from its start to its exit.
-pub(crate) const HOOK_DEADLINE: Duration = Duration::from_millis(2000);
-/// Deadline of `session-end` (all SessionEnd hooks together get about 1.5 s).
-pub(crate) const SESSION_END_DEADLINE: Duration = Duration::from_millis(1000);
-/// Longest wait for an on-demand daemon to come up.
-pub(crate) const MAX_BOOT_WAIT: Duration = Duration::from_millis(1000);
+use self::render::Frame;
+use crate::shim::connect;
+use crate::shim::deadline::{Alarm, Deadline};
+use crate::shim::input::{self, HookInput};
+
 /// Byte budget of one consume: bodies plus the daemon's per-message overhead. With framing and
 /// neutralisation the injection stays well under Claude Code's 10,000 characters.
 pub(crate) const CONSUME_BYTES: u32 = 6000;
-
-/// The hook events, as `mesh hook <event>` names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Event {
-    SessionStart,
-    UserPromptSubmit,
-    PostToolUse,
-    Stop,
-    SessionEnd,
-}
-
-impl Event {
-    /// `session-start` (the documented form), or Claude Code's own `SessionStart`.
-    fn parse(arg: &OsStr) -> Option<Self> {
-        Some(match arg.to_str()? {
-            "session-start" | "SessionStart" => Self::SessionStart,
-            "user-prompt-submit" | "UserPromptSubmit" => Self::UserPromptSubmit,
-            "post-tool-use" | "PostToolUse" => Self::PostToolUse,
-            "stop" | "Stop" => Self::Stop,
-            "session-end" | "SessionEnd" => Self::SessionEnd,
-            _ => return None,
-        })
-    }
-
-    /// Claude Code's name of the event (`hook_event_name`, `hookEventName`).
-    fn claude_name(self) -> &'static str {
-        match self {
-            Self::SessionStart => "SessionStart",
-            Self::UserPromptSubmit => "UserPromptSubmit",
-            Self::PostToolUse => "PostToolUse",
-            Self::Stop => "Stop",
-            Self::SessionEnd => "SessionEnd",
-        }
-    }
-
-    fn deadline(self) -> Duration {
-        match self {
-            Self::SessionEnd => SESSION_END_DEADLINE,
-            _ => HOOK_DEADLINE,
-        }
-    }
-}
 
 /// What the hook prints.
 #[derive(Debug)]
@@ -142,16 +98,22 @@ struct BlockJson<'a> {
     reason: &'a str,
 }
 
-/// Run the hook for `event`. Always exits 0 (hooks fail open).
-pub fn main(event: &OsStr) -> ExitCode {
-    let Some(event) = Event::parse(event) else {
+/// Run the hook for the event named `arg`. Always exits 0 (hooks fail open): an unknown event
+/// is one warning line and no output.
+pub fn main(arg: &OsStr) -> ExitCode {
+    let Some(event) = HookEvent::parse(arg) else {
         warn(&format!(
-            "unknown hook event `{}` (expected session-start, user-prompt-submit, post-tool-use, \
-             stop or session-end)",
-            event.to_string_lossy()
+            "unknown hook event `{}` (expected {})",
+            arg.to_string_lossy(),
+            HookEvent::expected()
         ));
         return ExitCode::SUCCESS;
     };
+    main_for(event)
+}
+
+/// Run the hook for `event`. Always exits 0 (hooks fail open).
+pub fn main_for(event: HookEvent) -> ExitCode {
     let deadline = Deadline::arm(event.deadline(), Alarm::Hook);
     // A panic must not become exit 101 and a backtrace: one line, exit 0, like any error.
     panic::set_hook(Box::new(|info| warn(&format!("internal error: {info}"))));
@@ -176,7 +138,7 @@ fn warn(msg: &str) {
     let _ = writeln!(std::io::stderr().lock(), "mesh hook: {line}");
 }
 
-fn print(event: Event, out: &Output) -> anyhow::Result<()> {
+fn print(event: HookEvent, out: &Output) -> anyhow::Result<()> {
     let mut json = match out {
         Output::Context(text) => serde_json::to_string(&ContextJson {
             specific: SpecificJson {
@@ -196,7 +158,7 @@ fn print(event: Event, out: &Output) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run(event: Event, deadline: &Deadline) -> anyhow::Result<Option<Output>> {
+fn run(event: HookEvent, deadline: &Deadline) -> anyhow::Result<Option<Output>> {
     let bytes = input::read_stdin(input::MAX_INPUT)?;
     let input = input::parse(&bytes)?;
     drop(bytes);
@@ -207,7 +169,7 @@ fn run(event: Event, deadline: &Deadline) -> anyhow::Result<Option<Output>> {
         bail!(
             "`mesh hook {}` ran for a {name} event; fix the hooks in ~/.claude/settings.json \
              (or run `mesh install`)",
-            kebab(event)
+            event.arg()
         );
     }
     let session_id = input
@@ -224,25 +186,15 @@ fn run(event: Event, deadline: &Deadline) -> anyhow::Result<Option<Output>> {
         input,
         caller,
         deadline,
-        conn: connect(&state, deadline, event != Event::SessionEnd)?,
+        conn: connect(&state, deadline, event != HookEvent::SessionEnd)?,
         state,
     };
     match event {
-        Event::SessionStart => hook.session_start(),
-        Event::UserPromptSubmit => hook.user_prompt_submit(),
-        Event::PostToolUse => hook.post_tool_use(),
-        Event::Stop => hook.stop(),
-        Event::SessionEnd => hook.session_end(),
-    }
-}
-
-fn kebab(event: Event) -> &'static str {
-    match event {
-        Event::SessionStart => "session-start",
-        Event::UserPromptSubmit => "user-prompt-submit",
-        Event::PostToolUse => "post-tool-use",
-        Event::Stop => "stop",
-        Event::SessionEnd => "session-end",
+        HookEvent::SessionStart => hook.session_start(),
+        HookEvent::UserPromptSubmit => hook.user_prompt_submit(),
+        HookEvent::PostToolUse => hook.post_tool_use(),
+        HookEvent::Stop => hook.stop(),
+        HookEvent::SessionEnd => hook.session_end(),
     }
 }
 
@@ -253,32 +205,9 @@ fn non_empty_env(name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// Connect within the deadline; start the daemon on demand when `autostart` (waiting at most
-/// [`MAX_BOOT_WAIT`] for it).
-pub(crate) fn connect(
-    state: &StateDir,
-    deadline: &Deadline,
-    autostart: bool,
-) -> anyhow::Result<Connection> {
-    let left = deadline.remaining();
-    let opts = ConnectOptions {
-        autostart,
-        deadline: left.min(MAX_BOOT_WAIT),
-        handshake_timeout: left,
-        request_timeout: Some(left),
-    };
-    // The daemon is almost always up: pipeline the handshake with the first request. Only if
-    // nobody listens, fall back to the path that can start one.
-    match Connection::connect_pipelined(&state.socket(), &opts) {
-        Ok(conn) => Ok(conn),
-        Err(e) if e.is_not_running() => Ok(connect_or_start(state, &opts)?),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// One hook call in progress.
 struct Hook<'a> {
-    event: Event,
+    event: HookEvent,
     input: HookInput,
     caller: Caller,
     deadline: &'a Deadline,
@@ -509,25 +438,6 @@ fn context(inbox: Inbox) -> Option<Output> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn events_parse_in_both_spellings() {
-        for (arg, ev) in [
-            ("session-start", Event::SessionStart),
-            ("SessionStart", Event::SessionStart),
-            ("user-prompt-submit", Event::UserPromptSubmit),
-            ("post-tool-use", Event::PostToolUse),
-            ("stop", Event::Stop),
-            ("session-end", Event::SessionEnd),
-        ] {
-            assert_eq!(Event::parse(OsStr::new(arg)), Some(ev));
-            assert_eq!(Event::parse(OsStr::new(kebab(ev))), Some(ev));
-            assert_eq!(Event::parse(OsStr::new(ev.claude_name())), Some(ev));
-        }
-        assert_eq!(Event::parse(OsStr::new("pre-tool-use")), None);
-        assert_eq!(Event::parse(OsStr::new("")), None);
-        assert!(Event::SessionEnd.deadline() <= Duration::from_secs(1));
-    }
 
     #[test]
     fn output_is_exactly_one_json_object() {

@@ -1,6 +1,7 @@
-//! `mesh mcp`: the MCP server over stdio, registered with Claude Code as `claude-mesh`, with
-//! exactly the tools of CONTRACT.md ("MCP server"): whoami, list_peers, send_message, ask_peer,
-//! reply_to_peer, check_messages, message_status, set_summary.
+//! `mesh mcp`: the MCP server over stdio, registered with Claude Code as `claude-mesh`. Its
+//! tools (docs/interface.md, "MCP tools") are in [`tools`], one file per group, each tool next
+//! to its description and arguments; the list the server serves is the sum of the groups'
+//! routers.
 //!
 //! - Identity: Claude Code starts this server directly, so the parent process IS the Claude
 //!   Code process. Every request's caller is `{claude_pid: getppid(), session_id:
@@ -8,13 +9,12 @@
 //!   the identity survives `/clear`, which makes `CLAUDE_CODE_SESSION_ID` stale. (A parent that
 //!   is a wrapper is no problem: the daemon then walks the connecting process's ancestors.)
 //! - Threads: the daemon client is blocking; tools run it on tokio's blocking pool
-//!   ([`link`]). rmcp drives stdio on a small multi-threaded runtime.
+//!   ([`crate::link`]). rmcp drives stdio on a small multi-threaded runtime.
 //! - Protocol: `initialize` lifecycle, versions 2024-11-05 to 2025-11-25; `server/discover`
 //!   gets -32601 ([`transport`]). Bad arguments and daemon errors are tool results with
 //!   `isError: true`, never a dead server. Logs go to stderr only (see `cmd::init_tracing`).
 
 mod limits;
-pub(crate) mod link;
 mod render;
 mod tools;
 mod transport;
@@ -32,9 +32,9 @@ use rmcp::transport::async_rw::AsyncRwTransport;
 use tokio_util::sync::CancellationToken;
 
 use self::limits::Limits;
-use self::link::Daemon;
 use self::tools::MeshServer;
 use self::transport::NoDiscover;
+use crate::link::Daemon;
 
 /// How long exiting waits for blocking daemon calls still in flight (an ask blocked on its
 /// socket is simply abandoned: its socket closes with the process, and the daemon keeps the

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 
 use mesh_daemon::paths::StateDir;
 
+use super::changes::{Changes, ServiceError};
 use super::run;
 use super::systemd::write_if_changed;
-use super::{Changes, ServiceError};
 use mesh_client::unit::{LAUNCHD_LABEL, ServiceManager, ServiceUnit};
 
 /// The user's launchd domain and the agent's plist.

@@ -5,7 +5,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::ServiceError;
+use super::changes::ServiceError;
 
 /// How long one `systemctl` / `launchctl` call may take.
 pub const TIMEOUT: Duration = Duration::from_secs(30);

@@ -13,9 +13,9 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use super::changes::{Changes, ServiceError};
 use super::render::{SERVICE_UNIT, SOCKET_UNIT, SystemdUnits};
 use super::run::{self, Output};
-use super::{Changes, ServiceError};
 use mesh_client::unit::{ServiceManager, ServiceUnit};
 
 /// A systemd user manager and its unit directory.

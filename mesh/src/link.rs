@@ -1,6 +1,7 @@
-//! The MCP server's links to the daemon. The client library is blocking, so everything here runs
-//! on tokio's blocking pool (`spawn_blocking`), never on the async workers. `mesh ask` waits with
-//! the same [`ask`] (on its main thread).
+//! Links to the daemon that outlive its restarts, shared by the MCP server and `mesh ask` (so it
+//! sits below both). The client library is blocking: in the MCP server everything here runs on
+//! tokio's blocking pool (`spawn_blocking`), never on the async workers; `mesh ask` waits with
+//! the same [`ask`] on its main thread.
 //!
 //! - [`Daemon::call`]: ordinary requests share ONE connection, opened lazily. Before each use the
 //!   socket is polled (zero timeout): a connection the daemon closed (it stopped, crashed or
