@@ -19,7 +19,7 @@
 //! Modules: [`connection`] (connect, handshake, typed calls), [`autostart`] (connect or start
 //! the daemon), [`ready`] (the readiness pipe of a spawned daemon), [`error`], [`caller`]
 //! (identity from the environment), [`ids`] (message ids as users type them), and two small
-//! modules below all of them and the app: [`unit`] (where the daemon's service unit lives)
+//! modules below all of them and the app: [`unit`](mod@unit) (where the daemon's service unit lives)
 //! and [`version`] (semver comparison).
 
 pub mod autostart;

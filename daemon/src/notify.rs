@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mesh_proto::Kind;
+use mesh_proto::{Kind, sanitize};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -39,6 +39,11 @@ fn notifier() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// The most characters of a name and a folder a notification shows: both come from the session
+/// (its folder, its `.claude-mesh.json`), so they are cleaned and bounded.
+const NAME_CHARS: usize = 64;
+const PATH_CHARS: usize = 200;
+
 /// Title and body of the notification for `w`.
 pub fn text(w: &Waiting, now_ms: i64) -> (String, String) {
     let n = w.message_ids.len();
@@ -50,11 +55,14 @@ pub fn text(w: &Waiting, now_ms: i64) -> (String, String) {
     let kinds = kinds.join(" or ");
     let minutes = ((now_ms - w.oldest_ms).max(0) / 60_000).max(1);
     (
-        format!("claude-mesh: {} has mail", w.name),
+        format!(
+            "claude-mesh: {} has mail",
+            sanitize::notification(&w.name, NAME_CHARS)
+        ),
         format!(
             "{n} message{} ({kinds}) waiting for {minutes} min while the session is idle. Open it ({}) and press Enter to let it read them.",
             if n == 1 { "" } else { "s" },
-            w.cwd
+            sanitize::notification(&w.cwd, PATH_CHARS)
         ),
     )
 }
@@ -145,4 +153,37 @@ pub fn start(
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_notification_shows_a_hostile_folder_and_name_cleaned_and_bounded() {
+        let w = Waiting {
+            key: 1,
+            name: "api\u{1b}]0;x\u{7}".into(),
+            cwd: format!(
+                "/tmp/<a href=\"https://evil\">x</a>\n\u{202e}{}",
+                "d".repeat(500)
+            ),
+            message_ids: vec![1, 2],
+            oldest_ms: 0,
+        };
+        let (title, body) = text(&w, 120_000);
+        assert_eq!(title, "claude-mesh: api has mail");
+        assert!(
+            body.starts_with("2 messages (task or question) waiting for 2 min"),
+            "{body}"
+        );
+        for bad in ['<', '>', '\n', '\u{1b}', '\u{7}', '\u{202e}'] {
+            assert!(
+                !title.contains(bad) && !body.contains(bad),
+                "{bad:?} in {body:?}"
+            );
+        }
+        assert!(body.contains("‹a href=\"https://evil\"›x‹/a›"), "{body}");
+        assert!(body.chars().count() < 400, "{}", body.chars().count());
+    }
 }

@@ -255,6 +255,17 @@ pub fn typed(text: &str, max_chars: usize) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Desktop notifications.
+
+/// `text` for a desktop notification (the daemon's idle-mail notifier): one line, at most
+/// `max_chars` characters, no control or hidden character, and `<`/`>` defused ([`model_inline`]
+/// with tags defused), since `notify-send` renders a subset of markup (`<a href>`, `<img>`) in
+/// the body.
+pub fn notification(text: &str, max_chars: usize) -> String {
+    model_inline(text, max_chars, true)
+}
+
+// ---------------------------------------------------------------------------------------------
 // Session names.
 
 /// `raw` as a session name, or `None` if nothing usable is left. A name is shown to models and

@@ -1,6 +1,7 @@
-//! Mail that would wake an idle session ([`Kind::wakes`]: tasks and questions): what `mesh
-//! run`'s supervisor ([`crate::supervise`]) and the desktop notifier ([`crate::notify`]) read.
-//! Neither writes; both run on the read-only connections, off the hooks' path.
+//! Mail that would wake an idle session ([`Kind::wakes`](mesh_proto::Kind::wakes): tasks and
+//! questions): what `mesh run`'s supervisor ([`crate::supervise`]) and the desktop notifier
+//! ([`crate::notify`]) read. Neither writes; both run on the read-only connections, off the
+//! hooks' path.
 
 use std::sync::OnceLock;
 

@@ -13,7 +13,7 @@
 //! ```
 //!
 //! Decisions:
-//! - **Textual edits, not re-serialisation** ([`jsontext`]): both files are validated with
+//! - **Textual edits, not re-serialisation** (`jsontext.rs`): both files are validated with
 //!   serde_json, then only the bytes of our own members and items are inserted or removed.
 //!   Every other byte (key order, formatting, number spelling, unicode escapes) stays as it was.
 //!   New values are indented like the file (its first indented line gives the unit, default two

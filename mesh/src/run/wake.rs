@@ -94,14 +94,13 @@ impl Waker {
 pub fn wake_line(s: &Supervision) -> String {
     let count = |kind: Kind| s.waiting.iter().filter(|w| w.kind == kind).count();
     let mut what = Vec::new();
-    for (kind, one, many) in [
-        (Kind::Task, "task", "tasks"),
-        (Kind::Question, "question", "questions"),
-    ] {
+    // The kinds that wake a session are the kind's rule (`Kind::wakes`), the same the daemon
+    // selects the waiting mail by; every kind's name takes a plain "s" in the plural.
+    for kind in Kind::ALL.into_iter().filter(|k| k.wakes()) {
         match count(kind) {
             0 => {}
-            1 => what.push(format!("1 {one}")),
-            n => what.push(format!("{n} {many}")),
+            1 => what.push(format!("1 {}", kind.as_str())),
+            n => what.push(format!("{n} {}s", kind.as_str())),
         }
     }
     let mut from: Vec<String> = Vec::new();

@@ -27,7 +27,7 @@ pub struct SystemdUser {
 
 impl SystemdUser {
     /// The user's manager, with units in `$XDG_CONFIG_HOME/systemd/user` (default
-    /// `~/.config/systemd/user`), where [`crate::autostart`] looks for them.
+    /// `~/.config/systemd/user`), where [`mesh_client::autostart`] looks for them.
     pub fn from_env() -> Option<Self> {
         let home = std::env::var_os("HOME").filter(|v| !v.is_empty());
         let xdg = std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty());
