@@ -1,20 +1,66 @@
-//! Test harness: a real `mesh daemon` process on a temp HOME, talked to over its real socket,
-//! with a real SQLite file. Sessions are real processes (`sleep`) registered like Claude Code
-//! would be; no part of the daemon is mocked.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! claude-mesh's test harness, shared by the integration tests (`tests/mesh`, `tests/system`,
+//! `tests/claude`, declared in `mesh/Cargo.toml`) and the benchmarks (`mesh/benches/mesh`).
+//!
+//! Nothing is mocked: [`Mesh`] runs a real `mesh daemon` process on a temp HOME, talked to over
+//! its real socket, with a real SQLite file; [`Session`]s are real processes (`sleep`)
+//! registered as Claude Code would be. Around that:
+//! - [`wait_for`]: poll a condition until it holds or a deadline passes (tests wait on
+//!   conditions, never for a fixed time);
+//! - [`tty`]: a program in a real pseudo-terminal, with a small terminal emulator;
+//! - [`user_manager`]: a private systemd user manager;
+//! - [`mcp`]: an MCP client driving `mesh mcp` over its stdio;
+//! - [`claude`]: the real Claude Code binary, headless or in a terminal, against a scripted
+//!   model on 127.0.0.1; and [`fake_claude`], a small stand-in for it (`fake_claude.py`);
+//! - [`procs`]: the benchmarks' guards: a daemon on a given HOME that dies with the bench, the
+//!   daemon in this process, and many stand-in sessions.
+//!
+//! # The `mesh` binary
+//!
+//! Only the crate that declares the test or bench knows where cargo built `mesh`
+//! (`CARGO_BIN_EXE_mesh` is a compile-time variable of test and bench targets, which a library
+//! cannot read). [`mesh_bin`] takes it, one way: from the environment variable
+//! `CARGO_BIN_EXE_mesh` at run time, which `cargo test` and `cargo bench` set for the test and
+//! bench processes they run (to the same path as the compile-time `env!`). To run a test
+//! binary by hand, set it yourself: `CARGO_BIN_EXE_mesh=target/debug/mesh
+//! target/debug/deps/mesh-<hash> <filter>`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod claude;
+pub mod mcp;
+pub mod procs;
+pub mod tty;
+pub mod user_manager;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use mesh_client::{ConnectOptions, Connection};
 use mesh_daemon::paths::StateDir;
 use mesh_proto::{Caller, Kind, Register, SessionInfo};
 
-/// The `mesh` binary under test.
+/// The environment variable that names the `mesh` binary under test (see the crate docs).
+pub const MESH_BIN_ENV: &str = "CARGO_BIN_EXE_mesh";
+
+/// The `mesh` binary under test: `$CARGO_BIN_EXE_mesh`, which cargo sets when it runs a test
+/// or bench of the `mesh` package (see the crate docs). Panics when it is not set.
 pub fn mesh_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_mesh")
+    static BIN: OnceLock<String> = OnceLock::new();
+    BIN.get_or_init(|| match std::env::var(MESH_BIN_ENV) {
+        Ok(bin) if !bin.is_empty() => bin,
+        _ => panic!(
+            "{MESH_BIN_ENV} is not set: run the tests with `cargo test -p mesh` (or `cargo \
+             bench -p mesh`), or set it to the (UTF-8) path of the `mesh` binary to test"
+        ),
+    })
+}
+
+/// `fake_claude.py` in this crate: a stand-in for Claude Code that `mesh run` can supervise (it
+/// runs the real hooks against the real daemon; see the script's own comment).
+pub fn fake_claude() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fake_claude.py")
 }
 
 /// Poll `cond` until it holds or `deadline` passes (then panic with `what`).
@@ -32,6 +78,7 @@ pub fn wait_for(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) 
 }
 
 /// A temp HOME with a daemon running in it. Dropping it kills the daemon.
+#[derive(Debug)]
 pub struct Mesh {
     pub home: tempfile::TempDir,
     pub state: StateDir,
@@ -262,6 +309,8 @@ pub fn isolate(cmd: &mut Command, home: &Path, state: &StateDir) {
         .env_remove("CLAUDE_PID")
         .env_remove("CLAUDE_CODE_SESSION_ID")
         .env_remove("CLAUDE_PROJECT_DIR")
+        .env_remove("CLAUDE_MESH_LOG")
+        .env_remove("CLAUDE_MESH_READY_FD")
         .env_remove("LISTEN_FDS")
         .env_remove("LISTEN_PID")
         .env_remove("CLAUDE_MESH_IDLE_TIMEOUT")
@@ -271,6 +320,7 @@ pub fn isolate(cmd: &mut Command, home: &Path, state: &StateDir) {
 }
 
 /// A registered stand-in session; its process is killed on drop.
+#[derive(Debug)]
 pub struct Session {
     pub child: Child,
     pub info: SessionInfo,

@@ -2,20 +2,18 @@
 //! and reply, concurrent consumers.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use common::{Mesh, wait_for};
 use mesh_proto::{
     Ask, AskResult, Class, Consume, ErrorCode, Kind, List, MessageStatus, Reply, Scope,
     SendMessage, SetSummary, Status,
 };
+use mesh_testkit::{Mesh, wait_for};
 
-fn send(mesh: &Mesh, from: &common::Session, to: &str, kind: Kind, body: &str) -> Vec<u64> {
+fn send(mesh: &Mesh, from: &mesh_testkit::Session, to: &str, kind: Kind, body: &str) -> Vec<u64> {
     let sent = mesh
         .conn()
         .send(SendMessage {
@@ -28,7 +26,7 @@ fn send(mesh: &Mesh, from: &common::Session, to: &str, kind: Kind, body: &str) -
     sent.messages.iter().map(|m| m.id).collect()
 }
 
-fn consume(mesh: &Mesh, who: &common::Session, class: Class) -> Vec<mesh_proto::Message> {
+fn consume(mesh: &Mesh, who: &mesh_testkit::Session, class: Class) -> Vec<mesh_proto::Message> {
     mesh.conn()
         .consume(Consume {
             caller: who.caller.clone(),
@@ -121,7 +119,7 @@ fn ask_blocks_until_the_reply_is_pushed() {
     let caller = asker.caller.clone();
     let socket = mesh.state.socket();
     let waiting = std::thread::spawn(move || {
-        let mut conn = mesh_client::Connection::connect(&socket, &common::opts()).unwrap();
+        let mut conn = mesh_client::Connection::connect(&socket, &mesh_testkit::opts()).unwrap();
         conn.ask(Ask {
             caller,
             to: "answerer".into(),
@@ -198,7 +196,7 @@ fn ask_times_out_and_a_dying_peer_ends_the_wait() {
     let caller = asker.caller.clone();
     let socket = mesh.state.socket();
     let waiting = std::thread::spawn(move || {
-        let mut conn = mesh_client::Connection::connect(&socket, &common::opts()).unwrap();
+        let mut conn = mesh_client::Connection::connect(&socket, &mesh_testkit::opts()).unwrap();
         conn.ask(Ask {
             caller,
             to: "answerer".into(),
@@ -277,7 +275,8 @@ fn concurrent_consumers_get_disjoint_sets_in_order() {
             let caller = b.caller.clone();
             let (barrier, done) = (barrier.clone(), done.clone());
             std::thread::spawn(move || {
-                let mut conn = mesh_client::Connection::connect(&socket, &common::opts()).unwrap();
+                let mut conn =
+                    mesh_client::Connection::connect(&socket, &mesh_testkit::opts()).unwrap();
                 let mut got = Vec::new();
                 barrier.wait();
                 loop {
@@ -469,7 +468,7 @@ fn an_idle_unsupervised_session_with_waiting_mail_gets_one_desktop_notification(
         .unwrap();
     mesh.daemon = Some(child);
     wait_for("the daemon", Duration::from_secs(20), || {
-        mesh_client::Connection::connect(&mesh.state.socket(), &common::opts()).is_ok()
+        mesh_client::Connection::connect(&mesh.state.socket(), &mesh_testkit::opts()).is_ok()
     });
     let idle = mesh.session("alpha");
     let busy = mesh.session("beta");
@@ -535,7 +534,7 @@ const HOSTILE: &str =
 const SHOWN: &str = "a␛]0;title␇b␛]52;c;cm0gLXJmIH4=␇c␛[2Jd␍e<U+202E>f<U+2028>g";
 
 /// `mesh <args>` as session `who` (or the user), successful; its stdout.
-fn cli(mesh: &Mesh, who: Option<&common::Session>, args: &[&str]) -> String {
+fn cli(mesh: &Mesh, who: Option<&mesh_testkit::Session>, args: &[&str]) -> String {
     let mut cmd = mesh.mesh();
     if let Some(s) = who {
         cmd.env("CLAUDE_PID", s.pid().to_string());
@@ -544,12 +543,12 @@ fn cli(mesh: &Mesh, who: Option<&common::Session>, args: &[&str]) -> String {
     assert!(
         out.status.success(),
         "{args:?}: {}",
-        common::output_text(&out)
+        mesh_testkit::output_text(&out)
     );
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn cli_json(mesh: &Mesh, who: Option<&common::Session>, args: &[&str]) -> serde_json::Value {
+fn cli_json(mesh: &Mesh, who: Option<&mesh_testkit::Session>, args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&cli(mesh, who, args)).unwrap()
 }
 
@@ -608,7 +607,7 @@ fn the_cli_shows_hostile_text_visibly_and_json_exactly() {
             })
             .unwrap();
         let out = asking.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", common::output_text(&out));
+        assert!(out.status.success(), "{}", mesh_testkit::output_text(&out));
         let stdout = String::from_utf8(out.stdout).unwrap();
         if json {
             let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
@@ -669,7 +668,7 @@ fn unix_ms() -> u64 {
         .as_millis() as u64
 }
 
-fn consume_by(who: &common::Session, deadline_ms: u64, handout: u64) -> mesh_proto::Request {
+fn consume_by(who: &mesh_testkit::Session, deadline_ms: u64, handout: u64) -> mesh_proto::Request {
     mesh_proto::ConsumeBy {
         consume: Consume {
             caller: who.caller.clone(),
@@ -766,7 +765,8 @@ fn an_enormous_max_bytes_is_clamped_and_nothing_is_lost() {
 fn a_committed_broadcast_of_a_large_body_is_reported_as_sent() {
     let mesh = Mesh::start();
     let sender = mesh.session("sender");
-    let peers: Vec<common::Session> = (0..20).map(|i| mesh.session(&format!("peer{i}"))).collect();
+    let peers: Vec<mesh_testkit::Session> =
+        (0..20).map(|i| mesh.session(&format!("peer{i}"))).collect();
     // 250 kB to 20 peers: 5 MB if the answer repeated the body per recipient.
     let body = "y".repeat(250_000);
     let mut cmd = mesh.mesh();
@@ -786,7 +786,7 @@ fn a_committed_broadcast_of_a_large_body_is_reported_as_sent() {
             .unwrap();
     }
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", common::output_text(&out));
+    assert!(out.status.success(), "{}", mesh_testkit::output_text(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 20);
     for p in &peers {
         let got = consume(&mesh, p, Class::All);
@@ -965,13 +965,13 @@ fn sixteen_thousand_ended_sessions_leave_list_working() {
         assert!(
             out.status.success(),
             "{args:?}: {}",
-            common::output_text(&out)
+            mesh_testkit::output_text(&out)
         );
     }
     drop(live);
 }
 
-fn peek(mesh: &Mesh, who: &common::Session) -> Vec<mesh_proto::Message> {
+fn peek(mesh: &Mesh, who: &mesh_testkit::Session) -> Vec<mesh_proto::Message> {
     mesh.conn()
         .consume(Consume {
             caller: who.caller.clone(),
@@ -1024,7 +1024,8 @@ fn mesh_ask_survives_a_daemon_kill_and_restart_and_asks_only_once() {
     // The waiting asker notices, starts a daemon by itself and waits again.
     let end = std::time::Instant::now() + Duration::from_secs(15);
     let conn = loop {
-        if let Ok(c) = mesh_client::Connection::connect(&mesh.state.socket(), &common::opts()) {
+        if let Ok(c) = mesh_client::Connection::connect(&mesh.state.socket(), &mesh_testkit::opts())
+        {
             break c;
         }
         assert!(std::time::Instant::now() < end, "no daemon came back");
@@ -1082,7 +1083,7 @@ fn a_question_whose_asker_gave_up_is_withdrawn_unless_the_peer_has_seen_it() {
     assert!(
         String::from_utf8_lossy(&shown.stdout).contains("withdrawn"),
         "{}",
-        common::output_text(&shown)
+        mesh_testkit::output_text(&shown)
     );
 
     // `mesh ask` says what became of its question when it gives up.
@@ -1151,7 +1152,7 @@ fn a_question_whose_asker_gave_up_is_withdrawn_unless_the_peer_has_seen_it() {
     let caller = asker.caller.clone();
     let socket = mesh.state.socket();
     let waiting = std::thread::spawn(move || {
-        let mut conn = mesh_client::Connection::connect(&socket, &common::opts()).unwrap();
+        let mut conn = mesh_client::Connection::connect(&socket, &mesh_testkit::opts()).unwrap();
         conn.ask(Ask {
             caller,
             to: "answerer".into(),

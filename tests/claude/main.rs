@@ -7,11 +7,6 @@
 //! Without the binary these tests print SKIPPED, except under CI, where they fail.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod claude;
-mod common;
-#[path = "common/tty.rs"]
-mod tty;
-
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -21,9 +16,10 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use claude::{Claude, MCP_PREFIX, Model, Request, Turn, interactive};
-use common::{Mesh, wait_for};
 use mesh_daemon::paths::StateDir;
+use mesh_testkit::claude::{Claude, MCP_PREFIX, Model, Request, Turn, interactive};
+use mesh_testkit::{Mesh, wait_for};
+use mesh_testkit::{claude, tty};
 use serde_json::{Value, json};
 
 /// Upper bound for one Claude Code run (a run with a few tool calls takes 2-4 s).
@@ -65,7 +61,7 @@ impl Fixture {
     fn mesh(test: &str) -> Option<Self> {
         let bin = claude::claude_bin(test)?;
         let mesh = Mesh::start();
-        claude::write_mesh_config(mesh.home.path(), Path::new(common::mesh_bin()));
+        claude::write_mesh_config(mesh.home.path(), Path::new(mesh_testkit::mesh_bin()));
         let claude = Claude::new(bin, mesh.home.path(), mesh.state.root());
         Some(Self { mesh, claude })
     }
@@ -105,8 +101,8 @@ struct Cli {
 
 impl Cli {
     fn cmd(&self) -> Command {
-        let mut cmd = Command::new(common::mesh_bin());
-        common::isolate(&mut cmd, &self.home, &self.state);
+        let mut cmd = Command::new(mesh_testkit::mesh_bin());
+        mesh_testkit::isolate(&mut cmd, &self.home, &self.state);
         cmd
     }
 
@@ -927,7 +923,7 @@ fn exited_session_leaves_list_and_late_session_end_is_harmless() {
             .arg("-c")
             .arg(format!(
                 "{} hook session-end",
-                claude::sh_quote(common::mesh_bin())
+                claude::sh_quote(mesh_testkit::mesh_bin())
             ))
             .env("HOME", fx.mesh.home.path())
             .env("CLAUDE_MESH_HOME", fx.mesh.state.root())
@@ -1166,7 +1162,7 @@ fn mesh_run_wakes_an_idle_interactive_claude_when_a_task_arrives() {
         "lima",
         &model,
         &project,
-        Path::new(common::mesh_bin()),
+        Path::new(mesh_testkit::mesh_bin()),
     );
     let run_log = fx.mesh.state.run_log();
     let why = || {

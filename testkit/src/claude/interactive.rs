@@ -1,6 +1,5 @@
 //! Running the real Claude Code binary *interactively* (no `-p`) in a pseudo-terminal
-//! ([`crate::tty::Tty`]; the including test crate declares `#[path = "common/tty.rs"] mod tty;`
-//! next to `mod claude;`), against a scripted [`Model`] on 127.0.0.1, with no network.
+//! ([`crate::tty::Tty`]), against a scripted [`Model`] on 127.0.0.1, with no network.
 //!
 //! Facts, checked against Claude Code 2.1.330 and still holding on 2.1.332 (the
 //! [`PINNED_VERSION`](super::PINNED_VERSION): the interactive end-to-end tests pass with it)

@@ -1,11 +1,10 @@
 //! Harness for end-to-end tests against the real Claude Code binary, run headless (`-p`) against
 //! a scripted model on 127.0.0.1 ([`model`]), with the configuration `mesh install` writes
-//! ([`config`]) in the test's temp HOME, and a real `mesh daemon` from `tests/common`.
+//! ([`config`]) in the test's temp HOME, and a real `mesh daemon` ([`Mesh`](crate::Mesh)).
 //!
 //! The binary: `$CLAUDE_MESH_TEST_CLAUDE_BIN`, else `.ci/node/node_modules/.bin/claude` in the
 //! workspace (installed by `.ci/run`, pinned to [`PINNED_VERSION`]; see [`default_bins`]). When
 //! it is absent a test fails under CI (`CI` set) and prints `SKIPPED` otherwise.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod config;
 pub mod interactive;
@@ -30,11 +29,11 @@ pub const BIN_ENV: &str = "CLAUDE_MESH_TEST_CLAUDE_BIN";
 /// The MCP server's name, as the model sees it (`mcp__claude-mesh__<tool>`).
 pub const MCP_PREFIX: &str = "mcp__claude-mesh__";
 
-/// The workspace root (this file is `tests/claude/mod.rs`; the tests are built by `client/`).
+/// The workspace root (the parent of this crate, `testkit/`).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .expect("client/ has a parent")
+        .expect("testkit/ has a parent")
         .to_path_buf()
 }
 

@@ -1,17 +1,15 @@
 //! `mesh run`: the daemon's side (a supervising connection that is pushed the supervised
 //! session's state), and the supervisor itself in a real pseudo-terminal with a stand-in for
-//! Claude Code (`tests/support/fake_claude.py`, which runs the real hooks against the real
+//! Claude Code (`testkit/fake_claude.py`, which runs the real hooks against the real
 //! daemon). The real Claude Code binary under `mesh run` is in `tests/claude_e2e.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
 
 use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::Mesh;
 use mesh_proto::{Caller, Class, Consume, ErrorCode, Kind, SetIdle, Supervise, Supervision};
+use mesh_testkit::Mesh;
 
 /// The supervising connection's pushes, on a channel (so that a missing push fails the test
 /// instead of hanging it).
@@ -154,23 +152,17 @@ fn a_supervisor_finds_its_session_below_a_wrapper_and_refuses_a_dead_pid() {
 
 // ---- The supervisor in a real pseudo-terminal, with a stand-in for Claude Code. ----
 
-#[path = "common/tty.rs"]
-mod tty;
-
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use tty::Tty;
+use mesh_testkit::tty::Tty;
 
 const WAIT: Duration = Duration::from_secs(20);
 
 /// The stand-in for Claude Code.
 fn fake_claude() -> PathBuf {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/support/fake_claude.py")
-        .canonicalize()
-        .unwrap();
+    let path = mesh_testkit::fake_claude().canonicalize().unwrap();
     assert!(
         Command::new("python3").arg("--version").output().is_ok(),
         "python3 is needed to run the stand-in for Claude Code (.ci/run installs it)"
@@ -194,7 +186,7 @@ fn mesh_run_with(
 ) -> Tty {
     let dir = mesh.project(name);
     let home = mesh.home.path();
-    let cmd = pty_process::blocking::Command::new(common::mesh_bin())
+    let cmd = pty_process::blocking::Command::new(mesh_testkit::mesh_bin())
         .arg("run")
         .args(args)
         .current_dir(&dir)
@@ -202,7 +194,7 @@ fn mesh_run_with(
         .env("CLAUDE_MESH_HOME", mesh.state.root())
         .env("XDG_CONFIG_HOME", home.join(".config"))
         .env("CLAUDE_MESH_CLAUDE_BIN", fake_claude())
-        .env("FAKE_CLAUDE_MESH", common::mesh_bin())
+        .env("FAKE_CLAUDE_MESH", mesh_testkit::mesh_bin())
         .env("FAKE_CLAUDE_SESSION", format!("{name}-session-0001"))
         .env("CLAUDE_MESH_LOG", "debug")
         .env_remove("CLAUDE_PID")

@@ -3,14 +3,12 @@
 //! and the CLI's identity rules, `--json` output and exit codes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{Mesh, wait_for};
+use mesh_testkit::{Mesh, wait_for};
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -184,7 +182,7 @@ fn socket_activated_daemon_exits_when_idle() {
     fs::create_dir_all(mesh.state.root()).unwrap();
     fs::set_permissions(mesh.state.root(), fs::Permissions::from_mode(0o700)).unwrap();
     let mut cmd = Command::new("systemd-socket-activate");
-    common::isolate(&mut cmd, mesh.home.path(), &mesh.state);
+    mesh_testkit::isolate(&mut cmd, mesh.home.path(), &mesh.state);
     let mut child = cmd
         .arg("-l")
         .arg(mesh.state.socket())
@@ -192,7 +190,7 @@ fn socket_activated_daemon_exits_when_idle() {
         .arg("-E")
         .arg(format!("CLAUDE_MESH_HOME={}", mesh.state.root().display()))
         .args(["-E", "CLAUDE_MESH_IDLE_TIMEOUT=1"])
-        .args(["--", common::mesh_bin(), "daemon"])
+        .args(["--", mesh_testkit::mesh_bin(), "daemon"])
         .stderr(fs::File::create(mesh.log_path()).unwrap())
         .spawn()
         .unwrap();
@@ -573,7 +571,7 @@ fn a_dangling_symlink_at_the_socket_path_is_replaced() {
         if child.try_wait().unwrap().is_some() {
             break;
         }
-        if mesh_client::Connection::connect(&socket, &common::opts()).is_ok() {
+        if mesh_client::Connection::connect(&socket, &mesh_testkit::opts()).is_ok() {
             served = true;
             break;
         }

@@ -2,11 +2,9 @@
 //! prefix, its transcript (the path it registered) is read, redacted unless `--raw`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::io::Write;
 
-use common::Mesh;
+use mesh_testkit::Mesh;
 use serde_json::{Value, json};
 
 fn run(mesh: &Mesh, args: &[&str]) -> std::process::Output {

@@ -1,7 +1,5 @@
 //! A private systemd user manager for tests: `/lib/systemd/systemd --user` with HOME and
-//! XDG_RUNTIME_DIR in a temp dir (it runs in these containers, see CRATES.md). Include with
-//! `#[path = "common/user_manager.rs"] mod user_manager;`.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! XDG_RUNTIME_DIR in a temp dir (it runs in these containers, see CRATES.md).
 
 use std::ffi::OsString;
 use std::fs;
@@ -19,6 +17,7 @@ pub fn runtime_dir(parent: &Path) -> PathBuf {
 }
 
 /// A private systemd user manager (HOME and XDG_RUNTIME_DIR in a temp dir); stopped on drop.
+#[derive(Debug)]
 pub struct UserManager {
     child: Child,
     pub env: Vec<(OsString, OsString)>,

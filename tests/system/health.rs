@@ -3,10 +3,6 @@
 //! file, and Claude Code settings written by the real installer code. Nothing is mocked.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-#[path = "common/user_manager.rs"]
-mod user_manager;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -14,13 +10,13 @@ use std::process::Output;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Mesh, mesh_bin, opts, wait_for};
 use mesh::claude_config::{Plan, claude_json_path, settings_path};
 use mesh::service::{ServiceSpec, SystemdUser, render_systemd};
 use mesh_client::Connection;
+use mesh_testkit::user_manager::UserManager;
+use mesh_testkit::{Mesh, mesh_bin, opts, wait_for};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
-use user_manager::UserManager;
 
 /// Every check `mesh health` runs when the daemon answers and the database exists.
 const ALL_CHECKS: &[&str] = &[
@@ -571,7 +567,7 @@ fn run_fix(mesh: &Mesh, fix: &str) -> Output {
         std::env::var("PATH").unwrap_or_default()
     );
     let mut sh = std::process::Command::new("sh");
-    common::isolate(&mut sh, mesh.home.path(), &mesh.state);
+    mesh_testkit::isolate(&mut sh, mesh.home.path(), &mesh.state);
     sh.arg("-c").arg(fix).env("PATH", path).output().unwrap()
 }
 
@@ -605,7 +601,7 @@ fn a_daemon_whose_socket_is_gone_is_named_and_the_fix_works() {
     );
     assert_check(&doc, "daemon.reachable", "fail", "mesh restart");
     let out = run_fix(&mesh, c["fix"].as_str().unwrap());
-    assert!(out.status.success(), "{}", common::output_text(&out));
+    assert!(out.status.success(), "{}", mesh_testkit::output_text(&out));
     let started = Connection::connect(&mesh.state.socket(), &opts())
         .unwrap()
         .daemon_pid();
@@ -634,7 +630,7 @@ fn a_symlinked_or_unwritable_database_or_state_dir_fails_with_a_fix_that_works()
         "{c:#}"
     );
     let out = run_fix(&mesh, c["fix"].as_str().unwrap());
-    assert!(out.status.success(), "{}", common::output_text(&out));
+    assert!(out.status.success(), "{}", mesh_testkit::output_text(&out));
     let started = Connection::connect(&mesh.state.socket(), &opts())
         .unwrap()
         .daemon_pid();
@@ -662,7 +658,7 @@ fn a_symlinked_or_unwritable_database_or_state_dir_fails_with_a_fix_that_works()
         "{c:#}"
     );
     let out = run_fix(&mesh, c["fix"].as_str().unwrap());
-    assert!(out.status.success(), "{}", common::output_text(&out));
+    assert!(out.status.success(), "{}", mesh_testkit::output_text(&out));
     let started = Connection::connect(&mesh.state.socket(), &opts())
         .unwrap()
         .daemon_pid();
