@@ -33,7 +33,7 @@ pub mod user_manager;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -63,20 +63,61 @@ pub fn fake_claude() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fake_claude.py")
 }
 
-/// Poll `cond` until it holds or `deadline` passes (then panic with `what`).
+/// Poll `cond` until it holds or `deadline` passes (then panic with `what`). See [`poll`].
 pub fn wait_for(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
+    assert!(
+        poll(deadline, || cond().then_some(())).is_some(),
+        "timed out after {deadline:?} waiting for {what}"
+    );
+}
+
+/// Poll `probe` until it returns `Some` (that value) or `deadline` passes (`None`; `probe` runs
+/// at least once, and once more at the deadline). The pause between tries grows from 1 ms to
+/// 50 ms: quick when the condition comes fast, cheap when it does not.
+pub fn poll<T>(deadline: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
     let end = Instant::now() + deadline;
     let mut pause = Duration::from_millis(1);
-    while !cond() {
-        assert!(
-            Instant::now() < end,
-            "timed out after {deadline:?} waiting for {what}"
-        );
-        std::thread::sleep(pause);
+    loop {
+        if let Some(value) = probe() {
+            return Some(value);
+        }
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        std::thread::sleep(pause.min(left));
         pause = (pause * 2).min(Duration::from_millis(50));
     }
 }
 
+/// Wait up to `deadline` for `child` to exit: its status, or `None` if it still runs (it is
+/// left running).
+pub fn wait_exit(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
+    poll(deadline, || child.try_wait().unwrap())
+}
+
+/// Whether the thread named `name` of process `pid` is asleep in `nanosleep(2)` or
+/// `clock_nanosleep(2)`, from `/proc/<pid>/task/*/{comm,syscall}`. For the daemon's store
+/// thread (`mesh-store`) this is SQLite's busy handler: the store waits on a database another
+/// connection holds locked (see [`Mesh::store_waits_on_lock`]). `false` when the thread is not
+/// found or `/proc` does not say.
+pub fn thread_in_sleep(pid: u32, name: &str) -> bool {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.filter_map(Result::ok).any(|task| {
+        let comm = fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            return false;
+        }
+        let syscall = fs::read_to_string(task.path().join("syscall")).unwrap_or_default();
+        let nr = syscall
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse::<i64>().ok());
+        nr == Some(libc::SYS_nanosleep) || nr == Some(libc::SYS_clock_nanosleep)
+    })
+}
 /// A temp HOME with a daemon running in it. Dropping it kills the daemon.
 #[derive(Debug)]
 pub struct Mesh {
@@ -168,6 +209,12 @@ impl Mesh {
                 .and_then(|mut c| c.ping())
                 .is_ok()
         });
+    }
+
+    /// Whether the daemon's store thread is waiting on a database another connection holds
+    /// locked (it sleeps in SQLite's busy handler; see [`thread_in_sleep`]).
+    pub fn store_waits_on_lock(&self) -> bool {
+        thread_in_sleep(self.daemon_pid(), "mesh-store")
     }
 
     pub fn daemon_pid(&self) -> u32 {

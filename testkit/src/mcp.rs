@@ -106,7 +106,26 @@ impl Mcp {
         }
     }
 
-    /// Read for `dur`, collecting whatever arrives into `seen`.
+    /// Read into `seen` until `cond(&seen)` holds; panic with `what` after `within`.
+    pub fn wait_seen(&mut self, what: &str, within: Duration, cond: impl Fn(&[Value]) -> bool) {
+        let end = Instant::now() + within;
+        while !cond(&self.seen) {
+            match self
+                .rx
+                .recv_timeout(end.saturating_duration_since(Instant::now()))
+            {
+                Ok(m) => self.seen.push(m),
+                Err(e) => panic!(
+                    "no {what} within {within:?} ({e}); seen {:?}; stderr: {}",
+                    self.seen,
+                    self.stderr()
+                ),
+            }
+        }
+    }
+
+    /// Read for `dur`, collecting whatever arrives into `seen` (to show that something does
+    /// NOT arrive; to wait for something, use [`Mcp::wait_seen`]).
     pub fn drain_for(&mut self, dur: Duration) {
         let end = Instant::now() + dur;
         while let Ok(m) = self

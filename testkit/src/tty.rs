@@ -285,16 +285,7 @@ impl Tty {
     /// exited, waits (at most 2 s more) for the rest of its output, so that [`Tty::text`] is
     /// complete.
     pub fn wait_exit(&self, timeout: Duration) -> Option<ExitStatus> {
-        let end = Instant::now() + timeout;
-        let status = loop {
-            if let Some(status) = self.try_exit() {
-                break status;
-            }
-            if Instant::now() >= end {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
+        let status = crate::poll(timeout, || self.try_exit())?;
         let state = lock(&self.shared.state);
         let _ = self
             .shared

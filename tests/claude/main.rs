@@ -142,19 +142,12 @@ impl Cli {
 
     /// Wait until a live session named `name` is listed; returns it.
     fn wait_live(&self, name: &str, deadline: Duration) -> Result<Value, String> {
-        let end = Instant::now() + deadline;
-        loop {
-            if let Some(s) = self.live_named(name).into_iter().next() {
-                return Ok(s);
-            }
-            if Instant::now() > end {
-                return Err(format!(
-                    "no live session named {name} after {deadline:?}; mesh list: {:?}",
-                    self.live()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        mesh_testkit::poll(deadline, || self.live_named(name).into_iter().next()).ok_or_else(|| {
+            format!(
+                "no live session named {name} after {deadline:?}; mesh list: {:?}",
+                self.live()
+            )
+        })
     }
 
     /// `mesh send <to> <body>`; returns the message id.
@@ -741,21 +734,17 @@ fn ask_peer_is_answered_by_a_live_peer() {
     let model_b = Model::start("bravo", Vec::new());
     let sink = model_b.failure_sink();
     model_b.push(Turn::compute(move |req| {
-        let end = Instant::now() + STEP;
-        while !req.conversation_contains(QUESTION) {
-            let pending = cli
-                .live_named("bravo")
+        let pending = || {
+            cli.live_named("bravo")
                 .first()
                 .and_then(|s| s["pending"].as_u64())
-                .unwrap_or(0);
-            if pending > 0 {
-                break;
-            }
-            if Instant::now() > end {
-                sink.fail("no question pending for bravo");
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+                .unwrap_or(0)
+                > 0
+        };
+        if !req.conversation_contains(QUESTION)
+            && mesh_testkit::poll(STEP, || pending().then_some(())).is_none()
+        {
+            sink.fail("no question pending for bravo");
         }
         Turn::tool_search(&[&mcp("reply_to_peer")])
     }));
@@ -1109,18 +1098,17 @@ fn interactive_claude_in_a_pty_runs_a_turn_with_hooks() {
     // Claude Code logs each hook when it finished (the Stop hook may still be finishing).
     for hook in ["SessionStart", "UserPromptSubmit", "Stop"] {
         let line = format!("Hooks: {hook}");
-        let end = Instant::now() + STEP;
-        while !fs::read_to_string(&session.debug_log)
-            .unwrap_or_default()
-            .contains(&line)
-        {
-            assert!(
-                Instant::now() < end,
-                "no {hook} hook in the debug log\n{}",
-                why()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let logged = mesh_testkit::poll(STEP, || {
+            fs::read_to_string(&session.debug_log)
+                .unwrap_or_default()
+                .contains(&line)
+                .then_some(())
+        });
+        assert!(
+            logged.is_some(),
+            "no {hook} hook in the debug log\n{}",
+            why()
+        );
     }
 
     let status = session

@@ -137,16 +137,13 @@ fn kill_9_mid_stream_loses_nothing_and_duplicates_nothing() {
                 }
             }
             // Stopping: one last answer for a request still in doubt.
-            while let Some(req) = unanswered.take() {
-                let Ok(mut conn) = Connection::connect(&socket, &mesh_testkit::opts()) else {
-                    unanswered = Some(req);
-                    std::thread::sleep(Duration::from_millis(20));
-                    continue;
-                };
-                match req.run(&mut conn, &by_poll) {
-                    Ok(ids) => consumed.lock().unwrap().extend(ids),
-                    Err(_) => unanswered = Some(req),
-                }
+            if let Some(req) = unanswered.take() {
+                let ids = mesh_testkit::poll(Duration::from_secs(20), || {
+                    let mut conn = Connection::connect(&socket, &mesh_testkit::opts()).ok()?;
+                    req.run(&mut conn, &by_poll).ok()
+                })
+                .expect("the request in doubt is answered");
+                consumed.lock().unwrap().extend(ids);
             }
         }));
     }

@@ -1186,7 +1186,11 @@ fn a_hand_out_whose_hook_gave_up_on_a_frozen_daemon_is_not_delivered() {
     let cmd = hook_cmd(&mesh, "post-tool-use", Some(alpha.pid()));
     let input = session_input(&alpha, "PostToolUse", json!({})).to_string();
     let stalled = std::thread::spawn(move || run(cmd, input.as_bytes()));
-    std::thread::sleep(Duration::from_millis(500));
+    wait_for(
+        "the hook's hand-out to wait on the locked database",
+        Duration::from_secs(10),
+        || mesh.store_waits_on_lock(),
+    );
     let daemon = mesh.daemon_pid() as i32;
     // SAFETY: plain kill(2) on our own child.
     unsafe { libc::kill(daemon, libc::SIGSTOP) };

@@ -462,14 +462,10 @@ fn an_endless_stdin_body_is_refused_in_bounded_time_and_memory() {
         });
     }
     let mut child = cmd.spawn().unwrap();
-    let end = std::time::Instant::now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() >= end {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("`mesh send peer -` < /dev/zero still running after 10 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    if mesh_testkit::wait_exit(&mut child, Duration::from_secs(10)).is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("`mesh send peer -` < /dev/zero still running after 10 s");
     }
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

@@ -496,14 +496,10 @@ fn bounded(mut cmd: Command, limit: Duration) -> Option<Output> {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let end = std::time::Instant::now() + limit;
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() >= end {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    if mesh_testkit::wait_exit(&mut child, limit).is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        return None;
     }
     Some(child.wait_with_output().unwrap())
 }
@@ -565,18 +561,16 @@ fn a_dangling_symlink_at_the_socket_path_is_replaced() {
     let log = fs::File::create(mesh.log_path()).unwrap();
     let mut child = cmd.stdin(Stdio::null()).stderr(log).spawn().unwrap();
     let socket = mesh.state.socket();
-    let mut served = false;
-    let end = std::time::Instant::now() + Duration::from_secs(10);
-    while std::time::Instant::now() < end {
+    // Served, or the daemon exited: either ends the wait.
+    let served = mesh_testkit::poll(Duration::from_secs(10), || {
         if child.try_wait().unwrap().is_some() {
-            break;
+            return Some(false);
         }
-        if mesh_client::Connection::connect(&socket, &mesh_testkit::opts()).is_ok() {
-            served = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        mesh_client::Connection::connect(&socket, &mesh_testkit::opts())
+            .is_ok()
+            .then_some(true)
+    })
+    .unwrap_or(false);
     mesh.daemon = Some(child);
     assert!(served, "the daemon does not serve: {}", mesh.log());
     assert!(mesh.log().contains("a symbolic link"), "{}", mesh.log());

@@ -605,7 +605,14 @@ fn ask_peer_sends_progress_while_it_waits() {
         json!({"to": "backend", "question": "ready?", "timeout_s": 30}),
         Some(json!({"progressToken": "tok-7"})),
     );
-    mcp.drain_for(Duration::from_millis(800));
+    let progress = |seen: &[Value]| {
+        seen.iter()
+            .filter(|m| m["method"] == "notifications/progress")
+            .count()
+    };
+    mcp.wait_seen("3 progress notifications", REPLY_WITHIN, |seen| {
+        progress(seen) >= 3
+    });
     answer_next_question(&mesh, &backend, "ready");
     let (is_error, text) = mcp.finish_call(&call, REPLY_WITHIN);
     assert!(!is_error, "{text}");
@@ -633,7 +640,7 @@ fn ask_peer_sends_progress_while_it_waits() {
         assert!(v > last, "progress must increase: {progress:?}");
         last = v;
     }
-    // No progress after the result.
+    // No progress after the result. Under test: none in the next 400 ms (4 ticks).
     let count = progress.len();
     mcp.drain_for(Duration::from_millis(400));
     let after = mcp
@@ -719,7 +726,7 @@ fn cancelled_ask_peer_leaves_the_daemon_at_once() {
     );
     assert_eq!(msgs[0]["body"], "answer after cancel");
     assert_eq!(msgs[0]["in_reply_to"], m(question.id));
-    // A cancelled request gets no response.
+    // A cancelled request gets no response. Under test: none in the next 300 ms.
     mcp.drain_for(Duration::from_millis(300));
     assert!(
         mcp.seen.iter().all(|m| m.get("id") != Some(&call)),
@@ -893,23 +900,21 @@ fn a_waiting_ask_peer_resumes_after_the_daemon_dies() {
     });
     // The question is committed before the server learns its id (a zero-wait ask answers at
     // once); give it that moment, so the kill lands during the wait proper.
+    // No condition shows that moment from outside (the server's next request, AwaitAnswer, on
+    // the same connection, changes nothing the daemon reports), so this stays a fixed pause.
     std::thread::sleep(Duration::from_millis(500));
     mesh.kill9();
     // The waiting server notices and brings a daemon back by itself.
-    let end = Instant::now() + Duration::from_secs(15);
-    let conn = loop {
-        if let Ok(c) = mesh_client::Connection::connect(&mesh.state.socket(), &mesh_testkit::opts())
-        {
-            break c;
-        }
-        assert!(
-            Instant::now() < end,
+    let conn = mesh_testkit::poll(Duration::from_secs(15), || {
+        mesh_client::Connection::connect(&mesh.state.socket(), &mesh_testkit::opts()).ok()
+    })
+    .unwrap_or_else(|| {
+        panic!(
             "no daemon came back; server stderr: {}\nmesh.log: {}",
             mcp.stderr(),
             std::fs::read_to_string(mesh.state.root().join("mesh.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+        )
+    });
     let _daemon = TermOnDrop(conn.daemon_pid());
     let q = answer_next_question(&mesh, &backend, "yes");
     let (is_error, text) = mcp.finish_call(&call, REPLY_WITHIN);

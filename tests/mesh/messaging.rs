@@ -515,6 +515,7 @@ fn an_idle_unsupervised_session_with_waiting_mail_gets_one_desktop_notification(
     );
     send(&mesh, &busy, "alpha", Kind::Task, "please review the diff");
     wait_for("a notification", Duration::from_secs(10), || calls.exists());
+    // Under test: no second notification (for alpha again, or for beta) comes in the next 2 s.
     std::thread::sleep(Duration::from_secs(2));
     let text = std::fs::read_to_string(&calls).unwrap();
     let lines: Vec<&str> = text.lines().collect();
@@ -712,14 +713,18 @@ fn a_hand_out_past_its_readers_deadline_is_refused_or_put_back() {
     // A hand-out that the daemon can only finish after the deadline (the database is locked
     // meanwhile) is put back, even though this reader is still connected.
     let lock = lock_database(&mesh);
+    let deadline = unix_ms() + 400;
+    let daemon = mesh.daemon_pid();
+    // Released once the hand-out waits on the lock and its reader's deadline has passed.
     let release = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(1200));
+        wait_for(
+            "the hand-out to wait on the lock past its deadline",
+            Duration::from_secs(10),
+            || unix_ms() > deadline + 50 && mesh_testkit::thread_in_sleep(daemon, "mesh-store"),
+        );
         lock.execute_batch("COMMIT").unwrap();
     });
-    let err = mesh
-        .conn()
-        .call(consume_by(&a, unix_ms() + 400, 12))
-        .unwrap_err();
+    let err = mesh.conn().call(consume_by(&a, deadline, 12)).unwrap_err();
     assert_eq!(err.wire_code(), Some(ErrorCode::DeadlineExceeded), "{err}");
     release.join().unwrap();
     // The put-back was queued before the refusal was sent: the next take finds the mail.
@@ -1019,18 +1024,15 @@ fn mesh_ask_survives_a_daemon_kill_and_restart_and_asks_only_once() {
     });
     // The question is committed before the asker learns its id (a zero-wait ask answers at
     // once); give it that moment, so the kill lands during the wait proper.
+    // No condition shows that moment from outside (the asker's next request, AwaitAnswer, on
+    // the same connection, changes nothing the daemon reports), so this stays a fixed pause.
     std::thread::sleep(Duration::from_millis(500));
     mesh.kill9();
     // The waiting asker notices, starts a daemon by itself and waits again.
-    let end = std::time::Instant::now() + Duration::from_secs(15);
-    let conn = loop {
-        if let Ok(c) = mesh_client::Connection::connect(&mesh.state.socket(), &mesh_testkit::opts())
-        {
-            break c;
-        }
-        assert!(std::time::Instant::now() < end, "no daemon came back");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let conn = mesh_testkit::poll(Duration::from_secs(15), || {
+        mesh_client::Connection::connect(&mesh.state.socket(), &mesh_testkit::opts()).ok()
+    })
+    .expect("no daemon came back");
     let _daemon = TermOnDrop(conn.daemon_pid());
     // A kill -9 withdraws nothing: the same question, once, still pending.
     let got = consume(&mesh, &answerer, Class::All);
@@ -1134,6 +1136,8 @@ fn a_question_whose_asker_gave_up_is_withdrawn_unless_the_peer_has_seen_it() {
     });
     // The asker learns the question's id just after it is committed; let it, so the signal
     // lands during the wait proper.
+    // No condition shows that moment from outside (the asker's next request, AwaitAnswer, on
+    // the same connection, changes nothing the daemon reports), so this stays a fixed pause.
     std::thread::sleep(Duration::from_millis(500));
     // SAFETY: plain kill(2) of our own child.
     unsafe { libc::kill(interrupted.id() as i32, libc::SIGINT) };

@@ -337,7 +337,8 @@ fn an_idle_session_is_woken_by_a_task_and_the_hook_delivers_it() {
         .message_status(mesh_proto::MessageStatus { message_id: id })
         .unwrap();
     assert_eq!(status.status, mesh_proto::Status::Delivered);
-    // Woken once: the session is idle again with nothing waiting, and stays so.
+    // Woken once: the session is idle again with nothing waiting, and stays so. Under test:
+    // no second wake in the next 1.5 s.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(tty.since(mark).matches("PROMPT").count(), 1);
     tty.write(b"exit 0\r");
@@ -388,6 +389,7 @@ fn a_busy_session_and_a_half_typed_line_are_never_typed_into() {
     // Busy: started, and no turn has ended yet.
     let mark = tty.mark();
     user_sends(&mesh, "web", Kind::Task, "first task");
+    // Under test: no wake while the session is busy (1.5 s to show it).
     std::thread::sleep(Duration::from_millis(1500));
     assert!(!tty.since(mark).contains("PROMPT"), "{}", tty.since(mark));
     // The user's own prompt gets the mail through its hook.
@@ -404,11 +406,13 @@ fn a_busy_session_and_a_half_typed_line_are_never_typed_into() {
     let mark = tty.mark();
     tty.write(b"half");
     user_asks(&mesh, "web", "second: ready?");
+    // Under test: no wake while the user is half-way through a line (1.5 s to show it).
     std::thread::sleep(Duration::from_millis(1500));
     assert!(!tty.since(mark).contains("PROMPT"), "{}", tty.since(mark));
     // Erasing it, key by key, ends at an empty line: the wake comes 500 ms after the last key.
     for _ in 0..4 {
         tty.write(b"\x7f");
+        // Under test: a user typing, one key every 100 ms (the wake waits for a pause).
         std::thread::sleep(Duration::from_millis(100));
     }
     let last_key = Instant::now();

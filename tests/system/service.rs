@@ -163,6 +163,7 @@ fn rendered_socket_activates_the_daemon_on_the_first_connection() {
         mesh.state.socket().exists()
     });
     let comm = || fs::read_to_string(format!("/proc/{}/comm", child.id())).unwrap_or_default();
+    // Under test: nothing starts the daemon before the first connection (200 ms to show it).
     std::thread::sleep(Duration::from_millis(200));
     assert!(
         comm().starts_with("systemd-socket"),
