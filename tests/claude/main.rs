@@ -3,7 +3,7 @@
 //! and the MCP server registered as `mesh install` registers them, and a real `mesh daemon`.
 //!
 //! Each test scripts the model's turns and then asserts what reached the model's requests:
-//! hook injections, tool results, the MCP tool list. The harness lives in `tests/claude/`.
+//! hook injections, tool results, the MCP tool list. The harness is mesh-testkit's `claude` module.
 //! Without the binary these tests print SKIPPED, except under CI, where they fail.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -1009,7 +1009,7 @@ fn debug_now(debug_log: &Path, fx: &Fixture, model: &Model) -> String {
 
 // --- interactive Claude Code in a pseudo-terminal ---------------------------------------------
 
-/// The pty harness itself (`tests/common/tty.rs`), on a shell: the size is set before the
+/// The pty harness itself (`mesh_testkit::tty`), on a shell: the size is set before the
 /// program starts and changes with `resize`, typed lines reach it, the output and the screen
 /// show what it printed, the exit status comes back.
 #[test]

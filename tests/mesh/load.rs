@@ -1,7 +1,7 @@
 //! Load: many clients at once with zero errors, the connection caps (per process and in all)
 //! with a clear "busy", no file descriptors leaked by 10,000 connections, and a daemon whose memory stays flat over
 //! 1,000,000 requests. Each test prints its figures (RELIABILITY.md records them); run with
-//! `cargo test -p mesh --test load -- --nocapture`. These run the test profile's (debug)
+//! `cargo test -p mesh --test mesh load:: -- --nocapture`. These run the test profile's (debug)
 //! daemon, so the throughput figures are far below a release build's.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

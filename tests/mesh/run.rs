@@ -1,7 +1,7 @@
 //! `mesh run`: the daemon's side (a supervising connection that is pushed the supervised
 //! session's state), and the supervisor itself in a real pseudo-terminal with a stand-in for
 //! Claude Code (`testkit/fake_claude.py`, which runs the real hooks against the real
-//! daemon). The real Claude Code binary under `mesh run` is in `tests/claude_e2e.rs`.
+//! daemon). The real Claude Code binary under `mesh run` is in `tests/claude/main.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::Command;
