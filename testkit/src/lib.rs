@@ -4,8 +4,9 @@
 //! Nothing is mocked: [`Mesh`] runs a real `mesh daemon` process on a temp HOME, talked to over
 //! its real socket, with a real SQLite file; [`Session`]s are real processes (`sleep`)
 //! registered as Claude Code would be. Around that:
-//! - [`wait_for`]: poll a condition until it holds or a deadline passes (tests wait on
-//!   conditions, never for a fixed time);
+//! - [`wait_for`], [`poll`], [`wait_exit`]: wait for a condition until it holds or a deadline
+//!   passes (tests wait on conditions, not for a fixed time), and conditions `/proc` shows:
+//!   [`thread_in_sleep`] (the daemon's store waiting on a locked database), [`blocked_in`];
 //! - [`tty`]: a program in a real pseudo-terminal, with a small terminal emulator;
 //! - [`user_manager`]: a private systemd user manager;
 //! - [`mcp`]: an MCP client driving `mesh mcp` over its stdio;
@@ -20,9 +21,11 @@
 //! (`CARGO_BIN_EXE_mesh` is a compile-time variable of test and bench targets, which a library
 //! cannot read). [`mesh_bin`] takes it, one way: from the environment variable
 //! `CARGO_BIN_EXE_mesh` at run time, which `cargo test` and `cargo bench` set for the test and
-//! bench processes they run (to the same path as the compile-time `env!`). To run a test
-//! binary by hand, set it yourself: `CARGO_BIN_EXE_mesh=target/debug/mesh
-//! target/debug/deps/mesh-<hash> <filter>`.
+//! bench processes they run (to the same path as the compile-time `env!`; cargo of the
+//! workspace's `rust-version` does). The test and bench crates therefore pass nothing and no
+//! test needs a set-up call. To run a test binary by hand, set it yourself:
+//! `CARGO_BIN_EXE_mesh=target/debug/mesh target/debug/deps/mesh-<hash> <filter>`. The bench
+//! replaces it with `$MESH_BENCH_BIN` (another `mesh` to measure) first thing in `main`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod claude;
@@ -110,14 +113,27 @@ pub fn thread_in_sleep(pid: u32, name: &str) -> bool {
         if comm.trim_end() != name {
             return false;
         }
-        let syscall = fs::read_to_string(task.path().join("syscall")).unwrap_or_default();
-        let nr = syscall
-            .split_whitespace()
-            .next()
-            .and_then(|n| n.parse::<i64>().ok());
+        let nr = syscall_in(&task.path().join("syscall"));
         nr == Some(libc::SYS_nanosleep) || nr == Some(libc::SYS_clock_nanosleep)
     })
 }
+
+/// The system call the main thread of process `pid` is blocked in (`libc::SYS_*`), from
+/// `/proc/<pid>/syscall`; `None` when it runs, or `/proc` does not say.
+pub fn blocked_in(pid: u32) -> Option<i64> {
+    syscall_in(Path::new(&format!("/proc/{pid}/syscall")))
+}
+
+/// The number in a `/proc/.../syscall` file: its first field, unless the thread is running.
+fn syscall_in(path: &Path) -> Option<i64> {
+    fs::read_to_string(path)
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// A temp HOME with a daemon running in it. Dropping it kills the daemon.
 #[derive(Debug)]
 pub struct Mesh {

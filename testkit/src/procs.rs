@@ -4,6 +4,7 @@
 //! [`Session`](crate::Session) instead, which own a temp HOME and one process per session.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -133,8 +134,9 @@ impl Drop for Daemon {
 }
 
 /// `mesh_daemon::run` in this process: a multi-thread tokio runtime (2 workers, as `mesh
-/// daemon` builds it) on a background thread, serving a listener bound in `dir` before the
-/// thread starts, with `mesh.db` in `dir`. Cancelled and joined on drop.
+/// daemon` builds it) on a background thread, serving a listener bound before the thread
+/// starts. Cancelled and joined on drop, which also removes the socket file
+/// (`mesh_daemon::run` leaves it to whoever bound it: here, us).
 #[derive(Debug)]
 pub struct InProcessDaemon {
     pub socket: PathBuf,
@@ -143,14 +145,21 @@ pub struct InProcessDaemon {
 }
 
 impl InProcessDaemon {
+    /// The benches' daemon: `mesh.sock` and `mesh.db` in `dir` (made if missing), no
+    /// per-process connection limit (every connection is this process's).
     pub fn start(dir: &Path) -> Self {
         fs::create_dir_all(dir).unwrap();
-        let socket = dir.join("mesh.sock");
-        let listener = UnixListener::bind(&socket).unwrap();
-        listener.set_nonblocking(true).unwrap();
         let mut config = mesh_daemon::Config::new(dir.join("mesh.db"));
-        // In-process: every connection is the bench process's; no per-process limit.
         config.max_connections_per_process = 0;
+        Self::serve(dir.join("mesh.sock"), config)
+    }
+
+    /// Serve `config` on a socket bound at `socket` (mode 0600, as the daemon makes it); wait
+    /// until it answers.
+    pub fn serve(socket: PathBuf, config: mesh_daemon::Config) -> Self {
+        let listener = UnixListener::bind(&socket).unwrap();
+        fs::set_permissions(&socket, fs::Permissions::from_mode(0o600)).unwrap();
+        listener.set_nonblocking(true).unwrap();
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
         let thread = thread::Builder::new()
@@ -177,6 +186,7 @@ impl InProcessDaemon {
         d
     }
 
+    /// A connection to it.
     pub fn conn(&self) -> Connection {
         Connection::connect(&self.socket, &opts()).unwrap()
     }
@@ -188,6 +198,7 @@ impl Drop for InProcessDaemon {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        let _ = fs::remove_file(&self.socket);
     }
 }
 
