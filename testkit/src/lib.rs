@@ -137,8 +137,11 @@ fn syscall_in(path: &Path) -> Option<i64> {
 /// A temp HOME with a daemon running in it. Dropping it kills the daemon.
 #[derive(Debug)]
 pub struct Mesh {
+    /// The temp HOME (removed on drop).
     pub home: tempfile::TempDir,
+    /// The state dir, `<home>/.claude-mesh`.
     pub state: StateDir,
+    /// The daemon process, if one runs.
     pub daemon: Option<Child>,
     /// Extra environment of every daemon this mesh starts (its `CLAUDE_MESH_*` settings).
     pub daemon_env: Vec<(String, String)>,
@@ -162,6 +165,7 @@ impl Mesh {
         mesh
     }
 
+    /// A fresh HOME, no daemon yet ([`Mesh::spawn_daemon`] starts one).
     pub fn without_daemon() -> Self {
         let home = tempfile::Builder::new()
             .prefix("mesh-test")
@@ -190,6 +194,7 @@ impl Mesh {
             .collect()
     }
 
+    /// Where the daemons of this mesh write their log (stderr).
     pub fn log_path(&self) -> PathBuf {
         self.home.path().join("daemon.log")
     }
@@ -233,6 +238,7 @@ impl Mesh {
         thread_in_sleep(self.daemon_pid(), "mesh-store")
     }
 
+    /// The PID of the running daemon (panics when none runs).
     pub fn daemon_pid(&self) -> u32 {
         self.daemon.as_ref().expect("daemon running").id()
     }
@@ -253,10 +259,12 @@ impl Mesh {
         child.wait().unwrap()
     }
 
+    /// What the daemons wrote to [`Mesh::log_path`] so far.
     pub fn log(&self) -> String {
         fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
+    /// A connection to the daemon (no autostart); panics with the log when it fails.
     pub fn conn(&self) -> Connection {
         Connection::connect(&self.state.socket(), &opts())
             .unwrap_or_else(|e| panic!("connect: {e}\n{}", self.log()))
@@ -324,6 +332,7 @@ impl Mesh {
             .id
     }
 
+    /// Register process `pid` as session `session_id` in `cwd`, as the SessionStart hook would.
     pub fn register(&self, pid: u32, session_id: &str, cwd: &Path) -> SessionInfo {
         self.conn()
             .register(Register {
@@ -385,12 +394,16 @@ pub fn isolate(cmd: &mut Command, home: &Path, state: &StateDir) {
 /// A registered stand-in session; its process is killed on drop.
 #[derive(Debug)]
 pub struct Session {
+    /// The stand-in process (`sleep 3600` in the project directory).
     pub child: Child,
+    /// The registration, as the daemon answered it.
     pub info: SessionInfo,
+    /// The caller identity of this session (its PID as `claude_pid`).
     pub caller: Caller,
 }
 
 impl Session {
+    /// The stand-in process's PID.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

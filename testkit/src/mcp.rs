@@ -28,10 +28,12 @@ pub struct Mcp {
 }
 
 impl Mcp {
+    /// Start `mesh mcp` in `mesh`'s HOME (not initialized yet).
     pub fn spawn(mesh: &Mesh) -> Self {
         Self::spawn_with(mesh, &[])
     }
 
+    /// [`Mcp::spawn`] with extra environment for the server.
     pub fn spawn_with(mesh: &Mesh, env: &[(&str, &str)]) -> Self {
         let stderr_path = mesh
             .home
@@ -69,10 +71,12 @@ impl Mcp {
         }
     }
 
+    /// What the server wrote to stderr so far.
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
+    /// Send one JSON-RPC message (a line).
     pub fn write(&mut self, msg: &Value) {
         let mut line = serde_json::to_string(msg).unwrap();
         line.push('\n');
@@ -81,6 +85,7 @@ impl Mcp {
         stdin.flush().unwrap();
     }
 
+    /// A fresh request id.
     pub fn id(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
@@ -136,12 +141,14 @@ impl Mcp {
         }
     }
 
+    /// Send request `method` and wait ([`REPLY_WITHIN`]) for its response.
     pub fn request(&mut self, method: &str, params: Value) -> Value {
         let id = json!(self.id());
         self.write(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
         self.response(&id, REPLY_WITHIN)
     }
 
+    /// The MCP handshake with protocol `version`: `initialize`, then `notifications/initialized`.
     pub fn initialize(&mut self, version: &str) -> Value {
         let resp = self.request(
             "initialize",
@@ -155,6 +162,7 @@ impl Mcp {
         resp
     }
 
+    /// A server, spawned and initialized (protocol 2025-11-25).
     pub fn started(mesh: &Mesh) -> Self {
         let mut mcp = Self::spawn(mesh);
         mcp.initialize("2025-11-25");
@@ -185,6 +193,7 @@ impl Mcp {
         (result["isError"] == json!(true), text)
     }
 
+    /// Call `tool` and wait for its result: `(isError, text)`.
     pub fn call_raw(&mut self, tool: &str, args: Value) -> (bool, String) {
         let id = self.start_call(tool, args, None);
         self.finish_call(&id, REPLY_WITHIN)
