@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-pub use config::{HookCommands, write_hooks, write_mcp_server, write_mesh_config};
+pub use config::{HookCommands, sh_quote, write_hooks, write_mcp_server, write_mesh_config};
 pub use model::{Model, Request, Turn};
 pub use run::Claude;
 
@@ -129,17 +129,6 @@ pub fn claude_bin(test: &str) -> Option<PathBuf> {
 pub fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Quote `s` for `/bin/sh`.
-pub fn sh_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@".contains(&b))
-    {
-        return s.to_owned();
-    }
-    format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 /// Find message ids (`m<digits>` as the CLI prints them, or `#<digits>`) in `text`.

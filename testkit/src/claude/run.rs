@@ -1,5 +1,5 @@
 //! Running the real Claude Code binary headless: `claude -p <prompt> --output-format json`, with
-//! an isolated environment that points it at a scripted [`Model`](super::Model).
+//! an isolated environment that points it at a scripted [`Model`].
 
 use std::fs;
 use std::io::Read;
