@@ -23,6 +23,8 @@ pub fn run(plan: &Plan, tmp: &Path, idle: &Path, empty_exec: &Stats, report: &mu
     let daemon = Daemon::start(tmp.join("b"));
     let mut conn = daemon.conn();
     conn.ping().unwrap();
+    // The daemon's idle RSS, read once it has settled after its start: a fixed 300 ms, as in
+    // the recorded runs (no one condition marks "settled").
     thread::sleep(Duration::from_millis(300));
     let (rss_idle, _) = rss_kib(daemon.pid());
 
@@ -33,8 +35,13 @@ pub fn run(plan: &Plan, tmp: &Path, idle: &Path, empty_exec: &Stats, report: &mu
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    thread::sleep(Duration::from_millis(100));
-    let (rss_floor, _) = rss_kib(idle_child.id());
+    let floor_pid = idle_child.id();
+    mesh_testkit::wait_for(
+        "the idle binary to block in read",
+        Duration::from_secs(10),
+        || mesh_testkit::blocked_in(floor_pid) == Some(libc::SYS_read),
+    );
+    let (rss_floor, _) = rss_kib(floor_pid);
     drop(idle_child.stdin.take());
     let _ = idle_child.wait();
 

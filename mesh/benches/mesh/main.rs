@@ -13,9 +13,10 @@
 //! `$MESH_BENCH_DIR` if set (to measure another disk), else the system temp dir.
 //!
 //! Modules: `report` (statistics, formatting, the table), `machine` (the header), `procs`
-//! (daemon and session guards, `/proc` accounting, reference binaries), `raw_socket` and
-//! `raw_sqlite` (the limits), and one module per measurement group: `requests` (1), `cli` (2a,
-//! 2b), `hooks` (2c–2i), `reply` (3a–3d), `reply_inproc` (3e), `throughput` (4, 4b), `fleet` (5).
+//! (`/proc` accounting, reference binaries), `raw_socket` and `raw_sqlite` (the limits), and
+//! one module per measurement group: `requests` (1), `cli` (2a, 2b), `hooks` (2c–2i), `reply`
+//! (3a–3d), `reply_inproc` (3e), `throughput` (4, 4b), `fleet` (5). The daemon and session
+//! guards are mesh-testkit's (`mesh_testkit::procs`), shared with the integration tests.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cli;
@@ -90,6 +91,14 @@ impl Plan {
 }
 
 fn main() {
+    // The `mesh` binary to measure: mesh-testkit takes it from `$CARGO_BIN_EXE_mesh`, which
+    // `cargo bench` sets to the one it built; `$MESH_BENCH_BIN` (for instance the statically
+    // linked binary `./install.sh` installs) replaces it.
+    if let Some(bin) = std::env::var_os("MESH_BENCH_BIN").filter(|b| !b.is_empty()) {
+        // SAFETY: first thing in main, before the bench starts any thread; nothing reads the
+        // environment concurrently.
+        unsafe { std::env::set_var(mesh_testkit::MESH_BIN_ENV, bin) };
+    }
     // `cargo bench` passes `--bench`; only `--quick` means anything here.
     let quick = std::env::args().any(|a| a == "--quick");
     let plan = Plan::new(quick);

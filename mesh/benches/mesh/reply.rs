@@ -94,6 +94,9 @@ pub fn exchanges(
             {
                 break q;
             }
+            // The answerer's poll interval: not in the measured span (the asker's clock starts
+            // at the ask; the answer's commit is what 3a–3d time), but its pace is part of the
+            // setup the recorded figures were taken with, so it stays.
             thread::sleep(Duration::from_micros(200));
         };
         let req = Reply {

@@ -2,11 +2,9 @@
 //! prefix, its transcript (the path it registered) is read, redacted unless `--raw`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::io::Write;
 
-use common::Mesh;
+use mesh_testkit::Mesh;
 use serde_json::{Value, json};
 
 fn run(mesh: &Mesh, args: &[&str]) -> std::process::Output {
@@ -104,14 +102,10 @@ fn run_within(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let end = std::time::Instant::now() + limit;
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() >= end {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+    if mesh_testkit::wait_exit(&mut child, limit).is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        return None;
     }
     Some(child.wait_with_output().unwrap())
 }

@@ -3,24 +3,19 @@
 //! file, and Claude Code settings written by the real installer code. Nothing is mocked.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-#[path = "common/user_manager.rs"]
-mod user_manager;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Output;
-use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Mesh, mesh_bin, opts, wait_for};
 use mesh::claude_config::{Plan, claude_json_path, settings_path};
 use mesh::service::{ServiceSpec, SystemdUser, render_systemd};
 use mesh_client::Connection;
+use mesh_testkit::procs::InProcessDaemon;
+use mesh_testkit::user_manager::UserManager;
+use mesh_testkit::{Mesh, mesh_bin, opts, wait_for};
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
-use user_manager::UserManager;
 
 /// Every check `mesh health` runs when the daemon answers and the database exists.
 const ALL_CHECKS: &[&str] = &[
@@ -248,69 +243,28 @@ fn state_dir_readable_by_others_fails() {
 }
 
 /// `mesh_daemon::run` in this process, on the test HOME's socket, announcing `version`.
-struct InProcessDaemon {
-    socket: std::path::PathBuf,
-    shutdown: CancellationToken,
-    thread: Option<thread::JoinHandle<()>>,
+fn in_process_daemon(mesh: &Mesh, version: &str) -> InProcessDaemon {
+    in_process_daemon_with(mesh, version, |_| {})
 }
 
-impl InProcessDaemon {
-    fn start(mesh: &Mesh, version: &str) -> Self {
-        Self::start_with(mesh, version, |_| {})
-    }
-
-    /// [`InProcessDaemon::start`] with `tweak` applied to its configuration.
-    fn start_with(
-        mesh: &Mesh,
-        version: &str,
-        tweak: impl FnOnce(&mut mesh_daemon::Config),
-    ) -> Self {
-        mesh.state.ensure().unwrap();
-        let socket = mesh.state.socket();
-        let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
-        fs::set_permissions(&socket, fs::Permissions::from_mode(0o600)).unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let mut config = mesh_daemon::Config::new(mesh.state.db());
-        config.program_version = version.to_owned();
-        tweak(&mut config);
-        let shutdown = CancellationToken::new();
-        let stop = shutdown.clone();
-        let thread = thread::spawn(move || {
-            let runtime = mesh_daemon::runtime().unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::UnixListener::from_std(listener).unwrap();
-                mesh_daemon::run(listener, config, stop).await.unwrap();
-            });
-        });
-        wait_for("the in-process daemon", Duration::from_secs(10), || {
-            Connection::connect(&socket, &opts())
-                .and_then(|mut c| c.ping())
-                .is_ok()
-        });
-        Self {
-            socket,
-            shutdown,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for InProcessDaemon {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        // `mesh_daemon::run` leaves the socket file to whoever bound it (here: us).
-        let _ = fs::remove_file(&self.socket);
-    }
+/// [`in_process_daemon`] with `tweak` applied to its configuration.
+fn in_process_daemon_with(
+    mesh: &Mesh,
+    version: &str,
+    tweak: impl FnOnce(&mut mesh_daemon::Config),
+) -> InProcessDaemon {
+    mesh.state.ensure().unwrap();
+    let mut config = mesh_daemon::Config::new(mesh.state.db());
+    config.program_version = version.to_owned();
+    tweak(&mut config);
+    InProcessDaemon::serve(mesh.state.socket(), config)
 }
 
 #[test]
 fn daemon_older_than_the_binary_fails() {
     let mesh = Mesh::without_daemon();
     register(&mesh);
-    let daemon = InProcessDaemon::start(&mesh, "0.0.1");
+    let daemon = in_process_daemon(&mesh, "0.0.1");
     assert_eq!(
         Connection::connect(&mesh.state.socket(), &opts())
             .unwrap()
@@ -338,7 +292,7 @@ fn daemon_older_than_the_binary_fails() {
 
     // A newer daemon is only a warning, with an upgrade as the fix.
     drop(daemon);
-    let _newer = InProcessDaemon::start(&mesh, "999.0.0");
+    let _newer = in_process_daemon(&mesh, "999.0.0");
     let (code, doc) = health_json(&mesh);
     assert_eq!(code, 0, "{doc:#}");
     assert_check(&doc, "daemon.version", "warn", "upgrade");
@@ -571,7 +525,7 @@ fn run_fix(mesh: &Mesh, fix: &str) -> Output {
         std::env::var("PATH").unwrap_or_default()
     );
     let mut sh = std::process::Command::new("sh");
-    common::isolate(&mut sh, mesh.home.path(), &mesh.state);
+    mesh_testkit::isolate(&mut sh, mesh.home.path(), &mesh.state);
     sh.arg("-c").arg(fix).env("PATH", path).output().unwrap()
 }
 
@@ -607,7 +561,7 @@ fn a_daemon_whose_socket_is_gone_is_named_and_the_fix_works() {
     );
     assert_check(&doc, "daemon.reachable", "fail", "mesh restart");
     let out = run_fix(&mesh, c["fix"].as_str().unwrap());
-    assert!(out.status.success(), "{}", common::output_text(&out));
+    assert!(out.status.success(), "{}", mesh_testkit::output_text(&out));
     let started = Connection::connect(&mesh.state.socket(), &opts())
         .unwrap()
         .daemon_pid();
@@ -636,7 +590,7 @@ fn a_symlinked_or_unwritable_database_or_state_dir_fails_with_a_fix_that_works()
         "{c:#}"
     );
     let out = run_fix(&mesh, c["fix"].as_str().unwrap());
-    assert!(out.status.success(), "{}", common::output_text(&out));
+    assert!(out.status.success(), "{}", mesh_testkit::output_text(&out));
     let started = Connection::connect(&mesh.state.socket(), &opts())
         .unwrap()
         .daemon_pid();
@@ -664,7 +618,7 @@ fn a_symlinked_or_unwritable_database_or_state_dir_fails_with_a_fix_that_works()
         "{c:#}"
     );
     let out = run_fix(&mesh, c["fix"].as_str().unwrap());
-    assert!(out.status.success(), "{}", common::output_text(&out));
+    assert!(out.status.success(), "{}", mesh_testkit::output_text(&out));
     let started = Connection::connect(&mesh.state.socket(), &opts())
         .unwrap()
         .daemon_pid();
@@ -736,7 +690,7 @@ fn kept_messages(mesh: &Mesh) -> u64 {
 fn delivered_mail_is_pruned_undelivered_is_kept_and_the_database_stops_growing() {
     use mesh_proto::{Caller, Class, Consume, Kind, List, MessageStatus, Scope};
     let mesh = Mesh::without_daemon();
-    let _daemon = InProcessDaemon::start_with(&mesh, env!("CARGO_PKG_VERSION"), |c| {
+    let _daemon = in_process_daemon_with(&mesh, env!("CARGO_PKG_VERSION"), |c| {
         c.retain = Some(Duration::from_millis(300));
         c.sweep_interval = Duration::from_millis(100);
     });

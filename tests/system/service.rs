@@ -5,21 +5,17 @@
 //! a plist with the keys launchd needs. Tools that are missing make a test print SKIPPED.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-#[path = "common/user_manager.rs"]
-mod user_manager;
-
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{Mesh, mesh_bin, wait_for};
 use mesh::service::{ServiceSpec, SystemdUser, render_launchd, render_systemd};
 use mesh_daemon::paths::StateDir;
 use mesh_proto::{Class, Consume, Kind, SendMessage};
-use user_manager::{UserManager, runtime_dir};
+use mesh_testkit::user_manager::{UserManager, runtime_dir};
+use mesh_testkit::{Mesh, mesh_bin, wait_for};
 
 fn have(tool: &str) -> bool {
     Command::new(tool)
@@ -31,7 +27,7 @@ fn have(tool: &str) -> bool {
 }
 
 fn text(out: &Output) -> String {
-    common::output_text(out)
+    mesh_testkit::output_text(out)
 }
 
 /// `systemd-analyze verify --user` on the units rendered for `bin` and `state`.
@@ -147,7 +143,7 @@ fn rendered_socket_activates_the_daemon_on_the_first_connection() {
     fs::set_permissions(mesh.state.root(), fs::Permissions::from_mode(0o700)).unwrap();
 
     let mut cmd = Command::new("systemd-socket-activate");
-    common::isolate(&mut cmd, mesh.home.path(), &mesh.state);
+    mesh_testkit::isolate(&mut cmd, mesh.home.path(), &mesh.state);
     cmd.args(["-l", &listen, "--fdname=mesh"]);
     for e in &env {
         cmd.args(["-E", e]); // it passes on only a few variables unless told
@@ -167,6 +163,7 @@ fn rendered_socket_activates_the_daemon_on_the_first_connection() {
         mesh.state.socket().exists()
     });
     let comm = || fs::read_to_string(format!("/proc/{}/comm", child.id())).unwrap_or_default();
+    // Under test: nothing starts the daemon before the first connection (200 ms to show it).
     std::thread::sleep(Duration::from_millis(200));
     assert!(
         comm().starts_with("systemd-socket"),

@@ -3,14 +3,12 @@
 //! and the CLI's identity rules, `--json` output and exit codes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{Mesh, wait_for};
+use mesh_testkit::{Mesh, wait_for};
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -184,7 +182,7 @@ fn socket_activated_daemon_exits_when_idle() {
     fs::create_dir_all(mesh.state.root()).unwrap();
     fs::set_permissions(mesh.state.root(), fs::Permissions::from_mode(0o700)).unwrap();
     let mut cmd = Command::new("systemd-socket-activate");
-    common::isolate(&mut cmd, mesh.home.path(), &mesh.state);
+    mesh_testkit::isolate(&mut cmd, mesh.home.path(), &mesh.state);
     let mut child = cmd
         .arg("-l")
         .arg(mesh.state.socket())
@@ -192,7 +190,7 @@ fn socket_activated_daemon_exits_when_idle() {
         .arg("-E")
         .arg(format!("CLAUDE_MESH_HOME={}", mesh.state.root().display()))
         .args(["-E", "CLAUDE_MESH_IDLE_TIMEOUT=1"])
-        .args(["--", common::mesh_bin(), "daemon"])
+        .args(["--", mesh_testkit::mesh_bin(), "daemon"])
         .stderr(fs::File::create(mesh.log_path()).unwrap())
         .spawn()
         .unwrap();
@@ -498,14 +496,10 @@ fn bounded(mut cmd: Command, limit: Duration) -> Option<Output> {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let end = std::time::Instant::now() + limit;
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() >= end {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    if mesh_testkit::wait_exit(&mut child, limit).is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        return None;
     }
     Some(child.wait_with_output().unwrap())
 }
@@ -567,18 +561,16 @@ fn a_dangling_symlink_at_the_socket_path_is_replaced() {
     let log = fs::File::create(mesh.log_path()).unwrap();
     let mut child = cmd.stdin(Stdio::null()).stderr(log).spawn().unwrap();
     let socket = mesh.state.socket();
-    let mut served = false;
-    let end = std::time::Instant::now() + Duration::from_secs(10);
-    while std::time::Instant::now() < end {
+    // Served, or the daemon exited: either ends the wait.
+    let served = mesh_testkit::poll(Duration::from_secs(10), || {
         if child.try_wait().unwrap().is_some() {
-            break;
+            return Some(false);
         }
-        if mesh_client::Connection::connect(&socket, &common::opts()).is_ok() {
-            served = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        mesh_client::Connection::connect(&socket, &mesh_testkit::opts())
+            .is_ok()
+            .then_some(true)
+    })
+    .unwrap_or(false);
     mesh.daemon = Some(child);
     assert!(served, "the daemon does not serve: {}", mesh.log());
     assert!(mesh.log().contains("a symbolic link"), "{}", mesh.log());

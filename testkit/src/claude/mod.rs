@@ -1,11 +1,10 @@
 //! Harness for end-to-end tests against the real Claude Code binary, run headless (`-p`) against
 //! a scripted model on 127.0.0.1 ([`model`]), with the configuration `mesh install` writes
-//! ([`config`]) in the test's temp HOME, and a real `mesh daemon` from `tests/common`.
+//! ([`config`]) in the test's temp HOME, and a real `mesh daemon` ([`Mesh`](crate::Mesh)).
 //!
 //! The binary: `$CLAUDE_MESH_TEST_CLAUDE_BIN`, else `.ci/node/node_modules/.bin/claude` in the
 //! workspace (installed by `.ci/run`, pinned to [`PINNED_VERSION`]; see [`default_bins`]). When
 //! it is absent a test fails under CI (`CI` set) and prints `SKIPPED` otherwise.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod config;
 pub mod interactive;
@@ -16,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-pub use config::{HookCommands, write_hooks, write_mcp_server, write_mesh_config};
+pub use config::{HookCommands, sh_quote, write_hooks, write_mcp_server, write_mesh_config};
 pub use model::{Model, Request, Turn};
 pub use run::Claude;
 
@@ -30,11 +29,11 @@ pub const BIN_ENV: &str = "CLAUDE_MESH_TEST_CLAUDE_BIN";
 /// The MCP server's name, as the model sees it (`mcp__claude-mesh__<tool>`).
 pub const MCP_PREFIX: &str = "mcp__claude-mesh__";
 
-/// The workspace root (this file is `tests/claude/mod.rs`; the tests are built by `client/`).
+/// The workspace root (the parent of this crate, `testkit/`).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .expect("client/ has a parent")
+        .expect("testkit/ has a parent")
         .to_path_buf()
 }
 
@@ -130,17 +129,6 @@ pub fn claude_bin(test: &str) -> Option<PathBuf> {
 pub fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Quote `s` for `/bin/sh`.
-pub fn sh_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@".contains(&b))
-    {
-        return s.to_owned();
-    }
-    format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 /// Find message ids (`m<digits>` as the CLI prints them, or `#<digits>`) in `text`.

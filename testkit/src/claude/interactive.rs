@@ -1,6 +1,5 @@
 //! Running the real Claude Code binary *interactively* (no `-p`) in a pseudo-terminal
-//! ([`crate::tty::Tty`]; the including test crate declares `#[path = "common/tty.rs"] mod tty;`
-//! next to `mod claude;`), against a scripted [`Model`] on 127.0.0.1, with no network.
+//! ([`crate::tty::Tty`]), against a scripted [`Model`] on 127.0.0.1, with no network.
 //!
 //! Facts, checked against Claude Code 2.1.330 and still holding on 2.1.332 (the
 //! [`PINNED_VERSION`](super::PINNED_VERSION): the interactive end-to-end tests pass with it)
@@ -277,8 +276,11 @@ pub fn exit(tty: &Tty, timeout: Duration) -> Option<ExitStatus> {
     if let Some(status) = tty.wait_exit(timeout / 2) {
         return Some(status);
     }
+    let mark = tty.mark();
     tty.write(tty::CTRL_C);
-    std::thread::sleep(Duration::from_millis(300));
+    // The first Ctrl-C shows "Press Ctrl-C again to exit"; the second exits. Sent once that
+    // shows, or after 2 s without it.
+    let _ = tty.wait_for_since(mark, "again to exit", Duration::from_secs(2));
     tty.write(tty::CTRL_C);
     tty.wait_exit(end.saturating_duration_since(Instant::now()))
 }

@@ -2,13 +2,11 @@
 //! dead session (the PID reuse is forced for real inside a new PID namespace).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use common::{Mesh, wait_for};
 use mesh_proto::{Caller, List, Scope, WhoAmI};
+use mesh_testkit::{Mesh, wait_for};
 
 fn live_names(mesh: &Mesh) -> Vec<String> {
     let peers = mesh.conn().list(List {
@@ -133,15 +131,13 @@ fn a_reused_pid_does_not_revive_a_dead_session() {
     if std::env::var_os(INNER).is_none() {
         // Run this same test again inside a fresh PID namespace, where we may set ns_last_pid.
         let exe = std::env::current_exe().unwrap();
+        // The test's name as libtest knows it: its module path without the crate.
+        let (_crate, module) = module_path!().split_once("::").unwrap();
+        let name = format!("{module}::a_reused_pid_does_not_revive_a_dead_session");
         let out = Command::new("unshare")
             .args(["--pid", "--fork", "--mount-proc"])
             .arg(&exe)
-            .args([
-                "--exact",
-                "a_reused_pid_does_not_revive_a_dead_session",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+            .args(["--exact", &name, "--nocapture", "--test-threads=1"])
             .env(INNER, "1")
             .output()
             .unwrap();

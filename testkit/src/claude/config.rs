@@ -7,8 +7,6 @@ use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
-use super::sh_quote;
-
 /// The five hook events we register, with the `mesh hook` argument for each.
 pub const EVENTS: [(&str, &str); 5] = [
     ("SessionStart", "session-start"),
@@ -106,4 +104,15 @@ pub fn write_mcp_server(home: &Path, command: &Path, args: &[&str]) {
 pub fn write_mesh_config(home: &Path, mesh_bin: &Path) {
     write_hooks(home, &HookCommands::mesh(mesh_bin));
     write_mcp_server(home, mesh_bin, &["mcp"]);
+}
+
+/// Quote `s` for `/bin/sh`.
+pub fn sh_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@".contains(&b))
+    {
+        return s.to_owned();
+    }
+    format!("'{}'", s.replace('\'', r"'\''"))
 }

@@ -3,14 +3,9 @@
 //! and the MCP server registered as `mesh install` registers them, and a real `mesh daemon`.
 //!
 //! Each test scripts the model's turns and then asserts what reached the model's requests:
-//! hook injections, tool results, the MCP tool list. The harness lives in `tests/claude/`.
+//! hook injections, tool results, the MCP tool list. The harness is mesh-testkit's `claude` module.
 //! Without the binary these tests print SKIPPED, except under CI, where they fail.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod claude;
-mod common;
-#[path = "common/tty.rs"]
-mod tty;
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -21,9 +16,10 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use claude::{Claude, MCP_PREFIX, Model, Request, Turn, interactive};
-use common::{Mesh, wait_for};
 use mesh_daemon::paths::StateDir;
+use mesh_testkit::claude::{Claude, MCP_PREFIX, Model, Request, Turn, interactive};
+use mesh_testkit::{Mesh, wait_for};
+use mesh_testkit::{claude, tty};
 use serde_json::{Value, json};
 
 /// Upper bound for one Claude Code run (a run with a few tool calls takes 2-4 s).
@@ -65,7 +61,7 @@ impl Fixture {
     fn mesh(test: &str) -> Option<Self> {
         let bin = claude::claude_bin(test)?;
         let mesh = Mesh::start();
-        claude::write_mesh_config(mesh.home.path(), Path::new(common::mesh_bin()));
+        claude::write_mesh_config(mesh.home.path(), Path::new(mesh_testkit::mesh_bin()));
         let claude = Claude::new(bin, mesh.home.path(), mesh.state.root());
         Some(Self { mesh, claude })
     }
@@ -105,8 +101,8 @@ struct Cli {
 
 impl Cli {
     fn cmd(&self) -> Command {
-        let mut cmd = Command::new(common::mesh_bin());
-        common::isolate(&mut cmd, &self.home, &self.state);
+        let mut cmd = Command::new(mesh_testkit::mesh_bin());
+        mesh_testkit::isolate(&mut cmd, &self.home, &self.state);
         cmd
     }
 
@@ -146,19 +142,12 @@ impl Cli {
 
     /// Wait until a live session named `name` is listed; returns it.
     fn wait_live(&self, name: &str, deadline: Duration) -> Result<Value, String> {
-        let end = Instant::now() + deadline;
-        loop {
-            if let Some(s) = self.live_named(name).into_iter().next() {
-                return Ok(s);
-            }
-            if Instant::now() > end {
-                return Err(format!(
-                    "no live session named {name} after {deadline:?}; mesh list: {:?}",
-                    self.live()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        mesh_testkit::poll(deadline, || self.live_named(name).into_iter().next()).ok_or_else(|| {
+            format!(
+                "no live session named {name} after {deadline:?}; mesh list: {:?}",
+                self.live()
+            )
+        })
     }
 
     /// `mesh send <to> <body>`; returns the message id.
@@ -745,21 +734,17 @@ fn ask_peer_is_answered_by_a_live_peer() {
     let model_b = Model::start("bravo", Vec::new());
     let sink = model_b.failure_sink();
     model_b.push(Turn::compute(move |req| {
-        let end = Instant::now() + STEP;
-        while !req.conversation_contains(QUESTION) {
-            let pending = cli
-                .live_named("bravo")
+        let pending = || {
+            cli.live_named("bravo")
                 .first()
                 .and_then(|s| s["pending"].as_u64())
-                .unwrap_or(0);
-            if pending > 0 {
-                break;
-            }
-            if Instant::now() > end {
-                sink.fail("no question pending for bravo");
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+                .unwrap_or(0)
+                > 0
+        };
+        if !req.conversation_contains(QUESTION)
+            && mesh_testkit::poll(STEP, || pending().then_some(())).is_none()
+        {
+            sink.fail("no question pending for bravo");
         }
         Turn::tool_search(&[&mcp("reply_to_peer")])
     }));
@@ -927,7 +912,7 @@ fn exited_session_leaves_list_and_late_session_end_is_harmless() {
             .arg("-c")
             .arg(format!(
                 "{} hook session-end",
-                claude::sh_quote(common::mesh_bin())
+                claude::sh_quote(mesh_testkit::mesh_bin())
             ))
             .env("HOME", fx.mesh.home.path())
             .env("CLAUDE_MESH_HOME", fx.mesh.state.root())
@@ -1024,7 +1009,7 @@ fn debug_now(debug_log: &Path, fx: &Fixture, model: &Model) -> String {
 
 // --- interactive Claude Code in a pseudo-terminal ---------------------------------------------
 
-/// The pty harness itself (`tests/common/tty.rs`), on a shell: the size is set before the
+/// The pty harness itself (`mesh_testkit::tty`), on a shell: the size is set before the
 /// program starts and changes with `resize`, typed lines reach it, the output and the screen
 /// show what it printed, the exit status comes back.
 #[test]
@@ -1113,18 +1098,17 @@ fn interactive_claude_in_a_pty_runs_a_turn_with_hooks() {
     // Claude Code logs each hook when it finished (the Stop hook may still be finishing).
     for hook in ["SessionStart", "UserPromptSubmit", "Stop"] {
         let line = format!("Hooks: {hook}");
-        let end = Instant::now() + STEP;
-        while !fs::read_to_string(&session.debug_log)
-            .unwrap_or_default()
-            .contains(&line)
-        {
-            assert!(
-                Instant::now() < end,
-                "no {hook} hook in the debug log\n{}",
-                why()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let logged = mesh_testkit::poll(STEP, || {
+            fs::read_to_string(&session.debug_log)
+                .unwrap_or_default()
+                .contains(&line)
+                .then_some(())
+        });
+        assert!(
+            logged.is_some(),
+            "no {hook} hook in the debug log\n{}",
+            why()
+        );
     }
 
     let status = session
@@ -1166,7 +1150,7 @@ fn mesh_run_wakes_an_idle_interactive_claude_when_a_task_arrives() {
         "lima",
         &model,
         &project,
-        Path::new(common::mesh_bin()),
+        Path::new(mesh_testkit::mesh_bin()),
     );
     let run_log = fx.mesh.state.run_log();
     let why = || {

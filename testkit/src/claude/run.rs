@@ -1,5 +1,5 @@
 //! Running the real Claude Code binary headless: `claude -p <prompt> --output-format json`, with
-//! an isolated environment that points it at a scripted [`Model`](super::Model).
+//! an isolated environment that points it at a scripted [`Model`].
 
 use std::fs;
 use std::io::Read;
@@ -160,18 +160,12 @@ impl ClaudeRun {
     /// Wait for it to exit; after `timeout` kill it and panic with what it printed.
     pub fn wait(mut self, timeout: Duration) -> Outcome {
         let mut child = self.child.take().unwrap();
-        let end = self.started + timeout;
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break Some(status);
-            }
-            if Instant::now() >= end {
-                kill_group(self.pid);
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let left = (self.started + timeout).saturating_duration_since(Instant::now());
+        let status = crate::wait_exit(&mut child, left);
+        if status.is_none() {
+            kill_group(self.pid);
+            let _ = child.wait();
+        }
         let stdout =
             String::from_utf8_lossy(&self.stdout.take().unwrap().join().unwrap()).into_owned();
         let stderr =

@@ -2,18 +2,16 @@
 //! protocol version, another user. Each gets a clear error and the daemon keeps serving.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use common::Mesh;
 use mesh_proto::{
     ClientHello, ErrorCode, MAGIC, PROTOCOL_VERSION, Ping, Request, Response, ServerHello,
     read_frame, write_frame,
 };
+use mesh_testkit::Mesh;
 
 fn raw(mesh: &Mesh) -> UnixStream {
     let s = UnixStream::connect(mesh.state.socket()).unwrap();
@@ -225,7 +223,7 @@ fn another_user_is_refused() {
             "--reuid=65534",
             "--regid=65534",
             "--clear-groups",
-            common::mesh_bin(),
+            mesh_testkit::mesh_bin(),
             "list",
         ])
         .env("HOME", mesh.home.path())
@@ -338,7 +336,7 @@ fn register_in(mesh: &Mesh, dir: &std::path::Path, limit: Duration) -> (Sleeper,
     );
     let (pid, socket, cwd) = (child.0.id(), mesh.state.socket(), dir.to_path_buf());
     let name = within(limit, move || {
-        mesh_client::Connection::connect(&socket, &common::opts())
+        mesh_client::Connection::connect(&socket, &mesh_testkit::opts())
             .unwrap()
             .register(mesh_proto::Register {
                 session_id: format!("s-{pid}-0000-session"),
@@ -364,7 +362,7 @@ fn a_fifo_named_git_or_config_holds_nobody_up_and_stop_still_works() {
     // Meanwhile (or after), another client is served at once.
     let socket = mesh.state.socket();
     let pong = within(Duration::from_secs(3), move || {
-        mesh_client::Connection::connect(&socket, &common::opts())
+        mesh_client::Connection::connect(&socket, &mesh_testkit::opts())
             .and_then(|mut c| c.ping())
             .is_ok()
     });
@@ -387,7 +385,7 @@ fn a_fifo_named_git_or_config_holds_nobody_up_and_stop_still_works() {
     stop.arg("stop");
     let out = within(Duration::from_secs(15), move || stop.output().unwrap());
     let out = out.expect("`mesh stop` did not finish");
-    assert!(out.status.success(), "{}", common::output_text(&out));
+    assert!(out.status.success(), "{}", mesh_testkit::output_text(&out));
     let status = mesh.daemon.as_mut().unwrap().try_wait().unwrap();
     assert!(status.is_some(), "the daemon still runs");
 }
@@ -464,14 +462,10 @@ fn an_endless_stdin_body_is_refused_in_bounded_time_and_memory() {
         });
     }
     let mut child = cmd.spawn().unwrap();
-    let end = std::time::Instant::now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() >= end {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("`mesh send peer -` < /dev/zero still running after 10 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    if mesh_testkit::wait_exit(&mut child, Duration::from_secs(10)).is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("`mesh send peer -` < /dev/zero still running after 10 s");
     }
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -493,7 +487,7 @@ fn an_endless_stdin_body_is_refused_in_bounded_time_and_memory() {
         .write_all(b"hello from stdin\n")
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", common::output_text(&out));
+    assert!(out.status.success(), "{}", mesh_testkit::output_text(&out));
 }
 
 #[test]
@@ -508,7 +502,8 @@ fn an_idle_connection_is_closed_but_a_waiting_ask_and_a_supervisor_are_not() {
     let asker = {
         let (socket, caller) = (socket.clone(), alpha.caller.clone());
         std::thread::spawn(move || {
-            let mut conn = mesh_client::Connection::connect(&socket, &common::opts()).unwrap();
+            let mut conn =
+                mesh_client::Connection::connect(&socket, &mesh_testkit::opts()).unwrap();
             let outcome = conn.ask(mesh_proto::Ask {
                 caller,
                 to: "beta".into(),

@@ -1,17 +1,15 @@
 //! `mesh run`: the daemon's side (a supervising connection that is pushed the supervised
 //! session's state), and the supervisor itself in a real pseudo-terminal with a stand-in for
-//! Claude Code (`tests/support/fake_claude.py`, which runs the real hooks against the real
-//! daemon). The real Claude Code binary under `mesh run` is in `tests/claude_e2e.rs`.
+//! Claude Code (`testkit/fake_claude.py`, which runs the real hooks against the real
+//! daemon). The real Claude Code binary under `mesh run` is in `tests/claude/main.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
 
 use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::Mesh;
 use mesh_proto::{Caller, Class, Consume, ErrorCode, Kind, SetIdle, Supervise, Supervision};
+use mesh_testkit::Mesh;
 
 /// The supervising connection's pushes, on a channel (so that a missing push fails the test
 /// instead of hanging it).
@@ -154,23 +152,17 @@ fn a_supervisor_finds_its_session_below_a_wrapper_and_refuses_a_dead_pid() {
 
 // ---- The supervisor in a real pseudo-terminal, with a stand-in for Claude Code. ----
 
-#[path = "common/tty.rs"]
-mod tty;
-
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use tty::Tty;
+use mesh_testkit::tty::Tty;
 
 const WAIT: Duration = Duration::from_secs(20);
 
 /// The stand-in for Claude Code.
 fn fake_claude() -> PathBuf {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/support/fake_claude.py")
-        .canonicalize()
-        .unwrap();
+    let path = mesh_testkit::fake_claude().canonicalize().unwrap();
     assert!(
         Command::new("python3").arg("--version").output().is_ok(),
         "python3 is needed to run the stand-in for Claude Code (.ci/run installs it)"
@@ -194,7 +186,7 @@ fn mesh_run_with(
 ) -> Tty {
     let dir = mesh.project(name);
     let home = mesh.home.path();
-    let cmd = pty_process::blocking::Command::new(common::mesh_bin())
+    let cmd = pty_process::blocking::Command::new(mesh_testkit::mesh_bin())
         .arg("run")
         .args(args)
         .current_dir(&dir)
@@ -202,7 +194,7 @@ fn mesh_run_with(
         .env("CLAUDE_MESH_HOME", mesh.state.root())
         .env("XDG_CONFIG_HOME", home.join(".config"))
         .env("CLAUDE_MESH_CLAUDE_BIN", fake_claude())
-        .env("FAKE_CLAUDE_MESH", common::mesh_bin())
+        .env("FAKE_CLAUDE_MESH", mesh_testkit::mesh_bin())
         .env("FAKE_CLAUDE_SESSION", format!("{name}-session-0001"))
         .env("CLAUDE_MESH_LOG", "debug")
         .env_remove("CLAUDE_PID")
@@ -345,7 +337,8 @@ fn an_idle_session_is_woken_by_a_task_and_the_hook_delivers_it() {
         .message_status(mesh_proto::MessageStatus { message_id: id })
         .unwrap();
     assert_eq!(status.status, mesh_proto::Status::Delivered);
-    // Woken once: the session is idle again with nothing waiting, and stays so.
+    // Woken once: the session is idle again with nothing waiting, and stays so. Under test:
+    // no second wake in the next 1.5 s.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(tty.since(mark).matches("PROMPT").count(), 1);
     tty.write(b"exit 0\r");
@@ -396,6 +389,7 @@ fn a_busy_session_and_a_half_typed_line_are_never_typed_into() {
     // Busy: started, and no turn has ended yet.
     let mark = tty.mark();
     user_sends(&mesh, "web", Kind::Task, "first task");
+    // Under test: no wake while the session is busy (1.5 s to show it).
     std::thread::sleep(Duration::from_millis(1500));
     assert!(!tty.since(mark).contains("PROMPT"), "{}", tty.since(mark));
     // The user's own prompt gets the mail through its hook.
@@ -412,11 +406,13 @@ fn a_busy_session_and_a_half_typed_line_are_never_typed_into() {
     let mark = tty.mark();
     tty.write(b"half");
     user_asks(&mesh, "web", "second: ready?");
+    // Under test: no wake while the user is half-way through a line (1.5 s to show it).
     std::thread::sleep(Duration::from_millis(1500));
     assert!(!tty.since(mark).contains("PROMPT"), "{}", tty.since(mark));
     // Erasing it, key by key, ends at an empty line: the wake comes 500 ms after the last key.
     for _ in 0..4 {
         tty.write(b"\x7f");
+        // Under test: a user typing, one key every 100 ms (the wake waits for a pause).
         std::thread::sleep(Duration::from_millis(100));
     }
     let last_key = Instant::now();

@@ -2,20 +2,18 @@
 //! and reply, concurrent consumers.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use common::{Mesh, wait_for};
 use mesh_proto::{
     Ask, AskResult, Class, Consume, ErrorCode, Kind, List, MessageStatus, Reply, Scope,
     SendMessage, SetSummary, Status,
 };
+use mesh_testkit::{Mesh, wait_for};
 
-fn send(mesh: &Mesh, from: &common::Session, to: &str, kind: Kind, body: &str) -> Vec<u64> {
+fn send(mesh: &Mesh, from: &mesh_testkit::Session, to: &str, kind: Kind, body: &str) -> Vec<u64> {
     let sent = mesh
         .conn()
         .send(SendMessage {
@@ -28,7 +26,7 @@ fn send(mesh: &Mesh, from: &common::Session, to: &str, kind: Kind, body: &str) -
     sent.messages.iter().map(|m| m.id).collect()
 }
 
-fn consume(mesh: &Mesh, who: &common::Session, class: Class) -> Vec<mesh_proto::Message> {
+fn consume(mesh: &Mesh, who: &mesh_testkit::Session, class: Class) -> Vec<mesh_proto::Message> {
     mesh.conn()
         .consume(Consume {
             caller: who.caller.clone(),
@@ -121,7 +119,7 @@ fn ask_blocks_until_the_reply_is_pushed() {
     let caller = asker.caller.clone();
     let socket = mesh.state.socket();
     let waiting = std::thread::spawn(move || {
-        let mut conn = mesh_client::Connection::connect(&socket, &common::opts()).unwrap();
+        let mut conn = mesh_client::Connection::connect(&socket, &mesh_testkit::opts()).unwrap();
         conn.ask(Ask {
             caller,
             to: "answerer".into(),
@@ -198,7 +196,7 @@ fn ask_times_out_and_a_dying_peer_ends_the_wait() {
     let caller = asker.caller.clone();
     let socket = mesh.state.socket();
     let waiting = std::thread::spawn(move || {
-        let mut conn = mesh_client::Connection::connect(&socket, &common::opts()).unwrap();
+        let mut conn = mesh_client::Connection::connect(&socket, &mesh_testkit::opts()).unwrap();
         conn.ask(Ask {
             caller,
             to: "answerer".into(),
@@ -277,7 +275,8 @@ fn concurrent_consumers_get_disjoint_sets_in_order() {
             let caller = b.caller.clone();
             let (barrier, done) = (barrier.clone(), done.clone());
             std::thread::spawn(move || {
-                let mut conn = mesh_client::Connection::connect(&socket, &common::opts()).unwrap();
+                let mut conn =
+                    mesh_client::Connection::connect(&socket, &mesh_testkit::opts()).unwrap();
                 let mut got = Vec::new();
                 barrier.wait();
                 loop {
@@ -469,7 +468,7 @@ fn an_idle_unsupervised_session_with_waiting_mail_gets_one_desktop_notification(
         .unwrap();
     mesh.daemon = Some(child);
     wait_for("the daemon", Duration::from_secs(20), || {
-        mesh_client::Connection::connect(&mesh.state.socket(), &common::opts()).is_ok()
+        mesh_client::Connection::connect(&mesh.state.socket(), &mesh_testkit::opts()).is_ok()
     });
     let idle = mesh.session("alpha");
     let busy = mesh.session("beta");
@@ -516,6 +515,7 @@ fn an_idle_unsupervised_session_with_waiting_mail_gets_one_desktop_notification(
     );
     send(&mesh, &busy, "alpha", Kind::Task, "please review the diff");
     wait_for("a notification", Duration::from_secs(10), || calls.exists());
+    // Under test: no second notification (for alpha again, or for beta) comes in the next 2 s.
     std::thread::sleep(Duration::from_secs(2));
     let text = std::fs::read_to_string(&calls).unwrap();
     let lines: Vec<&str> = text.lines().collect();
@@ -535,7 +535,7 @@ const HOSTILE: &str =
 const SHOWN: &str = "a␛]0;title␇b␛]52;c;cm0gLXJmIH4=␇c␛[2Jd␍e<U+202E>f<U+2028>g";
 
 /// `mesh <args>` as session `who` (or the user), successful; its stdout.
-fn cli(mesh: &Mesh, who: Option<&common::Session>, args: &[&str]) -> String {
+fn cli(mesh: &Mesh, who: Option<&mesh_testkit::Session>, args: &[&str]) -> String {
     let mut cmd = mesh.mesh();
     if let Some(s) = who {
         cmd.env("CLAUDE_PID", s.pid().to_string());
@@ -544,12 +544,12 @@ fn cli(mesh: &Mesh, who: Option<&common::Session>, args: &[&str]) -> String {
     assert!(
         out.status.success(),
         "{args:?}: {}",
-        common::output_text(&out)
+        mesh_testkit::output_text(&out)
     );
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn cli_json(mesh: &Mesh, who: Option<&common::Session>, args: &[&str]) -> serde_json::Value {
+fn cli_json(mesh: &Mesh, who: Option<&mesh_testkit::Session>, args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&cli(mesh, who, args)).unwrap()
 }
 
@@ -608,7 +608,7 @@ fn the_cli_shows_hostile_text_visibly_and_json_exactly() {
             })
             .unwrap();
         let out = asking.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", common::output_text(&out));
+        assert!(out.status.success(), "{}", mesh_testkit::output_text(&out));
         let stdout = String::from_utf8(out.stdout).unwrap();
         if json {
             let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
@@ -669,7 +669,7 @@ fn unix_ms() -> u64 {
         .as_millis() as u64
 }
 
-fn consume_by(who: &common::Session, deadline_ms: u64, handout: u64) -> mesh_proto::Request {
+fn consume_by(who: &mesh_testkit::Session, deadline_ms: u64, handout: u64) -> mesh_proto::Request {
     mesh_proto::ConsumeBy {
         consume: Consume {
             caller: who.caller.clone(),
@@ -713,14 +713,18 @@ fn a_hand_out_past_its_readers_deadline_is_refused_or_put_back() {
     // A hand-out that the daemon can only finish after the deadline (the database is locked
     // meanwhile) is put back, even though this reader is still connected.
     let lock = lock_database(&mesh);
+    let deadline = unix_ms() + 400;
+    let daemon = mesh.daemon_pid();
+    // Released once the hand-out waits on the lock and its reader's deadline has passed.
     let release = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(1200));
+        wait_for(
+            "the hand-out to wait on the lock past its deadline",
+            Duration::from_secs(10),
+            || unix_ms() > deadline + 50 && mesh_testkit::thread_in_sleep(daemon, "mesh-store"),
+        );
         lock.execute_batch("COMMIT").unwrap();
     });
-    let err = mesh
-        .conn()
-        .call(consume_by(&a, unix_ms() + 400, 12))
-        .unwrap_err();
+    let err = mesh.conn().call(consume_by(&a, deadline, 12)).unwrap_err();
     assert_eq!(err.wire_code(), Some(ErrorCode::DeadlineExceeded), "{err}");
     release.join().unwrap();
     // The put-back was queued before the refusal was sent: the next take finds the mail.
@@ -766,7 +770,8 @@ fn an_enormous_max_bytes_is_clamped_and_nothing_is_lost() {
 fn a_committed_broadcast_of_a_large_body_is_reported_as_sent() {
     let mesh = Mesh::start();
     let sender = mesh.session("sender");
-    let peers: Vec<common::Session> = (0..20).map(|i| mesh.session(&format!("peer{i}"))).collect();
+    let peers: Vec<mesh_testkit::Session> =
+        (0..20).map(|i| mesh.session(&format!("peer{i}"))).collect();
     // 250 kB to 20 peers: 5 MB if the answer repeated the body per recipient.
     let body = "y".repeat(250_000);
     let mut cmd = mesh.mesh();
@@ -786,7 +791,7 @@ fn a_committed_broadcast_of_a_large_body_is_reported_as_sent() {
             .unwrap();
     }
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", common::output_text(&out));
+    assert!(out.status.success(), "{}", mesh_testkit::output_text(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 20);
     for p in &peers {
         let got = consume(&mesh, p, Class::All);
@@ -965,13 +970,13 @@ fn sixteen_thousand_ended_sessions_leave_list_working() {
         assert!(
             out.status.success(),
             "{args:?}: {}",
-            common::output_text(&out)
+            mesh_testkit::output_text(&out)
         );
     }
     drop(live);
 }
 
-fn peek(mesh: &Mesh, who: &common::Session) -> Vec<mesh_proto::Message> {
+fn peek(mesh: &Mesh, who: &mesh_testkit::Session) -> Vec<mesh_proto::Message> {
     mesh.conn()
         .consume(Consume {
             caller: who.caller.clone(),
@@ -1019,17 +1024,15 @@ fn mesh_ask_survives_a_daemon_kill_and_restart_and_asks_only_once() {
     });
     // The question is committed before the asker learns its id (a zero-wait ask answers at
     // once); give it that moment, so the kill lands during the wait proper.
+    // No condition shows that moment from outside (the asker's next request, AwaitAnswer, on
+    // the same connection, changes nothing the daemon reports), so this stays a fixed pause.
     std::thread::sleep(Duration::from_millis(500));
     mesh.kill9();
     // The waiting asker notices, starts a daemon by itself and waits again.
-    let end = std::time::Instant::now() + Duration::from_secs(15);
-    let conn = loop {
-        if let Ok(c) = mesh_client::Connection::connect(&mesh.state.socket(), &common::opts()) {
-            break c;
-        }
-        assert!(std::time::Instant::now() < end, "no daemon came back");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let conn = mesh_testkit::poll(Duration::from_secs(15), || {
+        mesh_client::Connection::connect(&mesh.state.socket(), &mesh_testkit::opts()).ok()
+    })
+    .expect("no daemon came back");
     let _daemon = TermOnDrop(conn.daemon_pid());
     // A kill -9 withdraws nothing: the same question, once, still pending.
     let got = consume(&mesh, &answerer, Class::All);
@@ -1082,7 +1085,7 @@ fn a_question_whose_asker_gave_up_is_withdrawn_unless_the_peer_has_seen_it() {
     assert!(
         String::from_utf8_lossy(&shown.stdout).contains("withdrawn"),
         "{}",
-        common::output_text(&shown)
+        mesh_testkit::output_text(&shown)
     );
 
     // `mesh ask` says what became of its question when it gives up.
@@ -1133,6 +1136,8 @@ fn a_question_whose_asker_gave_up_is_withdrawn_unless_the_peer_has_seen_it() {
     });
     // The asker learns the question's id just after it is committed; let it, so the signal
     // lands during the wait proper.
+    // No condition shows that moment from outside (the asker's next request, AwaitAnswer, on
+    // the same connection, changes nothing the daemon reports), so this stays a fixed pause.
     std::thread::sleep(Duration::from_millis(500));
     // SAFETY: plain kill(2) of our own child.
     unsafe { libc::kill(interrupted.id() as i32, libc::SIGINT) };
@@ -1151,7 +1156,7 @@ fn a_question_whose_asker_gave_up_is_withdrawn_unless_the_peer_has_seen_it() {
     let caller = asker.caller.clone();
     let socket = mesh.state.socket();
     let waiting = std::thread::spawn(move || {
-        let mut conn = mesh_client::Connection::connect(&socket, &common::opts()).unwrap();
+        let mut conn = mesh_client::Connection::connect(&socket, &mesh_testkit::opts()).unwrap();
         conn.ask(Ask {
             caller,
             to: "answerer".into(),

@@ -7,16 +7,14 @@
 //! stale and lost in a restart, are held to the same promise.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Mesh, wait_for};
 use mesh_client::{ClientError, Connection};
 use mesh_proto::{Caller, Class, Consume, Kind, MessageStatus, Poll, SendMessage};
+use mesh_testkit::{Mesh, wait_for};
 
 /// One request that takes mail: the two kinds the daemon answers.
 #[derive(Clone)]
@@ -86,7 +84,7 @@ fn kill_9_mid_stream_loses_nothing_and_duplicates_nothing() {
         threads.push(std::thread::spawn(move || {
             let mut n = 0;
             while !stop.load(Ordering::SeqCst) {
-                let Ok(mut conn) = Connection::connect(&socket, &common::opts()) else {
+                let Ok(mut conn) = Connection::connect(&socket, &mesh_testkit::opts()) else {
                     std::thread::yield_now();
                     continue;
                 };
@@ -119,7 +117,7 @@ fn kill_9_mid_stream_loses_nothing_and_duplicates_nothing() {
             let mut unanswered: Option<Take> = None;
             let mut n = 0;
             while !stop.load(Ordering::SeqCst) {
-                let Ok(mut conn) = Connection::connect(&socket, &common::opts()) else {
+                let Ok(mut conn) = Connection::connect(&socket, &mesh_testkit::opts()) else {
                     std::thread::yield_now();
                     continue;
                 };
@@ -139,16 +137,13 @@ fn kill_9_mid_stream_loses_nothing_and_duplicates_nothing() {
                 }
             }
             // Stopping: one last answer for a request still in doubt.
-            while let Some(req) = unanswered.take() {
-                let Ok(mut conn) = Connection::connect(&socket, &common::opts()) else {
-                    unanswered = Some(req);
-                    std::thread::sleep(Duration::from_millis(20));
-                    continue;
-                };
-                match req.run(&mut conn, &by_poll) {
-                    Ok(ids) => consumed.lock().unwrap().extend(ids),
-                    Err(_) => unanswered = Some(req),
-                }
+            if let Some(req) = unanswered.take() {
+                let ids = mesh_testkit::poll(Duration::from_secs(20), || {
+                    let mut conn = Connection::connect(&socket, &mesh_testkit::opts()).ok()?;
+                    req.run(&mut conn, &by_poll).ok()
+                })
+                .expect("the request in doubt is answered");
+                consumed.lock().unwrap().extend(ids);
             }
         }));
     }

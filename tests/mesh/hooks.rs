@@ -4,19 +4,17 @@
 //! 2.1.332) sets it for hooks.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::io::Write;
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Mesh, Session, wait_for};
 use mesh_proto::{
     Ask, AskResult, Caller, Class, Consume, Kind, List, Message, MessageStatus, Reply, Scope,
     SessionInfo, SetIdle, Status, WhoAmI,
 };
+use mesh_testkit::{Mesh, Session, wait_for};
 use serde_json::{Value, json};
 
 /// Generous bounds on the hook's own deadlines (2 s, 1 s for session-end), for loaded CI.
@@ -771,7 +769,9 @@ fn a_daemon_refusing_every_connection_cannot_hold_a_hook() {
     ]);
     let alpha = mesh.session("alpha");
     let held: Vec<_> = (0..16)
-        .map(|_| mesh_client::Connection::connect(&mesh.state.socket(), &common::opts()).unwrap())
+        .map(|_| {
+            mesh_client::Connection::connect(&mesh.state.socket(), &mesh_testkit::opts()).unwrap()
+        })
         .collect();
     let warnings = assert_all_fail_open_in_time(
         "daemon refusing (all connections taken)",
@@ -1002,7 +1002,7 @@ fn statusline_shows_name_peers_and_mail() {
     assert_eq!((r.code, r.stdout.as_str()), (Some(0), ""));
     assert!(r.elapsed < Duration::from_millis(1800), "{:?}", r.elapsed);
     assert!(
-        mesh_client::Connection::connect(&mesh.state.socket(), &common::opts()).is_err(),
+        mesh_client::Connection::connect(&mesh.state.socket(), &mesh_testkit::opts()).is_err(),
         "a status line never starts a daemon"
     );
 }
@@ -1186,7 +1186,11 @@ fn a_hand_out_whose_hook_gave_up_on_a_frozen_daemon_is_not_delivered() {
     let cmd = hook_cmd(&mesh, "post-tool-use", Some(alpha.pid()));
     let input = session_input(&alpha, "PostToolUse", json!({})).to_string();
     let stalled = std::thread::spawn(move || run(cmd, input.as_bytes()));
-    std::thread::sleep(Duration::from_millis(500));
+    wait_for(
+        "the hook's hand-out to wait on the locked database",
+        Duration::from_secs(10),
+        || mesh.store_waits_on_lock(),
+    );
     let daemon = mesh.daemon_pid() as i32;
     // SAFETY: plain kill(2) on our own child.
     unsafe { libc::kill(daemon, libc::SIGSTOP) };

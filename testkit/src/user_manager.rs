@@ -1,14 +1,15 @@
 //! A private systemd user manager for tests: `/lib/systemd/systemd --user` with HOME and
-//! XDG_RUNTIME_DIR in a temp dir (it runs in these containers, see CRATES.md). Include with
-//! `#[path = "common/user_manager.rs"] mod user_manager;`.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! XDG_RUNTIME_DIR in a temp dir (it runs in these containers, see CRATES.md).
 
 use std::ffi::OsString;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
 use std::time::Duration;
+
+use crate::{poll, wait_exit};
 
 /// A private 0700 directory for XDG_RUNTIME_DIR.
 pub fn runtime_dir(parent: &Path) -> PathBuf {
@@ -19,11 +20,50 @@ pub fn runtime_dir(parent: &Path) -> PathBuf {
 }
 
 /// A private systemd user manager (HOME and XDG_RUNTIME_DIR in a temp dir); stopped on drop.
+#[derive(Debug)]
 pub struct UserManager {
     child: Child,
+    /// The manager's environment (XDG_RUNTIME_DIR, HOME, XDG_CONFIG_HOME): give it to every
+    /// command that talks to this manager (as [`UserManager::systemctl`] does).
     pub env: Vec<(OsString, OsString)>,
-    /// This test created `/run/systemd/system`: remove it again (rmdir, so only if empty).
-    made_marker: bool,
+    /// Declared after `child`: released after the manager stopped (see [`Drop`]).
+    _marker: Marker,
+}
+
+/// The "booted with systemd" marker `/run/systemd/system`, without which a user manager refuses
+/// to start. Made if missing, and shared by the managers of this process (tests run in
+/// parallel in one test binary): the last one to stop removes it again (rmdir, so only if
+/// empty), and only if this process made it.
+#[derive(Debug)]
+struct Marker;
+
+/// Live [`Marker`]s, and whether this process made the directory.
+static MARKERS: Mutex<(usize, bool)> = Mutex::new((0, false));
+
+const MARKER_DIR: &str = "/run/systemd/system";
+
+impl Marker {
+    fn acquire() -> Result<Self, String> {
+        let mut markers = MARKERS.lock().unwrap_or_else(|e| e.into_inner());
+        if !Path::new(MARKER_DIR).exists() {
+            fs::create_dir_all(MARKER_DIR)
+                .map_err(|e| format!("cannot create {MARKER_DIR}: {e}"))?;
+            markers.1 = true;
+        }
+        markers.0 += 1;
+        Ok(Self)
+    }
+}
+
+impl Drop for Marker {
+    fn drop(&mut self) {
+        let mut markers = MARKERS.lock().unwrap_or_else(|e| e.into_inner());
+        markers.0 -= 1;
+        if markers.0 == 0 && markers.1 {
+            let _ = fs::remove_dir(MARKER_DIR);
+            markers.1 = false;
+        }
+    }
 }
 
 impl UserManager {
@@ -38,15 +78,13 @@ impl UserManager {
         }
     }
 
+    /// Start a manager with HOME `home` and XDG_RUNTIME_DIR `home/run`, and wait (10 s at
+    /// most) until it answers `systemctl --user`; why not, as an error.
     pub fn start(home: &Path) -> Result<Self, String> {
         if !Path::new("/lib/systemd/systemd").exists() {
             return Err("/lib/systemd/systemd is not installed".into());
         }
-        // The "booted with systemd" marker; without it the manager refuses to start.
-        let made_marker = !Path::new("/run/systemd/system").exists();
-        if let Err(e) = fs::create_dir_all("/run/systemd/system") {
-            return Err(format!("cannot create /run/systemd/system: {e}"));
-        }
+        let marker = Marker::acquire()?;
         let runtime = runtime_dir(home);
         let env: Vec<(OsString, OsString)> = vec![
             ("XDG_RUNTIME_DIR".into(), runtime.into()),
@@ -64,19 +102,20 @@ impl UserManager {
         let mut manager = Self {
             child,
             env,
-            made_marker,
+            _marker: marker,
         };
-        let mut ready = false;
-        for _ in 0..100 {
+        // Answering, or exited: either ends the wait.
+        let ready = poll(Duration::from_secs(10), || {
             if manager.child.try_wait().unwrap().is_some() {
-                break;
+                return Some(false);
             }
-            if manager.systemctl(&["show-environment"]).status.success() {
-                ready = true;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            manager
+                .systemctl(&["show-environment"])
+                .status
+                .success()
+                .then_some(true)
+        })
+        .unwrap_or(false);
         if ready {
             Ok(manager)
         } else {
@@ -87,6 +126,7 @@ impl UserManager {
         }
     }
 
+    /// `systemctl --user <args>` against this manager.
     pub fn systemctl(&self, args: &[&str]) -> Output {
         Command::new("systemctl")
             .arg("--user")
@@ -100,22 +140,17 @@ impl UserManager {
 impl Drop for UserManager {
     fn drop(&mut self) {
         self.stop();
-        if self.made_marker {
-            let _ = fs::remove_dir("/run/systemd/system");
-        }
     }
 }
 
 impl UserManager {
+    /// Stop the manager (SIGTERM, then SIGKILL after 10 s); dropping it does this too.
     pub fn stop(&mut self) {
         // SIGTERM stops the units (and so a running daemon) before the manager exits.
         // SAFETY: plain kill(2) on our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        for _ in 0..100 {
-            if self.child.try_wait().unwrap().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        if wait_exit(&mut self.child, Duration::from_secs(10)).is_some() {
+            return;
         }
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -1,20 +1,18 @@
 //! Load: many clients at once with zero errors, the connection caps (per process and in all)
 //! with a clear "busy", no file descriptors leaked by 10,000 connections, and a daemon whose memory stays flat over
 //! 1,000,000 requests. Each test prints its figures (RELIABILITY.md records them); run with
-//! `cargo test -p mesh --test load -- --nocapture`. These run the test profile's (debug)
+//! `cargo test -p mesh --test mesh load:: -- --nocapture`. These run the test profile's (debug)
 //! daemon, so the throughput figures are far below a release build's.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
 
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use common::Mesh;
 use mesh_client::{ClientError, Connection};
 use mesh_proto::{
     Caller, Class, Consume, ErrorCode, Kind, List, MessageStatus, Scope, SendMessage, WhoAmI,
 };
+use mesh_testkit::Mesh;
 
 /// Open file descriptors of a process.
 fn fds(pid: u32) -> usize {
@@ -34,7 +32,7 @@ fn rss_kb(pid: u32) -> u64 {
 }
 
 fn connect(mesh: &Mesh) -> Connection {
-    Connection::connect(&mesh.state.socket(), &common::opts()).unwrap()
+    Connection::connect(&mesh.state.socket(), &mesh_testkit::opts()).unwrap()
 }
 
 #[test]
@@ -56,7 +54,7 @@ fn two_hundred_clients_times_a_thousand_requests_without_an_error() {
                 Caller::default()
             };
             std::thread::spawn(move || -> Result<(usize, Vec<u64>), ClientError> {
-                let mut conn = Connection::connect(&socket, &common::opts())?;
+                let mut conn = Connection::connect(&socket, &mesh_testkit::opts())?;
                 start.wait();
                 let mut sent = Vec::new();
                 let mut answered = 0;
@@ -159,13 +157,13 @@ fn past_the_connection_caps_clients_get_a_clear_busy_and_nothing_leaks() {
     // A first `mesh list` opens what the daemon keeps open for it from then on.
     let list = || {
         let out = mesh.mesh().args(["list", "--json"]).output().unwrap();
-        assert!(out.status.success(), "{}", common::output_text(&out));
+        assert!(out.status.success(), "{}", mesh_testkit::output_text(&out));
     };
     list();
     let base_fds = fds(pid);
     // One process takes all it may; its next connection is refused, saying why...
     let held: Vec<Connection> = (0..PER_PROCESS).map(|_| connect(&mesh)).collect();
-    let err = Connection::connect(&mesh.state.socket(), &common::opts()).unwrap_err();
+    let err = Connection::connect(&mesh.state.socket(), &mesh_testkit::opts()).unwrap_err();
     assert_eq!(err.wire_code(), Some(ErrorCode::Busy), "{err}");
     assert!(
         err.to_string().contains(&format!(
@@ -178,7 +176,7 @@ fn past_the_connection_caps_clients_get_a_clear_busy_and_nothing_leaks() {
     list();
     // One leaves, the next one gets in.
     drop(held);
-    common::wait_for(
+    mesh_testkit::wait_for(
         "the held connections to close",
         Duration::from_secs(20),
         || fds(pid) <= base_fds + 1,
@@ -197,7 +195,7 @@ fn past_the_connection_caps_clients_get_a_clear_busy_and_nothing_leaks() {
         }
     }
     let mut after = 0;
-    common::wait_for(
+    mesh_testkit::wait_for(
         "every dropped connection to close",
         Duration::from_secs(20),
         || {
@@ -212,7 +210,7 @@ fn past_the_connection_caps_clients_get_a_clear_busy_and_nothing_leaks() {
     // process can take every slot.
     let mesh = Mesh::start_with(&[("CLAUDE_MESH_MAX_CONNECTIONS_PER_PROCESS", "0")]);
     let held: Vec<Connection> = (0..CAP).map(|_| connect(&mesh)).collect();
-    let err = Connection::connect(&mesh.state.socket(), &common::opts()).unwrap_err();
+    let err = Connection::connect(&mesh.state.socket(), &mesh_testkit::opts()).unwrap_err();
     assert_eq!(err.wire_code(), Some(ErrorCode::Busy), "{err}");
     assert!(err.to_string().contains("too many connections"), "{err}");
     eprintln!("cap: {CAP} connections held; the next one: {err}");
@@ -236,7 +234,7 @@ fn memory_stays_flat_over_a_million_requests() {
                 let socket = mesh.state.socket();
                 let caller = s.caller.clone();
                 std::thread::spawn(move || {
-                    let mut conn = Connection::connect(&socket, &common::opts()).unwrap();
+                    let mut conn = Connection::connect(&socket, &mesh_testkit::opts()).unwrap();
                     for i in 0..per_thread / 10 {
                         if (i + k) % 4 == 0 {
                             conn.whoami(WhoAmI {

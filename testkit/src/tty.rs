@@ -1,7 +1,7 @@
 //! A program in a real pseudo-terminal, for integration tests: [`Tty::spawn`] starts it as the
 //! leader of a new session with the pty as its controlling terminal (`pty_process::blocking`),
 //! a reader thread collects everything it prints, and the test types bytes into it and waits
-//! for text to appear. Include with `#[path = "common/tty.rs"] mod tty;`.
+//! for text to appear.
 //!
 //! What the program printed can be looked at three ways:
 //! - [`Tty::output`]: the raw bytes, escape sequences and all (see [`Tty::wait_for_bytes`]);
@@ -15,7 +15,6 @@
 //!   assertions on the current state and for failure messages.
 //!
 //! Dropping a [`Tty`] whose program still runs kills the program's process group.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::fmt;
 use std::io::{Read, Write};
@@ -286,16 +285,7 @@ impl Tty {
     /// exited, waits (at most 2 s more) for the rest of its output, so that [`Tty::text`] is
     /// complete.
     pub fn wait_exit(&self, timeout: Duration) -> Option<ExitStatus> {
-        let end = Instant::now() + timeout;
-        let status = loop {
-            if let Some(status) = self.try_exit() {
-                break status;
-            }
-            if Instant::now() >= end {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
+        let status = crate::poll(timeout, || self.try_exit())?;
         let state = lock(&self.shared.state);
         let _ = self
             .shared

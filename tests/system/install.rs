@@ -5,21 +5,17 @@
 //! under a real systemd user manager the units are installed, serve, and are removed again.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-#[path = "common/user_manager.rs"]
-mod user_manager;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{Mesh, mesh_bin};
+use mesh_testkit::user_manager::{UserManager, runtime_dir};
+use mesh_testkit::{Mesh, mesh_bin};
 use serde_json::Value;
-use user_manager::{UserManager, runtime_dir};
 
 fn text(out: &Output) -> String {
-    common::output_text(out)
+    mesh_testkit::output_text(out)
 }
 
 /// A HOME with no reachable service manager: an empty private XDG_RUNTIME_DIR and no D-Bus.
@@ -107,7 +103,7 @@ trait ConnOpt {
 
 impl ConnOpt for Mesh {
     fn conn_opt(&self) -> Option<mesh_client::Connection> {
-        mesh_client::Connection::connect(&self.state.socket(), &common::opts()).ok()
+        mesh_client::Connection::connect(&self.state.socket(), &mesh_testkit::opts()).ok()
     }
 }
 

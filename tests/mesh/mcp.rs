@@ -3,18 +3,14 @@
 //! here is this test process: tests that act as a session register the test's own PID.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{Mesh, Session, wait_for};
 use mesh_proto::{
     Ask, AskResult, Caller, Class, Consume, Kind, Message, Reply, SessionInfo, Status,
 };
+use mesh_testkit::mcp::{Mcp, REPLY_WITHIN};
+use mesh_testkit::{Mesh, Session, wait_for};
 use serde_json::{Value, json};
 
 const TOOLS: [&str; 11] = [
@@ -30,193 +26,6 @@ const TOOLS: [&str; 11] = [
     "search_history",
     "get_turn",
 ];
-
-/// How long any single response may take (asks excepted).
-const REPLY_WITHIN: Duration = Duration::from_secs(15);
-
-/// A running `mesh mcp` and the messages it wrote.
-struct Mcp {
-    child: Child,
-    /// `None` once closed (the client went away).
-    stdin: Option<ChildStdin>,
-    rx: mpsc::Receiver<Value>,
-    /// Notifications (and stray responses) seen while waiting for something else.
-    seen: Vec<Value>,
-    next_id: u64,
-    stderr_path: std::path::PathBuf,
-}
-
-impl Mcp {
-    fn spawn(mesh: &Mesh) -> Self {
-        Self::spawn_with(mesh, &[])
-    }
-
-    fn spawn_with(mesh: &Mesh, env: &[(&str, &str)]) -> Self {
-        let stderr_path = mesh
-            .home
-            .path()
-            .join(format!("mcp-{}.stderr", rand_suffix()));
-        let mut cmd = mesh.mesh();
-        cmd.arg("mcp")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr_path).unwrap());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let v: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("stdout is not JSON-RPC ({e}): {line}"));
-                if tx.send(v).is_err() {
-                    break;
-                }
-            }
-        });
-        Self {
-            child,
-            stdin: Some(stdin),
-            rx,
-            seen: Vec::new(),
-            next_id: 100,
-            stderr_path,
-        }
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
-    }
-
-    fn write(&mut self, msg: &Value) {
-        let mut line = serde_json::to_string(msg).unwrap();
-        line.push('\n');
-        let stdin = self.stdin.as_mut().expect("stdin is open");
-        stdin.write_all(line.as_bytes()).unwrap();
-        stdin.flush().unwrap();
-    }
-
-    fn id(&mut self) -> u64 {
-        self.next_id += 1;
-        self.next_id
-    }
-
-    /// Wait for the response to request `id`; everything else read meanwhile goes to `seen`.
-    fn response(&mut self, id: &Value, within: Duration) -> Value {
-        let end = Instant::now() + within;
-        if let Some(i) = self.seen.iter().position(|m| m.get("id") == Some(id)) {
-            return self.seen.remove(i);
-        }
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            match self.rx.recv_timeout(left) {
-                Ok(m) if m.get("id") == Some(id) && m.get("method").is_none() => return m,
-                Ok(m) => self.seen.push(m),
-                Err(e) => panic!(
-                    "no response to {id} within {within:?} ({e}); seen {:?}; stderr: {}",
-                    self.seen,
-                    self.stderr()
-                ),
-            }
-        }
-    }
-
-    /// Read for `dur`, collecting whatever arrives into `seen`.
-    fn drain_for(&mut self, dur: Duration) {
-        let end = Instant::now() + dur;
-        while let Ok(m) = self
-            .rx
-            .recv_timeout(end.saturating_duration_since(Instant::now()))
-        {
-            self.seen.push(m);
-        }
-    }
-
-    fn request(&mut self, method: &str, params: Value) -> Value {
-        let id = json!(self.id());
-        self.write(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
-        self.response(&id, REPLY_WITHIN)
-    }
-
-    fn initialize(&mut self, version: &str) -> Value {
-        let resp = self.request(
-            "initialize",
-            json!({
-                "protocolVersion": version,
-                "capabilities": {},
-                "clientInfo": {"name": "mesh-test", "version": "0"},
-            }),
-        );
-        self.write(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
-        resp
-    }
-
-    fn started(mesh: &Mesh) -> Self {
-        let mut mcp = Self::spawn(mesh);
-        mcp.initialize("2025-11-25");
-        mcp
-    }
-
-    /// Start a `tools/call` without waiting; returns its id.
-    fn start_call(&mut self, tool: &str, args: Value, meta: Option<Value>) -> Value {
-        let id = json!(self.id());
-        let mut params = json!({"name": tool, "arguments": args});
-        if let Some(meta) = meta {
-            params["_meta"] = meta;
-        }
-        self.write(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params}));
-        id
-    }
-
-    /// `(isError, text)` of a tool result.
-    fn finish_call(&mut self, id: &Value, within: Duration) -> (bool, String) {
-        let resp = self.response(id, within);
-        let result = resp
-            .get("result")
-            .unwrap_or_else(|| panic!("tools/call failed at the protocol level: {resp}"));
-        let text = result["content"][0]["text"]
-            .as_str()
-            .unwrap_or("")
-            .to_owned();
-        (result["isError"] == json!(true), text)
-    }
-
-    fn call_raw(&mut self, tool: &str, args: Value) -> (bool, String) {
-        let id = self.start_call(tool, args, None);
-        self.finish_call(&id, REPLY_WITHIN)
-    }
-
-    /// A successful call's JSON document.
-    fn call(&mut self, tool: &str, args: Value) -> Value {
-        let (is_error, text) = self.call_raw(tool, args.clone());
-        assert!(!is_error, "{tool}({args}) failed: {text}");
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{tool}: not JSON ({e}): {text}"))
-    }
-
-    /// A failing call's error text.
-    fn call_err(&mut self, tool: &str, args: Value) -> String {
-        let (is_error, text) = self.call_raw(tool, args.clone());
-        assert!(is_error, "{tool}({args}) should fail, got {text}");
-        text
-    }
-}
-
-impl Drop for Mcp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn rand_suffix() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
-}
 
 /// Register this test process (the MCP server's parent) as session `name`.
 fn register_me(mesh: &Mesh, name: &str) -> SessionInfo {
@@ -578,7 +387,7 @@ fn check_messages_consumes_and_reply_to_peer_answers_a_blocked_asker() {
     let socket = mesh.state.socket();
     let caller = backend.caller.clone();
     let asking = std::thread::spawn(move || {
-        let mut conn = mesh_client::Connection::connect(&socket, &common::opts()).unwrap();
+        let mut conn = mesh_client::Connection::connect(&socket, &mesh_testkit::opts()).unwrap();
         conn.ask(Ask {
             caller,
             to: "frontend".into(),
@@ -796,7 +605,14 @@ fn ask_peer_sends_progress_while_it_waits() {
         json!({"to": "backend", "question": "ready?", "timeout_s": 30}),
         Some(json!({"progressToken": "tok-7"})),
     );
-    mcp.drain_for(Duration::from_millis(800));
+    let progress = |seen: &[Value]| {
+        seen.iter()
+            .filter(|m| m["method"] == "notifications/progress")
+            .count()
+    };
+    mcp.wait_seen("3 progress notifications", REPLY_WITHIN, |seen| {
+        progress(seen) >= 3
+    });
     answer_next_question(&mesh, &backend, "ready");
     let (is_error, text) = mcp.finish_call(&call, REPLY_WITHIN);
     assert!(!is_error, "{text}");
@@ -824,7 +640,7 @@ fn ask_peer_sends_progress_while_it_waits() {
         assert!(v > last, "progress must increase: {progress:?}");
         last = v;
     }
-    // No progress after the result.
+    // No progress after the result. Under test: none in the next 400 ms (4 ticks).
     let count = progress.len();
     mcp.drain_for(Duration::from_millis(400));
     let after = mcp
@@ -910,7 +726,7 @@ fn cancelled_ask_peer_leaves_the_daemon_at_once() {
     );
     assert_eq!(msgs[0]["body"], "answer after cancel");
     assert_eq!(msgs[0]["in_reply_to"], m(question.id));
-    // A cancelled request gets no response.
+    // A cancelled request gets no response. Under test: none in the next 300 ms.
     mcp.drain_for(Duration::from_millis(300));
     assert!(
         mcp.seen.iter().all(|m| m.get("id") != Some(&call)),
@@ -1084,22 +900,21 @@ fn a_waiting_ask_peer_resumes_after_the_daemon_dies() {
     });
     // The question is committed before the server learns its id (a zero-wait ask answers at
     // once); give it that moment, so the kill lands during the wait proper.
+    // No condition shows that moment from outside (the server's next request, AwaitAnswer, on
+    // the same connection, changes nothing the daemon reports), so this stays a fixed pause.
     std::thread::sleep(Duration::from_millis(500));
     mesh.kill9();
     // The waiting server notices and brings a daemon back by itself.
-    let end = Instant::now() + Duration::from_secs(15);
-    let conn = loop {
-        if let Ok(c) = mesh_client::Connection::connect(&mesh.state.socket(), &common::opts()) {
-            break c;
-        }
-        assert!(
-            Instant::now() < end,
+    let conn = mesh_testkit::poll(Duration::from_secs(15), || {
+        mesh_client::Connection::connect(&mesh.state.socket(), &mesh_testkit::opts()).ok()
+    })
+    .unwrap_or_else(|| {
+        panic!(
             "no daemon came back; server stderr: {}\nmesh.log: {}",
             mcp.stderr(),
             std::fs::read_to_string(mesh.state.root().join("mesh.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+        )
+    });
     let _daemon = TermOnDrop(conn.daemon_pid());
     let q = answer_next_question(&mesh, &backend, "yes");
     let (is_error, text) = mcp.finish_call(&call, REPLY_WITHIN);
