@@ -133,8 +133,8 @@ impl Drop for Daemon {
     }
 }
 
-/// `mesh_daemon::run` in this process: a multi-thread tokio runtime (2 workers, as `mesh
-/// daemon` builds it) on a background thread, serving a listener bound before the thread
+/// `mesh_daemon::run` in this process: the daemon's own current-thread tokio runtime
+/// (`mesh_daemon::runtime`, as `mesh daemon` builds it) on a background thread, serving a listener bound before the thread
 /// starts. Cancelled and joined on drop, which also removes the socket file
 /// (`mesh_daemon::run` leaves it to whoever bound it: here, us).
 #[derive(Debug)]
