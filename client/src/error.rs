@@ -74,7 +74,11 @@ pub enum ClientError {
     Frame(FrameError),
 
     /// A request was too large to send.
-    #[error("the request is too large ({len} bytes, the limit is {max}); send a shorter message")]
+    #[error(
+        "the request is too large ({len} bytes; a request may have {} KiB at most, and a message {} KiB): send a shorter message",
+        max / 1024,
+        mesh_proto::MAX_BODY_LEN / 1024
+    )]
     TooLarge { len: usize, max: usize },
 
     /// Whatever listens on the socket does not speak the claude-mesh protocol.

@@ -1,7 +1,8 @@
 //! `mesh`: the claude-mesh command line. This file only parses arguments and dispatches; each
 //! subcommand lives in its own module under `cmd/` (adding one is a variant of [`Command`], an
-//! arm in [`main`] and a module). Errors print as `mesh: <error>: <cause chain>` with exit 1;
-//! usage errors exit 2 (clap); `mesh ask` exits 3 on time-out.
+//! arm in [`main`] and a module). Errors print as `mesh: <error>: <cause chain>` on stderr, or
+//! with `--json` as one `{"error": …}` document on stdout, with the exit status of their class
+//! (`cmd/exit.rs`); usage errors exit 2 (clap).
 
 mod cmd;
 mod daemon_cmd;
@@ -82,6 +83,7 @@ fn main() -> ExitCode {
     if !matches!(cli.command, Command::Daemon(_) | Command::Run(_)) {
         cmd::init_tracing();
     }
+    let json = cli.command.wants_json();
     let result = match cli.command {
         Command::Daemon(args) => daemon_cmd::run(args).map(|()| ExitCode::SUCCESS),
         Command::List(args) => cmd::list::run(args),
@@ -105,13 +107,28 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
-        Err(e) => {
-            // Errors can quote peer-controlled text (names, paths): shown safely.
-            eprintln!(
-                "mesh: {}",
-                mesh_proto::sanitize::terminal(&format!("{e:#}"))
-            );
-            ExitCode::FAILURE
+        Err(e) => cmd::exit::report(&e, json),
+    }
+}
+
+impl Command {
+    /// Whether the command was given `--json` (its failure is then a JSON document too).
+    fn wants_json(&self) -> bool {
+        match self {
+            Command::List(a) => a.out.json,
+            Command::Whoami(a) => a.out.json,
+            Command::Send(a) => a.out.json,
+            Command::Ask(a) => a.out.json,
+            Command::Reply(a) => a.out.json,
+            Command::Inbox(a) => a.out.json,
+            Command::Message(a) => a.out.json,
+            Command::History(a) => a.out.json,
+            Command::Search(a) => a.out.json,
+            Command::Stop(a) | Command::Restart(a) => a.out.json,
+            Command::Install(a) => a.out.json,
+            Command::Uninstall(a) => a.out.json,
+            Command::Health(a) => a.out.json,
+            _ => false,
         }
     }
 }

@@ -203,7 +203,12 @@ impl Query {
     pub fn regex(pattern: &str) -> Result<Self, String> {
         regex_automata::meta::Regex::new(pattern)
             .map(Query::Regex)
-            .map_err(|e| format!("invalid regular expression `{pattern}`: {e}"))
+            .map_err(|e| {
+                format!(
+                    "invalid regular expression `{pattern}`: {}",
+                    regex_error(&e)
+                )
+            })
     }
 
     fn matches(&self, line: &str) -> bool {
@@ -211,6 +216,21 @@ impl Query {
             Query::Substring(s) => line.to_lowercase().contains(s.as_str()),
             Query::Regex(r) => r.is_match(line),
         }
+    }
+}
+
+/// What is wrong in a pattern: the syntax error's own words (`unclosed group`) and the pattern
+/// with a caret under the place, not the builder's "error parsing pattern 0".
+fn regex_error(e: &regex_automata::meta::BuildError) -> String {
+    let Some(syntax) = std::error::Error::source(e) else {
+        return e.to_string();
+    };
+    // regex-syntax says "regex parse error:\n    <pattern>\n    ^^^\nerror: <what>".
+    let text = syntax.to_string();
+    let text = text.strip_prefix("regex parse error:\n").unwrap_or(&text);
+    match text.rsplit_once("\nerror: ") {
+        Some((picture, what)) => format!("{what}\n{picture}"),
+        None => text.to_string(),
     }
 }
 
@@ -603,6 +623,11 @@ mod tests {
         let (m, more) = search(f.path(), &Query::substring("e"), 0, 2, false).unwrap();
         assert_eq!(m.len(), 2);
         assert!(more);
-        assert!(Query::regex("(").is_err());
+        let err = Query::regex("a(b").unwrap_err();
+        assert!(
+            err.starts_with("invalid regular expression `a(b`: unclosed group\n"),
+            "{err}"
+        );
+        assert!(err.contains('^') && !err.contains("pattern 0"), "{err}");
     }
 }

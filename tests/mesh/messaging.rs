@@ -1206,8 +1206,184 @@ fn sending_to_or_asking_oneself_is_refused_from_the_cli() {
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        // Bad input (exit 7).
+        assert_eq!(out.status.code(), Some(7), "{args:?}: {stderr}");
         assert!(stderr.contains("this session itself"), "{args:?}: {stderr}");
     }
     assert!(peek(&mesh, &me).is_empty());
+}
+
+/// `mesh <args>` as session `who` (or the user), expected to fail: its exit status, stdout and
+/// stderr.
+fn cli_fails(
+    mesh: &Mesh,
+    who: Option<&mesh_testkit::Session>,
+    args: &[&str],
+) -> (i32, String, String) {
+    let mut cmd = mesh.mesh();
+    if let Some(s) = who {
+        cmd.env("CLAUDE_PID", s.pid().to_string());
+    }
+    let out = cmd.args(args).output().unwrap();
+    let code = out.status.code().unwrap_or(-1);
+    assert_ne!(code, 0, "{args:?} succeeded");
+    (
+        code,
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// A failure class, without and with `--json`: its exit status, one `mesh: …` line on stderr
+/// and nothing on stdout; or one `{"error": {code, message, fix}}` document on stdout and
+/// nothing on stderr. Returns the JSON error's message.
+fn assert_fails_as(
+    mesh: &Mesh,
+    who: Option<&mesh_testkit::Session>,
+    args: &[&str],
+    exit: i32,
+    code: &str,
+) -> String {
+    let (status, stdout, stderr) = cli_fails(mesh, who, args);
+    assert_eq!(status, exit, "{args:?}: {stderr}");
+    assert_eq!(stdout, "", "{args:?}");
+    assert!(stderr.starts_with("mesh: "), "{args:?}: {stderr}");
+    let json_args: Vec<&str> = args.iter().copied().chain(["--json"]).collect();
+    let (status, stdout, stderr) = cli_fails(mesh, who, &json_args);
+    assert_eq!(status, exit, "{json_args:?}: {stdout} {stderr}");
+    assert_eq!(stderr, "", "{json_args:?}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let error = doc.as_object().unwrap();
+    assert_eq!(error.len(), 1, "{doc}");
+    let error = error["error"].as_object().unwrap();
+    assert_eq!(error["code"], code, "{doc}");
+    assert!(error["fix"].is_null() || error["fix"].is_string(), "{doc}");
+    assert_eq!(error.len(), 3, "{doc}");
+    error["message"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn each_failure_class_has_its_exit_status_and_json_error() {
+    let mesh = Mesh::start();
+    let asker = mesh.session("asker");
+    let _answerer = mesh.session("answerer");
+
+    // Unknown peer: 4.
+    let message = assert_fails_as(&mesh, None, &["send", "nobody", "hi"], 4, "unknown_peer");
+    assert!(message.contains("nobody"), "{message}");
+    assert_fails_as(&mesh, None, &["ask", "nobody", "hi"], 4, "unknown_peer");
+
+    // Timeout: 3, saying what became of the question.
+    let message = assert_fails_as(
+        &mesh,
+        Some(&asker),
+        &["ask", "answerer", "there?", "--timeout", "1"],
+        3,
+        "timeout",
+    );
+    assert!(message.contains("withdrawn"), "{message}");
+
+    // Bad input: 7 (the daemon's refusal of a message to oneself, an unknown message id).
+    assert_fails_as(
+        &mesh,
+        Some(&asker),
+        &["send", "asker", "hello me"],
+        7,
+        "invalid_argument",
+    );
+    assert_fails_as(&mesh, None, &["message", "987654"], 7, "unknown_message");
+
+    // Usage errors stay clap's 2.
+    let (status, stdout, _) = cli_fails(&mesh, None, &["send", "--json"]);
+    assert_eq!((status, stdout.as_str()), (2, ""));
+}
+
+#[test]
+fn a_peer_that_ends_before_answering_is_exit_5_peer_gone() {
+    let mesh = Mesh::start();
+    for json in [false, true] {
+        let name = if json { "json-answerer" } else { "answerer" };
+        let mut answerer = mesh.session(name);
+        let mut args = vec!["ask", name, "still there?", "--timeout", "60"];
+        if json {
+            args.push("--json");
+        }
+        let asking = mesh
+            .mesh()
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for("the question to be queued", Duration::from_secs(10), || {
+            !peek(&mesh, &answerer).is_empty()
+        });
+        answerer.kill();
+        let out = asking.wait_with_output().unwrap();
+        let text = mesh_testkit::output_text(&out);
+        assert_eq!(out.status.code(), Some(5), "{text}");
+        if json {
+            let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(doc["error"]["code"], "peer_gone", "{doc}");
+            assert!(out.stderr.is_empty(), "{text}");
+        } else {
+            assert!(out.stdout.is_empty(), "{text}");
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("ended before answering"),
+                "{text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_unreachable_daemon_is_exit_6_daemon_unreachable() {
+    let mesh = Mesh::without_daemon();
+    std::fs::create_dir_all(mesh.state.root()).unwrap();
+    // Something else listens on the socket: it answers every connection with garbage.
+    let listener = std::os::unix::net::UnixListener::bind(mesh.state.socket()).unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let _ = std::io::Write::write_all(&mut conn, b"HTTP/1.1 400 Bad Request\r\n\r\n");
+        }
+    });
+    let message = assert_fails_as(&mesh, None, &["list"], 6, "daemon_unreachable");
+    assert!(message.contains("not a claude-mesh daemon"), "{message}");
+}
+
+#[test]
+fn a_body_over_the_limit_is_told_the_message_limit_first() {
+    let mesh = Mesh::start();
+    let _peer = mesh.session("peer");
+    let limit = format!("the limit is {} KiB", mesh_proto::MAX_BODY_LEN / 1024);
+    // Far over the frame cap (4 MiB) too: still the message limit that is quoted.
+    for size in [3_000_000, 10_000_000] {
+        let mut sending = mesh
+            .mesh()
+            .args(["send", "peer", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = sending.stdin.take().unwrap();
+        // The reader stops at the limit: the rest of the write may fail with a broken pipe.
+        let _ = std::io::Write::write_all(&mut stdin, &vec![b'a'; size]);
+        drop(stdin);
+        let out = sending.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(7), "{size}: {stderr}");
+        assert!(stderr.contains(&limit), "{size}: {stderr}");
+        assert!(
+            !stderr.contains("MiB") && !stderr.contains("4194304"),
+            "{stderr}"
+        );
+    }
+    // As words (below the kernel's per-argument cap, over the message limit together).
+    let word = "a".repeat(100_000);
+    let (status, _, stderr) = cli_fails(&mesh, None, &["send", "peer", &word, &word, &word]);
+    assert_eq!(status, 7, "{stderr}");
+    assert!(stderr.contains(&limit), "{stderr}");
+    assert!(peek(&mesh, &_peer).is_empty());
 }

@@ -82,8 +82,13 @@ fn history_and_search_read_the_peers_transcript() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no session is named `frontend`"));
     let out = run(&mesh, &["search", "backend", "(", "--regex"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid regular expression"));
+    // Bad input (exit 7), saying what is wrong in the pattern.
+    assert_eq!(out.status.code(), Some(7));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("invalid regular expression `(`: unclosed group"),
+        "{stderr}"
+    );
 }
 
 /// Run `mesh args…`, killing it if it has not finished within `limit`: its output, or `None`

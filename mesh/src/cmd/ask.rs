@@ -1,5 +1,5 @@
 //! `mesh ask <peer> <question…> [--timeout SECS]`: ask and block until the answer arrives;
-//! prints it. Exit 3 when it times out, 1 when the peer ends before answering, 130 when
+//! prints it. Exit 3 when it times out, 5 when the peer ends before answering, 130 when
 //! interrupted (Ctrl-C, SIGTERM); each time it says what became of the question.
 //!
 //! The wait is the MCP server's `ask_peer` wait ([`crate::link::ask`]): the question is
@@ -18,11 +18,10 @@ use mesh_client::{CallerFromEnv, format_message_id};
 use mesh_daemon::paths::StateDir;
 use mesh_proto::{AskResult, Caller, Message, MessageStatus, Status};
 
+use super::exit::{Class, Failure};
 use super::{JsonFlag, body_from, emit, emit_json, warn};
 use crate::link::{self, AskEnd, AskPlan, AskSwitch, Daemon};
 
-/// `mesh ask`'s exit status when no answer came in time.
-pub const EXIT_TIMED_OUT: u8 = 3;
 /// `mesh ask`'s exit status after Ctrl-C or SIGTERM (128 + SIGINT, as a shell reports it).
 pub const EXIT_INTERRUPTED: u8 = 130;
 
@@ -147,14 +146,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.peer
         ),
     };
-    if args.out.json {
-        emit_json(&AskJson::from(outcome.as_ref()))?;
-    }
     let id = format_message_id(outcome.question.id);
     let peer = mesh_proto::sanitize::terminal_line(&outcome.question.to.name);
     match &outcome.result {
         AskResult::Answered(answer) => {
-            if !args.out.json {
+            if args.out.json {
+                emit_json(&AskJson::from(outcome.as_ref()))?;
+            } else {
                 let mut body = answer.body.clone();
                 if !body.ends_with('\n') {
                     body.push('\n');
@@ -163,22 +161,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        AskResult::TimedOut => {
-            warn(&format!(
+        // Failures of their own class (exit 3 and 5; `--json`: an error document).
+        AskResult::TimedOut => Err(Failure::new(
+            Class::Timeout,
+            format!(
                 "no answer from {peer} within {}s; {}",
                 args.timeout,
                 gave_up(&outcome.question)
-            ));
-            Ok(ExitCode::from(EXIT_TIMED_OUT))
-        }
-        AskResult::PeerGone => {
-            warn(&format!(
+            ),
+        )
+        .into()),
+        AskResult::PeerGone => Err(Failure::new(
+            Class::PeerGone,
+            format!(
                 "{peer} is not running (it ended before answering); question {id} stays \
                  queued for it (its next session receives it), and an answer would wait in your \
                  inbox (`mesh inbox`)"
-            ));
-            Ok(ExitCode::FAILURE)
-        }
+            ),
+        )
+        .into()),
     }
 }
 

@@ -126,7 +126,7 @@ struct SearchJson<'a> {
 
 pub fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
     let query = if args.regex {
-        Query::regex(&args.query).map_err(anyhow::Error::msg)?
+        Query::regex(&args.query).map_err(|e| super::exit::Failure::bad_input("bad_pattern", e))?
     } else {
         Query::substring(&args.query)
     };

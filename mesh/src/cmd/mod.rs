@@ -11,6 +11,7 @@
 //! stderr go through [`warn`] (or, for an error, `main`'s handler): the same rule.
 
 pub mod ask;
+pub mod exit;
 pub mod health;
 pub mod history;
 pub mod inbox;
@@ -69,7 +70,8 @@ pub fn connect() -> anyhow::Result<Connection> {
     Ok(connect_or_start(&state, &ConnectOptions::default())?)
 }
 
-/// The message body: the words joined by spaces, or stdin when the only word is `-`.
+/// The message body: the words joined by spaces, or stdin when the only word is `-`. A body
+/// over [`mesh_proto::MAX_BODY_LEN`] is refused here, quoting that limit (bad input, exit 7).
 pub fn body_from(words: &[String]) -> anyhow::Result<String> {
     if let [only] = words
         && only == "-"
@@ -85,14 +87,35 @@ pub fn body_from(words: &[String]) -> anyhow::Result<String> {
         if bytes.ends_with(b"\n") {
             bytes.pop();
         }
-        anyhow::ensure!(
-            bytes.len() <= mesh_proto::MAX_BODY_LEN,
-            "the message on stdin is longer than {} bytes, the most a message may have",
-            mesh_proto::MAX_BODY_LEN
-        );
-        return String::from_utf8(bytes).context("cannot read the message from stdin: not UTF-8");
+        if bytes.len() > mesh_proto::MAX_BODY_LEN {
+            return Err(too_long("the message on stdin is too long").into());
+        }
+        return String::from_utf8(bytes).map_err(|_| {
+            exit::Failure::bad_input(
+                "invalid_argument",
+                "cannot read the message from stdin: it is not UTF-8 text",
+            )
+            .into()
+        });
     }
-    Ok(words.join(" "))
+    let body = words.join(" ");
+    if body.len() > mesh_proto::MAX_BODY_LEN {
+        return Err(too_long(&format!("the message is {} bytes", body.len())).into());
+    }
+    Ok(body)
+}
+
+/// A body over the limit: `what`, then the limit that applies.
+fn too_long(what: &str) -> exit::Failure {
+    exit::Failure::bad_input(
+        "too_large",
+        format!(
+            "{what}: the limit is {} KiB ({} bytes) per message; send a shorter one, or point \
+             the peer to a file",
+            mesh_proto::MAX_BODY_LEN / 1024,
+            mesh_proto::MAX_BODY_LEN
+        ),
+    )
 }
 
 /// Write human-readable text to stdout, every control and hidden character but `\n` and `\t`
@@ -107,7 +130,7 @@ pub fn warn(text: &str) {
 }
 
 /// Write `text` to stdout as it is.
-fn write_stdout(text: &str) -> anyhow::Result<()> {
+pub(crate) fn write_stdout(text: &str) -> anyhow::Result<()> {
     let mut out = io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e).context("cannot write to stdout"),
