@@ -13,7 +13,7 @@ mod shim;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Let the Claude Code sessions on this machine find and message each other.
 #[derive(Debug, Parser)]
@@ -26,46 +26,94 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the daemon in the foreground
+    #[command(
+        after_help = "Examples:\n  mesh daemon\n  CLAUDE_MESH_LOG=debug mesh daemon --idle-timeout 0"
+    )]
     Daemon(daemon_cmd::DaemonArgs),
     /// List live sessions (peers)
+    #[command(
+        after_help = "Examples:\n  mesh list\n  mesh list --all --scope repo\n  mesh list --json"
+    )]
     List(cmd::list::Args),
     /// Show this session's id, name, cwd and pid
+    #[command(after_help = "Examples:\n  mesh whoami\n  mesh whoami --json")]
     Whoami(cmd::whoami::Args),
     /// Queue a message for a peer; prints its message id
+    #[command(
+        after_help = "Examples:\n  mesh send backend run the tests and report what fails\n  git diff | mesh send reviewer -\n  mesh send '*' --kind note I am moving the store module, keep out of it for now"
+    )]
     Send(cmd::send::Args),
     /// Ask a peer a question and wait for the answer; prints it
+    #[command(
+        after_help = "Examples:\n  mesh ask backend 'is the migration done?'\n  mesh ask backend --timeout 60 'which port does the API listen on?'\n  mesh ask backend --json 'ready to merge?' | jq -r .answer.body"
+    )]
     Ask(cmd::ask::Args),
     /// Answer a question
+    #[command(
+        after_help = "Examples:\n  mesh reply m42 yes, merged into main\n  mesh reply 42 - < answer.txt"
+    )]
     Reply(cmd::reply::Args),
     /// Read (and by default consume) this session's messages
+    #[command(after_help = "Examples:\n  mesh inbox\n  mesh inbox --peek --json")]
     Inbox(cmd::inbox::Args),
     /// Show one message and its status, with timestamps
+    #[command(after_help = "Examples:\n  mesh message m42\n  mesh message 42 --json")]
     Message(cmd::message::Args),
     /// A peer's last turns, from its Claude Code transcript (redacted unless --raw)
+    #[command(after_help = "Examples:\n  mesh history backend\n  mesh history backend -n 3 --raw")]
     History(cmd::history::HistoryArgs),
     /// Lines of a peer's transcript that match a text or a regular expression, with context
+    #[command(
+        after_help = "Examples:\n  mesh search backend 'connection refused'\n  mesh search backend --regex 'test result: FAILED|panicked' -C 5"
+    )]
     Search(cmd::history::SearchArgs),
     /// Stop the daemon (queued mail survives)
+    #[command(after_help = "Examples:\n  mesh stop\n  mesh stop --json")]
     Stop(cmd::stop::Args),
     /// Restart the daemon (queued mail survives)
+    #[command(after_help = "Examples:\n  mesh restart\n  mesh restart --json")]
     Restart(cmd::stop::Args),
     /// Install the service unit and register hooks, MCP server and status line with Claude Code
+    #[command(
+        after_help = "Examples:\n  mesh install --dry-run\n  mesh install\n  mesh install --no-service"
+    )]
     Install(cmd::install::InstallArgs),
     /// Undo exactly what `mesh install` did
+    #[command(after_help = "Examples:\n  mesh uninstall --dry-run\n  mesh uninstall")]
     Uninstall(cmd::install::UninstallArgs),
     /// Diagnose every layer of the installation; non-zero exit if anything is wrong
+    #[command(
+        after_help = "Examples:\n  mesh health\n  mesh health --json | jq '.checks[] | select(.level != \"ok\")'"
+    )]
     Health(cmd::health::Args),
     /// Claude Code hook shim: reads the hook's JSON on stdin, prints hook JSON, always exits 0
+    ///
+    /// Claude Code runs it (`mesh install` registers one per event); without a known event it
+    /// prints one `mesh hook:` line on stderr and exits 0, like every hook.
+    #[command(after_help = "Examples:
+  echo '{\"session_id\": \"abc\", \"hook_event_name\": \"Stop\"}' | mesh hook stop
+  mesh hook post-tool-use < hook-input.json")]
     Hook {
         /// The event (Claude Code's own name is accepted too)
         event: mesh::hook_event::HookEvent,
     },
     /// MCP server over stdio (registered with Claude Code as `claude-mesh`)
+    #[command(
+        after_help = "Examples:\n  mesh mcp\n  mesh install --dry-run\n  claude mcp add claude-mesh -- mesh mcp"
+    )]
     Mcp,
     /// Status-line badge: reads Claude Code's status-line JSON on stdin
+    #[command(
+        after_help = "Examples:\n  echo '{\"session_id\": \"abc\"}' | mesh statusline\n  mesh statusline < status.json"
+    )]
     Statusline,
     /// Run Claude Code under a supervisor that wakes it when mail arrives while it is idle
+    #[command(after_help = "Examples:\n  mesh run\n  mesh run --resume\n  mesh run -- --help")]
     Run(cmd::run::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(cmd::completions::CompletionsArgs),
+    /// Print the manual page (roff), or write one page per command with --dir
+    Man(cmd::completions::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -73,7 +121,13 @@ fn main() -> ExitCode {
     // clap and before any logging is set up, so they cost little more than the exec itself.
     let mut argv = std::env::args_os().skip(1);
     match (argv.next(), argv.next(), argv.next()) {
-        (Some(cmd), Some(event), None) if cmd == "hook" => return hook::main(&event),
+        // `mesh hook --help` (any flag) is clap's; `mesh hook` alone exits 0 like every hook.
+        (Some(cmd), Some(event), None)
+            if cmd == "hook" && !event.as_encoded_bytes().starts_with(b"-") =>
+        {
+            return hook::main(&event);
+        }
+        (Some(cmd), None, None) if cmd == "hook" => return hook::no_event(),
         (Some(cmd), None, None) if cmd == "statusline" => return cmd::statusline::main(),
         _ => {}
     }
@@ -104,6 +158,8 @@ fn main() -> ExitCode {
         Command::Mcp => mcp::run(),
         Command::Statusline => Ok(cmd::statusline::main()),
         Command::Run(args) => cmd::run::run(args),
+        Command::Completions(args) => cmd::completions::completions(args, Cli::command()),
+        Command::Man(args) => cmd::completions::man(args, Cli::command()),
     };
     match result {
         Ok(code) => code,
@@ -135,7 +191,6 @@ impl Command {
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
     use clap::error::ErrorKind;
 
     use super::*;
@@ -187,6 +242,94 @@ mod tests {
         };
         assert_eq!(args.timeout, 300);
         assert!(parse(&["ask", "backend", "x", "--timeout", "0"]).is_err());
+    }
+
+    /// The words of the `mesh …` command in an example line: from the word `mesh` up to a pipe
+    /// or a redirection, with shell quotes removed.
+    fn example_words(line: &str) -> Option<Vec<String>> {
+        let mut words = Vec::new();
+        let mut word = String::new();
+        let mut in_word = false;
+        let mut quote = None;
+        for c in line.chars() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), c) => word.push(c),
+                (None, '\'' | '"') => {
+                    quote = Some(c);
+                    in_word = true;
+                }
+                (None, '|' | '<' | '>') if words.first().is_some_and(|w| w == "mesh") => break,
+                (None, '|') => {
+                    words.clear();
+                    in_word = false;
+                    word.clear();
+                }
+                (None, c) if c.is_whitespace() => {
+                    if in_word {
+                        words.push(std::mem::take(&mut word));
+                        in_word = false;
+                    }
+                    // `VAR=value mesh …`: the environment is not an argument.
+                    if words.len() == 1 && words[0].contains('=') {
+                        words.clear();
+                    }
+                }
+                (None, c) => {
+                    word.push(c);
+                    in_word = true;
+                }
+            }
+        }
+        if in_word {
+            words.push(word);
+        }
+        (words.first().map(String::as_str) == Some("mesh")).then_some(words)
+    }
+
+    #[test]
+    fn example_lines_split_like_a_shell() {
+        assert_eq!(
+            example_words("git diff | mesh send '*' --kind note a b > x").unwrap(),
+            ["mesh", "send", "*", "--kind", "note", "a", "b"]
+        );
+        assert_eq!(
+            example_words("CLAUDE_MESH_LOG=debug mesh daemon").unwrap(),
+            ["mesh", "daemon"]
+        );
+        assert_eq!(example_words("claude mcp add x -- mesh mcp"), None);
+    }
+
+    /// Every command's help ends with two or three examples, each of which parses.
+    #[test]
+    fn every_help_ends_with_examples_that_parse() {
+        let mut cli = Cli::command();
+        for sub in cli.get_subcommands_mut() {
+            let name = sub.get_name().to_string();
+            let help = sub.render_long_help().to_string();
+            let (_, examples) = help
+                .rsplit_once("Examples:\n")
+                .unwrap_or_else(|| panic!("`mesh {name} --help` has no Examples: {help}"));
+            let lines: Vec<&str> = examples.lines().filter(|l| l.contains("mesh ")).collect();
+            assert!(
+                (2..=3).contains(&lines.len()),
+                "`mesh {name} --help`: {lines:?}"
+            );
+            let mut parsed = 0;
+            for line in lines {
+                let Some(words) = example_words(line) else {
+                    continue;
+                };
+                let cli = Cli::try_parse_from(&words)
+                    .unwrap_or_else(|e| panic!("`mesh {name} --help` example {line:?}: {e}"));
+                let _ = cli;
+                parsed += 1;
+            }
+            assert!(
+                parsed >= 2,
+                "`mesh {name} --help`: {parsed} runnable examples"
+            );
+        }
     }
 
     #[test]

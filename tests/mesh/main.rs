@@ -3,6 +3,7 @@
 //! MCP server and `mesh run`. One test binary (`cargo test -p mesh --test mesh <module>::`); each
 //! module was a test binary of its own before.
 
+mod cli;
 mod crash;
 mod hooks;
 mod hostile;

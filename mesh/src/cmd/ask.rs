@@ -103,7 +103,7 @@ fn after_interrupt(id: u64) -> String {
 pub struct Args {
     /// A session name or an id prefix (4+ characters)
     pub peer: String,
-    /// The question (words are joined by spaces; `-` reads it from stdin)
+    /// The question, at most 256 KiB (words are joined by spaces; `-` reads it from stdin)
     #[arg(required = true)]
     pub question: Vec<String>,
     /// Seconds to wait for the answer

@@ -11,6 +11,7 @@
 //! stderr go through [`warn`] (or, for an error, `main`'s handler): the same rule.
 
 pub mod ask;
+pub mod completions;
 pub mod exit;
 pub mod health;
 pub mod history;

@@ -14,7 +14,7 @@ pub struct Args {
     /// The question's id: 42, #42 or m42
     #[arg(value_parser = parse_message_id)]
     pub message_id: u64,
-    /// The answer (words are joined by spaces; `-` reads it from stdin)
+    /// The answer, at most 256 KiB (words are joined by spaces; `-` reads it from stdin)
     #[arg(required = true)]
     pub text: Vec<String>,
     #[command(flatten)]

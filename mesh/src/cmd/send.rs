@@ -14,7 +14,7 @@ use super::{JsonFlag, body_from, connect, emit, emit_json, warn};
 pub struct Args {
     /// A session name, an id prefix (4+ characters), or `*` for every live peer
     pub peer: String,
-    /// The message (words are joined by spaces; `-` reads it from stdin)
+    /// The message, at most 256 KiB (words are joined by spaces; `-` reads it from stdin)
     #[arg(required = true)]
     pub text: Vec<String>,
     /// `task` is shown to the peer at its next step and keeps it from stopping; `note` waits

@@ -112,6 +112,15 @@ pub fn main(arg: &OsStr) -> ExitCode {
     main_for(event)
 }
 
+/// `mesh hook` without an event: one line on stderr, exit 0 like every hook.
+pub fn no_event() -> ExitCode {
+    warn(&format!(
+        "no hook event given (expected {}; `mesh hook --help` explains)",
+        HookEvent::expected()
+    ));
+    ExitCode::SUCCESS
+}
+
 /// Run the hook for `event`. Always exits 0 (hooks fail open).
 pub fn main_for(event: HookEvent) -> ExitCode {
     let deadline = Deadline::arm(event.deadline(), Alarm::Hook);
