@@ -90,7 +90,8 @@ pub enum ClientError {
 
     /// The daemon answered with a response of the wrong kind.
     #[error(
-        "the mesh daemon answered a {request} request with {response}; it may be another version: restart it with `mesh restart`"
+        "the mesh daemon answered {} {request} request with {response}; it may be another version: restart it with `mesh restart`",
+        article(request)
     )]
     Unexpected {
         request: &'static str,
@@ -137,6 +138,14 @@ impl ClientError {
     /// `request` was answered by the response named `response` ([`mesh_proto::Response::name`]).
     pub(crate) fn unexpected(request: &'static str, response: &'static str) -> Self {
         ClientError::Unexpected { request, response }
+    }
+}
+
+/// `a` or `an`, as English wants it before `word` (`an Ask`, `a Ping`).
+pub(crate) fn article(word: &str) -> &'static str {
+    match word.chars().next().map(|c| c.to_ascii_lowercase()) {
+        Some('a' | 'e' | 'i' | 'o' | 'u') => "an",
+        _ => "a",
     }
 }
 
@@ -209,6 +218,17 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.starts_with("this mesh binary"), "{msg}");
         assert!(msg.ends_with("upgrade it"), "{msg}");
+    }
+
+    #[test]
+    fn an_unexpected_response_is_told_in_english() {
+        let e = ClientError::unexpected("Ask", "Pong");
+        assert!(
+            e.to_string().contains("answered an Ask request with Pong"),
+            "{e}"
+        );
+        let e = ClientError::unexpected("Ping", "Done");
+        assert!(e.to_string().contains("answered a Ping request"), "{e}");
     }
 
     #[test]

@@ -161,3 +161,30 @@ fn the_body_limit_is_in_the_help_of_send_ask_and_reply() {
         );
     }
 }
+
+#[test]
+fn a_hook_warning_says_its_cause_once() {
+    let mesh = Mesh::without_daemon();
+    let mut hook = mesh
+        .mesh()
+        .args(["hook", "stop"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(hook.stdin.as_mut().unwrap(), b"{bad").unwrap();
+    drop(hook.stdin.take());
+    let out = hook.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.starts_with("mesh hook: stdin is not valid JSON"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("key must be a string").count(),
+        1,
+        "{stderr}"
+    );
+}

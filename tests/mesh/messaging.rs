@@ -1387,3 +1387,51 @@ fn a_body_over_the_limit_is_told_the_message_limit_first() {
     assert!(stderr.contains(&limit), "{stderr}");
     assert!(peek(&mesh, &_peer).is_empty());
 }
+
+#[test]
+fn replying_to_an_answer_or_a_note_is_told_in_english() {
+    let mesh = Mesh::start();
+    let asker = mesh.session("asker");
+    let answerer = mesh.session("answerer");
+    let caller = asker.caller.clone();
+    let socket = mesh.state.socket();
+    let asking = std::thread::spawn(move || {
+        let mut conn = mesh_client::Connection::connect(&socket, &mesh_testkit::opts()).unwrap();
+        conn.ask(Ask {
+            caller,
+            to: "answerer".into(),
+            question: "ready?".into(),
+            timeout_ms: 30_000,
+        })
+        .unwrap()
+    });
+    let mut queued = Vec::new();
+    wait_for("the question to be queued", Duration::from_secs(10), || {
+        queued = peek(&mesh, &answerer);
+        !queued.is_empty()
+    });
+    let question = queued[0].id;
+    let answer = mesh
+        .conn()
+        .reply(Reply {
+            caller: answerer.caller.clone(),
+            message_id: question,
+            body: "yes".into(),
+        })
+        .unwrap();
+    assert!(matches!(
+        asking.join().unwrap().result,
+        AskResult::Answered(_)
+    ));
+    let note = send(&mesh, &answerer, "asker", Kind::Note, "fyi")[0];
+    for (id, what) in [(answer.answer.id, "is an answer,"), (note, "is a note,")] {
+        let message = assert_fails_as(
+            &mesh,
+            Some(&asker),
+            &["reply", &id.to_string(), "ok"],
+            7,
+            "not_a_question",
+        );
+        assert!(message.contains(what), "{message}");
+    }
+}

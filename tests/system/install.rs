@@ -381,3 +381,25 @@ fn install_under_a_real_systemd_user_manager_and_uninstall_again() {
     assert!(mesh.conn_opt().is_none(), "nothing listens after uninstall");
     drop(manager);
 }
+
+#[test]
+fn an_invalid_settings_file_is_told_once_with_its_json_error() {
+    let home = Home::new();
+    fs::create_dir_all(home.settings().parent().unwrap()).unwrap();
+    fs::write(home.settings(), "{bad").unwrap();
+    for args in [
+        ["install", "--dry-run"].as_slice(),
+        ["install", "--no-service"].as_slice(),
+        ["uninstall"].as_slice(),
+    ] {
+        let out = home.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("is not valid JSON"), "{args:?}: {stderr}");
+        // serde_json's detail, once: not repeated as a cause after the sentence that quotes it.
+        let detail = "key must be a string at line 1 column 2";
+        assert_eq!(stderr.matches(detail).count(), 1, "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+    }
+    assert_eq!(fs::read_to_string(home.settings()).unwrap(), "{bad");
+}

@@ -409,8 +409,13 @@ pub fn reply(
         return Err(WireError::new(
             ErrorCode::NotAQuestion,
             format!(
-                "message {message_id} is a {}, not a question; use send to respond",
-                question.kind.as_str()
+                "message {message_id} is {}, not a question; use send to respond",
+                match question.kind {
+                    Kind::Answer => "an answer",
+                    Kind::Task => "a task",
+                    Kind::Note => "a note",
+                    Kind::Question => "a question",
+                }
             ),
         ));
     }

@@ -194,10 +194,27 @@ pub fn error_json(class: Class, message: &str) -> String {
         .unwrap_or_else(|_| r#"{"error": {"code": "error", "message": "", "fix": null}}"#.into())
 }
 
+/// `error: cause: cause…`, each cause once: a cause whose text the message already holds (an
+/// error that quotes its source, as `… is not valid JSON (key must be a string …)`) is not
+/// repeated.
+pub fn chain_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.is_empty() {
+            text = part;
+        } else if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+    }
+    text
+}
+
 /// Print a command's error (stderr, or stdout with `--json`) and return its exit status.
 pub fn report(e: &anyhow::Error, json: bool) -> ExitCode {
     let class = classify(e);
-    let message = format!("{e:#}");
+    let message = chain_text(e);
     if json {
         // Exact, as every `--json` document (JSON escapes control characters itself).
         let _ = super::write_stdout(&(error_json(class, &message) + "\n"));
@@ -213,6 +230,19 @@ mod tests {
     use mesh_proto::WireError;
 
     use super::*;
+
+    #[test]
+    fn a_cause_the_message_already_quotes_is_not_repeated() {
+        let inner = std::io::Error::other("disk on fire");
+        let e = anyhow::Error::from(ClientError::Io {
+            context: "cannot write: disk on fire".into(),
+            source: inner,
+        })
+        .context("cannot send");
+        assert_eq!(chain_text(&e), "cannot send: cannot write: disk on fire");
+        let e = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(chain_text(&e), "outer: inner");
+    }
 
     #[test]
     fn classes_are_found_anywhere_in_the_chain() {

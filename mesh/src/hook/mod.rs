@@ -135,7 +135,7 @@ pub fn main_for(event: HookEvent) -> ExitCode {
             }
         }
         Ok(Ok(None)) | Err(_) => {}
-        Ok(Err(e)) => warn(&format!("{e:#}")),
+        Ok(Err(e)) => warn(&crate::cmd::exit::chain_text(&e)),
     }
     ExitCode::SUCCESS
 }
