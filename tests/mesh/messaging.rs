@@ -1151,6 +1151,44 @@ fn a_question_whose_asker_gave_up_is_withdrawn_unless_the_peer_has_seen_it() {
     assert_eq!(status_of(&mesh, queued[0].id), Status::Withdrawn);
     assert!(consume(&mesh, &answerer, Class::All).is_empty());
 
+    // The same with --json: one error document on stdout, code `interrupted`, still 130.
+    let interrupted = mesh
+        .mesh()
+        .args([
+            "ask",
+            "answerer",
+            "ctrl-c json?",
+            "--timeout",
+            "60",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the question to be queued", Duration::from_secs(10), || {
+        queued = peek(&mesh, &answerer);
+        !queued.is_empty()
+    });
+    // As above: no condition shows the asker entering its wait.
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: plain kill(2) of our own child.
+    unsafe { libc::kill(interrupted.id() as i32, libc::SIGINT) };
+    let out = interrupted.wait_with_output().unwrap();
+    let text = mesh_testkit::output_text(&out);
+    assert_eq!(out.status.code(), Some(130), "{text}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["error"]["code"], "interrupted", "{doc}");
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("withdrawn"),
+        "{doc}"
+    );
+    assert!(out.stderr.is_empty(), "{text}");
+    assert!(consume(&mesh, &answerer, Class::All).is_empty());
+
     // Seen by the peer before the asker timed out: it stays, and the asker is told that an
     // answer will wait in its inbox.
     let caller = asker.caller.clone();
@@ -1272,6 +1310,8 @@ fn each_failure_class_has_its_exit_status_and_json_error() {
     let message = assert_fails_as(&mesh, None, &["send", "nobody", "hi"], 4, "unknown_peer");
     assert!(message.contains("nobody"), "{message}");
     assert_fails_as(&mesh, None, &["ask", "nobody", "hi"], 4, "unknown_peer");
+    assert_fails_as(&mesh, None, &["history", "nobody"], 4, "unknown_peer");
+    assert_fails_as(&mesh, None, &["search", "nobody", "x"], 4, "unknown_peer");
 
     // Timeout: 3, saying what became of the question.
     let message = assert_fails_as(

@@ -79,7 +79,7 @@ fn history_and_search_read_the_peers_transcript() {
 
     // Clear errors: an unknown peer, a bad regex.
     let out = run(&mesh, &["history", "frontend"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(4), "unknown peer");
     assert!(String::from_utf8_lossy(&out.stderr).contains("no session is named `frontend`"));
     let out = run(&mesh, &["search", "backend", "(", "--regex"]);
     // Bad input (exit 7), saying what is wrong in the pattern.

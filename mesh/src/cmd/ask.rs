@@ -19,11 +19,8 @@ use mesh_daemon::paths::StateDir;
 use mesh_proto::{AskResult, Caller, Message, MessageStatus, Status};
 
 use super::exit::{Class, Failure};
-use super::{JsonFlag, body_from, emit, emit_json, warn};
+use super::{JsonFlag, body_from, emit, emit_json};
 use crate::link::{self, AskEnd, AskPlan, AskSwitch, Daemon};
-
-/// `mesh ask`'s exit status after Ctrl-C or SIGTERM (128 + SIGINT, as a shell reports it).
-pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// The write end of the pipe that wakes [`cancel_on_interrupt`]'s thread; -1 before it exists.
 static WAKE: AtomicI32 = AtomicI32::new(-1);
@@ -137,8 +134,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     args.peer
                 ),
             };
-            warn(&format!("interrupted; {note}"));
-            return Ok(ExitCode::from(EXIT_INTERRUPTED));
+            return Err(Failure::new(Class::Interrupted, format!("interrupted; {note}")).into());
         }
         AskEnd::LostWhileQueuing(e) => anyhow::bail!(
             "cannot ask `{}`: {e}; the daemon went away while the question was being queued, so \

@@ -12,7 +12,7 @@
 //! | 5 | `peer_gone` | `mesh ask`: the peer's session ended before answering |
 //! | 6 | `daemon_unreachable` | no daemon could be reached or started |
 //! | 7 | `invalid_argument`, `ambiguous_peer`, `unknown_message`, `not_a_question`, `not_yours`, `too_large`, `bad_pattern` | bad input |
-//! | 130 | | `mesh ask` interrupted (Ctrl-C, SIGTERM) |
+//! | 130 | `interrupted` | `mesh ask` interrupted (Ctrl-C, SIGTERM) |
 
 use std::process::ExitCode;
 
@@ -32,6 +32,8 @@ pub const EXIT_PEER_GONE: u8 = 5;
 pub const EXIT_DAEMON_UNREACHABLE: u8 = 6;
 /// The input was refused: a bad argument, a body over the limit, a bad pattern.
 pub const EXIT_BAD_INPUT: u8 = 7;
+/// `mesh ask` after Ctrl-C or SIGTERM (128 + SIGINT, as a shell reports it).
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// A failure class a script can tell apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +42,8 @@ pub enum Class {
     UnknownPeer,
     PeerGone,
     DaemonUnreachable,
+    /// `mesh ask` interrupted (Ctrl-C, SIGTERM).
+    Interrupted,
     /// Bad input, with its code string.
     BadInput(&'static str),
     /// Anything else, with its code string.
@@ -54,6 +58,7 @@ impl Class {
             Class::UnknownPeer => "unknown_peer",
             Class::PeerGone => "peer_gone",
             Class::DaemonUnreachable => "daemon_unreachable",
+            Class::Interrupted => "interrupted",
             Class::BadInput(code) | Class::Other(code) => code,
         }
     }
@@ -65,6 +70,7 @@ impl Class {
             Class::UnknownPeer => EXIT_UNKNOWN_PEER,
             Class::PeerGone => EXIT_PEER_GONE,
             Class::DaemonUnreachable => EXIT_DAEMON_UNREACHABLE,
+            Class::Interrupted => EXIT_INTERRUPTED,
             Class::BadInput(_) => EXIT_BAD_INPUT,
             Class::Other(_) => EXIT_FAILURE,
         }

@@ -59,7 +59,20 @@ fn transcript_of(peer: &str) -> anyhow::Result<(SessionInfo, PathBuf)> {
         })
         .context("cannot list the sessions")?
         .sessions;
-    let s = transcript::find_peer(&sessions, peer).map_err(anyhow::Error::msg)?;
+    let s = transcript::find_peer(&sessions, peer).map_err(|e| {
+        // Refused because nothing answers to `peer` (exit 4), or several sessions do (exit 7).
+        let wanted = peer.trim().to_lowercase();
+        let answers = sessions.iter().any(|s| {
+            s.name.to_lowercase() == wanted
+                || (wanted.len() >= 4 && s.session_id.to_lowercase().starts_with(&wanted))
+        });
+        let class = if answers {
+            super::exit::Class::BadInput("ambiguous_peer")
+        } else {
+            super::exit::Class::UnknownPeer
+        };
+        super::exit::Failure::new(class, e)
+    })?;
     let path = transcript::path_of(s).map_err(anyhow::Error::msg)?;
     Ok((s.clone(), path.to_owned()))
 }
