@@ -1390,6 +1390,20 @@ fn an_unreachable_daemon_is_exit_6_daemon_unreachable() {
     });
     let message = assert_fails_as(&mesh, None, &["list"], 6, "daemon_unreachable");
     assert!(message.contains("not a claude-mesh daemon"), "{message}");
+
+    // A state directory that cannot be made (under a regular file): no daemon can start.
+    let file = mesh.home.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let out = mesh
+        .mesh()
+        .args(["list", "--json"])
+        .env("CLAUDE_MESH_HOME", file.join("state"))
+        .output()
+        .unwrap();
+    let text = mesh_testkit::output_text(&out);
+    assert_eq!(out.status.code(), Some(6), "{text}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["error"]["code"], "daemon_unreachable", "{doc}");
 }
 
 #[test]

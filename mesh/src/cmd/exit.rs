@@ -141,7 +141,10 @@ fn wire_class(code: ErrorCode) -> Class {
 /// The class of a client library error.
 fn client_class(e: &ClientError) -> Class {
     match e {
+        // `Io`: the local side of reaching a daemon (its state directory, its socket, starting
+        // it) failed.
         ClientError::NotRunning { .. }
+        | ClientError::Io { .. }
         | ClientError::ServiceNotReady { .. }
         | ClientError::DaemonStartFailed { .. }
         | ClientError::NotAMeshDaemon { .. }
@@ -156,7 +159,7 @@ fn client_class(e: &ClientError) -> Class {
         ClientError::Remote(w) => wire_class(w.code),
         ClientError::TooLarge { .. } => Class::BadInput("too_large"),
         ClientError::VersionMismatch { .. } => Class::Other("version_mismatch"),
-        ClientError::Io { .. } | ClientError::Frame(_) => Class::Other("connection_lost"),
+        ClientError::Frame(_) => Class::Other("connection_lost"),
         ClientError::Unexpected { .. } => Class::Other("unexpected_response"),
     }
 }
