@@ -221,6 +221,19 @@ mod tests {
     }
 
     #[test]
+    fn a_request_too_large_quotes_the_message_limit_too() {
+        let e = ClientError::TooLarge {
+            len: 10_000_000,
+            max: mesh_proto::MAX_FRAME_LEN,
+        };
+        let msg = e.to_string();
+        assert!(
+            msg.contains("4096 KiB") && msg.contains("a message 256 KiB"),
+            "{msg}"
+        );
+    }
+
+    #[test]
     fn an_unexpected_response_is_told_in_english() {
         let e = ClientError::unexpected("Ask", "Pong");
         assert!(
