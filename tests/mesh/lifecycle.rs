@@ -139,7 +139,8 @@ fn a_failed_start_says_why() {
     fs::create_dir_all(mesh.state.root()).unwrap();
     fs::set_permissions(mesh.state.root(), fs::Permissions::from_mode(0o777)).unwrap();
     let out = mesh.mesh().arg("list").output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    // No daemon could be started: daemon_unreachable.
+    assert_eq!(out.status.code(), Some(6));
     let err = stderr(&out);
     assert!(
         err.contains("writable by others") && err.contains("chmod 700"),
@@ -156,7 +157,8 @@ fn an_installed_unit_is_waited_for_not_competed_with() {
     fs::create_dir_all(&units).unwrap();
     fs::write(units.join("mesh.socket"), "[Socket]\n").unwrap();
     let out = mesh.mesh().arg("list").output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    // The service did not come up: daemon_unreachable.
+    assert_eq!(out.status.code(), Some(6));
     let err = stderr(&out);
     assert!(
         err.contains("not ready") && err.contains("systemctl --user"),
@@ -276,9 +278,9 @@ fn cli_exit_codes() {
         mesh.mesh().args(["send"]).output().unwrap().status.code(),
         Some(2)
     );
-    // Unknown peer: failure with a message that names the live peers.
+    // Unknown peer: exit 4 with a message that names the live peers.
     let out = mesh.mesh().args(["send", "nobody", "hi"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(4));
     assert!(stderr(&out).contains("silent"), "{}", stderr(&out));
     // An ask nobody answers times out with exit 3.
     let out = mesh
@@ -287,9 +289,9 @@ fn cli_exit_codes() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    // Unknown message id.
+    // Unknown message id: bad input, exit 7.
     let out = mesh.mesh().args(["message", "999999"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(7));
 }
 
 #[test]
