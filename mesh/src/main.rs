@@ -44,6 +44,8 @@ enum Command {
     History(cmd::history::HistoryArgs),
     /// Lines of a peer's transcript that match a text or a regular expression, with context
     Search(cmd::history::SearchArgs),
+    /// Start the daemon now (through the service manager where a unit is installed)
+    Start(cmd::stop::Args),
     /// Stop the daemon (queued mail survives)
     Stop(cmd::stop::Args),
     /// Restart the daemon (queued mail survives)
@@ -93,6 +95,7 @@ fn main() -> ExitCode {
         Command::Message(args) => cmd::message::run(args),
         Command::History(args) => cmd::history::history(args),
         Command::Search(args) => cmd::history::search(args),
+        Command::Start(args) => cmd::start::start(args),
         Command::Stop(args) => cmd::stop::stop(args),
         Command::Restart(args) => cmd::stop::restart(args),
         Command::Install(args) => cmd::install::install(args),

@@ -37,7 +37,7 @@ struct StopJson {
 }
 
 /// The installed systemd unit, when its manager answers.
-fn systemd_unit() -> Option<SystemdUser> {
+pub(super) fn systemd_unit() -> Option<SystemdUser> {
     if !cfg!(target_os = "linux") {
         return None;
     }
@@ -45,7 +45,7 @@ fn systemd_unit() -> Option<SystemdUser> {
 }
 
 /// The installed launchd agent.
-fn launchd_agent() -> Option<Launchd> {
+pub(super) fn launchd_agent() -> Option<Launchd> {
     if !cfg!(target_os = "macos") {
         return None;
     }
@@ -178,7 +178,7 @@ fn socket_pid(state: &StateDir) -> anyhow::Result<Option<u32>> {
 }
 
 /// The running daemon's pid, if one answers.
-fn ping_pid(state: &StateDir) -> Option<u32> {
+pub(super) fn ping_pid(state: &StateDir) -> Option<u32> {
     let opts = mesh_client::ConnectOptions {
         autostart: false,
         ..mesh_client::ConnectOptions::default()
