@@ -80,10 +80,9 @@ fn current(db: &Path, now_ms: i64) -> Vec<Check> {
     let seen = match inspect(db) {
         Ok(seen) => seen,
         Err(InspectError::Missing(_)) => {
-            return vec![Check::warn(
+            return vec![Check::ok(
                 "db.file",
                 format!("{shown} does not exist yet; the daemon creates it when it first starts"),
-                "mesh restart",
             )];
         }
         Err(e @ InspectError::Io { .. }) => {

@@ -107,10 +107,11 @@ pub fn run(inputs: &Inputs) -> Report {
     let facts = service::probe(inputs);
     let activated = service::activation_pending(&facts);
     let start = service::start_fix(&facts, &inputs.state.socket());
+    let on_demand = service::on_demand(&facts);
     let mut checks = vec![
         version::binary(inputs),
-        state::dir(&inputs.state, inputs.state_from_env, &start),
-        state::socket(&inputs.state.socket(), &start),
+        state::dir(&inputs.state, inputs.state_from_env, &start, on_demand),
+        state::socket(&inputs.state.socket(), &start, on_demand),
         service::check(&facts, inputs),
     ];
     let seen = daemon::probe(&inputs.state.socket());

@@ -224,8 +224,14 @@ pub(super) fn start_fix(facts: &Facts, socket: &Path) -> String {
             }
         }
         Facts::None { stray: Some(_), .. } => "mesh uninstall && mesh install --no-service".into(),
-        _ => "mesh restart".to_owned(),
+        _ => "mesh start".to_owned(),
     }
+}
+
+/// No service manager owns the daemon (none exists, or `mesh install --no-service`): it
+/// starts on demand, so one that is not running yet is the normal state.
+pub(super) fn on_demand(facts: &Facts) -> bool {
+    matches!(facts, Facts::None { stray: None, .. })
 }
 
 /// Whether connecting will start the daemon through socket activation (it was not running).
