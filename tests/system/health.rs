@@ -514,9 +514,6 @@ fn socket_activated_daemon_under_a_real_systemd_user_manager() {
     };
     let bin = fs::canonicalize(mesh_bin()).unwrap();
     let systemd = SystemdUser::new(home.join(".config/systemd/user"), manager.env.clone());
-    systemd
-        .install(&render_systemd(&ServiceSpec::new(&bin, mesh.state.clone())).unwrap())
-        .unwrap();
     register(&mesh);
     let health = || {
         let out = mesh
@@ -528,6 +525,24 @@ fn socket_activated_daemon_under_a_real_systemd_user_manager() {
         let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
         (out.status.code().unwrap(), doc)
     };
+
+    // A service manager but no unit (`mesh install --no-service`): the daemon starts on
+    // demand, so not running yet is the normal state.
+    let (code, doc) = health();
+    assert_eq!(code, 0, "{doc:#}");
+    let reachable = check(&doc, "daemon.reachable");
+    assert_eq!(reachable["level"], "ok", "{reachable:#}");
+    assert!(
+        reachable["detail"]
+            .as_str()
+            .unwrap()
+            .contains("starts on demand"),
+        "{reachable:#}"
+    );
+
+    systemd
+        .install(&render_systemd(&ServiceSpec::new(&bin, mesh.state.clone())).unwrap())
+        .unwrap();
     assert_ne!(systemd.state("mesh.service").unwrap(), "active");
 
     // The socket listens, the daemon is not running yet: connecting starts it, and that is ok.
@@ -581,11 +596,65 @@ fn socket_activated_daemon_under_a_real_systemd_user_manager() {
         "systemctl --user start mesh.socket",
     );
     assert!(!mesh.state.socket().exists(), "health started a daemon");
+
+    // The fix works as printed.
+    let fix = check(&doc, "daemon.reachable")["fix"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = run_fix_with(&mesh, &fix, &manager.env);
+    assert!(
+        out.status.success(),
+        "{fix}: {}",
+        mesh_testkit::output_text(&out)
+    );
+    let (code, doc) = health();
+    assert_eq!(code, 0, "after `{fix}`: {doc:#}");
+    assert_eq!(check(&doc, "daemon.reachable")["level"], "ok", "{doc:#}");
+
+    // `mesh start` goes through the manager: the daemon is its mesh.service.
+    assert!(
+        manager
+            .systemctl(&["stop", "mesh.socket", "mesh.service"])
+            .status
+            .success()
+    );
+    let start = || {
+        let out = mesh
+            .mesh()
+            .args(["start", "--json"])
+            .envs(manager.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", mesh_testkit::output_text(&out));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let doc = start();
+    assert_eq!(doc["started_by"], "systemd", "{doc:#}");
+    assert_eq!(doc["already_running"], false, "{doc:#}");
+    assert_eq!(systemd.state("mesh.service").unwrap(), "active");
+    assert_eq!(systemd.state("mesh.socket").unwrap(), "active");
+    assert_eq!(
+        systemd.main_pid().unwrap(),
+        Some(doc["pid"].as_u64().unwrap() as u32)
+    );
+    let again = start();
+    assert_eq!(again["already_running"], true, "{again:#}");
+    assert_eq!(again["pid"], doc["pid"]);
 }
 
 /// Run a fix `mesh health` printed, as a user would paste it into a shell (with this `mesh`
 /// first on PATH).
 fn run_fix(mesh: &Mesh, fix: &str) -> Output {
+    run_fix_with(mesh, fix, &[])
+}
+
+/// [`run_fix`] with `env` added (e.g. the user manager's bus).
+fn run_fix_with(
+    mesh: &Mesh,
+    fix: &str,
+    env: &[(std::ffi::OsString, std::ffi::OsString)],
+) -> Output {
     let bin_dir = Path::new(mesh_bin()).parent().unwrap();
     let path = format!(
         "{}:{}",
@@ -594,7 +663,12 @@ fn run_fix(mesh: &Mesh, fix: &str) -> Output {
     );
     let mut sh = std::process::Command::new("sh");
     mesh_testkit::isolate(&mut sh, mesh.home.path(), &mesh.state);
-    sh.arg("-c").arg(fix).env("PATH", path).output().unwrap()
+    sh.arg("-c")
+        .arg(fix)
+        .env("PATH", path)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap()
 }
 
 /// Kills daemons that a fix started (they are detached).

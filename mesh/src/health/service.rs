@@ -231,7 +231,11 @@ pub(super) fn start_fix(facts: &Facts, socket: &Path) -> String {
 /// No service manager owns the daemon (none exists, or `mesh install --no-service`): it
 /// starts on demand, so one that is not running yet is the normal state.
 pub(super) fn on_demand(facts: &Facts) -> bool {
-    matches!(facts, Facts::None { stray: None, .. })
+    match facts {
+        Facts::None { stray, .. } => stray.is_none(),
+        Facts::Systemd(f) => !f.installed,
+        Facts::Launchd(f) => !f.installed,
+    }
 }
 
 /// Whether connecting will start the daemon through socket activation (it was not running).
