@@ -33,6 +33,7 @@ const ALL_CHECKS: &[&str] = &[
     "claude.hooks",
     "claude.mcp",
     "claude.statusline",
+    "project.config",
 ];
 
 /// `mesh health --json`: exit code and the parsed document.
@@ -918,4 +919,98 @@ fn delivered_mail_is_pruned_undelivered_is_kept_and_the_database_stops_growing()
         "{file}"
     );
     assert!(file.contains("MiB") || file.contains("KiB"), "{file}");
+}
+
+#[test]
+fn a_broken_claude_mesh_json_is_reported_by_health_and_whoami() {
+    let mesh = Mesh::start();
+    register(&mesh);
+    let long = "x".repeat(100);
+    for (name, body, said) in [
+        (
+            "badjson",
+            "{\"name\": \"oops\",".to_owned(),
+            "not valid JSON",
+        ),
+        (
+            "emptyname",
+            "{\"name\": \"  \"}".to_owned(),
+            "no non-empty string field `name`",
+        ),
+        (
+            "longname",
+            format!("{{\"name\": \"{long}\"}}"),
+            "cut to `xxxx",
+        ),
+    ] {
+        let dir = mesh.project(name);
+        fs::write(dir.join(".claude-mesh.json"), &body).unwrap();
+        // `mesh health` run in the project: project.config warns (not a failure).
+        let out = mesh
+            .mesh()
+            .args(["health", "--json"])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(out.status.code(), Some(0), "{name}: {doc:#}");
+        let c = check(&doc, "project.config");
+        assert_eq!(c["level"], "warn", "{name}: {c:#}");
+        let detail = c["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(said) && detail.contains(".claude-mesh.json"),
+            "{name}: {c:#}"
+        );
+        // `mesh whoami` in a session started there says it too.
+        let s = mesh.session(name);
+        let out = mesh
+            .mesh()
+            .arg("whoami")
+            .env("CLAUDE_PID", s.pid().to_string())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", mesh_testkit::output_text(&out));
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("config:") && l.contains(said)),
+            "{name}: {text}"
+        );
+        let out = mesh
+            .mesh()
+            .args(["whoami", "--json"])
+            .env("CLAUDE_PID", s.pid().to_string())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", mesh_testkit::output_text(&out));
+        let _: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(said),
+            "{name}: {}",
+            mesh_testkit::output_text(&out)
+        );
+    }
+    // A sound file: ok, and whoami says nothing about it.
+    let dir = mesh.project("good");
+    fs::write(dir.join(".claude-mesh.json"), "{\"name\": \"api\"}").unwrap();
+    let out = mesh
+        .mesh()
+        .args(["health", "--json"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let c = check(&doc, "project.config");
+    assert_eq!(c["level"], "ok", "{c:#}");
+    assert!(c["detail"].as_str().unwrap().contains("`api`"), "{c:#}");
+    let s = mesh.session("good");
+    let out = mesh
+        .mesh()
+        .arg("whoami")
+        .env("CLAUDE_PID", s.pid().to_string())
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("name:") && text.contains("api"), "{text}");
+    assert!(!text.contains("config:"), "{text}");
 }
