@@ -1014,3 +1014,42 @@ fn a_broken_claude_mesh_json_is_reported_by_health_and_whoami() {
     assert!(text.contains("name:") && text.contains("api"), "{text}");
     assert!(!text.contains("config:"), "{text}");
 }
+
+#[test]
+fn a_stuck_daemon_is_named_and_the_printed_fix_replaces_it() {
+    let mut mesh = Mesh::start();
+    register(&mesh);
+    let pid = mesh.daemon_pid();
+    // Stopped: it accepts connections (the kernel queues them) but never answers.
+    // SAFETY: kill(2) of the daemon this test started.
+    unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+    let (code, doc) = health_json(&mesh);
+    assert_failed(code, &doc);
+    let c = check(&doc, "daemon.reachable");
+    assert_eq!(c["level"], "fail", "{c:#}");
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer in time"),
+        "{c:#}"
+    );
+    let fix = c["fix"].as_str().unwrap().to_owned();
+    let out = run_fix(&mesh, &fix);
+    assert!(
+        out.status.success(),
+        "{fix}: {}",
+        mesh_testkit::output_text(&out)
+    );
+    let started = Connection::connect(&mesh.state.socket(), &opts())
+        .unwrap()
+        .daemon_pid();
+    let _kill = KillDaemon(Some(started));
+    assert_ne!(started, pid);
+    // The stuck one is gone.
+    let status = mesh.daemon.take().map(|mut c| c.wait().unwrap());
+    assert!(status.is_some(), "the old daemon was reaped");
+    let (code, doc) = health_json(&mesh);
+    assert_eq!(code, 0, "after `{fix}`: {doc:#}");
+    assert_eq!(check(&doc, "daemon.reachable")["level"], "ok", "{doc:#}");
+}
