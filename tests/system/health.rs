@@ -491,7 +491,17 @@ fn corrupt_database_fails_the_integrity_check() {
 
     // The fix works as printed: a restart moves the damaged database aside and starts afresh.
     // Health then fails on the copy set aside until it is removed (its mail was not delivered).
-    mesh.spawn_daemon();
+    let fix = c["fix"].as_str().unwrap().to_owned();
+    let out = run_fix(&mesh, &fix);
+    assert!(
+        out.status.success(),
+        "{fix}: {}",
+        mesh_testkit::output_text(&out)
+    );
+    let started = Connection::connect(&mesh.state.socket(), &opts())
+        .unwrap()
+        .daemon_pid();
+    let _kill = KillDaemon(Some(started));
     let (code, doc) = health_json(&mesh);
     for name in ["db.file", "db.schema", "db.integrity"] {
         assert_eq!(check(&doc, name)["level"], "ok", "{doc:#}");
@@ -1052,4 +1062,71 @@ fn a_stuck_daemon_is_named_and_the_printed_fix_replaces_it() {
     let (code, doc) = health_json(&mesh);
     assert_eq!(code, 0, "after `{fix}`: {doc:#}");
     assert_eq!(check(&doc, "daemon.reachable")["level"], "ok", "{doc:#}");
+}
+
+#[test]
+fn a_file_or_a_stranger_in_place_of_our_paths_fails_with_a_fix_that_works() {
+    // A regular file where the state directory belongs.
+    let mesh = Mesh::without_daemon();
+    register(&mesh);
+    fs::write(mesh.state.root(), "not a directory").unwrap();
+    let (code, doc) = health_json(&mesh);
+    assert_failed(code, &doc);
+    let c = check(&doc, "state.dir");
+    assert_eq!(c["level"], "fail", "{c:#}");
+    let fix = c["fix"].as_str().unwrap().to_owned();
+    let out = run_fix(&mesh, &fix);
+    assert!(
+        out.status.success(),
+        "{fix}: {}",
+        mesh_testkit::output_text(&out)
+    );
+    let started = Connection::connect(&mesh.state.socket(), &opts())
+        .unwrap()
+        .daemon_pid();
+    let mut kill = KillDaemon(Some(started));
+    let (code, doc) = health_json(&mesh);
+    assert_eq!(code, 0, "after `{fix}`: {doc:#}");
+    // SAFETY: kill(2) of the daemon the fix started; then wait for it to be gone.
+    unsafe { libc::kill(started as i32, libc::SIGTERM) };
+    wait_for("the daemon to stop", Duration::from_secs(10), || {
+        !mesh.state.socket().exists()
+    });
+    kill.0 = None;
+
+    // Another program listening on our socket path.
+    let listener = std::os::unix::net::UnixListener::bind(mesh.state.socket()).unwrap();
+    fs::set_permissions(mesh.state.socket(), fs::Permissions::from_mode(0o600)).unwrap();
+    let stranger = std::thread::spawn(move || {
+        use std::io::Write;
+        // Answer the health probe with something that is not our handshake.
+        if let Ok((mut s, _)) = listener.accept() {
+            let _ = s.write_all(&[0xff; 64]);
+        }
+        listener
+    });
+    let (code, doc) = health_json(&mesh);
+    let _listener = stranger.join().unwrap();
+    assert_failed(code, &doc);
+    let c = check(&doc, "daemon.reachable");
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap()
+            .contains("does not speak the claude-mesh protocol"),
+        "{c:#}"
+    );
+    let fix = c["fix"].as_str().unwrap().to_owned();
+    let out = run_fix(&mesh, &fix);
+    assert!(
+        out.status.success(),
+        "{fix}: {}",
+        mesh_testkit::output_text(&out)
+    );
+    let started = Connection::connect(&mesh.state.socket(), &opts())
+        .unwrap()
+        .daemon_pid();
+    let _kill = KillDaemon(Some(started));
+    let (code, doc) = health_json(&mesh);
+    assert_eq!(code, 0, "after `{fix}`: {doc:#}");
 }

@@ -234,11 +234,11 @@ fn unreachable(e: &ClientError, facts: &Facts, socket: &Path, inputs: &Inputs) -
         }
         ClientError::NotAMeshDaemon { .. } => Check::fail(
             NAME,
-            format!("something listens on {shown} but does not speak the claude-mesh protocol"),
             format!(
-                "stop that program, or remove the socket: rm {} && mesh restart",
-                quote(socket)
+                "something listens on {shown} but does not speak the claude-mesh protocol; \
+                 stop that program, or take the path back from it"
             ),
+            format!("rm {} && mesh start", quote(socket)),
         ),
         ClientError::Timeout { .. } => Check::fail(
             NAME,

@@ -212,7 +212,7 @@ pub(super) fn start_fix(facts: &Facts, socket: &Path) -> String {
                 }
             } else {
                 format!(
-                    "systemctl --user restart {SOCKET_UNIT} (and `journalctl --user -u {SERVICE_UNIT} -n 50` shows why the daemon did not answer)"
+                    "systemctl --user restart {SOCKET_UNIT} && journalctl --user -u {SERVICE_UNIT} -n 50 --no-pager"
                 )
             }
         }

@@ -70,11 +70,7 @@ pub(super) fn dir(state: &StateDir, from_env: bool, start: &str, on_demand: bool
         return Check::fail(
             NAME,
             format!("{shown}{origin} is not a directory"),
-            format!(
-                "move it out of the way: mv {} {}.old && mesh restart",
-                quote(root),
-                quote(root)
-            ),
+            format!("mv {} {}.old && mesh start", quote(root), quote(root)),
         );
     }
     if meta.uid() != euid() {
