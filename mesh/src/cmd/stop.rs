@@ -87,10 +87,12 @@ pub fn restart(args: Args) -> anyhow::Result<ExitCode> {
     let state = StateDir::from_env().context("cannot locate the mesh state directory")?;
     let stopped = if let Some(unit) = systemd_unit() {
         let pid = unit.main_pid()?;
+        let _wait = super::progress::waiting("restarting the mesh daemon through systemd");
         unit.restart().context("cannot restart mesh.service")?;
         pid
     } else if let Some(agent) = launchd_agent() {
         let pid = ping_pid(&state);
+        let _wait = super::progress::waiting("restarting the mesh daemon through launchd");
         agent
             .restart()
             .context("cannot restart the launchd agent")?;
