@@ -1130,3 +1130,33 @@ fn a_file_or_a_stranger_in_place_of_our_paths_fails_with_a_fix_that_works() {
     let (code, doc) = health_json(&mesh);
     assert_eq!(code, 0, "after `{fix}`: {doc:#}");
 }
+
+#[test]
+fn a_unit_left_without_a_service_manager_fails_and_the_printed_fix_works() {
+    let mesh = Mesh::without_daemon();
+    register(&mesh);
+    let bin = fs::canonicalize(mesh_bin()).unwrap();
+    let units = render_systemd(&ServiceSpec::new(&bin, mesh.state.clone())).unwrap();
+    let dir = mesh.home.path().join(".config/systemd/user");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("mesh.socket"), units.socket).unwrap();
+    fs::write(dir.join("mesh.service"), units.service).unwrap();
+    let (code, doc) = health_json(&mesh);
+    assert_failed(code, &doc);
+    let c = check(&doc, "service.unit");
+    assert_eq!(c["level"], "fail", "{c:#}");
+    let fix = c["fix"].as_str().unwrap().to_owned();
+    let out = run_fix(&mesh, &fix);
+    assert!(
+        out.status.success(),
+        "{fix}: {}",
+        mesh_testkit::output_text(&out)
+    );
+    assert!(!dir.join("mesh.socket").exists());
+    let started = Connection::connect(&mesh.state.socket(), &opts())
+        .unwrap()
+        .daemon_pid();
+    let _kill = KillDaemon(Some(started));
+    let (code, doc) = health_json(&mesh);
+    assert_eq!(code, 0, "after `{fix}`: {doc:#}");
+}
