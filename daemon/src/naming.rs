@@ -505,6 +505,40 @@ mod tests {
     }
 
     #[test]
+    fn read_config_says_why_a_file_is_ignored_and_when_a_name_is_cut() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        assert_eq!(read_config(dir), Config::Missing);
+        config(dir, "{\"name\": ");
+        assert!(
+            matches!(read_config(dir), Config::Ignored(why) if why.starts_with("not valid JSON")),
+        );
+        config(dir, r#"{"name": " \t "}"#);
+        assert!(matches!(read_config(dir), Config::Ignored(why) if why.contains("`name`")));
+        config(
+            dir,
+            &format!(r#"{{"name": "{}"}}"#, "n".repeat(MAX_NAME_CHARS)),
+        );
+        assert!(matches!(read_config(dir), Config::Named { cut: false, .. }));
+        config(
+            dir,
+            &format!(r#"{{"name": "{}"}}"#, "n".repeat(MAX_NAME_CHARS + 1)),
+        );
+        assert_eq!(
+            read_config(dir),
+            Config::Named {
+                name: "n".repeat(MAX_NAME_CHARS),
+                cut: true
+            }
+        );
+        // What `configs` lists is what naming looks at: the broken file at the start folder.
+        config(dir, "[]");
+        let found = configs(dir, None);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, dir.join(CONFIG_FILE));
+    }
+
+    #[test]
     fn config_at_project_dir() {
         let tmp = tempfile::tempdir().unwrap();
         let repo = mkdir(&tmp.path().join("repo"));
