@@ -25,7 +25,7 @@ fi
 
 installed=
 if [ -n "$static_target" ]; then
-    echo "--- building mesh (statically linked, $static_target) into $root/bin"
+    echo "--- building mesh (statically linked, $static_target) into $root/bin (a few minutes the first time)"
     if RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
         cargo install --locked --force --path mesh --target "$static_target"; then
         installed=1
@@ -34,7 +34,7 @@ if [ -n "$static_target" ]; then
     fi
 fi
 if [ -z "$installed" ]; then
-    echo "--- building mesh into $root/bin"
+    echo "--- building mesh into $root/bin (a few minutes the first time)"
     cargo install --locked --force --path mesh
 fi
 

@@ -399,29 +399,51 @@ fn base_name(dir: &Path) -> Option<String> {
 
 /// The usable `name` of `dir/.claude-mesh.json`, if the file exists and is sound.
 fn config_name(dir: &Path) -> Option<String> {
+    match read_config(dir) {
+        Config::Missing => None,
+        Config::Named { name, cut } => {
+            if cut {
+                tracing::warn!(
+                    "{}: `name` is longer than {MAX_NAME_CHARS} characters; cut to `{name}`",
+                    dir.join(CONFIG_FILE).display()
+                );
+            }
+            Some(name)
+        }
+        Config::Ignored(why) => {
+            tracing::warn!("ignoring {}: {why}", dir.join(CONFIG_FILE).display());
+            None
+        }
+    }
+}
+
+/// What `dir/.claude-mesh.json` gives naming ([`read_config`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Config {
+    /// No such file.
+    Missing,
+    /// Its `name`, cleaned by [`clean_name`]; `cut`: it was longer than [`MAX_NAME_CHARS`].
+    Named { name: String, cut: bool },
+    /// The file exists but naming ignores it, and why (not valid JSON, no usable `name`, …).
+    Ignored(String),
+}
+
+/// Read `dir/.claude-mesh.json` as naming does: opened without blocking, a regular file of a
+/// trusted owner, at most [`MAX_CONFIG_BYTES`] read. Also for the CLI (`mesh whoami`, `mesh
+/// health`), to say why a session is not named by its project's file.
+pub fn read_config(dir: &Path) -> Config {
     use std::io::Read;
     let path = dir.join(CONFIG_FILE);
     let (file, meta) = match open_regular(&path, false) {
         Ok(opened) => opened,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-        Err(e) => {
-            tracing::warn!("ignoring {}: {e}", path.display());
-            return None;
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Config::Missing,
+        Err(e) => return Config::Ignored(e.to_string()),
     };
     if meta.len() > MAX_CONFIG_BYTES {
-        tracing::warn!(
-            "ignoring {}: larger than {MAX_CONFIG_BYTES} bytes",
-            path.display()
-        );
-        return None;
+        return Config::Ignored(format!("larger than {MAX_CONFIG_BYTES} bytes"));
     }
     if !trusted_owner(&meta) {
-        tracing::warn!(
-            "ignoring {}: it belongs to another user or others can write to it",
-            path.display()
-        );
-        return None;
+        return Config::Ignored("it belongs to another user or others can write to it".to_owned());
     }
     let mut bytes = Vec::new();
     let parsed = file
@@ -429,26 +451,44 @@ fn config_name(dir: &Path) -> Option<String> {
         .read_to_end(&mut bytes)
         .map_err(|e| e.to_string())
         .and_then(|_| {
-            serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| e.to_string())
+            serde_json::from_slice::<serde_json::Value>(&bytes)
+                .map_err(|e| format!("not valid JSON ({e})"))
         });
     let value = match parsed {
         Ok(v) => v,
-        Err(e) => {
-            tracing::warn!("ignoring {}: {e}", path.display());
-            return None;
-        }
+        Err(e) => return Config::Ignored(e),
     };
-    let name = value
-        .get("name")
-        .and_then(serde_json::Value::as_str)
-        .and_then(clean_name);
-    if name.is_none() {
-        tracing::warn!(
-            "ignoring {}: no non-empty string field `name`",
-            path.display()
-        );
+    let raw = value.get("name").and_then(serde_json::Value::as_str);
+    match raw.and_then(clean_name) {
+        Some(name) => Config::Named {
+            cut: raw
+                .and_then(|r| mesh_proto::sanitize::name(r, r.len()))
+                .is_some_and(|full| full.chars().count() > MAX_NAME_CHARS),
+            name,
+        },
+        None => Config::Ignored("no non-empty string field `name`".to_owned()),
     }
-    name
+}
+
+/// Every `.claude-mesh.json` naming would look at for a session started in `cwd` with
+/// `CLAUDE_PROJECT_DIR` = `project_dir`, nearest first, with what each gives (the first
+/// `Named` one names the session). Reads files like [`resolve`].
+pub fn configs(cwd: &Path, project_dir: Option<&Path>) -> Vec<(PathBuf, Config)> {
+    let start = project_dir.unwrap_or(cwd);
+    let trusted_levels: Vec<&Path> = start.ancestors().take_while(|d| trusted_dir(d)).collect();
+    let git_root = find_git_root(&trusted_levels);
+    let levels: Vec<&Path> = match &git_root {
+        Some(root) => trusted_levels
+            .into_iter()
+            .take_while(|d| d.starts_with(root))
+            .collect(),
+        None => trusted_levels.into_iter().take(1).collect(),
+    };
+    levels
+        .into_iter()
+        .map(|dir| (dir.join(CONFIG_FILE), read_config(dir)))
+        .filter(|(_, c)| *c != Config::Missing)
+        .collect()
 }
 
 #[cfg(test)]
@@ -462,6 +502,40 @@ mod tests {
 
     fn config(dir: &Path, body: &str) {
         fs::write(dir.join(CONFIG_FILE), body).unwrap();
+    }
+
+    #[test]
+    fn read_config_says_why_a_file_is_ignored_and_when_a_name_is_cut() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        assert_eq!(read_config(dir), Config::Missing);
+        config(dir, "{\"name\": ");
+        assert!(
+            matches!(read_config(dir), Config::Ignored(why) if why.starts_with("not valid JSON")),
+        );
+        config(dir, r#"{"name": " \t "}"#);
+        assert!(matches!(read_config(dir), Config::Ignored(why) if why.contains("`name`")));
+        config(
+            dir,
+            &format!(r#"{{"name": "{}"}}"#, "n".repeat(MAX_NAME_CHARS)),
+        );
+        assert!(matches!(read_config(dir), Config::Named { cut: false, .. }));
+        config(
+            dir,
+            &format!(r#"{{"name": "{}"}}"#, "n".repeat(MAX_NAME_CHARS + 1)),
+        );
+        assert_eq!(
+            read_config(dir),
+            Config::Named {
+                name: "n".repeat(MAX_NAME_CHARS),
+                cut: true
+            }
+        );
+        // What `configs` lists is what naming looks at: the broken file at the start folder.
+        config(dir, "[]");
+        let found = configs(dir, None);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, dir.join(CONFIG_FILE));
     }
 
     #[test]

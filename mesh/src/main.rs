@@ -67,6 +67,9 @@ enum Command {
         after_help = "Examples:\n  mesh search backend 'connection refused'\n  mesh search backend --regex 'test result: FAILED|panicked' -C 5"
     )]
     Search(cmd::history::SearchArgs),
+    /// Start the daemon now (through the service manager where a unit is installed)
+    #[command(after_help = "Examples:\n  mesh start\n  mesh start --json")]
+    Start(cmd::stop::Args),
     /// Stop the daemon (queued mail survives)
     #[command(after_help = "Examples:\n  mesh stop\n  mesh stop --json")]
     Stop(cmd::stop::Args),
@@ -149,6 +152,7 @@ fn main() -> ExitCode {
         Command::Message(args) => cmd::message::run(args),
         Command::History(args) => cmd::history::history(args),
         Command::Search(args) => cmd::history::search(args),
+        Command::Start(args) => cmd::start::start(args),
         Command::Stop(args) => cmd::stop::stop(args),
         Command::Restart(args) => cmd::stop::restart(args),
         Command::Install(args) => cmd::install::install(args),
@@ -180,11 +184,18 @@ impl Command {
             Command::Message(a) => a.out.json,
             Command::History(a) => a.out.json,
             Command::Search(a) => a.out.json,
-            Command::Stop(a) | Command::Restart(a) => a.out.json,
+            Command::Start(a) | Command::Stop(a) | Command::Restart(a) => a.out.json,
             Command::Install(a) => a.out.json,
             Command::Uninstall(a) => a.out.json,
             Command::Health(a) => a.out.json,
-            _ => false,
+            // No `--json` (exhaustive, so that a new command is decided here).
+            Command::Daemon(_)
+            | Command::Hook { .. }
+            | Command::Mcp
+            | Command::Statusline
+            | Command::Run(_)
+            | Command::Completions(_)
+            | Command::Man(_) => false,
         }
     }
 }

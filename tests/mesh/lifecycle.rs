@@ -739,3 +739,45 @@ fn a_database_the_daemon_cannot_write_or_a_full_disk_is_caught_at_start() {
     assert!(err.starts_with("mesh: disk full"), "{err}");
     assert!(err.contains("df -h"), "{err}");
 }
+
+#[test]
+fn mesh_start_starts_the_daemon_on_demand_and_an_already_running_one_is_success() {
+    let mesh = Mesh::without_daemon();
+    let _reaper = Reaper(&mesh);
+    assert!(daemons_of(&mesh).is_empty());
+    let out = json(&mesh.mesh().args(["start", "--json"]).output().unwrap());
+    assert_eq!(out["already_running"], false, "{out:#}");
+    assert_eq!(out["started_by"], "on-demand", "{out:#}");
+    let pid = out["pid"].as_u64().unwrap() as u32;
+    assert!(pid_alive(pid));
+    assert_eq!(daemons_of(&mesh), vec![pid]);
+    assert_eq!(out["version"], env!("CARGO_PKG_VERSION"));
+
+    // Again: the same daemon, and success.
+    let out = mesh.mesh().arg("start").output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        said.contains(&format!("already running (pid {pid})")),
+        "{said}"
+    );
+    let out = json(&mesh.mesh().args(["start", "--json"]).output().unwrap());
+    assert_eq!(out["already_running"], true, "{out:#}");
+    assert!(out["started_by"].is_null(), "{out:#}");
+    assert_eq!(out["pid"].as_u64(), Some(u64::from(pid)));
+
+    // Stopped, then started again: a new daemon.
+    let out = mesh.mesh().arg("stop").output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!pid_alive(pid));
+    let out = mesh.mesh().arg("start").output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        said.contains("running (pid ") && !said.contains("already"),
+        "{said}"
+    );
+    let now = daemons_of(&mesh);
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_ne!(now[0], pid);
+}

@@ -1489,3 +1489,80 @@ fn replying_to_an_answer_or_a_note_is_told_in_english() {
         assert!(message.contains(what), "{message}");
     }
 }
+
+/// `mesh ask` in a pseudo-terminal, isolated in `mesh`'s HOME like [`Mesh::mesh`].
+fn ask_in_tty(mesh: &Mesh, peer: &str, question: &str) -> mesh_testkit::tty::Tty {
+    let home = mesh.home.path();
+    let cmd = pty_process::blocking::Command::new(mesh_testkit::mesh_bin())
+        .args(["ask", peer, question, "--timeout", "60"])
+        .env("HOME", home)
+        .env("CLAUDE_MESH_HOME", mesh.state.root())
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env_remove("CLAUDE_PID")
+        .env_remove("CLAUDE_CODE_SESSION_ID")
+        .env_remove("CLAUDE_PROJECT_DIR")
+        .env_remove("CLAUDE_MESH_LOG");
+    mesh_testkit::tty::Tty::spawn(cmd, 24, 120)
+}
+
+#[test]
+fn ask_says_what_it_waits_for_on_a_terminal_and_nothing_into_a_pipe() {
+    let mesh = Mesh::start();
+    let beta = mesh.session("beta");
+    // First the asker whose stderr is a pipe; once its question is queued, the one on a
+    // terminal: when that one shows its progress line (after a second), the piped one has
+    // waited longer than that too.
+    let piped = mesh
+        .mesh()
+        .args(["ask", "beta", "from a pipe?", "--timeout", "60"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut questions = Vec::new();
+    wait_for("the piped question", Duration::from_secs(10), || {
+        questions.extend(consume(&mesh, &beta, Class::Urgent));
+        !questions.is_empty()
+    });
+    let tty = ask_in_tty(&mesh, "beta", "from a terminal?");
+    wait_for("the terminal's question", Duration::from_secs(10), || {
+        questions.extend(consume(&mesh, &beta, Class::Urgent));
+        questions.len() == 2
+    });
+    tty.wait_for(
+        "waiting for beta to answer (Ctrl-C gives up)",
+        Duration::from_secs(10),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    for q in &questions {
+        mesh.conn()
+            .reply(Reply {
+                caller: beta.caller.clone(),
+                message_id: q.id,
+                body: format!("answer to {}", q.body),
+            })
+            .unwrap();
+    }
+    tty.wait_for("answer to from a terminal?", Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        tty.wait_exit(Duration::from_secs(10))
+            .is_some_and(|s| s.success()),
+        "{}",
+        tty.describe()
+    );
+    // The line was erased once the answer came: the screen shows the answer, not the wait.
+    let screen = tty.screen();
+    assert!(!screen.contains("waiting for beta"), "{screen}");
+    let out = piped.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", mesh_testkit::output_text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "answer to from a pipe?"
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "nothing on a piped stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -33,6 +33,7 @@ const ALL_CHECKS: &[&str] = &[
     "claude.hooks",
     "claude.mcp",
     "claude.statusline",
+    "project.config",
 ];
 
 /// `mesh health --json`: exit code and the parsed document.
@@ -159,12 +160,23 @@ fn all_good_installation_passes_quickly() {
 }
 
 #[test]
-fn daemon_down_fails_and_health_does_not_start_it() {
+fn a_daemon_not_started_yet_is_normal_on_demand_and_health_does_not_start_it() {
+    // No service manager here: the daemon starts on demand, and before the first command
+    // needs it, it simply is not running: not a failure.
     let mesh = Mesh::without_daemon();
     register(&mesh);
     let (code, doc) = health_json(&mesh);
-    assert_failed(code, &doc);
-    assert_check(&doc, "daemon.reachable", "fail", "mesh restart");
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(doc["ok"], true, "{doc:#}");
+    for name in ["state.dir", "state.socket", "daemon.reachable", "db.file"] {
+        assert_eq!(check(&doc, name)["level"], "ok", "{name}: {doc:#}");
+    }
+    let c = check(&doc, "daemon.reachable");
+    let detail = c["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("starts on demand") && detail.contains("mesh start"),
+        "{c:#}"
+    );
     assert!(
         !names(&doc).contains(&"daemon.version".to_owned()),
         "{doc:#}"
@@ -176,29 +188,31 @@ fn daemon_down_fails_and_health_does_not_start_it() {
     assert!(!mesh.state.db().exists());
 
     let out = health_text(&mesh);
-    assert_eq!(out.status.code(), Some(1));
-    let text = String::from_utf8(out.stdout).unwrap();
-    let at = text
-        .lines()
-        .position(|l| l.starts_with("fail  daemon.reachable "))
-        .unwrap_or_else(|| panic!("{text}"));
-    let fix = text.lines().nth(at + 1).unwrap();
-    assert!(
-        fix.trim_start().starts_with("fix: mesh restart"),
-        "{fix:?}\n{text}"
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        mesh_testkit::output_text(&out)
     );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("ok    daemon.reachable ") && l.contains("starts on demand")),
+        "{text}"
+    );
+    assert!(!text.contains("mesh restart"), "{text}");
 }
 
 #[test]
-fn stopped_daemon_fails_but_its_database_is_checked() {
+fn a_cleanly_stopped_daemon_is_normal_on_demand_and_its_database_is_checked() {
     let mut mesh = Mesh::start();
     register(&mesh);
     let _ = mesh.session("frontend");
     assert!(mesh.stop().success());
     let (code, doc) = health_json(&mesh);
-    assert_failed(code, &doc);
-    assert_check(&doc, "daemon.reachable", "fail", "mesh restart");
+    assert_eq!(code, 0, "{doc:#}");
     for name in [
+        "daemon.reachable",
         "db.file",
         "db.schema",
         "db.integrity",
@@ -210,6 +224,61 @@ fn stopped_daemon_fails_but_its_database_is_checked() {
     let file = check(&doc, "db.file")["detail"].as_str().unwrap();
     assert!(file.contains("no WAL"), "a clean stop checkpoints: {file}");
     assert!(!mesh.state.socket().exists(), "health started a daemon");
+}
+
+#[test]
+fn a_stale_socket_of_a_dead_daemon_is_named_and_the_fix_works() {
+    let mut mesh = Mesh::start();
+    register(&mesh);
+    mesh.kill9();
+    assert!(
+        mesh.state.socket().exists(),
+        "SIGKILL leaves the socket behind"
+    );
+    let (code, doc) = health_json(&mesh);
+    assert_eq!(code, 0, "a warning, not a failure: {doc:#}");
+    assert_check(&doc, "daemon.reachable", "warn", "mesh start");
+    let c = check(&doc, "daemon.reachable");
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap()
+            .contains("stale socket left by a daemon that died"),
+        "{c:#}"
+    );
+    let out = run_fix(&mesh, c["fix"].as_str().unwrap());
+    assert!(out.status.success(), "{}", mesh_testkit::output_text(&out));
+    let started = Connection::connect(&mesh.state.socket(), &opts())
+        .unwrap()
+        .daemon_pid();
+    let _kill = KillDaemon(Some(started));
+    let (code, doc) = health_json(&mesh);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(check(&doc, "daemon.reachable")["level"], "ok", "{doc:#}");
+}
+
+#[test]
+fn a_socket_closed_to_others_by_its_directory_is_only_a_warning() {
+    let mesh = Mesh::start();
+    register(&mesh);
+    let socket = mesh.state.socket();
+    fs::set_permissions(&socket, fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, doc) = health_json(&mesh);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_check(&doc, "state.socket", "warn", "chmod 600");
+    let c = check(&doc, "state.socket");
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no one else can reach it"),
+        "{c:#}"
+    );
+    let out = run_fix(&mesh, c["fix"].as_str().unwrap());
+    assert!(out.status.success(), "{}", mesh_testkit::output_text(&out));
+    let (code, doc) = health_json(&mesh);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(check(&doc, "state.socket")["level"], "ok", "{doc:#}");
 }
 
 #[test]
@@ -422,7 +491,17 @@ fn corrupt_database_fails_the_integrity_check() {
 
     // The fix works as printed: a restart moves the damaged database aside and starts afresh.
     // Health then fails on the copy set aside until it is removed (its mail was not delivered).
-    mesh.spawn_daemon();
+    let fix = c["fix"].as_str().unwrap().to_owned();
+    let out = run_fix(&mesh, &fix);
+    assert!(
+        out.status.success(),
+        "{fix}: {}",
+        mesh_testkit::output_text(&out)
+    );
+    let started = Connection::connect(&mesh.state.socket(), &opts())
+        .unwrap()
+        .daemon_pid();
+    let _kill = KillDaemon(Some(started));
     let (code, doc) = health_json(&mesh);
     for name in ["db.file", "db.schema", "db.integrity"] {
         assert_eq!(check(&doc, name)["level"], "ok", "{doc:#}");
@@ -446,9 +525,6 @@ fn socket_activated_daemon_under_a_real_systemd_user_manager() {
     };
     let bin = fs::canonicalize(mesh_bin()).unwrap();
     let systemd = SystemdUser::new(home.join(".config/systemd/user"), manager.env.clone());
-    systemd
-        .install(&render_systemd(&ServiceSpec::new(&bin, mesh.state.clone())).unwrap())
-        .unwrap();
     register(&mesh);
     let health = || {
         let out = mesh
@@ -460,6 +536,24 @@ fn socket_activated_daemon_under_a_real_systemd_user_manager() {
         let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
         (out.status.code().unwrap(), doc)
     };
+
+    // A service manager but no unit (`mesh install --no-service`): the daemon starts on
+    // demand, so not running yet is the normal state.
+    let (code, doc) = health();
+    assert_eq!(code, 0, "{doc:#}");
+    let reachable = check(&doc, "daemon.reachable");
+    assert_eq!(reachable["level"], "ok", "{reachable:#}");
+    assert!(
+        reachable["detail"]
+            .as_str()
+            .unwrap()
+            .contains("starts on demand"),
+        "{reachable:#}"
+    );
+
+    systemd
+        .install(&render_systemd(&ServiceSpec::new(&bin, mesh.state.clone())).unwrap())
+        .unwrap();
     assert_ne!(systemd.state("mesh.service").unwrap(), "active");
 
     // The socket listens, the daemon is not running yet: connecting starts it, and that is ok.
@@ -513,11 +607,65 @@ fn socket_activated_daemon_under_a_real_systemd_user_manager() {
         "systemctl --user start mesh.socket",
     );
     assert!(!mesh.state.socket().exists(), "health started a daemon");
+
+    // The fix works as printed.
+    let fix = check(&doc, "daemon.reachable")["fix"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = run_fix_with(&mesh, &fix, &manager.env);
+    assert!(
+        out.status.success(),
+        "{fix}: {}",
+        mesh_testkit::output_text(&out)
+    );
+    let (code, doc) = health();
+    assert_eq!(code, 0, "after `{fix}`: {doc:#}");
+    assert_eq!(check(&doc, "daemon.reachable")["level"], "ok", "{doc:#}");
+
+    // `mesh start` goes through the manager: the daemon is its mesh.service.
+    assert!(
+        manager
+            .systemctl(&["stop", "mesh.socket", "mesh.service"])
+            .status
+            .success()
+    );
+    let start = || {
+        let out = mesh
+            .mesh()
+            .args(["start", "--json"])
+            .envs(manager.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", mesh_testkit::output_text(&out));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let doc = start();
+    assert_eq!(doc["started_by"], "systemd", "{doc:#}");
+    assert_eq!(doc["already_running"], false, "{doc:#}");
+    assert_eq!(systemd.state("mesh.service").unwrap(), "active");
+    assert_eq!(systemd.state("mesh.socket").unwrap(), "active");
+    assert_eq!(
+        systemd.main_pid().unwrap(),
+        Some(doc["pid"].as_u64().unwrap() as u32)
+    );
+    let again = start();
+    assert_eq!(again["already_running"], true, "{again:#}");
+    assert_eq!(again["pid"], doc["pid"]);
 }
 
 /// Run a fix `mesh health` printed, as a user would paste it into a shell (with this `mesh`
 /// first on PATH).
 fn run_fix(mesh: &Mesh, fix: &str) -> Output {
+    run_fix_with(mesh, fix, &[])
+}
+
+/// [`run_fix`] with `env` added (e.g. the user manager's bus).
+fn run_fix_with(
+    mesh: &Mesh,
+    fix: &str,
+    env: &[(std::ffi::OsString, std::ffi::OsString)],
+) -> Output {
     let bin_dir = Path::new(mesh_bin()).parent().unwrap();
     let path = format!(
         "{}:{}",
@@ -526,7 +674,12 @@ fn run_fix(mesh: &Mesh, fix: &str) -> Output {
     );
     let mut sh = std::process::Command::new("sh");
     mesh_testkit::isolate(&mut sh, mesh.home.path(), &mesh.state);
-    sh.arg("-c").arg(fix).env("PATH", path).output().unwrap()
+    sh.arg("-c")
+        .arg(fix)
+        .env("PATH", path)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap()
 }
 
 /// Kills daemons that a fix started (they are detached).
@@ -776,4 +929,234 @@ fn delivered_mail_is_pruned_undelivered_is_kept_and_the_database_stops_growing()
         "{file}"
     );
     assert!(file.contains("MiB") || file.contains("KiB"), "{file}");
+}
+
+#[test]
+fn a_broken_claude_mesh_json_is_reported_by_health_and_whoami() {
+    let mesh = Mesh::start();
+    register(&mesh);
+    let long = "x".repeat(100);
+    for (name, body, said) in [
+        (
+            "badjson",
+            "{\"name\": \"oops\",".to_owned(),
+            "not valid JSON",
+        ),
+        (
+            "emptyname",
+            "{\"name\": \"  \"}".to_owned(),
+            "no non-empty string field `name`",
+        ),
+        (
+            "longname",
+            format!("{{\"name\": \"{long}\"}}"),
+            "cut to `xxxx",
+        ),
+    ] {
+        let dir = mesh.project(name);
+        fs::write(dir.join(".claude-mesh.json"), &body).unwrap();
+        // `mesh health` run in the project: project.config warns (not a failure).
+        let out = mesh
+            .mesh()
+            .args(["health", "--json"])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(out.status.code(), Some(0), "{name}: {doc:#}");
+        let c = check(&doc, "project.config");
+        assert_eq!(c["level"], "warn", "{name}: {c:#}");
+        let detail = c["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(said) && detail.contains(".claude-mesh.json"),
+            "{name}: {c:#}"
+        );
+        // `mesh whoami` in a session started there says it too.
+        let s = mesh.session(name);
+        let out = mesh
+            .mesh()
+            .arg("whoami")
+            .env("CLAUDE_PID", s.pid().to_string())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", mesh_testkit::output_text(&out));
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("config:") && l.contains(said)),
+            "{name}: {text}"
+        );
+        let out = mesh
+            .mesh()
+            .args(["whoami", "--json"])
+            .env("CLAUDE_PID", s.pid().to_string())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", mesh_testkit::output_text(&out));
+        let _: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(said),
+            "{name}: {}",
+            mesh_testkit::output_text(&out)
+        );
+    }
+    // A sound file: ok, and whoami says nothing about it.
+    let dir = mesh.project("good");
+    fs::write(dir.join(".claude-mesh.json"), "{\"name\": \"api\"}").unwrap();
+    let out = mesh
+        .mesh()
+        .args(["health", "--json"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let c = check(&doc, "project.config");
+    assert_eq!(c["level"], "ok", "{c:#}");
+    assert!(c["detail"].as_str().unwrap().contains("`api`"), "{c:#}");
+    let s = mesh.session("good");
+    let out = mesh
+        .mesh()
+        .arg("whoami")
+        .env("CLAUDE_PID", s.pid().to_string())
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("name:") && text.contains("api"), "{text}");
+    assert!(!text.contains("config:"), "{text}");
+}
+
+#[test]
+fn a_stuck_daemon_is_named_and_the_printed_fix_replaces_it() {
+    let mut mesh = Mesh::start();
+    register(&mesh);
+    let pid = mesh.daemon_pid();
+    // Stopped: it accepts connections (the kernel queues them) but never answers.
+    // SAFETY: kill(2) of the daemon this test started.
+    unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+    let (code, doc) = health_json(&mesh);
+    assert_failed(code, &doc);
+    let c = check(&doc, "daemon.reachable");
+    assert_eq!(c["level"], "fail", "{c:#}");
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer in time"),
+        "{c:#}"
+    );
+    let fix = c["fix"].as_str().unwrap().to_owned();
+    let out = run_fix(&mesh, &fix);
+    assert!(
+        out.status.success(),
+        "{fix}: {}",
+        mesh_testkit::output_text(&out)
+    );
+    let started = Connection::connect(&mesh.state.socket(), &opts())
+        .unwrap()
+        .daemon_pid();
+    let _kill = KillDaemon(Some(started));
+    assert_ne!(started, pid);
+    // The stuck one is gone.
+    let status = mesh.daemon.take().map(|mut c| c.wait().unwrap());
+    assert!(status.is_some(), "the old daemon was reaped");
+    let (code, doc) = health_json(&mesh);
+    assert_eq!(code, 0, "after `{fix}`: {doc:#}");
+    assert_eq!(check(&doc, "daemon.reachable")["level"], "ok", "{doc:#}");
+}
+
+#[test]
+fn a_file_or_a_stranger_in_place_of_our_paths_fails_with_a_fix_that_works() {
+    // A regular file where the state directory belongs.
+    let mesh = Mesh::without_daemon();
+    register(&mesh);
+    fs::write(mesh.state.root(), "not a directory").unwrap();
+    let (code, doc) = health_json(&mesh);
+    assert_failed(code, &doc);
+    let c = check(&doc, "state.dir");
+    assert_eq!(c["level"], "fail", "{c:#}");
+    let fix = c["fix"].as_str().unwrap().to_owned();
+    let out = run_fix(&mesh, &fix);
+    assert!(
+        out.status.success(),
+        "{fix}: {}",
+        mesh_testkit::output_text(&out)
+    );
+    let started = Connection::connect(&mesh.state.socket(), &opts())
+        .unwrap()
+        .daemon_pid();
+    let mut kill = KillDaemon(Some(started));
+    let (code, doc) = health_json(&mesh);
+    assert_eq!(code, 0, "after `{fix}`: {doc:#}");
+    // SAFETY: kill(2) of the daemon the fix started; then wait for it to be gone.
+    unsafe { libc::kill(started as i32, libc::SIGTERM) };
+    wait_for("the daemon to stop", Duration::from_secs(10), || {
+        !mesh.state.socket().exists()
+    });
+    kill.0 = None;
+
+    // Another program listening on our socket path.
+    let listener = std::os::unix::net::UnixListener::bind(mesh.state.socket()).unwrap();
+    fs::set_permissions(mesh.state.socket(), fs::Permissions::from_mode(0o600)).unwrap();
+    let stranger = std::thread::spawn(move || {
+        use std::io::Write;
+        // Answer the health probe with something that is not our handshake.
+        if let Ok((mut s, _)) = listener.accept() {
+            let _ = s.write_all(&[0xff; 64]);
+        }
+        listener
+    });
+    let (code, doc) = health_json(&mesh);
+    let _listener = stranger.join().unwrap();
+    assert_failed(code, &doc);
+    let c = check(&doc, "daemon.reachable");
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap()
+            .contains("does not speak the claude-mesh protocol"),
+        "{c:#}"
+    );
+    let fix = c["fix"].as_str().unwrap().to_owned();
+    let out = run_fix(&mesh, &fix);
+    assert!(
+        out.status.success(),
+        "{fix}: {}",
+        mesh_testkit::output_text(&out)
+    );
+    let started = Connection::connect(&mesh.state.socket(), &opts())
+        .unwrap()
+        .daemon_pid();
+    let _kill = KillDaemon(Some(started));
+    let (code, doc) = health_json(&mesh);
+    assert_eq!(code, 0, "after `{fix}`: {doc:#}");
+}
+
+#[test]
+fn a_unit_left_without_a_service_manager_fails_and_the_printed_fix_works() {
+    let mesh = Mesh::without_daemon();
+    register(&mesh);
+    let bin = fs::canonicalize(mesh_bin()).unwrap();
+    let units = render_systemd(&ServiceSpec::new(&bin, mesh.state.clone())).unwrap();
+    let dir = mesh.home.path().join(".config/systemd/user");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("mesh.socket"), units.socket).unwrap();
+    fs::write(dir.join("mesh.service"), units.service).unwrap();
+    let (code, doc) = health_json(&mesh);
+    assert_failed(code, &doc);
+    let c = check(&doc, "service.unit");
+    assert_eq!(c["level"], "fail", "{c:#}");
+    let fix = c["fix"].as_str().unwrap().to_owned();
+    let out = run_fix(&mesh, &fix);
+    assert!(
+        out.status.success(),
+        "{fix}: {}",
+        mesh_testkit::output_text(&out)
+    );
+    assert!(!dir.join("mesh.socket").exists());
+    let started = Connection::connect(&mesh.state.socket(), &opts())
+        .unwrap()
+        .daemon_pid();
+    let _kill = KillDaemon(Some(started));
+    let (code, doc) = health_json(&mesh);
+    assert_eq!(code, 0, "after `{fix}`: {doc:#}");
 }

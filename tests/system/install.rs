@@ -263,6 +263,13 @@ fn dry_run_prints_the_diff_and_changes_nothing() {
     assert!(out.contains("+++ "), "a unified diff: {out}");
     assert!(out.contains("hook session-start"), "{out}");
     assert!(out.contains("claude-mesh"), "{out}");
+    // In the future tense: nothing was added.
+    assert!(
+        out.contains("  would add hook SessionStart: ")
+            && out.contains("  would add MCP server claude-mesh")
+            && !out.contains("  added "),
+        "{out}"
+    );
     assert_eq!(home.snapshot(), before, "--dry-run wrote something");
     assert!(!home.daemon_answers(), "--dry-run started a daemon");
     assert!(
@@ -402,4 +409,81 @@ fn an_invalid_settings_file_is_told_once_with_its_json_error() {
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
     }
     assert_eq!(fs::read_to_string(home.settings()).unwrap(), "{bad");
+}
+
+#[test]
+fn uninstall_dry_run_speaks_of_the_future_and_an_empty_home_has_nothing_to_remove() {
+    let home = Home::new();
+    // A HOME that never had mesh: said once, no advice to restart sessions.
+    for args in [&["uninstall"][..], &["uninstall", "--dry-run"][..]] {
+        let out = home.ok(args);
+        assert!(out.contains("nothing to remove"), "{args:?}: {out}");
+        assert!(!out.contains("Restart"), "{args:?}: {out}");
+        assert!(!out.contains("claude code:"), "{args:?}: {out}");
+    }
+
+    home.ok(&["install", "--no-service"]);
+    let out = home.ok(&["uninstall", "--dry-run"]);
+    assert!(
+        out.contains("  would remove hook SessionStart: ")
+            && out.contains("  would remove MCP server claude-mesh")
+            && !out.contains("  removed "),
+        "{out}"
+    );
+    assert!(!out.contains("nothing to remove"), "{out}");
+    let out = home.ok(&["uninstall"]);
+    assert!(out.contains("  removed hook SessionStart: "), "{out}");
+    assert!(
+        out.contains("Restart running Claude Code sessions"),
+        "{out}"
+    );
+    // Again: nothing left of ours.
+    let out = home.ok(&["uninstall"]);
+    assert!(out.contains("nothing to remove"), "{out}");
+    assert!(!out.contains("Restart"), "{out}");
+}
+
+#[test]
+fn install_says_each_step_on_a_terminal_and_nothing_on_a_piped_stderr() {
+    let home = Home::new();
+    let out = home.run(&["install", "--no-service"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        out.stderr.is_empty(),
+        "steps on a piped stderr: {}",
+        text(&out)
+    );
+    home.ok(&["uninstall"]);
+    home.ok(&["stop"]);
+
+    let path = home.path();
+    let cmd = pty_process::blocking::Command::new(mesh_bin())
+        .args(["install", "--no-service"])
+        .env("HOME", path)
+        .env("CLAUDE_MESH_HOME", home.mesh.state.root())
+        .env("XDG_CONFIG_HOME", path.join(".config"))
+        .env("XDG_RUNTIME_DIR", runtime_dir(path))
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .env_remove("CLAUDE_PID")
+        .env_remove("CLAUDE_CODE_SESSION_ID")
+        .env_remove("CLAUDE_PROJECT_DIR")
+        .env_remove("CLAUDE_MESH_LOG");
+    let tty = mesh_testkit::tty::Tty::spawn(cmd, 40, 200);
+    let status = tty.wait_exit(std::time::Duration::from_secs(30));
+    assert!(status.is_some_and(|s| s.success()), "{}", tty.describe());
+    let shown = mesh_testkit::tty::strip_ansi(&tty.output());
+    let mut at = 0;
+    for step in [
+        "--- reading Claude Code's settings",
+        "--- no service unit: --no-service",
+        "--- registering the hooks, the MCP server and the status line with Claude Code",
+        "--- starting the daemon",
+        "--- checking the installation (mesh health)",
+        "mesh health:",
+    ] {
+        let found = shown[at..]
+            .find(step)
+            .unwrap_or_else(|| panic!("{step:?} missing or out of order:\n{shown}"));
+        at += found + step.len();
+    }
 }

@@ -19,6 +19,7 @@ use mesh_daemon::paths::StateDir;
 use mesh_proto::{AskResult, Caller, Message, MessageStatus, Status};
 
 use super::exit::{Class, Failure};
+use super::progress::waiting;
 use super::{JsonFlag, body_from, emit, emit_json};
 use crate::link::{self, AskEnd, AskPlan, AskSwitch, Daemon};
 
@@ -122,8 +123,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let switch = Arc::new(AskSwitch::default());
     cancel_on_interrupt(Arc::clone(&switch));
-    let ended =
-        link::ask(&daemon, plan, &switch).with_context(|| format!("cannot ask `{}`", args.peer))?;
+    let ended = {
+        let _wait = waiting(format!(
+            "waiting for {} to answer (Ctrl-C gives up)",
+            mesh_proto::sanitize::terminal_line(&args.peer)
+        ));
+        link::ask(&daemon, plan, &switch)
+    }
+    .with_context(|| format!("cannot ask `{}`", args.peer))?;
     let outcome = match ended {
         AskEnd::Done(outcome) => outcome,
         AskEnd::Cancelled => {

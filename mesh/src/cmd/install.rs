@@ -126,6 +126,15 @@ struct UninstallJson {
     diff: Option<String>,
 }
 
+/// One step of a real (not dry) install or uninstall, said on stderr as it starts, on a
+/// terminal only (a script reads the summary on stdout, or `--json`).
+fn step(what: &str) {
+    use std::io::IsTerminal;
+    if std::io::stderr().is_terminal() {
+        eprintln!("--- {what}");
+    }
+}
+
 fn home() -> anyhow::Result<PathBuf> {
     std::env::var_os("HOME")
         .filter(|h| !h.is_empty())
@@ -259,6 +268,10 @@ pub fn install(args: InstallArgs) -> anyhow::Result<ExitCode> {
     let mesh_bin = this_binary()?;
     let state = StateDir::from_env().context("cannot locate the mesh state directory")?;
     // 1. Validate and plan the registration before touching anything.
+    if !args.dry_run {
+        step(&format!("installing {}", mesh_bin.display()));
+        step("reading Claude Code's settings");
+    }
     let plan = Plan::install(&home, &mesh_bin)?;
     let detected = manager(args.no_service);
 
@@ -299,15 +312,33 @@ pub fn install(args: InstallArgs) -> anyhow::Result<ExitCode> {
 
     // 2. The service unit.
     let service = match &detected {
-        Ok(d) => install_unit(d, &mesh_bin, &state)?,
-        Err(why) => ServiceOutcome::none(why.clone()),
+        Ok(d) => {
+            step(match d {
+                Detected::Systemd(_) => {
+                    "installing the systemd user units (mesh.socket, mesh.service) and starting mesh.socket"
+                }
+                Detected::Launchd(_) => "installing and loading the launchd agent",
+                Detected::None(_) => "no service unit",
+            });
+            install_unit(d, &mesh_bin, &state)?
+        }
+        Err(why) => {
+            step(&format!("no service unit: {why}"));
+            ServiceOutcome::none(why.clone())
+        }
     };
     // 3. The registration.
+    step("registering the hooks, the MCP server and the status line with Claude Code");
     let applied = plan
         .apply()
         .context("cannot register with Claude Code (nothing was changed in its files)")?;
     // 4. A daemon of this version, then the health checks.
-    let daemon = ensure_daemon(&state)?;
+    step("starting the daemon");
+    let daemon = {
+        let _wait = super::progress::waiting("waiting for the daemon to answer");
+        ensure_daemon(&state)?
+    };
+    step("checking the installation (mesh health)");
     let health =
         health::run(&health::Inputs::from_env().context("cannot locate the mesh state directory")?);
     let failed = health.failed();
@@ -376,15 +407,40 @@ fn render_service(s: &ServiceOutcome, dry_run: bool, out: &mut String) {
     }
 }
 
-fn render_files(files: &[FileOutcome], out: &mut String) {
+/// A change as a dry run tells it: "added hook …" becomes "would add hook …".
+fn future(line: &str) -> String {
+    if line == "removed the file, now empty" {
+        return "would remove the file, as nothing else would be left in it".to_owned();
+    }
+    for (past, would) in [
+        ("added ", "would add "),
+        ("updated ", "would update "),
+        ("removed ", "would remove "),
+    ] {
+        if let Some(rest) = line.strip_prefix(past) {
+            return format!("{would}{rest}");
+        }
+    }
+    format!("would: {line}")
+}
+
+fn render_files(files: &[FileOutcome], dry_run: bool, out: &mut String) {
     use std::fmt::Write;
     if files.is_empty() {
-        let _ = writeln!(out, "claude code: nothing to change");
+        let _ = writeln!(
+            out,
+            "claude code: nothing {}",
+            if dry_run { "would change" } else { "to change" }
+        );
     }
     for f in files {
         let _ = writeln!(out, "claude code: {}", f.path.display());
         for s in &f.summary {
-            let _ = writeln!(out, "  {s}");
+            if dry_run {
+                let _ = writeln!(out, "  {}", future(s));
+            } else {
+                let _ = writeln!(out, "  {s}");
+            }
         }
         if let Some(b) = &f.backup {
             let _ = writeln!(out, "  backup: {}", b.display());
@@ -405,7 +461,7 @@ fn render_install(o: &InstallJson) -> String {
         let _ = writeln!(out, "installed {}", o.mesh_bin.display());
     }
     render_service(&o.service, o.dry_run, &mut out);
-    render_files(&o.claude_code, &mut out);
+    render_files(&o.claude_code, o.dry_run, &mut out);
     for n in &o.notes {
         let _ = writeln!(out, "note: {n}");
     }
@@ -496,6 +552,9 @@ pub fn uninstall(args: UninstallArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
+    if systemd.is_some() || launchd.is_some() {
+        step("stopping and removing the service unit");
+    }
     let service = match (&systemd, &launchd) {
         (Some(s), _) => ServiceOutcome::from_changes(
             "systemd",
@@ -508,6 +567,9 @@ pub fn uninstall(args: UninstallArgs) -> anyhow::Result<ExitCode> {
         ),
         _ => ServiceOutcome::none("no unit installed".into()),
     };
+    if !plan.changes().is_empty() {
+        step("removing the hooks, the MCP server and the status line from Claude Code's settings");
+    }
     let applied = plan
         .apply()
         .context("cannot remove the registration from Claude Code's files")?;
@@ -539,6 +601,9 @@ fn emit_uninstall(o: &UninstallJson, json: bool) -> anyhow::Result<()> {
         (Some(why), _) => {
             let _ = writeln!(out, "service: {why}");
         }
+        (None, _) if o.service.removed.is_empty() && o.service.commands.is_empty() => {
+            let _ = writeln!(out, "service: no unit installed");
+        }
         (None, _) => {
             let _ = writeln!(out, "service: {}", o.service.manager);
             for p in &o.service.removed {
@@ -553,13 +618,38 @@ fn emit_uninstall(o: &UninstallJson, json: bool) -> anyhow::Result<()> {
             }
         }
     }
-    render_files(&o.claude_code, &mut out);
-    if let Some(diff) = &o.diff {
-        if diff.is_empty() {
-            let _ = writeln!(out, "\nnothing to remove: not installed");
-        } else {
-            let _ = write!(out, "\n{diff}");
+    let nothing = o.service.removed.is_empty()
+        && o.service.commands.is_empty()
+        && o.claude_code.is_empty()
+        && o.stopped_daemon.is_none();
+    if nothing {
+        // Nothing of ours was there: say so once, and no advice about hooks never loaded.
+        out.clear();
+        if o.dry_run {
+            let _ = writeln!(out, "dry run: nothing is changed.");
         }
+        let _ = writeln!(
+            out,
+            "nothing to remove: mesh is not installed here (no service unit, and no hooks, MCP \
+             server or status line in Claude Code's settings)"
+        );
+        for w in &o.service.warnings {
+            let _ = writeln!(out, "  warning: {w}");
+        }
+        if o.state_dir.exists() {
+            let _ = writeln!(
+                out,
+                "Messages and session history stay in {}; remove that directory to delete them.",
+                o.state_dir.display()
+            );
+        }
+        return emit(&out);
+    }
+    render_files(&o.claude_code, o.dry_run, &mut out);
+    if let Some(diff) = &o.diff
+        && !diff.is_empty()
+    {
+        let _ = write!(out, "\n{diff}");
     }
     if let Some(pid) = o.stopped_daemon {
         let _ = writeln!(out, "stopped the daemon (pid {pid})");

@@ -19,9 +19,11 @@ pub mod inbox;
 pub mod install;
 pub mod list;
 pub mod message;
+pub mod progress;
 pub mod reply;
 pub mod run;
 pub mod send;
+pub mod start;
 pub mod statusline;
 pub mod stop;
 pub mod whoami;
@@ -68,6 +70,7 @@ where
 /// Connect to the daemon, starting it on demand (the CLI's 5 s budget).
 pub fn connect() -> anyhow::Result<Connection> {
     let state = StateDir::from_env().context("cannot locate the mesh state directory")?;
+    let _wait = progress::waiting("waiting for the mesh daemon (starting it if needed)");
     Ok(connect_or_start(&state, &ConnectOptions::default())?)
 }
 

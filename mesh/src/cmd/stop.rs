@@ -37,7 +37,7 @@ struct StopJson {
 }
 
 /// The installed systemd unit, when its manager answers.
-fn systemd_unit() -> Option<SystemdUser> {
+pub(super) fn systemd_unit() -> Option<SystemdUser> {
     if !cfg!(target_os = "linux") {
         return None;
     }
@@ -45,7 +45,7 @@ fn systemd_unit() -> Option<SystemdUser> {
 }
 
 /// The installed launchd agent.
-fn launchd_agent() -> Option<Launchd> {
+pub(super) fn launchd_agent() -> Option<Launchd> {
     if !cfg!(target_os = "macos") {
         return None;
     }
@@ -87,10 +87,12 @@ pub fn restart(args: Args) -> anyhow::Result<ExitCode> {
     let state = StateDir::from_env().context("cannot locate the mesh state directory")?;
     let stopped = if let Some(unit) = systemd_unit() {
         let pid = unit.main_pid()?;
+        let _wait = super::progress::waiting("restarting the mesh daemon through systemd");
         unit.restart().context("cannot restart mesh.service")?;
         pid
     } else if let Some(agent) = launchd_agent() {
         let pid = ping_pid(&state);
+        let _wait = super::progress::waiting("restarting the mesh daemon through launchd");
         agent
             .restart()
             .context("cannot restart the launchd agent")?;
@@ -138,18 +140,37 @@ pub fn stop_daemon(state: &StateDir) -> anyhow::Result<Option<u32>> {
         let e = io::Error::from(e);
         bail!("cannot stop the daemon (pid {pid}): {e}");
     }
-    let end = Instant::now() + STOP_DEADLINE;
+    // A stopped daemon (SIGSTOP, Ctrl-Z) acts on the SIGTERM only once it runs again.
+    let _ = rustix::process::kill_process(target, rustix::process::Signal::CONT);
+    let _wait = super::progress::waiting(format!("waiting for the daemon (pid {pid}) to exit"));
+    if !exits_within(target, pid, STOP_DEADLINE) {
+        // Stuck: force it, as a service manager does after its stop timeout. Queued mail is
+        // safe: every accepted message is committed to the database before it is answered.
+        let _ = rustix::process::kill_process(target, rustix::process::Signal::KILL);
+        if !exits_within(target, pid, STOP_DEADLINE) {
+            bail!(
+                "the daemon (pid {pid}) did not exit within {STOP_DEADLINE:?}, even after SIGKILL"
+            );
+        }
+        super::warn(&format!(
+            "the daemon (pid {pid}) did not exit within {STOP_DEADLINE:?} of SIGTERM: killed it (queued mail is safe)"
+        ));
+    }
+    Ok(Some(pid))
+}
+
+/// Whether process `pid` is gone (or a zombie) within `limit`.
+fn exits_within(target: rustix::process::Pid, pid: u32, limit: Duration) -> bool {
+    let end = Instant::now() + limit;
     let mut pause = Duration::from_millis(5);
     while rustix::process::test_kill_process(target).is_ok() && !is_zombie(pid) {
         if Instant::now() >= end {
-            bail!(
-                "the daemon (pid {pid}) did not exit within {STOP_DEADLINE:?}; `kill -9 {pid}` forces it (queued mail is safe)"
-            );
+            return false;
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(100));
     }
-    Ok(Some(pid))
+    true
 }
 
 /// The pid the daemon on the socket announces in its handshake; `None` when nothing listens.
@@ -178,7 +199,7 @@ fn socket_pid(state: &StateDir) -> anyhow::Result<Option<u32>> {
 }
 
 /// The running daemon's pid, if one answers.
-fn ping_pid(state: &StateDir) -> Option<u32> {
+pub(super) fn ping_pid(state: &StateDir) -> Option<u32> {
     let opts = mesh_client::ConnectOptions {
         autostart: false,
         ..mesh_client::ConnectOptions::default()

@@ -1,5 +1,6 @@
 //! `mesh whoami`: which session this command runs in, or that it acts as the user.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -8,7 +9,7 @@ use mesh::json::WhoAmIJson;
 use mesh_client::CallerFromEnv;
 use mesh_proto::{Caller, WhoAmI};
 
-use super::{JsonFlag, connect, emit, emit_json, render_fields, session_cwd};
+use super::{JsonFlag, connect, emit, emit_json, render_fields, session_cwd, warn};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -22,8 +23,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             caller: Caller::from_env(),
         })
         .context("cannot ask the daemon who this is")?;
+    // What naming ignored or cut in the session's `.claude-mesh.json` (the daemon only logs
+    // it): re-read here, client-side, as naming reads it.
+    let problems = me
+        .session
+        .as_ref()
+        .and_then(|s| mesh::health::config_problems(Path::new(&s.cwd), None))
+        .map(|r| r.problems)
+        .unwrap_or_default();
     if args.out.json {
         emit_json(&WhoAmIJson::new(me.session.as_ref()))?;
+        for p in &problems {
+            warn(p);
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let Some(s) = me.session else {
@@ -40,6 +52,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     ];
     if !s.summary.is_empty() {
         fields.push(("summary", s.summary.clone()));
+    }
+    for p in problems {
+        fields.push(("config", p));
     }
     emit(&render_fields(&fields))?;
     Ok(ExitCode::SUCCESS)

@@ -87,6 +87,9 @@ pub struct Inputs {
     pub version: String,
     /// The service manager, from [`crate::service::detect`].
     pub service: Detected,
+    /// The current directory and `CLAUDE_PROJECT_DIR`: where `project.config` looks.
+    pub cwd: Option<PathBuf>,
+    pub project_dir: Option<PathBuf>,
 }
 
 impl Inputs {
@@ -105,6 +108,10 @@ impl Inputs {
             mesh_bin: std::env::current_exe().ok(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             service: crate::service::detect(),
+            cwd: std::env::current_dir().ok(),
+            project_dir: std::env::var_os("CLAUDE_PROJECT_DIR")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
         })
     }
 }

@@ -83,7 +83,7 @@ pub(super) fn checks(inputs: &Inputs) -> Vec<Check> {
                 others.join(", "),
                 shown(this)
             ),
-            "mesh install (to point them at this binary)",
+            "mesh install",
         )
     } else {
         Check::ok(
@@ -196,7 +196,7 @@ fn registration_check(
             Check::warn(
                 name,
                 format!("{what} runs {program}, not this binary ({})", shown(this)),
-                "mesh install (to point it at this binary)",
+                "mesh install",
             )
         }
         Registration::Registered { program, .. } => {

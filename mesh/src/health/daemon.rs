@@ -147,10 +147,35 @@ fn unreachable(e: &ClientError, facts: &Facts, socket: &Path, inputs: &Inputs) -
                 },
             )
         }
+        ClientError::NotRunning { reason, .. }
+            if service::on_demand(facts) && reason.kind() == std::io::ErrorKind::NotFound =>
+        {
+            // The normal state of an on-demand setup before the first command needs it.
+            Check::ok(
+                NAME,
+                "not running yet: it starts on demand (any mesh command, Claude Code hook or \
+                 the MCP server starts it; `mesh start` does it now)",
+            )
+        }
+        ClientError::NotRunning { reason, .. }
+            if service::on_demand(facts)
+                && reason.kind() == std::io::ErrorKind::ConnectionRefused =>
+        {
+            Check::warn(
+                NAME,
+                format!(
+                    "not running: {shown} is a stale socket left by a daemon that died (its \
+                     log, {}, may say why); the next mesh command replaces it and starts a new \
+                     daemon",
+                    inputs.state.log().display()
+                ),
+                "mesh start",
+            )
+        }
         ClientError::NotRunning { reason, .. } => {
             let how = match facts {
                 Facts::None { .. } => {
-                    "; any mesh command or Claude Code hook starts it on demand, `mesh restart` does it now"
+                    "; any mesh command or Claude Code hook starts it on demand, `mesh start` does it now"
                 }
                 _ => "",
             };
@@ -209,11 +234,11 @@ fn unreachable(e: &ClientError, facts: &Facts, socket: &Path, inputs: &Inputs) -
         }
         ClientError::NotAMeshDaemon { .. } => Check::fail(
             NAME,
-            format!("something listens on {shown} but does not speak the claude-mesh protocol"),
             format!(
-                "stop that program, or remove the socket: rm {} && mesh restart",
-                quote(socket)
+                "something listens on {shown} but does not speak the claude-mesh protocol; \
+                 stop that program, or take the path back from it"
             ),
+            format!("rm {} && mesh start", quote(socket)),
         ),
         ClientError::Timeout { .. } => Check::fail(
             NAME,

@@ -80,10 +80,9 @@ fn current(db: &Path, now_ms: i64) -> Vec<Check> {
     let seen = match inspect(db) {
         Ok(seen) => seen,
         Err(InspectError::Missing(_)) => {
-            return vec![Check::warn(
+            return vec![Check::ok(
                 "db.file",
                 format!("{shown} does not exist yet; the daemon creates it when it first starts"),
-                "mesh restart",
             )];
         }
         Err(e @ InspectError::Io { .. }) => {
@@ -187,13 +186,13 @@ fn schema(version: u32, expected: u32) -> Check {
     }
 }
 
-/// The fix for a damaged database: restart the daemon, which checks the database at start,
+/// The fix for a damaged database is `mesh restart`: the daemon checks the database at start,
 /// moves a damaged one aside (with its WAL, into `corrupt-<UTC stamp>/` beside it) and starts on
-/// a fresh one.
+/// a fresh one. This says so, for the detail (the fix itself stays a command to paste).
 fn move_aside(db: &Path) -> String {
     let dir = db.parent().unwrap_or(Path::new("."));
     format!(
-        "mesh restart (at start the daemon moves the damaged database into {}/{CORRUPT_DIR_PREFIX}<time>/ and starts on an empty one; mail queued in it is not delivered)",
+        "; a restart moves it into {}/{CORRUPT_DIR_PREFIX}<time>/ and starts on an empty database (mail queued in it is not delivered)",
         dir.display()
     )
 }
@@ -212,14 +211,14 @@ fn integrity(seen: &Inspection) -> Check {
                 } else {
                     " problem(s)"
                 },
-                problems.join("; ")
-            ),
-            move_aside(&seen.path),
+                problems.join("; "),
+            ) + &move_aside(&seen.path),
+            "mesh restart",
         ),
         Err(why) => Check::fail(
             NAME,
-            format!("cannot read the database: {why}"),
-            move_aside(&seen.path),
+            format!("cannot read the database: {why}{}", move_aside(&seen.path)),
+            "mesh restart",
         ),
     }
 }
@@ -239,9 +238,9 @@ fn mail(count: u64, oldest_ms: Option<i64>, now_ms: i64) -> Check {
         Check::warn(
             NAME,
             format!(
-                "{waiting}: its recipient has not run a Claude Code hook since (ended, or idle); it gets the mail at its next prompt or when a session of that name starts (undelivered mail is never pruned)"
+                "{waiting}: its recipient has not run a Claude Code hook since (ended, or idle); it gets the mail at its next prompt or when a session of that name starts (undelivered mail is never pruned; the PENDING column of `mesh list --all` shows who has mail)"
             ),
-            "mesh list --all (the PENDING column shows who has mail)",
+            "mesh list --all",
         )
     } else {
         Check::ok(NAME, waiting)
@@ -275,7 +274,7 @@ mod tests {
     #[test]
     fn the_fix_for_a_damaged_database_is_a_restart() {
         let fix = move_aside(Path::new("/home/a b/.claude-mesh/mesh.db"));
-        assert!(fix.starts_with("mesh restart "), "{fix}");
+        assert!(fix.starts_with("; a restart moves it"), "{fix}");
         assert!(
             fix.contains("/home/a b/.claude-mesh/corrupt-<time>/"),
             "{fix}"

@@ -23,7 +23,9 @@
 //!   (`mesh_daemon::store::inspect`); the last four are omitted when the file is missing, and
 //!   schema, sessions and mail when it cannot be read at all (`db.integrity` then fails);
 //! - `claude.hooks`, `claude.mcp`, `claude.statusline`: the registration with Claude Code (or a
-//!   single `claude.config` when its settings cannot be read).
+//!   single `claude.config` when its settings cannot be read);
+//! - `project.config`: the `.claude-mesh.json` that names a session started in the current
+//!   directory (`CLAUDE_PROJECT_DIR` first): a warning when naming ignores it or cuts its name.
 //!
 //! Every check is a quick local read; the daemon gets a 1.5 s handshake and 1 s pings, so a
 //! healthy installation answers in a few tens of milliseconds.
@@ -32,6 +34,7 @@ mod check;
 mod claude;
 mod daemon;
 mod db;
+mod project;
 mod service;
 mod state;
 mod version;
@@ -42,6 +45,7 @@ use serde::Serialize;
 
 pub use check::{Check, Inputs, Level};
 pub use db::STALE_MAIL_MS;
+pub use project::config_problems;
 
 /// Every check, in order. Serialises as `{"ok": bool, "checks": [...]}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -107,16 +111,21 @@ pub fn run(inputs: &Inputs) -> Report {
     let facts = service::probe(inputs);
     let activated = service::activation_pending(&facts);
     let start = service::start_fix(&facts, &inputs.state.socket());
+    let on_demand = service::on_demand(&facts);
     let mut checks = vec![
         version::binary(inputs),
-        state::dir(&inputs.state, inputs.state_from_env, &start),
-        state::socket(&inputs.state.socket(), &start),
+        state::dir(&inputs.state, inputs.state_from_env, &start, on_demand),
+        state::socket(&inputs.state.socket(), &start, on_demand),
         service::check(&facts, inputs),
     ];
     let seen = daemon::probe(&inputs.state.socket());
     checks.extend(daemon::checks(&seen, &facts, activated, inputs));
     checks.extend(db::checks(&inputs.state.db(), crate::display::now_ms()));
     checks.extend(claude::checks(inputs));
+    checks.push(project::check(
+        inputs.cwd.as_deref(),
+        inputs.project_dir.as_deref(),
+    ));
     let mut report = Report { checks };
     note_db_blocks_daemon(&mut report);
     report

@@ -212,7 +212,7 @@ pub(super) fn start_fix(facts: &Facts, socket: &Path) -> String {
                 }
             } else {
                 format!(
-                    "systemctl --user restart {SOCKET_UNIT} (and `journalctl --user -u {SERVICE_UNIT} -n 50` shows why the daemon did not answer)"
+                    "systemctl --user restart {SOCKET_UNIT} && journalctl --user -u {SERVICE_UNIT} -n 50 --no-pager"
                 )
             }
         }
@@ -224,7 +224,17 @@ pub(super) fn start_fix(facts: &Facts, socket: &Path) -> String {
             }
         }
         Facts::None { stray: Some(_), .. } => "mesh uninstall && mesh install --no-service".into(),
-        _ => "mesh restart".to_owned(),
+        _ => "mesh start".to_owned(),
+    }
+}
+
+/// No service manager owns the daemon (none exists, or `mesh install --no-service`): it
+/// starts on demand, so one that is not running yet is the normal state.
+pub(super) fn on_demand(facts: &Facts) -> bool {
+    match facts {
+        Facts::None { stray, .. } => stray.is_none(),
+        Facts::Systemd(f) => !f.installed,
+        Facts::Launchd(f) => !f.installed,
     }
 }
 

@@ -15,8 +15,10 @@ fn euid() -> u32 {
     rustix::process::geteuid().as_raw()
 }
 
-/// `state.dir`; `start` is the command that starts the daemon (which creates it).
-pub(super) fn dir(state: &StateDir, from_env: bool, start: &str) -> Check {
+/// `state.dir`; `start` is the command that starts the daemon (which creates it); `on_demand`:
+/// no service manager owns the daemon, so a missing directory is the normal state before the
+/// first start.
+pub(super) fn dir(state: &StateDir, from_env: bool, start: &str, on_demand: bool) -> Check {
     const NAME: &str = "state.dir";
     let root = state.root();
     let shown = root.display();
@@ -44,13 +46,14 @@ pub(super) fn dir(state: &StateDir, from_env: bool, start: &str) -> Check {
     let meta = match fs::metadata(root) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Check::warn(
-                NAME,
-                format!(
-                    "{shown}{origin} does not exist yet; the daemon creates it when it first starts"
-                ),
-                start,
+            let detail = format!(
+                "{shown}{origin} does not exist yet; the daemon creates it when it first starts"
             );
+            return if on_demand {
+                Check::ok(NAME, detail)
+            } else {
+                Check::warn(NAME, detail, start)
+            };
         }
         Err(e) => {
             return Check::fail(
@@ -67,11 +70,7 @@ pub(super) fn dir(state: &StateDir, from_env: bool, start: &str) -> Check {
         return Check::fail(
             NAME,
             format!("{shown}{origin} is not a directory"),
-            format!(
-                "move it out of the way: mv {} {}.old && mesh restart",
-                quote(root),
-                quote(root)
-            ),
+            format!("mv {} {}.old && mesh start", quote(root), quote(root)),
         );
     }
     if meta.uid() != euid() {
@@ -120,18 +119,28 @@ pub(super) fn dir(state: &StateDir, from_env: bool, start: &str) -> Check {
     Check::ok(NAME, format!("{shown}{origin}, yours, mode 0700"))
 }
 
-/// `state.socket`; `start` is the command that starts the daemon (which creates it).
-pub(super) fn socket(path: &Path, start: &str) -> Check {
+/// `state.socket`; `start` is the command that starts the daemon (which creates it);
+/// `on_demand` as for [`dir`].
+pub(super) fn socket(path: &Path, start: &str, on_demand: bool) -> Check {
     const NAME: &str = "state.socket";
     let shown = path.display();
     let meta = match fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Check::warn(
-                NAME,
-                format!("{shown} does not exist: no daemon is listening (see daemon.reachable)"),
-                start,
-            );
+            return if on_demand {
+                Check::ok(
+                    NAME,
+                    format!("{shown} does not exist yet: the daemon creates it when it starts"),
+                )
+            } else {
+                Check::warn(
+                    NAME,
+                    format!(
+                        "{shown} does not exist: no daemon is listening (see daemon.reachable)"
+                    ),
+                    start,
+                )
+            };
         }
         Err(e) => {
             return Check::fail(
@@ -166,6 +175,19 @@ pub(super) fn socket(path: &Path, start: &str) -> Check {
         );
     }
     let mode = meta.permissions().mode() & 0o7777;
+    if mode != 0o600 && mode & 0o600 == 0o600 && mode & 0o022 == 0 && private_dir(path) {
+        // Connecting needs write permission on the socket and search permission on its
+        // directory: others have neither, so they cannot reach it.
+        return Check::warn(
+            NAME,
+            format!(
+                "{shown} has mode {mode:04o}, expected 0600; harmless: no one else can reach it \
+                 (its directory is yours and closed to others, and connecting needs write \
+                 permission, which only you have)"
+            ),
+            format!("chmod 600 {}", quote(path)),
+        );
+    }
     if mode != 0o600 {
         let who = if mode & 0o077 != 0 {
             ": other users could connect to your daemon and read your sessions' mail"
@@ -179,6 +201,13 @@ pub(super) fn socket(path: &Path, start: &str) -> Check {
         );
     }
     Check::ok(NAME, format!("{shown}, yours, mode 0600"))
+}
+
+/// The directory holding `path` is ours, a real directory (not a link) and closed to others.
+fn private_dir(path: &Path) -> bool {
+    path.parent()
+        .and_then(|d| fs::symlink_metadata(d).ok())
+        .is_some_and(|m| m.is_dir() && m.uid() == euid() && m.permissions().mode() & 0o077 == 0)
 }
 
 fn kind(meta: &fs::Metadata) -> &'static str {
@@ -206,7 +235,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let state = StateDir::new(tmp.path().join("s"));
         assert_eq!(
-            dir(&state, false, "mesh restart").level,
+            dir(&state, false, "mesh start", false).level,
             Level::Warn,
             "missing"
         );
@@ -220,7 +249,7 @@ mod tests {
             (0o500, Level::Fail),
         ] {
             fs::set_permissions(state.root(), fs::Permissions::from_mode(mode)).unwrap();
-            let c = dir(&state, true, "mesh restart");
+            let c = dir(&state, true, "mesh start", false);
             assert_eq!(c.level, level, "{mode:o}: {c:?}");
             if level != Level::Ok {
                 assert!(c.fix.as_deref().unwrap().starts_with("chmod 700 "), "{c:?}");
@@ -234,20 +263,36 @@ mod tests {
     fn socket_modes() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("mesh.sock");
-        assert_eq!(socket(&path, "mesh restart").level, Level::Warn, "missing");
+        assert_eq!(
+            socket(&path, "mesh start", false).level,
+            Level::Warn,
+            "missing"
+        );
         fs::write(&path, "").unwrap();
         assert_eq!(
-            socket(&path, "mesh restart").level,
+            socket(&path, "mesh start", false).level,
             Level::Fail,
             "a regular file"
         );
         fs::remove_file(&path).unwrap();
         let _listener = UnixListener::bind(&path).unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
-        assert_eq!(socket(&path, "mesh restart").level, Level::Ok);
+        assert_eq!(socket(&path, "mesh start", false).level, Level::Ok);
         fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
-        let c = socket(&path, "mesh restart");
+        let c = socket(&path, "mesh start", false);
         assert_eq!(c.level, Level::Fail);
         assert!(c.fix.unwrap().starts_with("chmod 600 "));
+        // 0644 in a 0700 directory of ours: no one else can connect.
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o700)).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let c = socket(&path, "mesh start", false);
+        assert_eq!(c.level, Level::Warn, "{c:?}");
+        assert!(c.detail.contains("no one else can reach it"), "{c:?}");
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(socket(&path, "mesh start", false).level, Level::Fail);
+        // Not there yet: the normal state when it starts on demand.
+        drop(_listener);
+        fs::remove_file(&path).unwrap();
+        assert_eq!(socket(&path, "mesh start", true).level, Level::Ok);
     }
 }
