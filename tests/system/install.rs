@@ -253,6 +253,44 @@ fn install_on_an_empty_home_sets_our_status_line_and_uninstall_removes_every_fil
 }
 
 #[test]
+fn empty_settings_files_are_read_as_empty_objects() {
+    for blank in ["", " \n\t\n"] {
+        let home = Home::new();
+        fs::create_dir_all(home.path().join(".claude")).unwrap();
+        fs::write(home.settings(), blank).unwrap();
+        fs::write(home.claude_json(), blank).unwrap();
+        // Health before install: an empty file is not broken JSON, just no registration.
+        let health = home.run(&["health", "--json"]);
+        let doc: Value = serde_json::from_slice(&health.stdout).unwrap();
+        assert!(!doc.to_string().contains("invalid JSON"), "{doc}");
+        let out = home.ok(&["install", "--no-service"]);
+        assert!(out.contains("mesh health"), "{out}");
+        let settings = read_json(&home.settings());
+        assert_eq!(
+            our_hook_commands(&settings).len(),
+            5,
+            "{blank:?}: {settings}"
+        );
+        assert!(
+            read_json(&home.claude_json())["mcpServers"]["claude-mesh"].is_object(),
+            "{blank:?}"
+        );
+        let json: Value = serde_json::from_str(&home.ok(&["health", "--json"])).unwrap();
+        assert_eq!(json["ok"], true, "{json}");
+        // Uninstall takes out what install added; the files were backed up as they were.
+        home.ok(&["uninstall"]);
+        assert!(!home.settings().exists() || read_json(&home.settings()) == serde_json::json!({}));
+        let dir = home.path().join(".claude");
+        assert!(
+            backups(&dir)
+                .iter()
+                .any(|b| fs::read_to_string(dir.join(b)).unwrap() == blank),
+            "{blank:?}"
+        );
+    }
+}
+
+#[test]
 fn dry_run_prints_the_diff_and_changes_nothing() {
     let home = Home::new();
     fs::create_dir_all(home.path().join(".claude")).unwrap();

@@ -121,11 +121,16 @@ struct Loaded {
 
 fn load(path: PathBuf) -> Result<Loaded, ConfigError> {
     let old = write::read_optional(&path)?;
-    let text = old.clone().unwrap_or_else(|| "{}\n".to_owned());
+    // An empty (0-byte or whitespace-only) file holds no settings: read as `{}`.
+    let blank = old.as_deref().is_some_and(|t| t.trim().is_empty());
+    let text = match &old {
+        Some(t) if !blank => t.clone(),
+        _ => "{}\n".to_owned(),
+    };
     if let Err(source) = serde_json::from_str::<serde_json::Value>(&text) {
         return Err(ConfigError::InvalidJson { path, source });
     }
-    let style = Style::detect(&text, old.is_none());
+    let style = Style::detect(&text, old.is_none() || blank);
     let shape = |key: &str, expected| ConfigError::UnexpectedShape {
         path: path.clone(),
         key: key.to_owned(),
@@ -188,8 +193,11 @@ impl Plan {
             }
             plan.notes.append(&mut ed.notes);
             let mut new = Some(ed.doc.text);
-            if file.old.is_none() && new.as_deref() == Some("{}\n") {
-                new = None; // nothing to write into a file that does not exist
+            if new.as_deref() == Some("{}\n")
+                && file.old.as_deref().is_none_or(|t| t.trim().is_empty())
+            {
+                // Nothing to write into a file that does not exist, or that is empty.
+                new = file.old.clone();
             }
             if matches!(action, Action::Uninstall)
                 && ed.doc.root.members().is_some_and(<[_]>::is_empty)
