@@ -331,6 +331,83 @@ fn invalid_json_refuses_the_install_and_changes_nothing() {
     assert!(backups(home.path()).is_empty());
 }
 
+/// Every folder under `home` (relative), except the state dir and the runtime dir.
+fn folders(home: &Path) -> std::collections::BTreeSet<PathBuf> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut dirs = vec![home.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        for e in fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            let name = e.file_name();
+            if dir == home && (name == ".claude-mesh" || name == "run") {
+                continue;
+            }
+            if e.file_type().unwrap().is_dir() {
+                out.insert(e.path().strip_prefix(home).unwrap().to_owned());
+                dirs.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// The folders under `home` that are empty.
+fn empty_folders(home: &Path) -> Vec<PathBuf> {
+    folders(home)
+        .into_iter()
+        .filter(|d| fs::read_dir(home.join(d)).unwrap().next().is_none())
+        .collect()
+}
+
+#[test]
+fn install_then_uninstall_on_a_fresh_home_leaves_no_empty_folder_it_created() {
+    // Without a service manager: ~/.claude is created; it keeps uninstall's backup.
+    let home = Home::new();
+    let before = folders(home.path());
+    home.ok(&["install"]);
+    home.ok(&["uninstall"]);
+    assert_eq!(empty_folders(home.path()), Vec::<PathBuf>::new());
+    let after = folders(home.path());
+    assert!(
+        after.difference(&before).all(|d| d == Path::new(".claude")),
+        "{after:?}"
+    );
+
+    // Under a systemd user manager: the unit folder and its parents go again.
+    let mesh = Mesh::without_daemon();
+    let home = mesh.home.path();
+    let Some(manager) = UserManager::start_or_skip(home) else {
+        return;
+    };
+    // An empty folder of the user's own: uninstall leaves it alone.
+    fs::create_dir_all(home.join("keep/empty")).unwrap();
+    let run = |args: &[&str]| {
+        let out = mesh
+            .mesh()
+            .args(args)
+            .envs(manager.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mesh {args:?}: {}", text(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let before = folders(home);
+    run(&["install"]);
+    assert!(home.join(".config/systemd/user/mesh.socket").exists());
+    let out = run(&["uninstall"]);
+    assert!(out.contains(".config/systemd/user"), "{out}");
+    let after = folders(home);
+    let new: Vec<&PathBuf> = after.difference(&before).collect();
+    assert_eq!(
+        new,
+        [Path::new(".claude")],
+        "before {before:?}, after {after:?}"
+    );
+    assert!(!home.join(".config/systemd").exists(), "{after:?}");
+    assert_eq!(empty_folders(home), [PathBuf::from("keep/empty")]);
+    drop(manager);
+}
+
 #[test]
 fn install_under_a_real_systemd_user_manager_and_uninstall_again() {
     let mesh = Mesh::without_daemon();
