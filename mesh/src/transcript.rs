@@ -270,7 +270,7 @@ impl Query {
 pub struct Match {
     pub turn: usize,
     pub role: String,
-    /// The line's position in the turn's text, from 0.
+    /// The line's position in the turn's full (unredacted) text, from 0.
     pub line: usize,
     /// Up to `context` lines before, the matching line, and up to `context` after.
     pub excerpt: Vec<String>,
@@ -693,6 +693,38 @@ mod tests {
         assert!(!t.text.contains("line 39"));
         let raw = turn(f.path(), 0, true).unwrap().unwrap();
         assert!(raw.text.contains(&long_line) && raw.text.contains("line 39"));
+    }
+
+    #[test]
+    fn one_query_rule_and_a_long_match_shown_around_it() {
+        let find = |q: &str, re: bool, line: &str| Query::parse(q, re).unwrap().find(line);
+        assert_eq!(find("/fo+/", false, "xfooo"), Some(1..5));
+        assert_eq!(
+            find(" /fo+/ ", false, "xfooo"),
+            Some(1..5),
+            "trimmed for the slashes"
+        );
+        assert_eq!(find("fo+", false, "xfooo"), None, "plain text is a literal");
+        assert_eq!(
+            find("FO+", false, "a fo+ b"),
+            Some(2..5),
+            "case-insensitive"
+        );
+        assert_eq!(find("fo+", true, "xfooo"), Some(1..5));
+        assert_eq!(find("/", false, "a/b"), Some(1..2));
+        assert_eq!(find("ÉTÉ", false, "un été"), Some(3..8));
+        assert!(Query::parse("/(/", false).is_err());
+        let line = format!("{}needle{}", "a".repeat(1000), "b".repeat(1000));
+        let shown = cut_around(&line, 1000..1006);
+        assert!(shown.starts_with(&format!("[{} characters before] …", 1000 - LINE_CAP / 4)));
+        assert!(shown.contains("needle"), "{shown}");
+        assert!(shown.ends_with(&format!(
+            "… [{} more characters]",
+            2006 - 1000 + LINE_CAP / 4 - LINE_CAP
+        )));
+        assert_eq!(cut_around("short needle", 6..12), "short needle");
+        // Near the start: cut as any line.
+        assert_eq!(cut_around(&line[999..], 1..7), cut_line(&line[999..]));
     }
 
     #[test]
