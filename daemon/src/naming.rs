@@ -140,7 +140,7 @@ impl Lookup {
     pub fn start(cwd: PathBuf, project_dir: Option<PathBuf>) -> Lookup {
         Self::start_with(cwd, project_dir, |cwd, project_dir| {
             let naming = resolve(cwd, project_dir);
-            let default_summary = default_summary(cwd, naming.git_root.as_deref());
+            let default_summary = default_summary(cwd, &naming);
             Resolved {
                 naming,
                 default_summary,
@@ -271,11 +271,19 @@ pub fn clean_name(raw: &str) -> Option<String> {
 }
 
 /// The summary a session shows until it sets one (`set_summary`): its project folder and git
-/// branch, read from the files (no `git` process, no network): `"backend on feature/login"`,
-/// `"backend at 1a2b3c4"` (detached), or just `"backend"` outside a repository.
-pub fn default_summary(cwd: &Path, git_root: Option<&Path>) -> String {
-    let folder = base_name(cwd).unwrap_or_else(|| "/".to_owned());
-    match git_root.and_then(git_head) {
+/// branch, read from the files (no `git` process, no network): `"shop on feature/login"`,
+/// `"shop at 1a2b3c4"` (detached), or just `"shop"` outside a repository. The project folder
+/// is the project root of `naming` (`CLAUDE_PROJECT_DIR`, the folder of `.claude-mesh.json`,
+/// else the git root), so a session started in a sub-folder `shop/backend` is summarized by
+/// `shop`; with no project root, the folder `cwd`.
+pub fn default_summary(cwd: &Path, naming: &Naming) -> String {
+    let project = naming
+        .project_root
+        .as_deref()
+        .or(naming.git_root.as_deref())
+        .unwrap_or(cwd);
+    let folder = base_name(project).unwrap_or_else(|| "/".to_owned());
+    match naming.git_root.as_deref().and_then(git_head) {
         Some(Head::Branch(b)) => format!("{folder} on {b}"),
         Some(Head::Detached(sha)) => format!("{folder} at {}", &sha[..sha.len().min(7)]),
         None => folder,
@@ -740,16 +748,18 @@ mod tests {
         fs::write(repo.join(".git/HEAD"), "ref: refs/heads/feature/login\n").unwrap();
         let sub = repo.join("backend");
         mkdir(&sub);
-        assert_eq!(
-            default_summary(&sub, Some(&repo)),
-            "backend on feature/login"
-        );
+        let summary = |cwd: &Path| default_summary(cwd, &resolve(cwd, None));
+        // A sub-folder of the repository: summarized by the project.
+        assert_eq!(summary(&sub), "shop on feature/login");
         fs::write(
             repo.join(".git/HEAD"),
             "1a2b3c4d5e6f7a8b9c0d1a2b3c4d5e6f7a8b9c0d\n",
         )
         .unwrap();
-        assert_eq!(default_summary(&repo, Some(&repo)), "shop at 1a2b3c4");
+        assert_eq!(summary(&repo), "shop at 1a2b3c4");
+        // A `.claude-mesh.json` in the sub-folder makes it the project root.
+        config(&sub, r#"{"name": "api"}"#);
+        assert_eq!(summary(&sub), "backend at 1a2b3c4");
         // A worktree: `.git` is a file naming the real git dir.
         let wt = tmp.path().join("wt");
         let gd = tmp.path().join("gitdirs/wt");
@@ -757,11 +767,13 @@ mod tests {
         mkdir(&gd);
         fs::write(gd.join("HEAD"), "ref: refs/heads/hotfix\n").unwrap();
         fs::write(wt.join(".git"), format!("gitdir: {}\n", gd.display())).unwrap();
-        assert_eq!(default_summary(&wt, Some(&wt)), "wt on hotfix");
+        assert_eq!(summary(&wt), "wt on hotfix");
         // No repository, or one whose HEAD cannot be read: the folder alone.
-        assert_eq!(default_summary(&sub, None), "backend");
+        let plain = tmp.path().join("plain/backend");
+        mkdir(&plain);
+        assert_eq!(summary(&plain), "backend");
         let bare = tmp.path().join("bare");
         mkdir(&bare.join(".git"));
-        assert_eq!(default_summary(&bare, Some(&bare)), "bare");
+        assert_eq!(summary(&bare), "bare");
     }
 }

@@ -8,7 +8,7 @@
 //!
 //! | command | document |
 //! |---|---|
-//! | `list` | `{"scope", "include_offline", "sessions": [Session]}` |
+//! | `list` | `{"scope", "include_offline", "sessions": [Session + "you"]}` (`you`: true on the row of the session the command runs in) |
 //! | `whoami` | `{"in_session": bool, "session": Session or null}` |
 //! | `send` | `{"messages": [Message]}` (one per recipient) |
 //! | `ask` | `{"status": "answered"/"timed_out"/"peer_gone", "question": Message, "answer": Message or null}` |
@@ -123,15 +123,35 @@ impl<'a> From<&'a Message> for MessageJson<'a> {
 pub struct ListJson<'a> {
     pub scope: &'static str,
     pub include_offline: bool,
-    pub sessions: Vec<SessionJson<'a>>,
+    pub sessions: Vec<ListedJson<'a>>,
+}
+
+/// A session in `list`: [`SessionJson`] and whether it is the one the command runs in.
+#[derive(Debug, Serialize)]
+pub struct ListedJson<'a> {
+    #[serde(flatten)]
+    pub session: SessionJson<'a>,
+    pub you: bool,
 }
 
 impl<'a> ListJson<'a> {
-    pub fn new(scope: Scope, include_offline: bool, sessions: &'a [SessionInfo]) -> Self {
+    /// `me`: the key of the session the command runs in, if any.
+    pub fn new(
+        scope: Scope,
+        include_offline: bool,
+        sessions: &'a [SessionInfo],
+        me: Option<u64>,
+    ) -> Self {
         Self {
             scope: scope_str(scope),
             include_offline,
-            sessions: sessions.iter().map(Into::into).collect(),
+            sessions: sessions
+                .iter()
+                .map(|s| ListedJson {
+                    session: s.into(),
+                    you: Some(s.key) == me,
+                })
+                .collect(),
         }
     }
 }

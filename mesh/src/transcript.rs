@@ -9,7 +9,8 @@
 //!
 //! Redaction (the default): long tool inputs and results and file contents are cut, each line
 //! to [`LINE_CAP`] characters and each tool block to [`BLOCK_LINES`] lines, with a note of what
-//! was cut. `raw` gives the full text. Only the same user's sessions can be read: the daemon
+//! was cut. `raw` gives the full text. A search ([`search`]) matches the full text and cuts
+//! only the excerpts it returns. Only the same user's sessions can be read: the daemon
 //! serves only its own user, and the transcripts are that user's files.
 
 use std::collections::VecDeque;
@@ -187,16 +188,66 @@ pub fn turn(path: &Path, index: usize, raw: bool) -> io::Result<Option<Turn>> {
     Ok(found)
 }
 
-/// A search: a case-insensitive substring, or a regular expression.
+/// A search: a case-insensitive literal text, or a regular expression.
 #[derive(Debug)]
 pub enum Query {
-    Substring(String),
+    Substring(regex_automata::meta::Regex),
     Regex(regex_automata::meta::Regex),
 }
 
 impl Query {
-    pub fn substring(text: &str) -> Self {
-        Query::Substring(text.to_lowercase())
+    /// The one rule by which `mesh search` and the `search_history` tool read a query: written
+    /// as `/pattern/` (or with `regex` set, the CLI's `--regex`) a regular expression, anything
+    /// else a literal text matched case-insensitively. The error says what is wrong with a
+    /// regular expression.
+    pub fn parse(text: &str, regex: bool) -> Result<Self, String> {
+        if regex {
+            return Query::regex(text);
+        }
+        match text
+            .trim()
+            .strip_prefix('/')
+            .and_then(|r| r.strip_suffix('/'))
+        {
+            Some(pattern) if !pattern.is_empty() => Query::regex(pattern),
+            _ => Query::substring(text),
+        }
+    }
+
+    /// A literal text, matched case-insensitively (an error only for a text too long to
+    /// search for).
+    pub fn substring(text: &str) -> Result<Self, String> {
+        let literal: String = text
+            .chars()
+            .flat_map(|c| {
+                let meta = matches!(
+                    c,
+                    '\\' | '.'
+                        | '+'
+                        | '*'
+                        | '?'
+                        | '('
+                        | ')'
+                        | '|'
+                        | '['
+                        | ']'
+                        | '{'
+                        | '}'
+                        | '^'
+                        | '$'
+                        | '#'
+                        | '&'
+                        | '-'
+                        | '~'
+                );
+                meta.then_some('\\').into_iter().chain([c])
+            })
+            .collect();
+        regex_automata::meta::Regex::builder()
+            .syntax(regex_automata::util::syntax::Config::new().case_insensitive(true))
+            .build(&literal)
+            .map(Query::Substring)
+            .map_err(|e| format!("cannot search for this text: {e}"))
     }
 
     /// A regular expression (Rust `regex` syntax); the error says what is wrong with it.
@@ -211,10 +262,10 @@ impl Query {
             })
     }
 
-    fn matches(&self, line: &str) -> bool {
+    /// Where in `line` the query first matches (a byte range), if it does.
+    fn find(&self, line: &str) -> Option<std::ops::Range<usize>> {
         match self {
-            Query::Substring(s) => line.to_lowercase().contains(s.as_str()),
-            Query::Regex(r) => r.is_match(line),
+            Query::Substring(r) | Query::Regex(r) => r.find(line).map(|m| m.range()),
         }
     }
 }
@@ -239,7 +290,7 @@ fn regex_error(e: &regex_automata::meta::BuildError) -> String {
 pub struct Match {
     pub turn: usize,
     pub role: String,
-    /// The line's position in the turn's text, from 0.
+    /// The line's position in the turn's full (unredacted) text, from 0.
     pub line: usize,
     /// Up to `context` lines before, the matching line, and up to `context` after.
     pub excerpt: Vec<String>,
@@ -247,6 +298,11 @@ pub struct Match {
 
 /// Every line of every turn that matches, with `context` lines around it, at most `limit`
 /// matches (the first ones). Returns the matches and whether there were more.
+///
+/// The query is matched against the full text of each turn, whatever `raw` says: redaction
+/// cuts only what a match shows (each excerpt line to [`LINE_CAP`] characters, the matching
+/// line around its match), so a line deep in a long tool output is found all the same. A
+/// match's `line` counts in the turn's full text.
 pub fn search(
     path: &Path,
     query: &Query,
@@ -256,23 +312,30 @@ pub fn search(
 ) -> io::Result<(Vec<Match>, bool)> {
     let mut out = Vec::new();
     let mut more = false;
-    for_each_turn(path, raw, |t| {
+    for_each_turn(path, true, |t| {
         let lines: Vec<&str> = t.text.lines().collect();
         for (i, l) in lines.iter().enumerate() {
-            if !query.matches(l) {
+            let Some(found) = query.find(l) else {
                 continue;
-            }
+            };
             if out.len() == limit {
                 more = true;
                 return std::ops::ControlFlow::Break(());
             }
             let from = i.saturating_sub(context);
             let to = (i + context + 1).min(lines.len());
+            let excerpt = (from..to)
+                .map(|k| match (raw, k == i) {
+                    (true, _) => lines[k].to_owned(),
+                    (false, true) => cut_around(lines[k], found.clone()),
+                    (false, false) => cut_line(lines[k]),
+                })
+                .collect();
             out.push(Match {
                 turn: t.index,
                 role: t.role.clone(),
                 line: i,
-                excerpt: lines[from..to].iter().map(|s| (*s).to_owned()).collect(),
+                excerpt,
             });
         }
         std::ops::ControlFlow::Continue(())
@@ -417,7 +480,7 @@ fn block(item: &Value, raw: bool) -> Option<String> {
         "text" => Some(cut_lines(item.get("text")?.as_str()?, raw, usize::MAX)),
         "tool_use" => {
             let name = item.get("name").and_then(Value::as_str).unwrap_or("tool");
-            let input = item.get("input").map(pretty).unwrap_or_default();
+            let input = item.get("input").map(tool_input).unwrap_or_default();
             Some(format!(
                 "[tool_use {name}]\n{}",
                 cut_lines(&input, raw, BLOCK_LINES)
@@ -453,29 +516,73 @@ fn pretty(v: &Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default()
 }
 
+/// A tool call's input as a person reads it: a `key: value` line per field, a text value as it
+/// is (one with several lines below its key, indented), any other value as compact JSON.
+fn tool_input(input: &Value) -> String {
+    let compact = |v: &Value| serde_json::to_string(v).unwrap_or_default();
+    match input {
+        Value::Object(fields) => fields
+            .iter()
+            .map(|(k, v)| match v {
+                Value::String(s) if !s.contains('\n') => format!("{k}: {s}"),
+                Value::String(s) => {
+                    let body: Vec<String> = s.lines().map(|l| format!("  {l}")).collect();
+                    format!("{k}:\n{}", body.join("\n"))
+                }
+                other => format!("{k}: {}", compact(other)),
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Value::String(s) => s.clone(),
+        other => compact(other),
+    }
+}
+
 /// Redaction of one block: each line to [`LINE_CAP`] characters, at most `max_lines` lines.
 fn cut_lines(text: &str, raw: bool, max_lines: usize) -> String {
     if raw {
         return text.to_owned();
     }
     let lines: Vec<&str> = text.lines().collect();
-    let mut out: Vec<String> = lines
-        .iter()
-        .take(max_lines)
-        .map(|l| {
-            let n = l.chars().count();
-            if n > LINE_CAP {
-                let kept: String = l.chars().take(LINE_CAP).collect();
-                format!("{kept}… [{} more characters]", n - LINE_CAP)
-            } else {
-                (*l).to_owned()
-            }
-        })
-        .collect();
+    let mut out: Vec<String> = lines.iter().take(max_lines).map(|l| cut_line(l)).collect();
     if lines.len() > max_lines {
         out.push(format!("… [{} more lines]", lines.len() - max_lines));
     }
     out.join("\n")
+}
+
+/// Redaction of one line: its first [`LINE_CAP`] characters, with a note of what was cut.
+fn cut_line(line: &str) -> String {
+    let n = line.chars().count();
+    if n <= LINE_CAP {
+        return line.to_owned();
+    }
+    let kept: String = line.chars().take(LINE_CAP).collect();
+    format!("{kept}… [{} more characters]", n - LINE_CAP)
+}
+
+/// Redaction of a matching line: [`LINE_CAP`] characters of it around the match at `found`
+/// (a byte range), with notes of what was cut on either side.
+fn cut_around(line: &str, found: std::ops::Range<usize>) -> String {
+    let n = line.chars().count();
+    if n <= LINE_CAP {
+        return line.to_owned();
+    }
+    let at = line
+        .get(..found.start)
+        .map_or(0, |before| before.chars().count());
+    // Some context before the match, the rest after it, never past the end.
+    let start = at.saturating_sub(LINE_CAP / 4).min(n - LINE_CAP);
+    if start == 0 {
+        return cut_line(line);
+    }
+    let kept: String = line.chars().skip(start).take(LINE_CAP).collect();
+    let after = n - start - LINE_CAP;
+    let mut out = format!("[{start} characters before] …{kept}");
+    if after > 0 {
+        out.push_str(&format!("… [{after} more characters]"));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -609,9 +716,42 @@ mod tests {
     }
 
     #[test]
+    fn one_query_rule_and_a_long_match_shown_around_it() {
+        let find = |q: &str, re: bool, line: &str| Query::parse(q, re).unwrap().find(line);
+        assert_eq!(find("/fo+/", false, "xfooo"), Some(1..5));
+        assert_eq!(
+            find(" /fo+/ ", false, "xfooo"),
+            Some(1..5),
+            "trimmed for the slashes"
+        );
+        assert_eq!(find("fo+", false, "xfooo"), None, "plain text is a literal");
+        assert_eq!(
+            find("FO+", false, "a fo+ b"),
+            Some(2..5),
+            "case-insensitive"
+        );
+        assert_eq!(find("fo+", true, "xfooo"), Some(1..5));
+        assert_eq!(find("/", false, "a/b"), Some(1..2));
+        assert_eq!(find("ÉTÉ", false, "un été"), Some(3..8));
+        assert!(Query::parse("/(/", false).is_err());
+        let line = format!("{}needle{}", "a".repeat(1000), "b".repeat(1000));
+        let shown = cut_around(&line, 1000..1006);
+        assert!(shown.starts_with(&format!("[{} characters before] …", 1000 - LINE_CAP / 4)));
+        assert!(shown.contains("needle"), "{shown}");
+        assert!(shown.ends_with(&format!(
+            "… [{} more characters]",
+            2006 - 1000 + LINE_CAP / 4 - LINE_CAP
+        )));
+        assert_eq!(cut_around("short needle", 6..12), "short needle");
+        // Near the start: cut as any line.
+        assert_eq!(cut_around(&line[999..], 1..7), cut_line(&line[999..]));
+    }
+
+    #[test]
     fn search_by_substring_or_regex_with_context() {
         let f = transcript(&[USER, ASSISTANT, RESULT]);
-        let (m, more) = search(f.path(), &Query::substring("LOGIN"), 1, 10, false).unwrap();
+        let (m, more) =
+            search(f.path(), &Query::substring("LOGIN").unwrap(), 1, 10, false).unwrap();
         assert!(!more);
         assert_eq!(m.len(), 1);
         assert_eq!((m[0].turn, m[0].line), (0, 0));
@@ -620,7 +760,7 @@ mod tests {
         assert_eq!(m.len(), 1);
         assert_eq!(m[0].turn, 2);
         assert_eq!(m[0].excerpt, ["[tool_result]", "test result: FAILED"]);
-        let (m, more) = search(f.path(), &Query::substring("e"), 0, 2, false).unwrap();
+        let (m, more) = search(f.path(), &Query::substring("e").unwrap(), 0, 2, false).unwrap();
         assert_eq!(m.len(), 2);
         assert!(more);
         let err = Query::regex("a(b").unwrap_err();

@@ -1,12 +1,13 @@
 //! A private systemd user manager for tests: `/lib/systemd/systemd --user` with HOME and
-//! XDG_RUNTIME_DIR in a temp dir (it runs in these containers, see CRATES.md).
+//! XDG_RUNTIME_DIR in a temp dir (it runs in these containers: docs/testing.md, "systemd:
+//! socket activation and a real user manager").
 
 use std::ffi::OsString;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use crate::{poll, wait_exit};
@@ -31,38 +32,45 @@ pub struct UserManager {
 }
 
 /// The "booted with systemd" marker `/run/systemd/system`, without which a user manager refuses
-/// to start. Made if missing, and shared by the managers of this process (tests run in
-/// parallel in one test binary): the last one to stop removes it again (rmdir, so only if
-/// empty), and only if this process made it.
+/// to start, and the right to run a manager: one at a time in this process. Tests of one test
+/// binary run in parallel, and two user managers of the same user at once interfere (a unit's
+/// main pid read as 0, a start that times out), so a second test's manager waits until the
+/// first one stopped. The marker is made if missing and removed again (rmdir, so only if
+/// empty) when the manager stops, if this process made it.
 #[derive(Debug)]
 struct Marker;
 
-/// Live [`Marker`]s, and whether this process made the directory.
-static MARKERS: Mutex<(usize, bool)> = Mutex::new((0, false));
+/// Whether a [`Marker`] is held, and whether this process made the directory.
+static MARKER: Mutex<(bool, bool)> = Mutex::new((false, false));
+static MARKER_FREED: Condvar = Condvar::new();
 
 const MARKER_DIR: &str = "/run/systemd/system";
 
 impl Marker {
     fn acquire() -> Result<Self, String> {
-        let mut markers = MARKERS.lock().unwrap_or_else(|e| e.into_inner());
+        let mut marker = MARKER.lock().unwrap_or_else(|e| e.into_inner());
+        while marker.0 {
+            marker = MARKER_FREED.wait(marker).unwrap_or_else(|e| e.into_inner());
+        }
         if !Path::new(MARKER_DIR).exists() {
             fs::create_dir_all(MARKER_DIR)
                 .map_err(|e| format!("cannot create {MARKER_DIR}: {e}"))?;
-            markers.1 = true;
+            marker.1 = true;
         }
-        markers.0 += 1;
+        marker.0 = true;
         Ok(Self)
     }
 }
 
 impl Drop for Marker {
     fn drop(&mut self) {
-        let mut markers = MARKERS.lock().unwrap_or_else(|e| e.into_inner());
-        markers.0 -= 1;
-        if markers.0 == 0 && markers.1 {
+        let mut marker = MARKER.lock().unwrap_or_else(|e| e.into_inner());
+        if marker.1 {
             let _ = fs::remove_dir(MARKER_DIR);
-            markers.1 = false;
+            marker.1 = false;
         }
+        marker.0 = false;
+        MARKER_FREED.notify_one();
     }
 }
 

@@ -328,6 +328,59 @@ fn post_tool_use_injects_tasks_but_notes_wait_for_the_next_prompt() {
 }
 
 #[test]
+fn injected_text_names_the_real_sender() {
+    let mesh = Mesh::start();
+    let alpha = mesh.session("alpha");
+    let beta = mesh.session("beta");
+    let prompt = session_input(
+        &alpha,
+        "UserPromptSubmit",
+        json!({"prompt": "hi", "prompt_id": "p1"}),
+    );
+    let inject = || {
+        hook(&mesh, "user-prompt-submit", Some(alpha.pid()), &prompt).context("UserPromptSubmit")
+    };
+    // From the user: `mesh send` run in a terminal, outside any session.
+    let out = mesh
+        .mesh()
+        .args(["send", "alpha", "--kind", "note", "lunch at noon"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = inject();
+    assert!(
+        text.starts_with(
+            "[claude-mesh] 1 new message from the user at a terminal on this machine, not from a Claude Code session"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("note from the user at a terminal (not a Claude Code session) ──"),
+        "{text}"
+    );
+    assert!(!text.contains("Claude Code sessions"), "{text}");
+    // From one peer: by its quoted name.
+    send(&mesh, &beta.caller, "alpha", Kind::Note, "fyi");
+    let text = inject();
+    assert!(
+        text.starts_with(
+            "[claude-mesh] 1 new message from the Claude Code session \"beta\" on this machine"
+        ),
+        "{text}"
+    );
+    // From both.
+    send(&mesh, &beta.caller, "alpha", Kind::Note, "one");
+    send(&mesh, &Caller::default(), "alpha", Kind::Note, "two");
+    let text = inject();
+    assert!(
+        text.starts_with(
+            "[claude-mesh] 2 new messages from the user at a terminal and from the Claude Code session \"beta\" on this machine"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
 fn stop_blocks_on_urgent_mail_then_lets_go_and_marks_idle() {
     let mesh = Mesh::start();
     let alpha = mesh.session("alpha");

@@ -1056,6 +1056,38 @@ fn transcript_tools_read_a_peers_history() {
 }
 
 #[test]
+fn search_history_matches_the_full_text_like_mesh_search() {
+    let mesh = Mesh::start();
+    let transcript = mesh.home.path().join("backend.jsonl");
+    let output: Vec<String> = (0..40).map(|i| format!("row {i}")).collect();
+    let record = json!({"type": "user", "message": {"role": "user", "content": [
+        {"type": "tool_result", "content": output.join("\n")}]}});
+    std::fs::write(&transcript, format!("{record}\n")).unwrap();
+    let _session = mesh.session_with("backend", None, Some(&transcript));
+    let mut mcp = Mcp::started(&mesh);
+    // Row 35 is past what redaction shows of the tool output: found all the same.
+    let s = mcp.call(
+        "search_history",
+        json!({"peer": "backend", "query": "ROW 35"}),
+    );
+    let m = s["matches"].as_array().unwrap();
+    assert_eq!(m.len(), 1, "{s}");
+    assert_eq!(m[0]["excerpt"][2], "row 35", "{s}");
+    assert_eq!(s["redacted"], true);
+    // The same pattern syntax as `mesh search`: /regex/, and plain text as a literal.
+    let s = mcp.call(
+        "search_history",
+        json!({"peer": "backend", "query": "/row 3[89]$/"}),
+    );
+    assert_eq!(s["matches"].as_array().unwrap().len(), 2, "{s}");
+    let s = mcp.call(
+        "search_history",
+        json!({"peer": "backend", "query": "row.1"}),
+    );
+    assert_eq!(s["matches"], json!([]), "{s}");
+}
+
+#[test]
 fn tool_results_show_hidden_characters_and_tags_as_escapes_of_the_same_value() {
     let mesh = Mesh::start();
     register_me(&mesh, "frontend");

@@ -402,8 +402,9 @@ fn a_session_shows_its_folder_and_branch_until_it_sets_a_summary() {
         .current_dir(&dir)
         .spawn()
         .unwrap();
+    // Started in a sub-folder of the repository: summarized by the project, not the folder.
     let info = mesh.register(child.id(), "shop-session-0001", &dir);
-    assert_eq!(info.summary, "backend on feature/login");
+    assert_eq!(info.summary, "shop on feature/login");
     let list = |mesh: &Mesh| {
         let out = mesh.mesh().args(["list"]).output().unwrap();
         assert!(out.status.success(), "{out:?}");
@@ -411,7 +412,7 @@ fn a_session_shows_its_folder_and_branch_until_it_sets_a_summary() {
     };
     let text = list(&mesh);
     assert!(
-        text.contains("SUMMARY") && text.contains("backend on feature/login"),
+        text.contains("SUMMARY") && text.contains("shop on feature/login"),
         "{text}"
     );
     // Its own summary replaces the default; clearing it brings the default back.
@@ -436,9 +437,63 @@ fn a_session_shows_its_folder_and_branch_until_it_sets_a_summary() {
             summary: String::new(),
         })
         .unwrap();
-    assert!(list(&mesh).contains("backend on feature/login"));
+    assert!(list(&mesh).contains("shop on feature/login"));
     let _ = child.kill();
     let _ = child.wait();
+}
+
+#[test]
+fn list_marks_the_row_of_the_session_it_runs_in() {
+    let mesh = Mesh::start();
+    let backend = mesh.session("backend");
+    let _frontend = mesh.session("frontend");
+    let list = |claude_pid: Option<u32>, json: bool| {
+        let mut cmd = mesh.mesh();
+        cmd.arg("list");
+        if json {
+            cmd.arg("--json");
+        }
+        if let Some(pid) = claude_pid {
+            cmd.env("CLAUDE_PID", pid.to_string());
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let inside = list(Some(backend.pid()), false);
+    let rows: Vec<&str> = inside.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{inside}");
+    for row in rows {
+        assert_eq!(
+            row.starts_with("backend (you) "),
+            row.starts_with("backend"),
+            "{inside}"
+        );
+        assert!(
+            row.starts_with("backend (you) ") || row.starts_with("frontend "),
+            "{inside}"
+        );
+    }
+    // As the user: no row is anyone's own.
+    assert!(!list(None, false).contains("(you)"));
+    let you = |claude_pid| {
+        let doc: serde_json::Value = serde_json::from_str(&list(claude_pid, true)).unwrap();
+        doc["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["name"].as_str().unwrap().to_owned(), s["you"].clone()))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    assert_eq!(
+        you(Some(backend.pid())),
+        [
+            ("backend".to_owned(), serde_json::json!(true)),
+            ("frontend".to_owned(), serde_json::json!(false))
+        ]
+        .into()
+    );
+    assert!(you(None).values().all(|v| v == false));
 }
 
 #[test]

@@ -195,3 +195,104 @@ fn hostile_transcript_text_is_shown_visibly_and_json_exactly() {
     let s = ok_json(&mesh, &["search", "backend", "title", "--json"]);
     assert_eq!(s["matches"][0]["excerpt"][0], hostile, "{s}");
 }
+
+/// A transcript whose third turn is a long tool output: a line deep inside it, and a line far
+/// past the redaction cap, are what a search looks for.
+fn long_output_transcript(mesh: &Mesh) -> std::path::PathBuf {
+    let transcript = mesh.home.path().join("long.jsonl");
+    let output: Vec<String> = (0..40)
+        .map(|i| {
+            if i == 30 {
+                "error: needle in line 30".to_owned()
+            } else {
+                format!("ok {i}")
+            }
+        })
+        .collect();
+    let wide = format!("{}deepmark{}", "y".repeat(1000), "z".repeat(500));
+    let mut text = String::new();
+    for record in [
+        json!({"type": "user", "message": {"role": "user", "content": "run the tests, axb"}}),
+        json!({"type": "assistant", "message": {"role": "assistant", "content": [
+            {"type": "tool_use", "name": "Bash",
+             "input": {"command": "ls -la", "description": "List the files"}},
+            {"type": "tool_use", "name": "Write",
+             "input": {"file_path": "/tmp/a.txt", "content": "first line\nsecond line"}}]}}),
+        json!({"type": "user", "message": {"role": "user", "content": [
+            {"type": "tool_result", "content": output.join("\n")},
+            {"type": "text", "text": wide}]}}),
+    ] {
+        text.push_str(&format!("{record}\n"));
+    }
+    std::fs::write(&transcript, text).unwrap();
+    transcript
+}
+
+#[test]
+fn search_matches_the_full_text_and_redacts_only_what_it_shows() {
+    let mesh = Mesh::start();
+    let transcript = long_output_transcript(&mesh);
+    let _session = mesh.session_with("backend", None, Some(&transcript));
+
+    // Line 30 of a 40-line tool output: redaction shows only 12, the search finds it anyway.
+    let s = ok_json(&mesh, &["search", "backend", "NEEDLE", "--json"]);
+    let m = s["matches"].as_array().unwrap();
+    assert_eq!(m.len(), 1, "{s}");
+    assert_eq!(m[0]["turn"], 2);
+    assert!(
+        m[0]["excerpt"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("error: needle in line 30")),
+        "{s}"
+    );
+    // A match 1000 characters into a line: shown around the match, the line still cut.
+    let out = run(&mesh, &["search", "backend", "deepmark", "-C", "0"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("deepmark"), "{text}");
+    assert!(
+        text.contains("characters before]") && text.contains("more characters]"),
+        "{text}"
+    );
+    assert!(
+        text.lines().all(|l| l.chars().count() < 400),
+        "redacted: {text}"
+    );
+    // --raw shows the whole line.
+    let raw = ok_json(&mesh, &["search", "backend", "deepmark", "--raw", "--json"]);
+    assert_eq!(
+        raw["matches"][0]["excerpt"][2].as_str().unwrap().len(),
+        1508,
+        "{raw}"
+    );
+
+    // `/pattern/` is a regular expression, as for the search_history tool; plain text is a
+    // literal (`a.b` does not match "axb").
+    let s = ok_json(&mesh, &["search", "backend", "/needle\\s+in/", "--json"]);
+    assert_eq!(s["matches"][0]["turn"], 2, "{s}");
+    let s = ok_json(&mesh, &["search", "backend", "a.b", "--json"]);
+    assert_eq!(s["matches"], json!([]), "{s}");
+    let s = ok_json(&mesh, &["search", "backend", "a.b", "--regex", "--json"]);
+    assert_eq!(s["matches"][0]["turn"], 0, "{s}");
+}
+
+#[test]
+fn history_shows_tool_input_as_readable_lines() {
+    let mesh = Mesh::start();
+    let transcript = long_output_transcript(&mesh);
+    let _session = mesh.session_with("backend", None, Some(&transcript));
+    let out = run(&mesh, &["history", "backend"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    for want in [
+        "[tool_use Bash]\ncommand: ls -la\ndescription: List the files\n",
+        "[tool_use Write]\ncontent:\n  first line\n  second line\nfile_path: /tmp/a.txt\n",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    assert!(
+        !text.contains("\"command\"") && !text.contains("\\n"),
+        "{text}"
+    );
+}

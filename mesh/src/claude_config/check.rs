@@ -90,6 +90,8 @@ fn registration(program: String, mesh_bin: &Path) -> Registration {
 fn read_json(path: &Path) -> Result<serde_json::Value, ConfigError> {
     match write::read_optional(path)? {
         None => Ok(serde_json::Value::Null),
+        // An empty file holds no settings, as install reads it.
+        Some(text) if text.trim().is_empty() => Ok(serde_json::Value::Null),
         Some(text) => serde_json::from_str(&text).map_err(|source| ConfigError::InvalidJson {
             path: path.to_path_buf(),
             source,

@@ -59,6 +59,7 @@ pub use edit::MCP_SERVER_NAME;
 pub use error::ConfigError;
 pub use paths::{claude_json_path, settings_path};
 
+use crate::service::Created;
 use edit::Editor;
 use jsontext::{Doc, Style};
 
@@ -97,6 +98,8 @@ pub struct Applied {
     pub changed: Vec<PathBuf>,
     /// Backups made, one per existing file changed.
     pub backups: Vec<PathBuf>,
+    /// Folders removed: created by install (as recorded, [`Plan::recording`]), empty now.
+    pub removed_folders: Vec<PathBuf>,
 }
 
 /// The edits install or uninstall would make; nothing is written until [`Plan::apply`].
@@ -104,6 +107,8 @@ pub struct Applied {
 pub struct Plan {
     changes: Vec<FileChange>,
     notes: Vec<String>,
+    /// Where the folders [`Plan::apply`] creates are recorded; `None`: not recorded.
+    created: Option<Created>,
 }
 
 #[derive(Clone, Copy)]
@@ -121,11 +126,16 @@ struct Loaded {
 
 fn load(path: PathBuf) -> Result<Loaded, ConfigError> {
     let old = write::read_optional(&path)?;
-    let text = old.clone().unwrap_or_else(|| "{}\n".to_owned());
+    // An empty (0-byte or whitespace-only) file holds no settings: read as `{}`.
+    let blank = old.as_deref().is_some_and(|t| t.trim().is_empty());
+    let text = match &old {
+        Some(t) if !blank => t.clone(),
+        _ => "{}\n".to_owned(),
+    };
     if let Err(source) = serde_json::from_str::<serde_json::Value>(&text) {
         return Err(ConfigError::InvalidJson { path, source });
     }
-    let style = Style::detect(&text, old.is_none());
+    let style = Style::detect(&text, old.is_none() || blank);
     let shape = |key: &str, expected| ConfigError::UnexpectedShape {
         path: path.clone(),
         key: key.to_owned(),
@@ -160,12 +170,21 @@ impl Plan {
         Plan::make(home, Action::Uninstall, "")
     }
 
+    /// Record the folders [`Plan::apply`] creates (`~/.claude` on a fresh HOME) in `created`;
+    /// after applying, every recorded folder left empty is removed (so an uninstall takes away
+    /// the folders install made, and only those).
+    pub fn recording(mut self, created: Created) -> Self {
+        self.created = Some(created);
+        self
+    }
+
     fn make(home: &Path, action: Action, mesh: &str) -> Result<Plan, ConfigError> {
         // Load and validate both files before editing either.
         let files = [load(settings_path(home))?, load(claude_json_path(home))?];
         let mut plan = Plan {
             changes: Vec::new(),
             notes: Vec::new(),
+            created: None,
         };
         for (k, file) in files.into_iter().enumerate() {
             let mut ed = Editor {
@@ -188,8 +207,11 @@ impl Plan {
             }
             plan.notes.append(&mut ed.notes);
             let mut new = Some(ed.doc.text);
-            if file.old.is_none() && new.as_deref() == Some("{}\n") {
-                new = None; // nothing to write into a file that does not exist
+            if new.as_deref() == Some("{}\n")
+                && file.old.as_deref().is_none_or(|t| t.trim().is_empty())
+            {
+                // Nothing to write into a file that does not exist, or that is empty.
+                new = file.old.clone();
             }
             if matches!(action, Action::Uninstall)
                 && ed.doc.root.members().is_some_and(<[_]>::is_empty)
@@ -243,28 +265,36 @@ impl Plan {
         let stamp = mesh_daemon::paths::utc_stamp(SystemTime::now());
         let mut applied = Applied::default();
         for (k, change) in self.changes.iter().enumerate() {
-            if let Err(e) = apply_one(change, &stamp, &mut applied) {
+            if let Err(e) = apply_one(change, &stamp, self.created.as_ref(), &mut applied) {
                 for done in self.changes[..k].iter().rev() {
                     let target = write::resolve(&done.path);
                     let _ = match &done.old {
-                        Some(old) => write::atomic_write(&target, old),
+                        Some(old) => write::atomic_write(&target, old, self.created.as_ref()),
                         None => write::remove(&target),
                     };
                 }
                 return Err(e);
             }
         }
+        if let Some(c) = &self.created {
+            applied.removed_folders = c.remove_empty();
+        }
         Ok(applied)
     }
 }
 
-fn apply_one(change: &FileChange, stamp: &str, applied: &mut Applied) -> Result<(), ConfigError> {
+fn apply_one(
+    change: &FileChange,
+    stamp: &str,
+    created: Option<&Created>,
+    applied: &mut Applied,
+) -> Result<(), ConfigError> {
     let target = write::resolve(&change.path);
     if change.old.is_some() {
         applied.backups.push(write::backup(&target, stamp)?);
     }
     match &change.new {
-        Some(text) => write::atomic_write(&target, text)?,
+        Some(text) => write::atomic_write(&target, text, created)?,
         None => write::remove(&target)?,
     }
     applied.changed.push(change.path.clone());

@@ -7,6 +7,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::error::ConfigError;
+use crate::service::Created;
 
 /// Mode of a file we create (`~/.claude.json` holds account state, so not world-readable).
 const NEW_FILE_MODE: u32 = 0o600;
@@ -39,10 +40,19 @@ pub(crate) fn backup(path: &Path, stamp: &str) -> Result<PathBuf, ConfigError> {
     Ok(candidate)
 }
 
-/// Replaces `path` by `text` atomically, keeping the mode of the existing file.
-pub(crate) fn atomic_write(path: &Path, text: &str) -> Result<(), ConfigError> {
+/// Replaces `path` by `text` atomically, keeping the mode of the existing file. A missing
+/// folder is created, and recorded in `created` when given.
+pub(crate) fn atomic_write(
+    path: &Path,
+    text: &str,
+    created: Option<&Created>,
+) -> Result<(), ConfigError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(ConfigError::io("create directory", dir))?;
+    match created {
+        Some(c) => c.create_dir_all(dir),
+        None => fs::create_dir_all(dir),
+    }
+    .map_err(ConfigError::io("create directory", dir))?;
     let mode = match fs::metadata(path) {
         Ok(meta) => meta.permissions().mode() & 0o7777,
         Err(_) => NEW_FILE_MODE,
@@ -89,7 +99,7 @@ mod tests {
         let path = dir.path().join("f.json");
         fs::write(&path, "{}").unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
-        atomic_write(&path, "{\"a\":1}").unwrap();
+        atomic_write(&path, "{\"a\":1}", None).unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), "{\"a\":1}");
         assert_eq!(
             fs::metadata(&path).unwrap().permissions().mode() & 0o777,

@@ -138,11 +138,8 @@ struct SearchJson<'a> {
 }
 
 pub fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
-    let query = if args.regex {
-        Query::regex(&args.query).map_err(|e| super::exit::Failure::bad_input("bad_pattern", e))?
-    } else {
-        Query::substring(&args.query)
-    };
+    let query = Query::parse(&args.query, args.regex)
+        .map_err(|e| super::exit::Failure::bad_input("bad_pattern", e))?;
     let (s, path) = transcript_of(&args.peer)?;
     let (matches, more) = transcript::search(&path, &query, args.context, MAX_MATCHES, args.raw)
         .with_context(|| format!("cannot read the transcript {}", path.display()))?;

@@ -22,7 +22,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use mesh::claude_config::{FileChange, Plan};
 use mesh::health::{self, Report};
-use mesh::service::{self, Changes, Detected, Launchd, ServiceSpec, SystemdUser};
+use mesh::service::{self, Changes, Created, Detected, Launchd, ServiceSpec, SystemdUser};
 use mesh_client::{ConnectOptions, connect_or_start};
 use mesh_daemon::paths::StateDir;
 use serde::Serialize;
@@ -272,7 +272,7 @@ pub fn install(args: InstallArgs) -> anyhow::Result<ExitCode> {
         step(&format!("installing {}", mesh_bin.display()));
         step("reading Claude Code's settings");
     }
-    let plan = Plan::install(&home, &mesh_bin)?;
+    let plan = Plan::install(&home, &mesh_bin)?.recording(Created::in_state_dir(state.root()));
     let detected = manager(args.no_service);
 
     if args.dry_run {
@@ -505,7 +505,7 @@ fn render_install(o: &InstallJson) -> String {
 pub fn uninstall(args: UninstallArgs) -> anyhow::Result<ExitCode> {
     let home = home()?;
     let state = StateDir::from_env().context("cannot locate the mesh state directory")?;
-    let plan = Plan::uninstall(&home)?;
+    let plan = Plan::uninstall(&home)?.recording(Created::in_state_dir(state.root()));
     // Units are removed whatever state their manager is in: look for the files themselves.
     let systemd = cfg!(target_os = "linux")
         .then(SystemdUser::from_env)

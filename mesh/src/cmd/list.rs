@@ -1,4 +1,5 @@
-//! `mesh list [--all] [--scope machine|repo|directory]`: the peers as a table.
+//! `mesh list [--all] [--scope machine|repo|directory]`: the peers as a table; run inside a
+//! session, its own row is marked `(you)` (`"you": true` in `--json`).
 
 use std::process::ExitCode;
 
@@ -6,7 +7,7 @@ use anyhow::Context;
 use mesh::display::{now_ms, relative_time, render_table, session_state, short_id};
 use mesh::json::ListJson;
 use mesh_client::CallerFromEnv;
-use mesh_proto::{Caller, List, Scope, sanitize};
+use mesh_proto::{Caller, List, Scope, WhoAmI, sanitize};
 
 use super::{JsonFlag, connect, emit, emit_json, session_cwd};
 
@@ -41,15 +42,25 @@ impl From<ScopeArg> for Scope {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let scope = Scope::from(args.scope);
-    let peers = connect()?
+    let caller = Caller::from_env();
+    let mut conn = connect()?;
+    // Which row is this command's own session (README "Who am I?").
+    let me = conn
+        .whoami(WhoAmI {
+            caller: caller.clone(),
+        })
+        .context("cannot ask the daemon who this is")?
+        .session
+        .map(|s| s.key);
+    let peers = conn
         .list(List {
-            caller: Caller::from_env(),
+            caller,
             scope,
             include_offline: args.all,
         })
         .context("cannot list sessions")?;
     if args.out.json {
-        emit_json(&ListJson::new(scope, args.all, &peers.sessions))?;
+        emit_json(&ListJson::new(scope, args.all, &peers.sessions, me))?;
         return Ok(ExitCode::SUCCESS);
     }
     if peers.sessions.is_empty() {
@@ -66,7 +77,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|s| {
             vec![
-                s.name.clone(),
+                if Some(s.key) == me {
+                    format!("{} (you)", s.name)
+                } else {
+                    s.name.clone()
+                },
                 short_id(&s.session_id).to_owned(),
                 s.pid.to_string(),
                 session_state(s).to_owned(),

@@ -371,7 +371,7 @@ impl Hook<'_> {
         // and this costs a few file look-ups instead of a thread hand-off in the daemon. A
         // hung mount holds only this hook, within its deadline.
         let naming = naming::resolve(Path::new(&cwd), project_dir.as_deref().map(Path::new));
-        let default_summary = naming::default_summary(Path::new(&cwd), naming.git_root.as_deref());
+        let default_summary = naming::default_summary(Path::new(&cwd), &naming);
         let path = |p: Option<PathBuf>| p.map(|p| p.to_string_lossy().into_owned());
         self.budget()?;
         self.conn

@@ -83,12 +83,27 @@ fn to_value(v: impl Serialize) -> serde_json::Value {
     serde_json::to_value(v).unwrap()
 }
 
+fn listed(you: bool) -> serde_json::Value {
+    let mut v = session_json();
+    v["you"] = json!(you);
+    v
+}
+
 #[test]
 fn list_shape() {
     let sessions = [session()];
     assert_eq!(
-        to_value(ListJson::new(Scope::Repo, false, &sessions)),
-        json!({"scope": "repo", "include_offline": false, "sessions": [session_json()]})
+        to_value(ListJson::new(Scope::Repo, false, &sessions, None)),
+        json!({"scope": "repo", "include_offline": false, "sessions": [listed(false)]})
+    );
+    assert_eq!(
+        to_value(ListJson::new(
+            Scope::Repo,
+            false,
+            &sessions,
+            Some(sessions[0].key)
+        )),
+        json!({"scope": "repo", "include_offline": false, "sessions": [listed(true)]})
     );
 }
 

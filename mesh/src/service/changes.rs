@@ -10,7 +10,7 @@ use super::render::RenderError;
 pub struct Changes {
     /// Files created or rewritten (unchanged files are not listed).
     pub written: Vec<PathBuf>,
-    /// Files removed.
+    /// Files removed (and folders install created, left empty).
     pub removed: Vec<PathBuf>,
     /// Service-manager commands run, as a shell would show them.
     pub commands: Vec<String>,

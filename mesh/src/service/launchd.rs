@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use mesh_daemon::paths::StateDir;
 
 use super::changes::{Changes, ServiceError};
+use super::created::Created;
 use super::run;
 use super::systemd::write_if_changed;
 use mesh_client::unit::{LAUNCHD_LABEL, ServiceManager, ServiceUnit};
@@ -20,6 +21,8 @@ use mesh_client::unit::{LAUNCHD_LABEL, ServiceManager, ServiceUnit};
 pub struct Launchd {
     plist: PathBuf,
     domain: String,
+    /// Where the folders install creates are recorded (see [`Created`]).
+    created: Option<Created>,
 }
 
 impl Launchd {
@@ -32,6 +35,7 @@ impl Launchd {
         Some(Self {
             plist,
             domain: format!("gui/{uid}"),
+            created: Created::from_env(),
         })
     }
 
@@ -68,7 +72,11 @@ impl Launchd {
             source,
         })?;
         if let Some(dir) = self.plist.parent() {
-            fs::create_dir_all(dir).map_err(|source| ServiceError::Io {
+            match &self.created {
+                Some(c) => c.create_dir_all(dir),
+                None => fs::create_dir_all(dir),
+            }
+            .map_err(|source| ServiceError::Io {
                 path: dir.to_owned(),
                 source,
             })?;
@@ -121,6 +129,10 @@ impl Launchd {
                     source,
                 });
             }
+        }
+        // `~/Library/LaunchAgents`, if install created it and it is empty now.
+        if let Some(c) = &self.created {
+            changes.removed.extend(c.remove_empty());
         }
         Ok(changes)
     }

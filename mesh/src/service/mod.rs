@@ -18,6 +18,7 @@
 //! socket activation, where an idle exit must not be restarted. What remains of its job here is
 //! a few `Command`s, so it is not used anywhere.
 
+pub mod created;
 pub mod launchd;
 pub mod render;
 pub mod systemd;
@@ -26,6 +27,7 @@ mod changes;
 mod run;
 
 pub use changes::{Changes, ServiceError};
+pub use created::Created;
 pub use launchd::Launchd;
 pub use render::{RenderError, ServiceSpec, SystemdUnits, render_launchd, render_systemd};
 pub use systemd::SystemdUser;

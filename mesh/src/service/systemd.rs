@@ -6,6 +6,8 @@
 //! effect; queued mail is in SQLite and survives), then `enable --now mesh.socket`. The service
 //! has no `[Install]`: only the socket starts it. Uninstall: `disable --now` both, remove the
 //! files, `daemon-reload` — best effort, so a broken manager never blocks removing the files.
+//! The folders install created for the units (recorded, [`super::created`]) are removed when
+//! uninstall leaves them empty.
 
 use std::ffi::OsString;
 use std::fs;
@@ -14,6 +16,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::changes::{Changes, ServiceError};
+use super::created::Created;
 use super::render::{SERVICE_UNIT, SOCKET_UNIT, SystemdUnits};
 use super::run::{self, Output};
 use mesh_client::unit::{ServiceManager, ServiceUnit};
@@ -23,6 +26,8 @@ use mesh_client::unit::{ServiceManager, ServiceUnit};
 pub struct SystemdUser {
     unit_dir: PathBuf,
     env: Vec<(OsString, OsString)>,
+    /// Where the folders install creates are recorded (see [`Created`]); `None`: not recorded.
+    created: Option<Created>,
 }
 
 impl SystemdUser {
@@ -36,7 +41,9 @@ impl SystemdUser {
             home.as_deref().map(Path::new),
             xdg.as_deref().map(Path::new),
         )?;
-        Some(Self::new(socket.parent()?, Vec::new()))
+        let mut s = Self::new(socket.parent()?, Vec::new());
+        s.created = Created::from_env();
+        Some(s)
     }
 
     /// Units in `unit_dir`; every `systemctl` call gets `env` added (tests point
@@ -45,7 +52,15 @@ impl SystemdUser {
         Self {
             unit_dir: unit_dir.into(),
             env,
+            created: None,
         }
+    }
+
+    /// Record the folders [`SystemdUser::install`] creates in `created`, so that
+    /// [`SystemdUser::uninstall`] removes them when they are left empty.
+    pub fn recording(mut self, created: Created) -> Self {
+        self.created = Some(created);
+        self
     }
 
     pub fn unit_dir(&self) -> &Path {
@@ -79,7 +94,11 @@ impl SystemdUser {
     /// Write the units and start listening (see the module docs). Idempotent.
     pub fn install(&self, units: &SystemdUnits) -> Result<Changes, ServiceError> {
         let mut changes = Changes::default();
-        fs::create_dir_all(&self.unit_dir).map_err(|source| ServiceError::Io {
+        match &self.created {
+            Some(c) => c.create_dir_all(&self.unit_dir),
+            None => fs::create_dir_all(&self.unit_dir),
+        }
+        .map_err(|source| ServiceError::Io {
             path: self.unit_dir.clone(),
             source,
         })?;
@@ -148,6 +167,10 @@ impl SystemdUser {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(source) => return Err(ServiceError::Io { path, source }),
             }
+        }
+        // The unit folder and its parents, if install created them and they are empty now.
+        if let Some(c) = &self.created {
+            changes.removed.extend(c.remove_empty());
         }
         if manager.is_ok() {
             if let Err(e) = self.step(&mut changes, &["daemon-reload"]) {

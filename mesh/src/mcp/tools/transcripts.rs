@@ -106,9 +106,10 @@ asking. Long tool output is cut unless redact is false. Address the peer as for 
 
     const SEARCH_HISTORY: &'static str = "\
 Search another session's transcript for a text (case-insensitive) \
-or, written as /pattern/, a regular expression. Returns each matching line with two lines of \
-context and its turn index; read a whole turn with get_turn. Long tool output is cut unless \
-redact is false.";
+or, written as /pattern/, a regular expression. The whole text of every turn is searched, \
+long tool output included. Returns each matching line with two lines of context and its turn \
+index; read a whole turn with get_turn. Long lines in the excerpts are cut unless redact is \
+false.";
 
     #[tool(description = Self::SEARCH_HISTORY, annotations(read_only_hint = true))]
     async fn search_history(
@@ -117,13 +118,7 @@ redact is false.";
     ) -> CallToolResult {
         let r = async {
             required("query", &args.query)?;
-            let q = args.query.trim();
-            let query = match q.strip_prefix('/').and_then(|r| r.strip_suffix('/')) {
-                Some(pattern) if !pattern.is_empty() => {
-                    transcript::Query::regex(pattern).map_err(fail)?
-                }
-                _ => transcript::Query::substring(q),
-            };
+            let query = transcript::Query::parse(&args.query, false).map_err(fail)?;
             let raw = !args.redact.unwrap_or(true);
             let (s, path) = self.transcript(&args.peer).await?;
             let (matches, more) =
