@@ -64,7 +64,7 @@ enum Command {
     History(cmd::history::HistoryArgs),
     /// Lines of a peer's transcript that match a text or a regular expression, with context
     #[command(
-        after_help = "Examples:\n  mesh search backend 'connection refused'\n  mesh search backend --regex 'test result: FAILED|panicked' -C 5"
+        after_help = "Examples:\n  mesh search backend 'connection refused'\n  mesh search backend --regex 'test result: FAILED|panicked' -C 5\n  mesh search backend '/fail(ed|ure)/' --json"
     )]
     Search(cmd::history::SearchArgs),
     /// Start the daemon now (through the service manager where a unit is installed)

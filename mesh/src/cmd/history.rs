@@ -31,7 +31,8 @@ pub struct HistoryArgs {
 pub struct SearchArgs {
     /// The peer: its name, or a prefix (4+ characters) of its session id
     pub peer: String,
-    /// Text to find (case-insensitive), or with --regex a regular expression
+    /// Text to find (case-insensitive), or a regular expression written `/pattern/` (or with
+    /// --regex); the same rule as the MCP tool `search_history`
     pub query: String,
     /// Treat the query as a regular expression
     #[arg(long)]
