@@ -588,3 +588,62 @@ fn install_says_each_step_on_a_terminal_and_nothing_on_a_piped_stderr() {
         at += found + step.len();
     }
 }
+
+#[test]
+fn a_settings_file_broken_after_install_is_repaired_by_the_printed_fix() {
+    let home = Home::new();
+    fs::create_dir_all(home.path().join(".claude")).unwrap();
+    fs::write(home.settings(), "{\"theme\": \"dark\"}\n").unwrap();
+    home.ok(&["install", "--no-service"]);
+    // Broken by hand after install (which backed up the original).
+    fs::write(home.settings(), "{\"theme\": \"dark\",").unwrap();
+    let out = home.run(&["health", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let check = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "claude.config")
+        .unwrap_or_else(|| panic!("{doc:#}"));
+    assert_eq!(check["level"], "fail", "{check:#}");
+    let fix = check["fix"].as_str().unwrap();
+    assert!(
+        fix.starts_with("mv ") && fix.ends_with("mesh install"),
+        "{fix}"
+    );
+
+    // Run as printed, by a shell with this `mesh` first on PATH and HOME's environment.
+    let base = home.cmd(&[]);
+    let mut sh = Command::new("sh");
+    sh.arg("-c").arg(fix);
+    for (k, v) in base.get_envs() {
+        match v {
+            Some(v) => sh.env(k, v),
+            None => sh.env_remove(k),
+        };
+    }
+    let bin_dir = Path::new(mesh_bin()).parent().unwrap().to_owned();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs = vec![bin_dir];
+    dirs.extend(std::env::split_paths(&path));
+    sh.env("PATH", std::env::join_paths(dirs).unwrap());
+    let out = sh.output().unwrap();
+    assert!(out.status.success(), "{fix}: {}", text(&out));
+
+    // The broken file is kept aside, the settings are the user's again, with our hooks.
+    let broken = home.path().join(".claude/settings.json.broken");
+    assert_eq!(fs::read_to_string(broken).unwrap(), "{\"theme\": \"dark\",");
+    let settings = read_json(&home.settings());
+    assert_eq!(settings["theme"], "dark", "{settings}");
+    assert_eq!(our_hook_commands(&settings).len(), 5, "{settings}");
+    let out = home.run(&["health", "--json"]);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let level = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "claude.config")
+        .map(|c| c["level"].clone());
+    assert_ne!(level, Some(Value::from("fail")), "{doc:#}");
+}

@@ -31,7 +31,7 @@ pub struct ManArgs {
 pub fn completions(args: CompletionsArgs, mut cli: clap::Command) -> anyhow::Result<ExitCode> {
     let mut script = Vec::new();
     clap_complete::generate(args.shell, &mut cli, "mesh", &mut script);
-    super::write_stdout(&String::from_utf8_lossy(&script))?;
+    super::stdout::write_stdout(&String::from_utf8_lossy(&script))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -43,7 +43,7 @@ pub fn man(args: ManArgs, cli: clap::Command) -> anyhow::Result<ExitCode> {
             clap_mangen::Man::new(cli)
                 .render(&mut page)
                 .context("cannot render the manual page")?;
-            super::write_stdout(&String::from_utf8_lossy(&page))?;
+            super::stdout::write_stdout(&String::from_utf8_lossy(&page))?;
         }
         Some(dir) => {
             std::fs::create_dir_all(&dir)

@@ -226,7 +226,7 @@ pub fn report(e: &anyhow::Error, json: bool) -> ExitCode {
     let message = chain_text(e);
     if json {
         // Exact, as every `--json` document (JSON escapes control characters itself).
-        let _ = super::write_stdout(&(error_json(class, &message) + "\n"));
+        let _ = super::stdout::write_stdout(&(error_json(class, &message) + "\n"));
     } else {
         // Errors can quote peer-controlled text (names, paths): shown safely.
         eprintln!("mesh: {}", mesh_proto::sanitize::terminal(&message));

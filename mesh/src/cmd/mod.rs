@@ -25,10 +25,11 @@ pub mod run;
 pub mod send;
 pub mod start;
 pub mod statusline;
+pub mod stdout;
 pub mod stop;
 pub mod whoami;
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 
 use anyhow::Context;
 use mesh::display::{home_dir, relative_time, short_id, shorten_home};
@@ -125,7 +126,7 @@ fn too_long(what: &str) -> exit::Failure {
 /// Write human-readable text to stdout, every control and hidden character but `\n` and `\t`
 /// shown visibly ([`sanitize::terminal`]); a closed pipe (the reader went away) is not an error.
 pub fn emit(text: &str) -> anyhow::Result<()> {
-    write_stdout(&sanitize::terminal(text))
+    stdout::write_stdout(&sanitize::terminal(text))
 }
 
 /// One `mesh: …` line on stderr, shown like stdout ([`sanitize::terminal`]): it can quote names.
@@ -133,21 +134,12 @@ pub fn warn(text: &str) {
     eprintln!("mesh: {}", sanitize::terminal(text));
 }
 
-/// Write `text` to stdout as it is.
-pub(crate) fn write_stdout(text: &str) -> anyhow::Result<()> {
-    let mut out = io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e).context("cannot write to stdout"),
-        _ => Ok(()),
-    }
-}
-
 /// Write one pretty-printed JSON document and a newline to stdout, exact (JSON escapes control
 /// characters itself).
 pub fn emit_json(doc: &impl Serialize) -> anyhow::Result<()> {
     let mut text = serde_json::to_string_pretty(doc).context("cannot encode the JSON output")?;
     text.push('\n');
-    write_stdout(&text)
+    stdout::write_stdout(&text)
 }
 
 /// `name: value` lines with the values aligned, each value on one line

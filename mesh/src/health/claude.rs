@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::check::{Check, Inputs};
+use super::check::{Check, Inputs, quote};
 use crate::claude_config::{
     self, ConfigError, MCP_SERVER_NAME, Registration, StatusLineState, claude_json_path,
     settings_path,
@@ -16,7 +16,7 @@ pub(super) fn checks(inputs: &Inputs) -> Vec<Check> {
         return vec![Check::warn(
             "claude.config",
             "HOME is not set, so Claude Code's settings cannot be found",
-            "run `mesh health` with HOME set",
+            r#"HOME="$(getent passwd "$(id -un)" | cut -d: -f6)" mesh health"#,
         )];
     };
     // An unknown binary matches nothing, so every registration is checked for existence only.
@@ -142,6 +142,51 @@ pub(super) fn checks(inputs: &Inputs) -> Vec<Check> {
     out
 }
 
+/// The fix for a settings file that is not valid JSON: put the newest backup `mesh install`
+/// made of it back (keeping the broken file next to it as `<file>.broken`) and install again;
+/// without a backup, only the user can repair it.
+fn invalid_json_fix(path: &Path) -> String {
+    match newest_backup(path) {
+        Some(backup) => format!(
+            "mv {file} {broken} && cp {backup} {file} && mesh install",
+            file = quote(path),
+            broken = quote(&path.with_file_name(format!(
+                "{}.broken",
+                path.file_name().unwrap_or_default().to_string_lossy()
+            ))),
+            backup = quote(&backup),
+        ),
+        None => format!(
+            "repair {} by hand (it has no backup from mesh install), then run `mesh install`",
+            path.display()
+        ),
+    }
+}
+
+/// The newest `<file>.mesh-backup-<UTC stamp>[-N]` next to `path`, by stamp and then `N`.
+fn newest_backup(path: &Path) -> Option<PathBuf> {
+    let name = path.file_name()?.to_str()?;
+    let prefix = format!("{name}.mesh-backup-");
+    let dir = path.parent()?;
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let file = entry.file_name().into_string().ok()?;
+            let suffix = file.strip_prefix(&prefix)?;
+            let (stamp, n) = match suffix.split_once('-') {
+                Some((stamp, n)) => (stamp.to_owned(), n.parse::<u32>().ok()?),
+                None => (suffix.to_owned(), 0),
+            };
+            entry
+                .file_type()
+                .is_ok_and(|t| t.is_file())
+                .then(|| ((stamp, n), entry.path()))
+        })
+        .max_by(|a, b| a.0.cmp(&b.0))
+        .map(|(_, path)| path)
+}
+
 fn config_error(e: &ConfigError) -> Check {
     match e {
         ConfigError::InvalidJson { path, source } => Check::fail(
@@ -150,10 +195,7 @@ fn config_error(e: &ConfigError) -> Check {
                 "{} is not valid JSON ({source}); Claude Code cannot read it either, so nothing of mesh is active",
                 path.display()
             ),
-            format!(
-                "repair {} by hand (mesh install keeps backups next to it, named *.mesh-backup-*), then run `mesh install`",
-                path.display()
-            ),
+            invalid_json_fix(path),
         ),
         other => Check::fail(
             "claude.config",

@@ -19,7 +19,7 @@ pub(super) fn binary(inputs: &Inputs) -> Check {
                 "mesh {}, but the path of this binary cannot be found (deleted or replaced while running?)",
                 inputs.version
             ),
-            "run `mesh health` again with the installed binary",
+            "mesh health",
         ),
     }
 }

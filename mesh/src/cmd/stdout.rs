@@ -1,0 +1,15 @@
+//! Writing the commands' output: below every command and the error path ([`super::exit`]), so
+//! that none of them imports it from the module that declares them.
+
+use std::io::{self, Write};
+
+use anyhow::Context;
+
+/// Write `text` to stdout as it is. A reader that went away (a closed pipe) is not an error.
+pub(crate) fn write_stdout(text: &str) -> anyhow::Result<()> {
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e).context("cannot write to stdout"),
+        _ => Ok(()),
+    }
+}
