@@ -226,18 +226,7 @@ pub struct Naming {
 /// Reads files: the daemon calls it through a [`Lookup`] (or [`resolve_bounded`]).
 pub fn resolve(cwd: &Path, project_dir: Option<&Path>) -> Naming {
     let start = project_dir.unwrap_or(cwd);
-    // The folders that may be looked at: `start` and its ancestors up to the first one that
-    // is not trusted (exclusive).
-    let trusted_levels: Vec<&Path> = start.ancestors().take_while(|d| trusted_dir(d)).collect();
-    let git_root = find_git_root(&trusted_levels);
-    // With a git root, look at every level from `start` up to it; without one, only `start`.
-    let levels: Vec<&Path> = match &git_root {
-        Some(root) => trusted_levels
-            .into_iter()
-            .take_while(|d| d.starts_with(root))
-            .collect(),
-        None => trusted_levels.into_iter().take(1).collect(),
-    };
+    let (levels, git_root) = config_levels(start);
     let config = levels
         .into_iter()
         .find_map(|dir| config_name(dir).map(|name| (name, dir.to_path_buf())));
@@ -383,6 +372,22 @@ fn trusted_dir(dir: &Path) -> bool {
 
 /// The nearest of `levels` (a folder and its trusted ancestors, nearest first) that contains
 /// a `.git` entry (a directory, or a file in a worktree or submodule) of yours or root's.
+/// The folders whose `.claude-mesh.json` naming looks at for a session that starts in `start`,
+/// nearest first, and the git root among them: `start` and its trusted ancestors up to the git
+/// root (the first untrusted folder ends the walk); without a git root, `start` only.
+fn config_levels(start: &Path) -> (Vec<&Path>, Option<PathBuf>) {
+    let trusted_levels: Vec<&Path> = start.ancestors().take_while(|d| trusted_dir(d)).collect();
+    let git_root = find_git_root(&trusted_levels);
+    let levels = match &git_root {
+        Some(root) => trusted_levels
+            .into_iter()
+            .take_while(|d| d.starts_with(root))
+            .collect(),
+        None => trusted_levels.into_iter().take(1).collect(),
+    };
+    (levels, git_root)
+}
+
 fn find_git_root(levels: &[&Path]) -> Option<PathBuf> {
     levels
         .iter()
@@ -482,16 +487,7 @@ pub fn read_config(dir: &Path) -> Config {
 /// `CLAUDE_PROJECT_DIR` = `project_dir`, nearest first, with what each gives (the first
 /// `Named` one names the session). Reads files like [`resolve`].
 pub fn configs(cwd: &Path, project_dir: Option<&Path>) -> Vec<(PathBuf, Config)> {
-    let start = project_dir.unwrap_or(cwd);
-    let trusted_levels: Vec<&Path> = start.ancestors().take_while(|d| trusted_dir(d)).collect();
-    let git_root = find_git_root(&trusted_levels);
-    let levels: Vec<&Path> = match &git_root {
-        Some(root) => trusted_levels
-            .into_iter()
-            .take_while(|d| d.starts_with(root))
-            .collect(),
-        None => trusted_levels.into_iter().take(1).collect(),
-    };
+    let (levels, _) = config_levels(project_dir.unwrap_or(cwd));
     levels
         .into_iter()
         .map(|dir| (dir.join(CONFIG_FILE), read_config(dir)))
