@@ -217,32 +217,7 @@ impl Query {
     /// A literal text, matched case-insensitively (an error only for a text too long to
     /// search for).
     pub fn substring(text: &str) -> Result<Self, String> {
-        let literal: String = text
-            .chars()
-            .flat_map(|c| {
-                let meta = matches!(
-                    c,
-                    '\\' | '.'
-                        | '+'
-                        | '*'
-                        | '?'
-                        | '('
-                        | ')'
-                        | '|'
-                        | '['
-                        | ']'
-                        | '{'
-                        | '}'
-                        | '^'
-                        | '$'
-                        | '#'
-                        | '&'
-                        | '-'
-                        | '~'
-                );
-                meta.then_some('\\').into_iter().chain([c])
-            })
-            .collect();
+        let literal = regex_syntax::escape(text);
         regex_automata::meta::Regex::builder()
             .syntax(regex_automata::util::syntax::Config::new().case_insensitive(true))
             .build(&literal)

@@ -58,6 +58,7 @@ pub use command::{hook_command, shell_quote, statusline_command};
 pub use edit::MCP_SERVER_NAME;
 pub use error::ConfigError;
 pub use paths::{claude_json_path, settings_path};
+pub(crate) use write::newest_backup;
 
 use crate::service::Created;
 use edit::Editor;

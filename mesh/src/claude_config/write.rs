@@ -40,6 +40,31 @@ pub(crate) fn backup(path: &Path, stamp: &str) -> Result<PathBuf, ConfigError> {
     Ok(candidate)
 }
 
+/// The newest backup [`backup`] made of `path` (`<file>.mesh-backup-<UTC stamp>[-N]` next to
+/// it), by stamp and then `N`.
+pub(crate) fn newest_backup(path: &Path) -> Option<PathBuf> {
+    let name = path.file_name()?.to_str()?;
+    let prefix = format!("{name}.mesh-backup-");
+    let dir = path.parent()?;
+    fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let file = entry.file_name().into_string().ok()?;
+            let suffix = file.strip_prefix(&prefix)?;
+            let (stamp, n) = match suffix.split_once('-') {
+                Some((stamp, n)) => (stamp.to_owned(), n.parse::<u32>().ok()?),
+                None => (suffix.to_owned(), 0),
+            };
+            entry
+                .file_type()
+                .is_ok_and(|t| t.is_file())
+                .then(|| ((stamp, n), entry.path()))
+        })
+        .max_by(|a, b| a.0.cmp(&b.0))
+        .map(|(_, path)| path)
+}
+
 /// Replaces `path` by `text` atomically, keeping the mode of the existing file. A missing
 /// folder is created, and recorded in `created` when given.
 pub(crate) fn atomic_write(

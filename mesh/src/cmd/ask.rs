@@ -126,7 +126,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let ended = {
         let _wait = waiting(format!(
             "waiting for {} to answer (Ctrl-C gives up)",
-            mesh_proto::sanitize::terminal_line(&args.peer)
+            args.peer
         ));
         link::ask(&daemon, plan, &switch)
     }

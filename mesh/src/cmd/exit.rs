@@ -229,7 +229,7 @@ pub fn report(e: &anyhow::Error, json: bool) -> ExitCode {
         let _ = super::stdout::write_stdout(&(error_json(class, &message) + "\n"));
     } else {
         // Errors can quote peer-controlled text (names, paths): shown safely.
-        eprintln!("mesh: {}", mesh_proto::sanitize::terminal(&message));
+        super::stdout::warn(&message);
     }
     ExitCode::from(class.exit())
 }

@@ -129,11 +129,6 @@ pub fn emit(text: &str) -> anyhow::Result<()> {
     stdout::write_stdout(&sanitize::terminal(text))
 }
 
-/// One `mesh: …` line on stderr, shown like stdout ([`sanitize::terminal`]): it can quote names.
-pub fn warn(text: &str) {
-    eprintln!("mesh: {}", sanitize::terminal(text));
-}
-
 /// Write one pretty-printed JSON document and a newline to stdout, exact (JSON escapes control
 /// characters itself).
 pub fn emit_json(doc: &impl Serialize) -> anyhow::Result<()> {

@@ -8,6 +8,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use mesh_proto::sanitize;
+
 /// How long a wait goes unmentioned.
 const QUIET_FOR: Duration = Duration::from_secs(1);
 
@@ -18,11 +20,12 @@ pub struct Waiting {
 }
 
 /// Start waiting for `what` (e.g. "waiting for beta to answer (Ctrl-C gives up)"); said on
-/// stderr after a second, if stderr is a terminal. `what` must be terminal-safe already.
+/// stderr after a second, if stderr is a terminal, as one line ([`sanitize::terminal_line`]: it
+/// may name a peer).
 pub fn waiting(what: impl Into<String>) -> Waiting {
     let done = Arc::new((Mutex::new(false), Condvar::new()));
     let thread = std::io::stderr().is_terminal().then(|| {
-        let what = what.into();
+        let what = sanitize::terminal_line(&what.into());
         let done = Arc::clone(&done);
         std::thread::Builder::new()
             .name("mesh-progress".into())

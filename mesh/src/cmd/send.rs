@@ -8,7 +8,8 @@ use mesh::json::SentJson;
 use mesh_client::{CallerFromEnv, format_message_id};
 use mesh_proto::{Caller, Kind, SendMessage};
 
-use super::{JsonFlag, body_from, connect, emit, emit_json, warn};
+use super::stdout::warn;
+use super::{JsonFlag, body_from, connect, emit, emit_json};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -152,7 +152,7 @@ pub fn stop_daemon(state: &StateDir) -> anyhow::Result<Option<u32>> {
                 "the daemon (pid {pid}) did not exit within {STOP_DEADLINE:?}, even after SIGKILL"
             );
         }
-        super::warn(&format!(
+        super::stdout::warn(&format!(
             "the daemon (pid {pid}) did not exit within {STOP_DEADLINE:?} of SIGTERM: killed it (queued mail is safe)"
         ));
     }

@@ -9,7 +9,8 @@ use mesh::json::WhoAmIJson;
 use mesh_client::CallerFromEnv;
 use mesh_proto::{Caller, WhoAmI};
 
-use super::{JsonFlag, connect, emit, emit_json, render_fields, session_cwd, warn};
+use super::stdout::warn;
+use super::{JsonFlag, connect, emit, emit_json, render_fields, session_cwd};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -146,7 +146,7 @@ pub(super) fn checks(inputs: &Inputs) -> Vec<Check> {
 /// made of it back (keeping the broken file next to it as `<file>.broken`) and install again;
 /// without a backup, only the user can repair it.
 fn invalid_json_fix(path: &Path) -> String {
-    match newest_backup(path) {
+    match claude_config::newest_backup(path) {
         Some(backup) => format!(
             "mv {file} {broken} && cp {backup} {file} && mesh install",
             file = quote(path),
@@ -161,30 +161,6 @@ fn invalid_json_fix(path: &Path) -> String {
             path.display()
         ),
     }
-}
-
-/// The newest `<file>.mesh-backup-<UTC stamp>[-N]` next to `path`, by stamp and then `N`.
-fn newest_backup(path: &Path) -> Option<PathBuf> {
-    let name = path.file_name()?.to_str()?;
-    let prefix = format!("{name}.mesh-backup-");
-    let dir = path.parent()?;
-    std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let file = entry.file_name().into_string().ok()?;
-            let suffix = file.strip_prefix(&prefix)?;
-            let (stamp, n) = match suffix.split_once('-') {
-                Some((stamp, n)) => (stamp.to_owned(), n.parse::<u32>().ok()?),
-                None => (suffix.to_owned(), 0),
-            };
-            entry
-                .file_type()
-                .is_ok_and(|t| t.is_file())
-                .then(|| ((stamp, n), entry.path()))
-        })
-        .max_by(|a, b| a.0.cmp(&b.0))
-        .map(|(_, path)| path)
 }
 
 fn config_error(e: &ConfigError) -> Check {

@@ -203,7 +203,7 @@ fn intro(frame: Frame, messages: &[Message]) -> String {
 
 /// Whether `m` comes from the user: a command run outside any session.
 fn from_user(m: &Message) -> bool {
-    m.from.session_id.is_none() && m.from.name == "user"
+    m.from.session_id.is_none() && m.from.name == mesh_daemon::store::messages::USER
 }
 
 /// Who the messages come from, as the intro says it: the user at a terminal, one session by
@@ -235,15 +235,15 @@ fn source(messages: &[Message]) -> String {
 }
 
 fn sender(m: &Message, name_chars: usize) -> String {
+    if from_user(m) {
+        return "the user at a terminal (not a Claude Code session)".to_owned();
+    }
     match &m.from.session_id {
         Some(id) => format!(
             "{} ({})",
             sanitize::model_quoted(&m.from.name, name_chars),
             plain_id(short_id(id))
         ),
-        None if m.from.name == "user" => {
-            "the user at a terminal (not a Claude Code session)".to_owned()
-        }
         None => sanitize::model_quoted(&m.from.name, name_chars),
     }
 }
