@@ -284,6 +284,24 @@ pub async fn handle(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Outcome 
             .store
             .read(|r| Ok(Response::Message(messages::status(r, m.message_id)?)))
             .into(),
+        Request::ListScoped(l) => list(shared, peer, l.list)
+            .await
+            .map(|r| match r {
+                Response::Peers(p) => Response::MeshPeers(mesh_proto::MeshPeers {
+                    host: None,
+                    local: p.sessions,
+                    remote: Vec::new(),
+                }),
+                other => other,
+            })
+            .into(),
+        Request::FederationStatus(_) => {
+            Outcome::Now(Response::Federation(mesh_proto::FederationReport::default()))
+        }
+        Request::TrustKey(_) => Outcome::Now(Response::Error(WireError::new(
+            ErrorCode::InvalidArgument,
+            "this machine is not part of a mesh (`mesh join <nats-url>` joins one)",
+        ))),
     }
 }
 

@@ -25,8 +25,8 @@ pub use types::*;
 /// that an older peer could not decode.
 /// 2: `Poll`. 3: `Supervise`. 4: `PollBy` and `ConsumeBy` (a hand-out bounded by the reader's
 /// deadline), the `DeadlineExceeded` error, `Sent` without bodies, `Status::Withdrawn`, and
-/// `RegisterNamed`.
-pub const PROTOCOL_VERSION: u32 = 4;
+/// `RegisterNamed`. 5: the mesh across machines: `ListScoped`, `FederationStatus`, `TrustKey`.
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Largest frame payload either side accepts or sends, in bytes.
 pub const MAX_FRAME_LEN: usize = 4 * 1024 * 1024;

@@ -355,6 +355,12 @@ requests! {
     ConsumeBy => Inbox(Inbox),
     /// [`Register`] with the session's name worked out by the client: see [`RegisterNamed`].
     RegisterNamed => Registered(SessionInfo),
+    /// 5: the sessions of this machine and, with `mesh`, of every machine in the mesh.
+    ListScoped => MeshPeers(MeshPeers),
+    /// 5: the state of the mesh across machines (`mesh health`, `mesh keys`).
+    FederationStatus => Federation(FederationReport),
+    /// 5: accept a host's new key (`mesh keys trust <host> <fingerprint>`).
+    TrustKey => Trusted(HostKey),
 }
 
 /// The response list, in wire order; generates [`Response`] and [`Response::name`].
@@ -391,6 +397,9 @@ responses! {
     Message(Message),
     Polled(Polled),
     Supervision(Supervision),
+    MeshPeers(MeshPeers),
+    Federation(FederationReport),
+    Trusted(HostKey),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -671,6 +680,126 @@ pub struct Waiting {
     pub from: String,
 }
 
+/// Which machines a [`ListScoped`] covers (`mesh list --scope machine|mesh`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub enum Reach {
+    /// This machine only (what [`List`] shows).
+    Machine,
+    /// This machine and every other machine of the team that is heard from.
+    Mesh,
+}
+
+/// [`List`], with the machines it covers. Answered with [`MeshPeers`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct ListScoped {
+    pub list: List,
+    pub reach: Reach,
+}
+
+/// Sessions here and on other machines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct MeshPeers {
+    /// This machine's host name in the mesh; `None` when it has not joined one.
+    pub host: Option<String>,
+    /// This machine's sessions, as [`Peers`] lists them.
+    pub local: Vec<SessionInfo>,
+    /// Other machines' sessions, as their daemons last announced them (only with
+    /// [`Reach::Mesh`]).
+    pub remote: Vec<RemoteSession>,
+}
+
+/// A session on another machine, as its daemon announced it (presence). Every text field came
+/// from another machine: untrusted, shown only sanitized.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct RemoteSession {
+    pub host: String,
+    pub session_id: String,
+    pub name: String,
+    pub summary: String,
+    pub idle: bool,
+    pub pending: u32,
+    /// Its machine was heard from within the presence timeout, listing it.
+    pub live: bool,
+    /// When its machine last listed it, ms since the epoch (this machine's clock).
+    pub seen_ms: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct FederationStatus {}
+
+/// The mesh across machines as this daemon sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct FederationReport {
+    /// `federation.toml` exists and was read: the daemon takes part in a mesh.
+    pub configured: bool,
+    /// Why the configuration or the device key could not be used, if so.
+    pub config_error: Option<String>,
+    pub url: String,
+    pub host: String,
+    pub team: String,
+    /// This device's id (names its subjects) and key fingerprint.
+    pub device_id: String,
+    pub fingerprint: String,
+    /// Connected to the NATS server now.
+    pub connected: bool,
+    /// The server's version, from its INFO on connect.
+    pub server_version: Option<String>,
+    /// JetStream answered on this account.
+    pub jetstream: bool,
+    /// Server features this daemon detected and uses or could use (e.g. `per-message-ttl`).
+    pub features: Vec<String>,
+    /// The streams the mesh needs, and whether each is present.
+    pub streams: Vec<StreamState>,
+    /// Envelopes committed here and not yet acknowledged by the server.
+    pub outbox_depth: u64,
+    /// When the oldest of them was committed, ms since the epoch.
+    pub outbox_oldest_ms: Option<i64>,
+    /// Every known host and its pinned key.
+    pub hosts: Vec<HostKey>,
+    /// The last error talking to NATS, if the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct StreamState {
+    pub name: String,
+    pub present: bool,
+    pub messages: u64,
+}
+
+/// A host of the mesh and its key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct HostKey {
+    pub host: String,
+    pub device_id: String,
+    /// The fingerprint of the pinned (trusted) key.
+    pub fingerprint: String,
+    /// A different key that announced itself under this host name and is refused until the
+    /// user trusts it.
+    pub offered_fingerprint: Option<String>,
+    pub first_seen_ms: i64,
+    /// When its presence was last heard, if ever.
+    pub last_seen_ms: Option<i64>,
+    /// Its sessions listed in its last presence that is still current.
+    pub live_sessions: u32,
+}
+
+/// Trust `fingerprint` as `host`'s key from now on (it must be the key that host offers now).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct TrustKey {
+    pub host: String,
+    pub fingerprint: String,
+}
+
 #[cfg(test)]
 mod call_tests {
     use super::*;
@@ -687,7 +816,7 @@ mod call_tests {
 
     #[test]
     fn variants_keep_their_wire_index() {
-        let requests: [(Request, &str); 18] = [
+        let requests: [(Request, &str); 21] = [
             (Ping {}.into(), "Ping"),
             (
                 Register {
@@ -808,6 +937,27 @@ mod call_tests {
                 .into(),
                 "RegisterNamed",
             ),
+            (
+                ListScoped {
+                    list: List {
+                        caller: caller(),
+                        scope: Scope::Machine,
+                        include_offline: false,
+                    },
+                    reach: Reach::Mesh,
+                }
+                .into(),
+                "ListScoped",
+            ),
+            (FederationStatus {}.into(), "FederationStatus"),
+            (
+                TrustKey {
+                    host: "h".into(),
+                    fingerprint: "f".into(),
+                }
+                .into(),
+                "TrustKey",
+            ),
         ];
         for (index, (req, name)) in requests.iter().enumerate() {
             assert_eq!(usize::from(tag(req)), index, "{name}");
@@ -817,7 +967,7 @@ mod call_tests {
             messages: Vec::new(),
             remaining: 0,
         };
-        let responses: [(Response, &str); 5] = [
+        let responses: [(Response, &str); 6] = [
             (
                 Response::Error(WireError::new(crate::ErrorCode::Internal, "x")),
                 "Error",
@@ -838,8 +988,12 @@ mod call_tests {
                 }),
                 "Supervision",
             ),
+            (
+                Response::Federation(FederationReport::default()),
+                "Federation",
+            ),
         ];
-        for ((resp, name), index) in responses.iter().zip([0u8, 4, 10, 12, 13]) {
+        for ((resp, name), index) in responses.iter().zip([0u8, 4, 10, 12, 13, 15]) {
             assert_eq!(tag(resp), index, "{name}");
             assert_eq!(resp.name(), *name);
         }
