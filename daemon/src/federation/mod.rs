@@ -1,0 +1,3 @@
+//! The mesh across machines (issue 16): device keys, sealed envelopes and `federation.toml`.
+
+pub mod keys;
