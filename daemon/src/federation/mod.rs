@@ -1,3 +1,4 @@
 //! The mesh across machines (issue 16): device keys, sealed envelopes and `federation.toml`.
 
+pub mod envelope;
 pub mod keys;
