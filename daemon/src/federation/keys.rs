@@ -44,7 +44,7 @@ impl fmt::Debug for DeviceKey {
 pub enum KeyError {
     #[error("no device key at {}: run `mesh join` again", path.display())]
     Missing { path: PathBuf },
-    #[error("{} already exists: refusing to overwrite this device's key (run `mesh leave` first to start over)", path.display())]
+    #[error("{} already exists: refusing to overwrite this device's key", path.display())]
     Exists { path: PathBuf },
     #[error("{} is a symbolic link: the device key must be a regular file; remove it and run `mesh join` again", path.display())]
     Symlink { path: PathBuf },
@@ -84,35 +84,44 @@ impl DeviceKey {
         }
     }
 
-    /// Generates a key and writes it to `path`, which must not exist (`O_CREAT|O_EXCL`, mode
-    /// 0600, never through a symbolic link): 32 raw secret bytes, fsync'd with the directory.
+    /// Generates a key and writes it to `path`, which must not exist (never replaced, never
+    /// written through a symbolic link): 32 raw secret bytes, mode 0600, fsync'd with the
+    /// directory. The file appears whole: it is written under a temporary name (`O_CREAT|
+    /// O_EXCL`) and linked to `path`, which fails if `path` exists, so a concurrent
+    /// [`DeviceKey::load`] never sees it half-written.
     pub fn create(path: &Path) -> Result<DeviceKey, KeyError> {
         let key = DeviceKey::generate();
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::AlreadyExists => KeyError::Exists {
-                    path: path.to_owned(),
-                },
-                _ => KeyError::io(path, e),
-            })?;
-        let written = file
-            .write_all(&key.secret.to_bytes())
-            .and_then(|()| file.sync_all());
-        if let Err(e) = written {
-            drop(file);
-            let _ = std::fs::remove_file(path);
-            return Err(KeyError::io(path, e));
-        }
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| KeyError::io(dir, e))?;
-        }
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let tmp = dir.join(format!(
+            ".{name}.{}.{}.tmp",
+            std::process::id(),
+            key.device_id()
+        ));
+        let written = (|| {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&tmp)?;
+            file.write_all(&key.secret.to_bytes())?;
+            file.sync_all()?;
+            std::fs::hard_link(&tmp, path)
+        })();
+        let _ = std::fs::remove_file(&tmp);
+        written.map_err(|e| match e.kind() {
+            io::ErrorKind::AlreadyExists => KeyError::Exists {
+                path: path.to_owned(),
+            },
+            _ => KeyError::io(path, e),
+        })?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| KeyError::io(dir, e))?;
         Ok(key)
     }
 
@@ -167,6 +176,22 @@ impl DeviceKey {
                     len: bytes.len() as u64,
                 })?;
         Ok(DeviceKey::from_secret_bytes(secret))
+    }
+
+    /// This device's key at `path`: the one there (checked as [`DeviceKey::load`] does), or a
+    /// new one created there (as [`DeviceKey::create`] does) if there is none. Also `true` if
+    /// it was created. For `mesh join`, which keeps an existing key so that the fingerprint
+    /// others pinned stays valid; two racing calls end up with the same key.
+    pub fn load_or_create(path: &Path) -> Result<(DeviceKey, bool), KeyError> {
+        match DeviceKey::load(path) {
+            Ok(key) => Ok((key, false)),
+            Err(KeyError::Missing { .. }) => match DeviceKey::create(path) {
+                Ok(key) => Ok((key, true)),
+                Err(KeyError::Exists { .. }) => Ok((DeviceKey::load(path)?, false)),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        }
     }
 
     /// The public half, announced to the team.
@@ -623,11 +648,47 @@ pub(crate) mod tests {
         let err = DeviceKey::create(&path).unwrap_err();
         assert!(matches!(err, KeyError::Exists { .. }), "{err:?}");
         assert_eq!(DeviceKey::load(&path).unwrap().public(), first.public());
+        // No temporary file is left behind.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["device.key"]);
         // Nor through a dangling symbolic link.
         let link = dir.path().join("link.key");
         std::os::unix::fs::symlink(dir.path().join("target"), &link).unwrap();
         assert!(DeviceKey::create(&link).is_err());
         assert!(!dir.path().join("target").exists());
+    }
+
+    #[test]
+    fn load_or_create_creates_once_then_keeps_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("device.key");
+        let (first, created) = DeviceKey::load_or_create(&path).unwrap();
+        assert!(created);
+        let (again, created) = DeviceKey::load_or_create(&path).unwrap();
+        assert!(!created);
+        assert_eq!(again.public(), first.public());
+        // A key file that is unsafe is reported, not replaced.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = DeviceKey::load_or_create(&path).unwrap_err();
+        assert!(matches!(err, KeyError::Permissions { .. }), "{err:?}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(
+            DeviceKey::load_or_create(&path).unwrap().0.public(),
+            first.public()
+        );
+        // Racing creators agree on one key.
+        let path = dir.path().join("raced.key");
+        let keys: Vec<PublicKey> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| DeviceKey::load_or_create(&path).unwrap().0.public()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(keys.iter().all(|k| *k == keys[0]));
+        assert_eq!(DeviceKey::load(&path).unwrap().public(), keys[0]);
     }
 
     #[test]
