@@ -264,6 +264,52 @@ impl PublicKey {
         Fingerprint(Sha256::digest(self.0).into())
     }
 
+    /// Whether this is a point of small order (libsodium's list, the top bit ignored as X25519
+    /// ignores it): with such a key the shared secret is one of at most 8 values whatever the
+    /// other secret key, so anyone could read what is sealed for it and forge what comes from
+    /// it. Refuse
+    /// such keys wherever a key is learnt ([`super::envelope::read_announce`] does).
+    pub fn is_weak(&self) -> bool {
+        const SMALL_ORDER: [[u8; KEY_LEN]; 7] = [
+            [0; 32],
+            [
+                1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                0, 0, 0, 0,
+            ],
+            [
+                0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3, 0xfa, 0xf1, 0x9f,
+                0xc4, 0x6a, 0xda, 0x09, 0x8d, 0xeb, 0x9c, 0x32, 0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16,
+                0x5f, 0x49, 0xb8, 0x00,
+            ],
+            [
+                0x5f, 0x9c, 0x95, 0xbc, 0xa3, 0x50, 0x8c, 0x24, 0xb1, 0xd0, 0xb1, 0x55, 0x9c, 0x83,
+                0xef, 0x5b, 0x04, 0x44, 0x5c, 0xc4, 0x58, 0x1c, 0x8e, 0x86, 0xd8, 0x22, 0x4e, 0xdd,
+                0xd0, 0x9f, 0x11, 0x57,
+            ],
+            {
+                let mut p_minus_1 = [0xff; 32];
+                p_minus_1[0] = 0xec;
+                p_minus_1[31] = 0x7f;
+                p_minus_1
+            },
+            {
+                let mut p = [0xff; 32];
+                p[0] = 0xed;
+                p[31] = 0x7f;
+                p
+            },
+            {
+                let mut p_plus_1 = [0xff; 32];
+                p_plus_1[0] = 0xee;
+                p_plus_1[31] = 0x7f;
+                p_plus_1
+            },
+        ];
+        let mut key = self.0;
+        key[31] &= 0x7f;
+        SMALL_ORDER.contains(&key)
+    }
+
     fn to_box_key(self) -> crypto_box::PublicKey {
         crypto_box::PublicKey::from_bytes(self.0)
     }
@@ -523,6 +569,70 @@ pub(crate) mod tests {
             open(&bob, &alice.public(), b"mail:1", &sealed).unwrap(),
             b"secret"
         );
+    }
+
+    #[test]
+    fn a_box_cannot_be_reflected_back_to_its_sender() {
+        // X25519 gives both ends the same shared key, so the box is bound to its direction
+        // only by the associated data, which names both devices (as envelope::aad does).
+        let (alice, bob) = (DeviceKey::generate(), DeviceKey::generate());
+        let aad =
+            |from: &DeviceKey, to: &DeviceKey| [from.device_id().0, to.device_id().0].concat();
+        let sealed = seal(&alice, &bob.public(), &aad(&alice, &bob), b"x").unwrap();
+        assert_eq!(
+            open(&alice, &bob.public(), &aad(&bob, &alice), &sealed),
+            Err(OpenError)
+        );
+        assert_eq!(
+            open(&bob, &alice.public(), &aad(&alice, &bob), &sealed).unwrap(),
+            b"x"
+        );
+    }
+
+    #[test]
+    fn weak_public_keys_are_recognised() {
+        let mut weak = Vec::new();
+        for top in [0x00u8, 0x80] {
+            for hex_key in [
+                "0000000000000000000000000000000000000000000000000000000000000000",
+                "0100000000000000000000000000000000000000000000000000000000000000",
+                "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+                "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+                "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+                "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+                "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+            ] {
+                let mut bytes = [0u8; 32];
+                unhex(hex_key.as_bytes(), &mut bytes).unwrap();
+                bytes[31] |= top;
+                weak.push(PublicKey::from_bytes(bytes));
+            }
+        }
+        // Each really is weak: the box it derives with any secret key is one of at most 8
+        // (crypto_box reduces the clamped scalar mod the group order, so the shared point
+        // depends on the secret only modulo the point's order), where a sound key gives as
+        // many boxes as secret keys.
+        let nonce = crypto_box::Nonce::default();
+        let distinct_boxes = |key: &PublicKey| {
+            let mut boxes: Vec<Vec<u8>> = (0..64)
+                .map(|_| {
+                    ChaChaBox::new(&key.to_box_key(), &DeviceKey::generate().secret)
+                        .encrypt(&nonce, &b"m"[..])
+                        .unwrap()
+                })
+                .collect();
+            boxes.sort();
+            boxes.dedup();
+            boxes.len()
+        };
+        for key in &weak {
+            assert!(key.is_weak(), "{key:?}");
+            assert!(distinct_boxes(key) <= 8, "{key:?}");
+        }
+        assert_eq!(distinct_boxes(&DeviceKey::generate().public()), 64);
+        for _ in 0..64 {
+            assert!(!DeviceKey::generate().public().is_weak());
+        }
     }
 
     #[test]
