@@ -498,7 +498,7 @@ impl Cluster {
     }
 }
 
-/// A TCP proxy from 127.0.0.1:<free port> to `target` that records every byte both ways (in
+/// A TCP proxy from `127.0.0.1:<free port>` to `target` that records every byte both ways (in
 /// one buffer, in the order read). [`pause`](Self::pause) closes its client connections and
 /// refuses new ones (the port is closed) until [`resume`](Self::resume); dropping it stops it.
 #[derive(Debug)]
@@ -520,7 +520,7 @@ struct TapShared {
 }
 
 impl Tap {
-    /// Start proxying 127.0.0.1:<free port> to `target`.
+    /// Start proxying `127.0.0.1:<free port>` to `target`.
     pub fn start(target: SocketAddr) -> Tap {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local_addr");
