@@ -113,9 +113,28 @@ fn restart_and_kill9_keep_the_store() {
     }
 }
 
+/// The binary of `flavor`, if found (else skipped, or a panic under CI: see `flavors`).
+fn flavor_bin(flavor: Flavor) -> Option<std::path::PathBuf> {
+    flavors()
+        .into_iter()
+        .find(|(f, _)| *f == flavor)
+        .map(|(_, bin)| bin)
+}
+
+// One test per flavor, so that the two clusters (seconds each: a meta leader election at
+// start, another election after the kill) run in parallel.
 #[test]
-fn cluster_names_a_leader_and_elects_another() {
-    for (flavor, bin) in flavors() {
+fn cluster_names_a_leader_and_elects_another_debian() {
+    cluster_names_a_leader_and_elects_another(Flavor::Debian);
+}
+
+#[test]
+fn cluster_names_a_leader_and_elects_another_upstream() {
+    cluster_names_a_leader_and_elects_another(Flavor::Upstream);
+}
+
+fn cluster_names_a_leader_and_elects_another(flavor: Flavor) {
+    if let Some(bin) = flavor_bin(flavor) {
         let mut cluster = Cluster::start(&bin);
         assert_eq!(cluster.urls().split(',').count(), 3);
         let mut c = cluster.client().unwrap();
@@ -210,4 +229,31 @@ fn tap_records_the_bytes_and_pauses() {
     c.flush().unwrap();
     let seen = tap.bytes();
     assert!(seen.windows(16).any(|w| w == b"after-resume-77d"));
+}
+
+#[test]
+fn with_config_applies_the_file() {
+    for (flavor, bin) in flavors() {
+        let conf = r#"
+authorization {
+  users = [
+    { user: "alice", password: "s3cret", permissions: { publish: { deny: ["forbidden.>"] } } }
+  ]
+}
+"#;
+        let server = NatsServer::with_config(&bin, conf);
+        let err = Client::connect(&server.url()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{flavor}: {err}");
+        assert!(Client::connect_user(&server.url(), "alice", "wrong").is_err());
+        let mut c = Client::connect_user(&server.url(), "alice", "s3cret").unwrap();
+        // JetStream is on (from the command line) under the file's settings.
+        let info = c.js_request("$JS.API.INFO", b"").unwrap();
+        assert!(info.get("error").is_none(), "{flavor}: {info}");
+        c.publish("forbidden.x", b"no").unwrap();
+        let err = c.flush().unwrap_err();
+        assert!(
+            err.to_string().contains("Permissions Violation"),
+            "{flavor}: {err}"
+        );
+    }
 }
