@@ -12,6 +12,8 @@
 //! - [`mcp`]: an MCP client driving `mesh mcp` over its stdio;
 //! - [`claude`]: the real Claude Code binary, headless or in a terminal, against a scripted
 //!   model on 127.0.0.1; and [`fake_claude`], a small stand-in for it (`fake_claude.py`);
+//! - [`nats`]: real NATS servers (Debian's and upstream), a three-node cluster, a recording
+//!   TCP proxy and a tiny blocking NATS client, for the federation tests and benches;
 //! - [`procs`]: the benchmarks' guards: a daemon on a given HOME that dies with the bench, the
 //!   daemon in this process, and many stand-in sessions.
 //!
@@ -30,6 +32,7 @@
 
 pub mod claude;
 pub mod mcp;
+pub mod nats;
 pub mod procs;
 pub mod tty;
 pub mod user_manager;

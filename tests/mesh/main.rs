@@ -12,5 +12,6 @@ mod liveness;
 mod load;
 mod mcp;
 mod messaging;
+mod nats_kit;
 mod run;
 mod transcripts;

@@ -9,13 +9,17 @@
 //! (3e, commit → asker) runs the daemon in this process instead, to read the commit's time on
 //! the same clock as the asker's.
 //!
+//! Sections: `cargo bench -p mesh --bench mesh -- [--quick] [SECTION…]` runs the sections named
+//! (all without a name): `local` (parts 1–5, one machine) and `nats` (the raw NATS limits N1,
+//! N2 that the federated figures are compared with).
+//!
 //! Progress goes to stderr, the markdown report to stdout. The temp dir is made under
 //! `$MESH_BENCH_DIR` if set (to measure another disk), else the system temp dir.
 //!
 //! Modules: `report` (statistics, formatting, the table), `machine` (the header), `procs`
 //! (`/proc` accounting, reference binaries), `raw_socket` and `raw_sqlite` (the limits), and
 //! one module per measurement group: `requests` (1), `cli` (2a, 2b), `hooks` (2c–2i), `reply`
-//! (3a–3d), `reply_inproc` (3e), `throughput` (4, 4b), `fleet` (5). The daemon and session
+//! (3a–3d), `reply_inproc` (3e), `throughput` (4, 4b), `fleet` (5), `nats_raw` (N1, N2). The daemon and session
 //! guards are mesh-testkit's (`mesh_testkit::procs`), shared with the integration tests.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -23,6 +27,7 @@ mod cli;
 mod fleet;
 mod hooks;
 mod machine;
+mod nats_raw;
 mod procs;
 mod raw_socket;
 mod raw_sqlite;
@@ -99,8 +104,10 @@ fn main() {
         // environment concurrently.
         unsafe { std::env::set_var(mesh_testkit::MESH_BIN_ENV, bin) };
     }
-    // `cargo bench` passes `--bench`; only `--quick` means anything here.
+    // `cargo bench` passes `--bench`; of the options only `--quick` means anything here. The
+    // other arguments name sections.
     let quick = std::env::args().any(|a| a == "--quick");
+    let sections = sections(std::env::args().skip(1).filter(|a| !a.starts_with('-')));
     let plan = Plan::new(quick);
     let base = std::env::var_os("MESH_BENCH_DIR")
         .map(PathBuf::from)
@@ -111,11 +118,36 @@ fn main() {
         .unwrap();
     let info = machine::machine(tmp.path());
     let mut report = Report::default();
-    run(&plan, tmp.path(), &mut report);
+    if sections.contains(&"local") {
+        run_local(&plan, tmp.path(), &mut report);
+    }
+    if sections.contains(&"nats") {
+        nats_raw::run(&plan, &mut report);
+    }
+    progress("done");
     report::print(&plan, &info, &report);
 }
 
-fn run(plan: &Plan, tmp: &Path, report: &mut Report) {
+/// The sections a run can select, in the order they run.
+const SECTIONS: [&str; 2] = ["local", "nats"];
+
+/// The sections named on the command line (all when none is); panics on an unknown name.
+fn sections(named: impl Iterator<Item = String>) -> Vec<&'static str> {
+    let named: Vec<String> = named.collect();
+    for n in &named {
+        assert!(
+            SECTIONS.contains(&n.as_str()),
+            "unknown bench section {n:?}; the sections are {SECTIONS:?}"
+        );
+    }
+    SECTIONS
+        .into_iter()
+        .filter(|s| named.is_empty() || named.iter().any(|n| n == s))
+        .collect()
+}
+
+/// Parts 1–5: one machine, no network.
+fn run_local(plan: &Plan, tmp: &Path, report: &mut Report) {
     progress("compiling the empty and idle reference binaries");
     let empty = compile(tmp, "empty", "fn main() {}\n");
     let idle = compile(
@@ -179,5 +211,4 @@ fn run(plan: &Plan, tmp: &Path, report: &mut Report) {
     drop(sleepers);
 
     fleet::run(plan, tmp, &idle, &empty_exec, report);
-    progress("done");
 }

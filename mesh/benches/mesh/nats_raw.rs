@@ -1,0 +1,220 @@
+//! NATS limits (section `nats`): the raw figures the federated measurements are compared with,
+//! on a real `nats-server` (each flavor mesh-testkit finds: Debian's 2.9, upstream 2.15) on
+//! 127.0.0.1 with JetStream and a file store in the system temp dir, through `async-nats` on a
+//! multi-threaded tokio runtime, with none of the mesh's code:
+//! - N1: a core NATS request/reply round trip (requester and responder on two connections of
+//!   this process; the responder echoes the payload);
+//! - N2: JetStream acked publishes per second, 8 publishers on one connection (as one daemon
+//!   has one), each waiting for its ack before the next publish, with a `Nats-Msg-Id` (the
+//!   mesh dedupes by it) to a WorkQueue stream on file storage, like the mesh's mail stream.
+//!
+//! Payloads are 256 bytes, about an encrypted mesh envelope of a short message.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::stream::{Config, RetentionPolicy, StorageType};
+use futures::StreamExt;
+use mesh_testkit::nats::{NatsServer, flavors};
+
+use crate::Plan;
+use crate::report::{Report, Stats, fmt_stats, progress, row, stats, us};
+
+const PAYLOAD: usize = 256;
+const PUBLISHERS: usize = 8;
+
+/// The raw NATS figures of one server flavor.
+#[derive(Debug, Clone)]
+pub struct NatsRaw {
+    /// "debian 2.9" or "upstream 2.15", and the version the server reports.
+    pub flavor: String,
+    pub version: String,
+    /// Core request/reply round trip (µs).
+    pub request: Stats,
+    /// JetStream acked publishes per second, 8 publishers.
+    pub js_rate: f64,
+    /// Each acked publish's latency (µs), across the 8 publishers.
+    pub js_ack: Stats,
+}
+
+/// Measure each flavor found; rows N1 and N2 per flavor. Returns the figures, for the
+/// federated measurements to compare with.
+pub fn run(plan: &Plan, report: &mut Report) -> Vec<NatsRaw> {
+    let found = flavors();
+    if found.is_empty() {
+        report.notes.push(
+            "NATS limits (N1, N2) skipped: no nats-server found (see mesh_testkit::nats::flavors)."
+                .into(),
+        );
+        return Vec::new();
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut out = Vec::new();
+    for (flavor, bin) in found {
+        progress(&format!("NATS limits on {flavor} ({})", bin.display()));
+        let server = NatsServer::start(&bin);
+        let (version, request, js_rate, js_ack) = rt.block_on(measure(plan, &server.url()));
+        let raw = NatsRaw {
+            flavor: flavor.to_string(),
+            version,
+            request,
+            js_rate,
+            js_ack,
+        };
+        report.rows.push(row(
+            "N1",
+            format!(
+                "NATS {} (v{}): core request/reply round trip, {PAYLOAD} B, async-nats, loopback",
+                raw.flavor, raw.version
+            ),
+            fmt_stats(&raw.request),
+            "—",
+            "—",
+        ));
+        report.rows.push(row(
+            "N2",
+            format!(
+                "NATS {} (v{}): JetStream acked publishes/s, {PUBLISHERS} publishers, file \
+                 WorkQueue stream, {PAYLOAD} B + Nats-Msg-Id",
+                raw.flavor, raw.version
+            ),
+            format!("{:.0}/s", raw.js_rate),
+            "—",
+            format!("ack {}", fmt_stats(&raw.js_ack)),
+        ));
+        out.push(raw);
+    }
+    report.notes.push(format!(
+        "N1–N2 are raw NATS with none of the mesh's code (`nats_raw.rs`): N1 over {} round trips \
+         after {} of warm-up, N2 for {:?}; the server runs on 127.0.0.1 with its JetStream \
+         store in the system temp dir (`$TMPDIR`), with the server's default sync (an ack \
+         means stored, fsync'd every 2 minutes; SQLite's commits above are fsync'd each).",
+        nats_iters(plan),
+        plan.warmup,
+        plan.throughput_for
+    ));
+    out
+}
+
+/// Round trips for N1: 2,000 (200 with `--quick`).
+fn nats_iters(plan: &Plan) -> usize {
+    if plan.quick { 200 } else { 2_000 }
+}
+
+async fn measure(plan: &Plan, url: &str) -> (String, Stats, f64, Stats) {
+    let requester = async_nats::connect(url).await.unwrap();
+    let version = requester.server_info().version;
+
+    // N1: an echo responder on its own connection.
+    let responder = async_nats::connect(url).await.unwrap();
+    let mut sub = responder.subscribe("bench.echo").await.unwrap();
+    responder.flush().await.unwrap();
+    let echo = tokio::spawn(async move {
+        while let Some(msg) = sub.next().await {
+            if let Some(reply) = msg.reply {
+                responder.publish(reply, msg.payload).await.unwrap();
+            }
+        }
+    });
+    let payload = vec![b'x'; PAYLOAD];
+    let iters = nats_iters(plan);
+    let mut lat = Vec::with_capacity(iters);
+    for i in 0..plan.warmup + iters {
+        let t = Instant::now();
+        let reply = requester
+            .request("bench.echo", payload.clone().into())
+            .await
+            .unwrap();
+        let took = t.elapsed();
+        assert_eq!(reply.payload.len(), PAYLOAD);
+        if i >= plan.warmup {
+            lat.push(us(took));
+        }
+    }
+    echo.abort();
+    let request = stats(lat);
+
+    // N2: a WorkQueue stream on file storage, 8 publishers on one connection.
+    let js = jetstream::new(requester);
+    js.create_stream(Config {
+        name: "BENCH_MAIL".into(),
+        subjects: vec!["bench.to.*".into()],
+        retention: RetentionPolicy::WorkQueue,
+        storage: StorageType::File,
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // Warm-up: the store's first block.
+    for i in 0..plan.warmup {
+        js.send_publish(
+            "bench.to.warm",
+            PublishMessage::build()
+                .payload(payload.clone().into())
+                .message_id(format!("warm-{i}")),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let total = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..PUBLISHERS)
+        .map(|p| {
+            let (js, stop, total, payload) =
+                (js.clone(), stop.clone(), total.clone(), payload.clone());
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    let ack = js
+                        .send_publish(
+                            format!("bench.to.d{p}"),
+                            PublishMessage::build()
+                                .payload(payload.clone().into())
+                                .message_id(format!("p{p}-{n}")),
+                        )
+                        .await
+                        .unwrap()
+                        .await
+                        .unwrap();
+                    assert!(!ack.duplicate);
+                    lat.push(us(t.elapsed()));
+                    n += 1;
+                }
+                total.fetch_add(n, Ordering::Relaxed);
+                (lat, Instant::now())
+            })
+        })
+        .collect();
+    tokio::time::sleep(plan.throughput_for).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    let mut end = start;
+    for t in tasks {
+        let (lat, e) = t.await.unwrap();
+        all.extend(lat);
+        end = end.max(e);
+    }
+    let n = total.load(Ordering::Relaxed);
+    let rate = n as f64 / (end - start).as_secs_f64();
+    // Every acked publish is in the stream (nothing consumed it).
+    let mut stream = js.get_stream("BENCH_MAIL").await.unwrap();
+    let stored = stream.info().await.unwrap().state.messages;
+    assert_eq!(
+        stored,
+        n + plan.warmup as u64,
+        "acked publishes missing from the stream"
+    );
+    (version, request, rate, stats(all))
+}
