@@ -32,7 +32,7 @@ enum Command {
     Daemon(daemon_cmd::DaemonArgs),
     /// List live sessions (peers)
     #[command(
-        after_help = "Examples:\n  mesh list\n  mesh list --all --scope repo\n  mesh list --json"
+        after_help = "Examples:\n  mesh list\n  mesh list --all --scope repo\n  mesh list --scope mesh --json"
     )]
     List(cmd::list::Args),
     /// Show this session's id, name, cwd and pid
@@ -352,5 +352,11 @@ mod tests {
         assert!(args.all);
         assert_eq!(args.scope, cmd::list::ScopeArg::Repo);
         assert!(parse(&["list", "--scope", "galaxy"]).is_err());
+        let cli = parse(&["list", "--scope", "mesh"]).unwrap();
+        let Command::List(args) = cli.command else {
+            panic!("not list")
+        };
+        assert_eq!(args.scope, cmd::list::ScopeArg::Mesh);
+        assert_eq!(args.scope.split().1, mesh_proto::Reach::Mesh);
     }
 }

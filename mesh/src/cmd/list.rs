@@ -1,13 +1,15 @@
-//! `mesh list [--all] [--scope machine|repo|directory]`: the peers as a table; run inside a
-//! session, its own row is marked `(you)` (`"you": true` in `--json`).
+//! `mesh list [--all] [--scope machine|repo|directory|mesh]`: the peers as a table; run inside
+//! a session, its own row is marked `(you)` (`"you": true` in `--json`). `--scope mesh` adds the
+//! sessions of the other machines of the mesh (their host in the HOST column; this machine's
+//! rows show its own host, or `-` when it joined no mesh).
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 use mesh::display::{now_ms, relative_time, render_table, session_state, short_id};
-use mesh::json::ListJson;
+use mesh::json::{ListJson, remote_state, scope_str};
 use mesh_client::CallerFromEnv;
-use mesh_proto::{Caller, List, Scope, WhoAmI, sanitize};
+use mesh_proto::{Caller, List, ListScoped, Reach, Scope, WhoAmI, sanitize};
 
 use super::{JsonFlag, connect, emit, emit_json, session_cwd};
 
@@ -16,7 +18,8 @@ pub struct Args {
     /// Include sessions that are no longer running
     #[arg(long)]
     pub all: bool,
-    /// Every session on this machine, or only those in this git repository or directory
+    /// Every session on this machine, only those in this git repository or directory, or
+    /// every session of every machine in the mesh (`mesh join`)
     #[arg(long, value_enum, default_value_t = ScopeArg::Machine)]
     pub scope: ScopeArg,
     #[command(flatten)]
@@ -28,20 +31,31 @@ pub enum ScopeArg {
     Machine,
     Repo,
     Directory,
+    Mesh,
 }
 
-impl From<ScopeArg> for Scope {
-    fn from(s: ScopeArg) -> Self {
-        match s {
-            ScopeArg::Machine => Scope::Machine,
-            ScopeArg::Repo => Scope::Repo,
-            ScopeArg::Directory => Scope::Directory,
+impl ScopeArg {
+    /// The local scope and the machines the list covers.
+    pub fn split(self) -> (Scope, Reach) {
+        match self {
+            ScopeArg::Machine => (Scope::Machine, Reach::Machine),
+            ScopeArg::Repo => (Scope::Repo, Reach::Machine),
+            ScopeArg::Directory => (Scope::Directory, Reach::Machine),
+            ScopeArg::Mesh => (Scope::Machine, Reach::Mesh),
+        }
+    }
+
+    /// As `--json` names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScopeArg::Mesh => "mesh",
+            other => scope_str(other.split().0),
         }
     }
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let scope = Scope::from(args.scope);
+    let (scope, reach) = args.scope.split();
     let caller = Caller::from_env();
     let mut conn = connect()?;
     // Which row is this command's own session (README "Who am I?").
@@ -53,17 +67,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .session
         .map(|s| s.key);
     let peers = conn
-        .list(List {
-            caller,
-            scope,
-            include_offline: args.all,
+        .call_typed(ListScoped {
+            list: List {
+                caller,
+                scope,
+                include_offline: args.all,
+            },
+            reach,
         })
         .context("cannot list sessions")?;
     if args.out.json {
-        emit_json(&ListJson::new(scope, args.all, &peers.sessions, me))?;
+        emit_json(&ListJson::new(args.scope.as_str(), args.all, &peers, me))?;
         return Ok(ExitCode::SUCCESS);
     }
-    if peers.sessions.is_empty() {
+    if peers.local.is_empty() && peers.remote.is_empty() {
         emit(if args.all {
             "no sessions\n"
         } else {
@@ -72,29 +89,44 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let now = now_ms();
-    let rows: Vec<Vec<String>> = peers
-        .sessions
-        .iter()
-        .map(|s| {
-            vec![
-                if Some(s.key) == me {
-                    format!("{} (you)", s.name)
-                } else {
-                    s.name.clone()
-                },
-                short_id(&s.session_id).to_owned(),
-                s.pid.to_string(),
-                session_state(s).to_owned(),
-                s.pending.to_string(),
-                relative_time(now, s.last_active_ms),
-                session_cwd(s),
-                sanitize::terminal_cut(&s.summary, 48),
-            ]
-        })
-        .collect();
+    let host = peers.host.clone().unwrap_or_else(|| "-".to_owned());
+    let local = peers.local.iter().map(|s| {
+        vec![
+            if Some(s.key) == me {
+                format!("{} (you)", s.name)
+            } else {
+                s.name.clone()
+            },
+            host.clone(),
+            short_id(&s.session_id).to_owned(),
+            s.pid.to_string(),
+            session_state(s).to_owned(),
+            s.pending.to_string(),
+            relative_time(now, s.last_active_ms),
+            session_cwd(s),
+            sanitize::terminal_cut(&s.summary, 48),
+        ]
+    });
+    // Another machine's: no pid or folder of ours; "last active" is when it was last heard of.
+    let remote = peers.remote.iter().map(|r| {
+        vec![
+            r.name.clone(),
+            r.host.clone(),
+            short_id(&r.session_id).to_owned(),
+            "-".to_owned(),
+            remote_state(r).to_owned(),
+            r.pending.to_string(),
+            relative_time(now, r.seen_ms),
+            "-".to_owned(),
+            sanitize::terminal_cut(&r.summary, 48),
+        ]
+    });
+    let rows: Vec<Vec<String>> = local.chain(remote).collect();
+    // Every cell is shown on one line, control characters visible (render_table).
     emit(&render_table(
         &[
             "NAME",
+            "HOST",
             "ID",
             "PID",
             "STATE",
