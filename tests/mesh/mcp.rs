@@ -271,9 +271,12 @@ fn whoami_list_and_set_summary_identify_the_parent_session() {
     for scope in ["machine", "repo", "directory", "mesh"] {
         let doc = mcp.call("list_peers", json!({"scope": scope}));
         assert_eq!(doc["scope"], scope);
-        // A machine outside any mesh: its own sessions only, no host.
-        assert_eq!(doc["peers"].as_array().unwrap().len(), 1, "{doc}");
+        // A machine outside any mesh: no host, and `mesh` lists what `machine` does.
         assert!(doc.get("host").is_none(), "{doc}");
+        if scope == "machine" || scope == "mesh" {
+            assert_eq!(doc["peers"].as_array().unwrap().len(), 1, "{doc}");
+            assert_eq!(doc["peers"][0]["name"], "backend", "{doc}");
+        }
     }
     let err = mcp.call_err("list_peers", json!({"scope": "galaxy"}));
     assert!(err.contains("galaxy"), "{err}");
