@@ -9,7 +9,7 @@ use anyhow::Context;
 use mesh::display::{now_ms, relative_time, render_table, session_state, short_id};
 use mesh::json::{ListJson, remote_state, scope_str};
 use mesh_client::CallerFromEnv;
-use mesh_proto::{Caller, List, ListScoped, Reach, Scope, WhoAmI, sanitize};
+use mesh_proto::{Caller, List, ListScoped, MeshPeers, Reach, Scope, WhoAmI, sanitize};
 
 use super::{JsonFlag, connect, emit, emit_json, session_cwd};
 
@@ -88,7 +88,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         })?;
         return Ok(ExitCode::SUCCESS);
     }
-    let now = now_ms();
+    let rows = rows(&peers, me, now_ms());
+    // Every cell is shown on one line, control characters visible (render_table).
+    emit(&render_table(
+        &[
+            "NAME",
+            "HOST",
+            "ID",
+            "PID",
+            "STATE",
+            "PENDING",
+            "LAST ACTIVE",
+            "CWD",
+            "SUMMARY",
+        ],
+        &rows,
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The table's rows: this machine's sessions (`me`: the key of the caller's own), then other
+/// machines'.
+fn rows(peers: &MeshPeers, me: Option<u64>, now: i64) -> Vec<Vec<String>> {
     let host = peers.host.clone().unwrap_or_else(|| "-".to_owned());
     let local = peers.local.iter().map(|s| {
         vec![
@@ -121,21 +142,59 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             sanitize::terminal_cut(&r.summary, 48),
         ]
     });
-    let rows: Vec<Vec<String>> = local.chain(remote).collect();
-    // Every cell is shown on one line, control characters visible (render_table).
-    emit(&render_table(
-        &[
-            "NAME",
-            "HOST",
-            "ID",
-            "PID",
-            "STATE",
-            "PENDING",
-            "LAST ACTIVE",
-            "CWD",
-            "SUMMARY",
-        ],
-        &rows,
-    ))?;
-    Ok(ExitCode::SUCCESS)
+    local.chain(remote).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use mesh_proto::{RemoteSession, SessionInfo};
+
+    use super::*;
+
+    #[test]
+    fn remote_rows_show_their_host_and_no_pid_or_folder() {
+        let local = SessionInfo {
+            key: 1,
+            session_id: "0123456789abcdef".into(),
+            name: "api".into(),
+            pid: 42,
+            cwd: "/srv/api".into(),
+            project_root: None,
+            git_root: None,
+            transcript_path: None,
+            summary: String::new(),
+            idle: true,
+            live: true,
+            registered_ms: 0,
+            last_active_ms: 0,
+            pending: 0,
+        };
+        let remote = RemoteSession {
+            host: "ci".into(),
+            session_id: "fedcba9876543210".into(),
+            name: "tests".into(),
+            summary: "the suite\x1b[2J".into(),
+            idle: false,
+            pending: 3,
+            live: true,
+            seen_ms: 58_000,
+        };
+        let peers = MeshPeers {
+            host: Some("laptop".into()),
+            local: vec![local],
+            remote: vec![remote],
+        };
+        let rows = rows(&peers, Some(1), 60_000);
+        assert_eq!(
+            rows[0][..6],
+            ["api (you)", "laptop", "01234567", "42", "idle", "0"]
+        );
+        assert_eq!(
+            rows[1][..8],
+            ["tests", "ci", "fedcba98", "-", "busy", "3", "2s ago", "-"]
+        );
+        assert!(!rows[1][8].contains('\x1b'), "{:?}", rows[1][8]);
+        let table = render_table(&["NAME", "HOST"], &rows);
+        assert!(!table.contains('\x1b'), "{table}");
+    }
 }

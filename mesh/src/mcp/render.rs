@@ -285,6 +285,63 @@ mod tests {
         }
     }
 
+    fn session(key: u64, name: &str) -> SessionInfo {
+        SessionInfo {
+            key,
+            session_id: format!("{name}-session"),
+            name: name.into(),
+            pid: 42,
+            cwd: "/src".into(),
+            project_root: None,
+            git_root: None,
+            transcript_path: None,
+            summary: String::new(),
+            idle: true,
+            live: true,
+            registered_ms: 0,
+            last_active_ms: 0,
+            pending: 0,
+        }
+    }
+
+    #[test]
+    fn peers_across_machines_are_named_name_at_host() {
+        let me = session(1, "frontend");
+        let found = MeshPeers {
+            host: Some("laptop".into()),
+            local: vec![me.clone(), session(2, "backend")],
+            remote: vec![RemoteSession {
+                host: "ci".into(),
+                session_id: "ci-session".into(),
+                name: "tests".into(),
+                summary: "running the suite".into(),
+                idle: false,
+                pending: 2,
+                live: true,
+                seen_ms: now_ms(),
+            }],
+        };
+        let v = peers("mesh", Some(&me), &found);
+        assert_eq!(v["scope"], "mesh");
+        assert_eq!(v["host"], "laptop");
+        let list = v["peers"].as_array().unwrap();
+        assert_eq!(list.len(), 2, "{v}");
+        assert_eq!(list[0]["name"], "backend");
+        assert_eq!(list[1]["name"], "tests@ci");
+        assert_eq!(list[1]["host"], "ci");
+        assert_eq!(list[1]["state"], "busy");
+        assert_eq!(list[1]["pending"], 2);
+        // Outside a mesh: no host, and the note when nobody else runs.
+        let alone = MeshPeers {
+            host: None,
+            local: vec![me.clone()],
+            remote: Vec::new(),
+        };
+        let v = peers("machine", Some(&me), &alone);
+        assert!(v.get("host").is_none(), "{v}");
+        assert!(v["note"].is_string(), "{v}");
+    }
+
     #[test]
     fn messages_use_m_ids_and_readable_times() {
         let mut m = msg(42, Kind::Answer, "8080");
