@@ -4,6 +4,7 @@
 
 pub mod activation;
 pub mod conn;
+pub mod federation;
 pub mod handlers;
 pub mod liveness;
 pub mod monitor;
