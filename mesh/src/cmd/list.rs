@@ -76,6 +76,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             reach,
         })
         .context("cannot list sessions")?;
+    if reach == Reach::Mesh && peers.host.is_none() && !args.out.json {
+        super::stdout::warn(
+            "this machine is not part of a mesh: only its own sessions (`mesh join <nats-url>` joins one)",
+        );
+    }
     if args.out.json {
         emit_json(&ListJson::new(args.scope.as_str(), args.all, &peers, me))?;
         return Ok(ExitCode::SUCCESS);
