@@ -4,6 +4,7 @@
 //! real `mesh` binary and a real daemon.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::os::unix::fs::PermissionsExt;
 use std::process::Output;
 
 use mesh_daemon::federation::config::{self, FederationConfig};
@@ -108,7 +109,6 @@ fn list_on_a_machine_outside_any_mesh_has_a_host_column_and_no_remote_rows() {
 }
 
 fn mode(path: &std::path::Path) -> u32 {
-    use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
@@ -346,6 +346,21 @@ fn join_refuses_bad_input_with_exit_7_and_changes_nothing() {
     assert!(!config_path(&mesh).exists());
     assert!(!key_path(&mesh).exists());
     assert_eq!(mesh.conn().daemon_pid(), pid, "not restarted");
+
+    // A device key others can read is not used, and not replaced: nothing is written.
+    std::fs::write(key_path(&mesh), [7u8; 32]).unwrap();
+    std::fs::set_permissions(key_path(&mesh), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = mesh
+        .mesh()
+        .args(["join", "nats://127.0.0.1:4222"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("chmod 600"), "{err}");
+    assert!(!config_path(&mesh).exists());
+    assert_eq!(std::fs::read(key_path(&mesh)).unwrap(), [7u8; 32]);
+    assert_eq!(mesh.conn().daemon_pid(), pid, "not restarted");
 }
 
 #[test]
@@ -381,6 +396,7 @@ fn keys_shows_the_fingerprint_of_the_key_file() {
     assert_eq!(doc["device_id"], key.device_id().to_string(), "{doc:#}");
     assert_eq!(doc["host"], "laptop", "{doc:#}");
     assert!(doc["hosts"].is_array(), "the daemon answered: {doc:#}");
+    assert!(doc["daemon_joined"].is_boolean(), "{doc:#}");
     let said = stdout(&mesh.mesh().arg("keys").output().unwrap());
     assert!(said.contains(&fingerprint), "{said}");
     assert!(said.contains("laptop (team t1)"), "{said}");
@@ -464,7 +480,6 @@ fn health_has_one_federation_line_outside_a_mesh_and_checks_the_files_inside() {
     assert!(server["fix"].is_string(), "{checks:#?}");
 
     // A key others can read fails, with the fix.
-    use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(key_path(&mesh), std::fs::Permissions::from_mode(0o644)).unwrap();
     let config = federation_checks(&mesh)
         .into_iter()

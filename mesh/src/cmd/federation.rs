@@ -212,8 +212,8 @@ pub fn join(args: JoinArgs) -> anyhow::Result<ExitCode> {
         ..new
     };
     let changed = old.as_ref().map(|o| changes(o, &new)).unwrap_or_default();
-    new.save(root)
-        .with_context(|| format!("cannot write {}", root.join(config::FILE).display()))?;
+    // The key first: one that exists but cannot be used stops the join before anything is
+    // written. It is never replaced: it is this machine's identity, which other machines pinned.
     let key_path = FederationConfig::key_path(root);
     let (key, key_created) = match DeviceKey::load(&key_path) {
         Ok(key) => (key, false),
@@ -221,14 +221,12 @@ pub fn join(args: JoinArgs) -> anyhow::Result<ExitCode> {
             DeviceKey::create(&key_path).context("cannot create this device's key")?,
             true,
         ),
-        // Never replaced: it is this machine's identity, which other machines pinned.
         Err(e) => {
-            return Err(anyhow::Error::new(e).context(format!(
-                "{} is written, but this device's key cannot be used",
-                config::FILE
-            )));
+            return Err(anyhow::Error::new(e).context("this device's key cannot be used"));
         }
     };
+    new.save(root)
+        .with_context(|| format!("cannot write {}", root.join(config::FILE).display()))?;
     let done = restart_daemon(&state).with_context(|| {
         format!(
             "joined ({} is written), but the daemon did not restart: run `mesh restart`",
@@ -399,6 +397,9 @@ struct KeysJson<'a> {
     hosts: Option<Vec<HostJson<'a>>>,
     /// Why the daemon could not be asked, if so.
     daemon_error: Option<String>,
+    /// The daemon takes part in the mesh (`false`: it started before `mesh join`; `null`: not
+    /// asked).
+    daemon_joined: Option<bool>,
 }
 
 fn list_keys(json: bool) -> anyhow::Result<ExitCode> {
@@ -440,6 +441,7 @@ fn list_keys(json: bool) -> anyhow::Result<ExitCode> {
             .as_ref()
             .map(|r| r.hosts.iter().map(HostJson::from).collect()),
         daemon_error,
+        daemon_joined: report.as_ref().map(|r| r.configured),
     };
     if json {
         emit_json(&doc)?;
@@ -483,6 +485,12 @@ fn render_keys(doc: &KeysJson<'_>, report: Option<&FederationReport>, key_path: 
     let Some(r) = report else {
         return out;
     };
+    if !r.configured {
+        out.push_str(
+            "the daemon runs without the mesh (it started before `mesh join`): `mesh restart`\n",
+        );
+        return out;
+    }
     if r.hosts.is_empty() {
         out.push_str("no other host known yet (they appear once they announce their key)\n");
         return out;
