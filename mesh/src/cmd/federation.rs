@@ -603,6 +603,61 @@ mod tests {
         }
     }
 
+    fn host(name: &str, offered: Option<&str>) -> HostKey {
+        HostKey {
+            host: name.into(),
+            device_id: "11".repeat(16),
+            fingerprint: "1111:2222".into(),
+            offered_fingerprint: offered.map(str::to_owned),
+            first_seen_ms: 0,
+            last_seen_ms: Some(now_ms()),
+            live_sessions: 2,
+        }
+    }
+
+    #[test]
+    fn keys_show_trusted_and_refused_hosts_safely() {
+        let report = FederationReport {
+            configured: true,
+            hosts: vec![
+                host("ci", None),
+                host("dev", Some("9999:8888")),
+                host("evil\x1b]0;owned\x07", None),
+            ],
+            ..FederationReport::default()
+        };
+        let doc = KeysJson {
+            joined: true,
+            host: Some("laptop"),
+            team: Some("default"),
+            device_id: Some("ab".repeat(16)),
+            fingerprint: Some("abcd:ef01".into()),
+            key_error: None,
+            hosts: None,
+            daemon_error: None,
+            daemon_joined: Some(true),
+        };
+        let text = render_keys(&doc, Some(&report), Path::new("/k"));
+        assert!(
+            text.contains("this host:    laptop (team default)"),
+            "{text}"
+        );
+        assert!(text.contains("fingerprint:  abcd:ef01"), "{text}");
+        assert!(
+            text.contains("ci  trusted, seen just now, 2 live sessions"),
+            "{text}"
+        );
+        assert!(text.contains("dev  REFUSED"), "{text}");
+        assert!(text.contains("trusted      1111:2222"), "{text}");
+        assert!(text.contains("offered      9999:8888"), "{text}");
+        assert!(text.contains("mesh keys trust dev 9999:8888"), "{text}");
+        assert!(!text.contains('\x1b') && !text.contains('\x07'), "{text}");
+        // The daemon outside the mesh: said, with the fix.
+        let report = FederationReport::default();
+        let text = render_keys(&doc, Some(&report), Path::new("/k"));
+        assert!(text.contains("`mesh restart`"), "{text}");
+    }
+
     #[test]
     fn a_rejoin_says_what_changed() {
         let a = config("nats://a:4222", "default");
