@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 
 use mesh_proto::{
     AskResult, Caller, Deregistered, ErrorCode, Inbox, MAX_PATH_LEN, MAX_SESSION_ID_LEN, Me, Peers,
-    Pong, Replied, Request, Response, Scope, Sent, SessionInfo, WireError,
+    Pong, Reach, Replied, Request, Response, Scope, Sent, SessionInfo, WireError,
 };
 use tokio::sync::oneshot;
 
+use crate::federation::Setup;
 use crate::monitor::Monitor;
 use crate::naming;
 use crate::procinfo::{self, LazyLineage};
@@ -33,6 +34,8 @@ pub struct Shared {
     pub version: String,
     /// The `mesh run` supervisors connected now.
     pub supervisors: Arc<Supervisors>,
+    /// Whether this machine is part of a mesh across machines (`federation.toml`).
+    pub federation: crate::federation::Setup,
 }
 
 /// The connecting process, as the kernel reported it.
@@ -284,24 +287,30 @@ pub async fn handle(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Outcome 
             .store
             .read(|r| Ok(Response::Message(messages::status(r, m.message_id)?)))
             .into(),
-        Request::ListScoped(l) => list(shared, peer, l.list)
-            .await
-            .map(|r| match r {
-                Response::Peers(p) => Response::MeshPeers(mesh_proto::MeshPeers {
-                    host: None,
-                    local: p.sessions,
-                    remote: Vec::new(),
-                }),
-                other => other,
-            })
-            .into(),
+        Request::ListScoped(l) => list_scoped(shared, peer, l).await.into(),
         Request::FederationStatus(_) => {
-            Outcome::Now(Response::Federation(mesh_proto::FederationReport::default()))
+            let report = match &shared.federation {
+                Setup::Off => mesh_proto::FederationReport::default(),
+                Setup::Broken { reason } => crate::federation::broken_report(reason),
+                Setup::On(fed) => fed.report(&shared.store).await,
+            };
+            Outcome::Now(Response::Federation(report))
         }
-        Request::TrustKey(_) => Outcome::Now(Response::Error(WireError::new(
-            ErrorCode::InvalidArgument,
-            "this machine is not part of a mesh (`mesh join <nats-url>` joins one)",
-        ))),
+        Request::TrustKey(t) => {
+            if shared.federation.federation().is_none() {
+                return Outcome::Now(Response::Error(WireError::new(
+                    ErrorCode::InvalidArgument,
+                    "this machine is not part of a mesh (`mesh join <nats-url>` joins one)",
+                )));
+            }
+            store
+                .call(move |ctx| {
+                    crate::store::federation::trust_key(ctx, &t.host, &t.fingerprint)
+                        .map(Response::Trusted)
+                })
+                .await
+                .into()
+        }
     }
 }
 
@@ -559,6 +568,35 @@ async fn register(
         .await?;
     shared.monitor.watch(key, info.pid, proc_.start);
     Ok(Response::Registered(info))
+}
+
+/// [`mesh_proto::ListScoped`]: this machine's sessions as `list` shows them, and with
+/// [`Reach::Mesh`] the sessions other machines list.
+async fn list_scoped(
+    shared: &Arc<Shared>,
+    peer: &Peer,
+    l: mesh_proto::ListScoped,
+) -> Result<Response, WireError> {
+    let include_offline = l.list.include_offline;
+    let local = match list(shared, peer, l.list).await? {
+        Response::Peers(p) => p.sessions,
+        other => return Ok(other),
+    };
+    let fed = shared.federation.federation();
+    let remote = match (l.reach, fed) {
+        (Reach::Mesh, Some(_)) => {
+            let now = crate::store::now_ms();
+            shared
+                .store
+                .read(|r| crate::store::federation::remote_sessions(r, now, include_offline))?
+        }
+        _ => Vec::new(),
+    };
+    Ok(Response::MeshPeers(mesh_proto::MeshPeers {
+        host: fed.map(|f| f.identity().host.clone()),
+        local,
+        remote,
+    }))
 }
 
 async fn list(

@@ -234,7 +234,22 @@ pub async fn run(
             stop.clone(),
         );
     }
+    // The mesh across machines, only when this machine joined one (`federation.toml` beside
+    // the database): otherwise nothing connects anywhere.
+    let federation = match config.db_path.parent() {
+        Some(dir) => crate::federation::Setup::load(dir),
+        None => crate::federation::Setup::Off,
+    };
+    match &federation {
+        crate::federation::Setup::Off => {}
+        crate::federation::Setup::Broken { reason } => tracing::error!(
+            "federation.toml cannot be used ({reason}); serving this machine only. `mesh \
+             health` says more; `mesh join` writes it again"
+        ),
+        crate::federation::Setup::On(fed) => fed.start(store.clone(), &tasks, stop.clone()),
+    }
     let shared = Arc::new(Shared {
+        federation,
         store: store.clone(),
         monitor,
         started: Instant::now(),

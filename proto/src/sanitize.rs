@@ -273,7 +273,8 @@ pub fn notification(text: &str, max_chars: usize) -> String {
 /// to quote and easy to type: control characters and line breaks (any whitespace) become one
 /// space; [hidden](is_hidden) characters and zero-width joiners are removed; quotes (`"` `'`
 /// `` ` `` and their typographic forms), backslashes, `<` and `>` become `-`; the result is
-/// trimmed and cut to `max_chars` characters.
+/// trimmed and cut to `max_chars` characters. `@` becomes `-`: it separates a name from its
+/// host in an address (`name@host`).
 pub fn name(raw: &str, max_chars: usize) -> Option<String> {
     let mut out = String::with_capacity(raw.len().min(max_chars * 4));
     let mut n = 0;
@@ -285,6 +286,8 @@ pub fn name(raw: &str, max_chars: usize) -> Option<String> {
                 continue;
             }
             '"' | '\'' | '`' | '\\' | '<' | '>' | '\u{2018}'..='\u{201f}' | '«' | '»' => '-',
+            // `@` separates a name from its host (`name@host`): never part of a name.
+            '@' => '-',
             c => c,
         };
         if c == ' ' {

@@ -237,11 +237,35 @@ impl FederationConfig {
         }
     }
 
+    /// `url` fit to show (`mesh health`, logs): any `user:password@` of each URL replaced by
+    /// `***@`.
+    pub fn redacted_url(&self) -> String {
+        redact_url(&self.url)
+    }
+
     /// The team's opaque id on the wire: the first 8 bytes of
     /// SHA-256("claude-mesh team\0" ‖ team), as 16 lowercase hex digits.
     pub fn team_id(&self) -> String {
         team_id(&self.team)
     }
+}
+
+/// See [`FederationConfig::redacted_url`].
+pub fn redact_url(url: &str) -> String {
+    url.split(',')
+        .map(|one| match one.find("://") {
+            Some(scheme_end) => {
+                let (scheme, rest) = one.split_at(scheme_end + 3);
+                let authority_end = rest.find('/').unwrap_or(rest.len());
+                match rest[..authority_end].rfind('@') {
+                    Some(at) => format!("{scheme}***{}", &rest[at..]),
+                    None => one.to_owned(),
+                }
+            }
+            None => one.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// See [`FederationConfig::team_id`].
@@ -511,6 +535,19 @@ mod tests {
         full().save(dir.path()).unwrap();
         assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "untouched");
         assert_eq!(FederationConfig::load(dir.path()).unwrap(), Some(full()));
+    }
+
+    #[test]
+    fn redacted_url_hides_credentials() {
+        assert_eq!(redact_url("nats://h:4222"), "nats://h:4222");
+        assert_eq!(redact_url("nats://u:secret@h:4222"), "nats://***@h:4222");
+        assert_eq!(redact_url("nats://tok@h"), "nats://***@h");
+        assert_eq!(
+            redact_url("tls://a:b@h1:1, nats://h2:2,wss://x:p@w@h3/path@x"),
+            "tls://***@h1:1, nats://h2:2,wss://***@h3/path@x"
+        );
+        let config = FederationConfig::new("nats://me:pw@h:4222", "box");
+        assert!(!config.redacted_url().contains("pw"));
     }
 
     #[test]

@@ -369,7 +369,8 @@ pub fn open_frame(
     Ok(env)
 }
 
-/// Decodes an announcement from the keys stream: bounded, version, host and team checked.
+/// Decodes an announcement from the keys stream: bounded; version, host and team checked; a
+/// weak (small-order) public key refused.
 pub fn read_announce(bytes: &[u8]) -> Result<Announce, EnvelopeError> {
     if bytes.len() > MAX_ANNOUNCE {
         return Err(EnvelopeError::TooLarge {
@@ -383,6 +384,11 @@ pub fn read_announce(bytes: &[u8]) -> Result<Announce, EnvelopeError> {
     }
     check_host("host", &a.host)?;
     check_host("team", &a.team)?;
+    if a.public_key().is_weak() {
+        return Err(EnvelopeError::Invalid {
+            field: "public_key",
+        });
+    }
     Ok(a)
 }
 
@@ -837,6 +843,15 @@ mod tests {
         assert_eq!(read, a);
         assert_eq!(read.public_key().device_id(), key.device_id());
         for (bad, err) in [
+            (
+                Announce {
+                    public_key: [0; 32],
+                    ..a.clone()
+                },
+                EnvelopeError::Invalid {
+                    field: "public_key",
+                },
+            ),
             (Announce { v: 2, ..a.clone() }, EnvelopeError::Version(2)),
             (
                 Announce {

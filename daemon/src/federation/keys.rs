@@ -44,7 +44,7 @@ impl fmt::Debug for DeviceKey {
 pub enum KeyError {
     #[error("no device key at {}: run `mesh join` again", path.display())]
     Missing { path: PathBuf },
-    #[error("{} already exists: refusing to overwrite this device's key (run `mesh leave` first to start over)", path.display())]
+    #[error("{} already exists: refusing to overwrite this device's key", path.display())]
     Exists { path: PathBuf },
     #[error("{} is a symbolic link: the device key must be a regular file; remove it and run `mesh join` again", path.display())]
     Symlink { path: PathBuf },
@@ -84,35 +84,44 @@ impl DeviceKey {
         }
     }
 
-    /// Generates a key and writes it to `path`, which must not exist (`O_CREAT|O_EXCL`, mode
-    /// 0600, never through a symbolic link): 32 raw secret bytes, fsync'd with the directory.
+    /// Generates a key and writes it to `path`, which must not exist (never replaced, never
+    /// written through a symbolic link): 32 raw secret bytes, mode 0600, fsync'd with the
+    /// directory. The file appears whole: it is written under a temporary name (`O_CREAT|
+    /// O_EXCL`) and linked to `path`, which fails if `path` exists, so a concurrent
+    /// [`DeviceKey::load`] never sees it half-written.
     pub fn create(path: &Path) -> Result<DeviceKey, KeyError> {
         let key = DeviceKey::generate();
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::AlreadyExists => KeyError::Exists {
-                    path: path.to_owned(),
-                },
-                _ => KeyError::io(path, e),
-            })?;
-        let written = file
-            .write_all(&key.secret.to_bytes())
-            .and_then(|()| file.sync_all());
-        if let Err(e) = written {
-            drop(file);
-            let _ = std::fs::remove_file(path);
-            return Err(KeyError::io(path, e));
-        }
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| KeyError::io(dir, e))?;
-        }
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let tmp = dir.join(format!(
+            ".{name}.{}.{}.tmp",
+            std::process::id(),
+            key.device_id()
+        ));
+        let written = (|| {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&tmp)?;
+            file.write_all(&key.secret.to_bytes())?;
+            file.sync_all()?;
+            std::fs::hard_link(&tmp, path)
+        })();
+        let _ = std::fs::remove_file(&tmp);
+        written.map_err(|e| match e.kind() {
+            io::ErrorKind::AlreadyExists => KeyError::Exists {
+                path: path.to_owned(),
+            },
+            _ => KeyError::io(path, e),
+        })?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| KeyError::io(dir, e))?;
         Ok(key)
     }
 
@@ -167,6 +176,22 @@ impl DeviceKey {
                     len: bytes.len() as u64,
                 })?;
         Ok(DeviceKey::from_secret_bytes(secret))
+    }
+
+    /// This device's key at `path`: the one there (checked as [`DeviceKey::load`] does), or a
+    /// new one created there (as [`DeviceKey::create`] does) if there is none. Also `true` if
+    /// it was created. For `mesh join`, which keeps an existing key so that the fingerprint
+    /// others pinned stays valid; two racing calls end up with the same key.
+    pub fn load_or_create(path: &Path) -> Result<(DeviceKey, bool), KeyError> {
+        match DeviceKey::load(path) {
+            Ok(key) => Ok((key, false)),
+            Err(KeyError::Missing { .. }) => match DeviceKey::create(path) {
+                Ok(key) => Ok((key, true)),
+                Err(KeyError::Exists { .. }) => Ok((DeviceKey::load(path)?, false)),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        }
     }
 
     /// The public half, announced to the team.
@@ -237,6 +262,52 @@ impl PublicKey {
     /// SHA-256 of the key.
     pub fn fingerprint(&self) -> Fingerprint {
         Fingerprint(Sha256::digest(self.0).into())
+    }
+
+    /// Whether this is a point of small order (libsodium's list, the top bit ignored as X25519
+    /// ignores it): with such a key the shared secret is one of at most 8 values whatever the
+    /// other secret key, so anyone could read what is sealed for it and forge what comes from
+    /// it. Refuse
+    /// such keys wherever a key is learnt ([`super::envelope::read_announce`] does).
+    pub fn is_weak(&self) -> bool {
+        const SMALL_ORDER: [[u8; KEY_LEN]; 7] = [
+            [0; 32],
+            [
+                1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                0, 0, 0, 0,
+            ],
+            [
+                0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3, 0xfa, 0xf1, 0x9f,
+                0xc4, 0x6a, 0xda, 0x09, 0x8d, 0xeb, 0x9c, 0x32, 0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16,
+                0x5f, 0x49, 0xb8, 0x00,
+            ],
+            [
+                0x5f, 0x9c, 0x95, 0xbc, 0xa3, 0x50, 0x8c, 0x24, 0xb1, 0xd0, 0xb1, 0x55, 0x9c, 0x83,
+                0xef, 0x5b, 0x04, 0x44, 0x5c, 0xc4, 0x58, 0x1c, 0x8e, 0x86, 0xd8, 0x22, 0x4e, 0xdd,
+                0xd0, 0x9f, 0x11, 0x57,
+            ],
+            {
+                let mut p_minus_1 = [0xff; 32];
+                p_minus_1[0] = 0xec;
+                p_minus_1[31] = 0x7f;
+                p_minus_1
+            },
+            {
+                let mut p = [0xff; 32];
+                p[0] = 0xed;
+                p[31] = 0x7f;
+                p
+            },
+            {
+                let mut p_plus_1 = [0xff; 32];
+                p_plus_1[0] = 0xee;
+                p_plus_1[31] = 0x7f;
+                p_plus_1
+            },
+        ];
+        let mut key = self.0;
+        key[31] &= 0x7f;
+        SMALL_ORDER.contains(&key)
     }
 
     fn to_box_key(self) -> crypto_box::PublicKey {
@@ -501,6 +572,70 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_box_cannot_be_reflected_back_to_its_sender() {
+        // X25519 gives both ends the same shared key, so the box is bound to its direction
+        // only by the associated data, which names both devices (as envelope::aad does).
+        let (alice, bob) = (DeviceKey::generate(), DeviceKey::generate());
+        let aad =
+            |from: &DeviceKey, to: &DeviceKey| [from.device_id().0, to.device_id().0].concat();
+        let sealed = seal(&alice, &bob.public(), &aad(&alice, &bob), b"x").unwrap();
+        assert_eq!(
+            open(&alice, &bob.public(), &aad(&bob, &alice), &sealed),
+            Err(OpenError)
+        );
+        assert_eq!(
+            open(&bob, &alice.public(), &aad(&alice, &bob), &sealed).unwrap(),
+            b"x"
+        );
+    }
+
+    #[test]
+    fn weak_public_keys_are_recognised() {
+        let mut weak = Vec::new();
+        for top in [0x00u8, 0x80] {
+            for hex_key in [
+                "0000000000000000000000000000000000000000000000000000000000000000",
+                "0100000000000000000000000000000000000000000000000000000000000000",
+                "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+                "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+                "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+                "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+                "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+            ] {
+                let mut bytes = [0u8; 32];
+                unhex(hex_key.as_bytes(), &mut bytes).unwrap();
+                bytes[31] |= top;
+                weak.push(PublicKey::from_bytes(bytes));
+            }
+        }
+        // Each really is weak: the box it derives with any secret key is one of at most 8
+        // (crypto_box reduces the clamped scalar mod the group order, so the shared point
+        // depends on the secret only modulo the point's order), where a sound key gives as
+        // many boxes as secret keys.
+        let nonce = crypto_box::Nonce::default();
+        let distinct_boxes = |key: &PublicKey| {
+            let mut boxes: Vec<Vec<u8>> = (0..64)
+                .map(|_| {
+                    ChaChaBox::new(&key.to_box_key(), &DeviceKey::generate().secret)
+                        .encrypt(&nonce, &b"m"[..])
+                        .unwrap()
+                })
+                .collect();
+            boxes.sort();
+            boxes.dedup();
+            boxes.len()
+        };
+        for key in &weak {
+            assert!(key.is_weak(), "{key:?}");
+            assert!(distinct_boxes(key) <= 8, "{key:?}");
+        }
+        assert_eq!(distinct_boxes(&DeviceKey::generate().public()), 64);
+        for _ in 0..64 {
+            assert!(!DeviceKey::generate().public().is_weak());
+        }
+    }
+
+    #[test]
     fn every_seal_has_a_fresh_nonce() {
         let (alice, bob) = (DeviceKey::generate(), DeviceKey::generate());
         let a = seal(&alice, &bob.public(), b"x", b"same").unwrap();
@@ -623,11 +758,47 @@ pub(crate) mod tests {
         let err = DeviceKey::create(&path).unwrap_err();
         assert!(matches!(err, KeyError::Exists { .. }), "{err:?}");
         assert_eq!(DeviceKey::load(&path).unwrap().public(), first.public());
+        // No temporary file is left behind.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["device.key"]);
         // Nor through a dangling symbolic link.
         let link = dir.path().join("link.key");
         std::os::unix::fs::symlink(dir.path().join("target"), &link).unwrap();
         assert!(DeviceKey::create(&link).is_err());
         assert!(!dir.path().join("target").exists());
+    }
+
+    #[test]
+    fn load_or_create_creates_once_then_keeps_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("device.key");
+        let (first, created) = DeviceKey::load_or_create(&path).unwrap();
+        assert!(created);
+        let (again, created) = DeviceKey::load_or_create(&path).unwrap();
+        assert!(!created);
+        assert_eq!(again.public(), first.public());
+        // A key file that is unsafe is reported, not replaced.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = DeviceKey::load_or_create(&path).unwrap_err();
+        assert!(matches!(err, KeyError::Permissions { .. }), "{err:?}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(
+            DeviceKey::load_or_create(&path).unwrap().0.public(),
+            first.public()
+        );
+        // Racing creators agree on one key.
+        let path = dir.path().join("raced.key");
+        let keys: Vec<PublicKey> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| DeviceKey::load_or_create(&path).unwrap().0.public()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(keys.iter().all(|k| *k == keys[0]));
+        assert_eq!(DeviceKey::load(&path).unwrap().public(), keys[0]);
     }
 
     #[test]

@@ -1,5 +1,747 @@
-//! The mesh across machines (issue 16): device keys, sealed envelopes and `federation.toml`.
+//! The mesh across machines (issue 16): device keys, sealed envelopes, `federation.toml`, the
+//! NATS transport, and the tasks that join them to the store: the forwarder (outbox -> NATS),
+//! the receiver (NATS -> store, acknowledged after the commit), key announcements (trust on
+//! first use, pinned) and presence. docs/design/federation.md explains the design.
 
 pub mod config;
 pub mod envelope;
 pub mod keys;
+pub mod transport;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mesh_proto::sanitize;
+use mesh_proto::{FederationReport, StreamState, WireError};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::store::federation::{self as fed_store, HostRow, Identity, KeyVerdict, Received};
+use crate::store::{Store, now_ms};
+use config::FederationConfig;
+use envelope::{Envelope, Presence};
+use keys::{DeviceKey, PublicKey};
+use transport::{ConnectOptions, ServerFacts, StreamPlan, Transport};
+
+/// How often a daemon tells every other host of the team which sessions it runs. A host not
+/// heard from for [`crate::store::federation::PRESENCE_TIMEOUT_MS`] leaves the lists.
+pub const PRESENCE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Most envelopes in flight to the server at once (their PubAcks awaited together).
+const MAX_IN_FLIGHT: usize = 256;
+
+/// Back-off after a failure talking to the server.
+const RETRY_MIN: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// A delivery from a device whose key has not been announced yet is handed back this many
+/// times (its announcement is usually a moment behind) before it is dropped.
+const UNKNOWN_SENDER_TRIES: u64 = 60;
+
+/// What `federation.toml` and the device key say, read at the daemon's start.
+#[derive(Debug, Clone)]
+pub enum Setup {
+    /// No `federation.toml`: this machine is not part of a mesh; nothing connects anywhere.
+    Off,
+    /// `federation.toml` is there but cannot be used (the daemon runs locally and `mesh
+    /// health` says why).
+    Broken { reason: String },
+    /// Joined: the daemon takes part in the mesh.
+    On(Federation),
+}
+
+impl Setup {
+    /// Read the files of the state directory `dir`.
+    pub fn load(dir: &Path) -> Setup {
+        let config = match FederationConfig::load(dir) {
+            Ok(None) => return Setup::Off,
+            Ok(Some(c)) => c,
+            Err(e) => {
+                return Setup::Broken {
+                    reason: e.to_string(),
+                };
+            }
+        };
+        let key = match DeviceKey::load(&FederationConfig::key_path(dir)) {
+            Ok(k) => k,
+            Err(e) => {
+                return Setup::Broken {
+                    reason: e.to_string(),
+                };
+            }
+        };
+        Setup::On(Federation::new(config, key))
+    }
+
+    /// The running federation, if joined.
+    pub fn federation(&self) -> Option<&Federation> {
+        match self {
+            Setup::On(f) => Some(f),
+            _ => None,
+        }
+    }
+}
+
+/// This daemon's part of the mesh: its configuration, its key, and what it knows of the server.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Federation {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: FederationConfig,
+    key: DeviceKey,
+    identity: Identity,
+    team_id: String,
+    state: Mutex<State>,
+    transport: tokio::sync::OnceCell<Transport>,
+    /// Wakes the presence task at once (a new host pinned: tell it who runs here).
+    presence_now: Notify,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    facts: Option<ServerFacts>,
+    streams_ready: bool,
+    last_error: Option<String>,
+}
+
+impl std::fmt::Debug for Federation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Federation")
+            .field("host", &self.inner.identity.host)
+            .field("device", &self.inner.identity.device)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Federation {
+    fn new(config: FederationConfig, key: DeviceKey) -> Federation {
+        let identity = Identity {
+            device: key.device_id().to_string(),
+            host: config.host.clone(),
+        };
+        let team_id = config.team_id();
+        Federation {
+            inner: Arc::new(Inner {
+                config,
+                key,
+                identity,
+                team_id,
+                state: Mutex::default(),
+                transport: tokio::sync::OnceCell::new(),
+                presence_now: Notify::new(),
+            }),
+        }
+    }
+
+    /// This machine in the mesh.
+    pub fn identity(&self) -> &Identity {
+        &self.inner.identity
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn failed(&self, what: &str, e: &dyn std::fmt::Display) {
+        let msg = format!("{what}: {e}");
+        tracing::warn!(target: "mesh::federation", "{msg}");
+        self.state().last_error = Some(msg);
+    }
+
+    /// Connect and serve the mesh until `stop`: every task on `tasks`. Returns at once.
+    pub fn start(&self, store: Store, tasks: &TaskTracker, stop: CancellationToken) {
+        store.set_identity(self.inner.identity.clone());
+        let fed = self.clone();
+        let spawner = tasks.clone();
+        tasks.spawn(async move { fed.run(store, spawner, stop).await });
+    }
+
+    async fn run(self, store: Store, tasks: TaskTracker, stop: CancellationToken) {
+        let cfg = &self.inner.config;
+        let opts = ConnectOptions {
+            url: cfg.url.clone(),
+            creds: cfg.creds.clone(),
+            nkey: cfg.nkey.clone(),
+            tls_ca: cfg.tls_ca.clone(),
+            name: format!("claude-mesh {}", self.inner.identity.device),
+        };
+        let mut backoff = None;
+        let transport = loop {
+            let attempt = tokio::select! {
+                r = Transport::connect(&opts) => r,
+                () = stop.cancelled() => return,
+            };
+            match attempt {
+                Ok(t) => break t,
+                Err(e) => {
+                    self.failed("cannot connect to the NATS server", &e);
+                    if !pause(&stop, &mut backoff).await {
+                        return;
+                    }
+                }
+            }
+        };
+        {
+            let mut st = self.state();
+            st.facts = Some(transport.server_facts());
+            st.last_error = None;
+        }
+        tracing::info!(
+            target: "mesh::federation",
+            host = %self.inner.identity.host,
+            device = %self.inner.identity.device,
+            server = ?transport.server_facts().version,
+            "connected to the NATS server"
+        );
+        let plan = StreamPlan {
+            team: self.inner.team_id.clone(),
+            replicas: cfg.replicas,
+        };
+        let mut backoff = None;
+        loop {
+            match transport.ensure_streams(&plan).await {
+                Ok(()) => break,
+                Err(e) => {
+                    self.failed("cannot create the mesh's streams", &e);
+                    if !pause(&stop, &mut backoff).await {
+                        return;
+                    }
+                }
+            }
+        }
+        self.state().streams_ready = true;
+        let _ = self.inner.transport.set(transport.clone());
+        let announce = envelope::announce_bytes(&envelope::Announce {
+            v: 1,
+            public_key: *self.inner.key.public().as_bytes(),
+            host: self.inner.identity.host.clone(),
+            // The team's opaque id, not its name: the operator sees ids only.
+            team: self.inner.team_id.clone(),
+            sent_ms: now_ms(),
+        });
+        let mut backoff = None;
+        loop {
+            match transport
+                .announce(
+                    &self.inner.team_id,
+                    &self.inner.identity.device,
+                    announce.clone(),
+                )
+                .await
+            {
+                Ok(()) => break,
+                Err(e) => {
+                    self.failed("cannot announce this device's key", &e);
+                    if !pause(&stop, &mut backoff).await {
+                        return;
+                    }
+                }
+            }
+        }
+        tasks.spawn(
+            self.clone()
+                .keys(transport.clone(), store.clone(), stop.clone()),
+        );
+        tasks.spawn(
+            self.clone()
+                .receive(transport.clone(), store.clone(), stop.clone()),
+        );
+        tasks.spawn(
+            self.clone()
+                .forward(transport.clone(), store.clone(), stop.clone()),
+        );
+        tasks.spawn(
+            self.clone()
+                .presence_in(transport.clone(), store.clone(), stop.clone()),
+        );
+        self.presence_out(transport, store, stop).await;
+    }
+
+    /// Key announcements: pin new hosts, refuse changed keys (loudly).
+    async fn keys(self, t: Transport, store: Store, stop: CancellationToken) {
+        let mut backoff = None;
+        let mut stream = loop {
+            match t.announcements(&self.inner.team_id).await {
+                Ok(s) => break s,
+                Err(e) => {
+                    self.failed("cannot read the key announcements", &e);
+                    if !pause(&stop, &mut backoff).await {
+                        return;
+                    }
+                }
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                n = stream.next() => n,
+                () = stop.cancelled() => return,
+            };
+            let a = match next {
+                None => return,
+                Some(Err(e)) => {
+                    self.failed("key announcements", &e);
+                    continue;
+                }
+                Some(Ok(a)) => a,
+            };
+            let ann = match envelope::read_announce(&a.payload) {
+                Ok(ann) => ann,
+                Err(e) => {
+                    tracing::warn!(target: "mesh::federation", "ignored a malformed key announcement: {e}");
+                    continue;
+                }
+            };
+            let key = PublicKey::from_bytes(ann.public_key);
+            if key.device_id().to_string() != a.device || ann.team != self.inner.team_id {
+                tracing::warn!(target: "mesh::federation", "ignored a key announcement whose device or team does not match its subject");
+                continue;
+            }
+            if key == self.inner.key.public() {
+                continue;
+            }
+            if ann.host.eq_ignore_ascii_case(&self.inner.identity.host) {
+                tracing::error!(
+                    target: "mesh::federation",
+                    "another device ({}) announces itself as this machine's host name `{}`: \
+                     its mail is refused. Give one of the two machines another name (`mesh join \
+                     <url> --host <name>`)",
+                    key.fingerprint(),
+                    sanitize::terminal_cut(&ann.host, 64)
+                );
+                continue;
+            }
+            let host = ann.host.clone();
+            let verdict = store
+                .call(move |ctx| fed_store::observe_key(ctx, &host, &key))
+                .await;
+            match verdict {
+                Ok(KeyVerdict::Pinned) => {
+                    tracing::info!(target: "mesh::federation", host = %ann.host, fingerprint = %key.fingerprint(), "a new host joined the mesh; its key is pinned (trust on first use)");
+                    store.outbox_changed();
+                    self.inner.presence_now.notify_one();
+                }
+                Ok(KeyVerdict::Known) => {}
+                Ok(KeyVerdict::Changed { pinned, offered }) => tracing::error!(
+                    target: "mesh::federation",
+                    "the key of host `{}` CHANGED: pinned {pinned_fp}, now offered {offered_fp}. \
+                     Its mail is refused and nothing is sent to it until you check the new \
+                     fingerprint on that machine (`mesh keys`) and accept it: `mesh keys trust {} \
+                     {offered_fp}`",
+                    ann.host,
+                    ann.host,
+                    pinned_fp = pinned.fingerprint(),
+                    offered_fp = offered.fingerprint(),
+                ),
+                Err(e) => self.failed("cannot record a host's key", &e),
+            }
+        }
+    }
+
+    /// The sender of an envelope from `device`: its host, if its key is pinned and not refused.
+    fn sender(store: &Store, device: &str) -> Result<Sender, WireError> {
+        store.read(|r| {
+            if let Some(h) = fed_store::host_by_device(r, device)? {
+                return Ok(if h.refused() {
+                    Sender::Refused(h.host)
+                } else {
+                    Sender::Trusted(h)
+                });
+            }
+            let offered = fed_store::hosts(r)?.into_iter().find(|h| {
+                h.offered_key
+                    .is_some_and(|k| PublicKey::from_bytes(k).device_id().to_string() == device)
+            });
+            Ok(match offered {
+                Some(h) => Sender::Refused(h.host),
+                None => Sender::Unknown,
+            })
+        })
+    }
+
+    /// This device's mail: each envelope opened, committed (once, by its global id), and only
+    /// then acknowledged.
+    async fn receive(self, t: Transport, store: Store, stop: CancellationToken) {
+        let mut backoff = None;
+        let mut stream = loop {
+            match t
+                .mail(&self.inner.team_id, &self.inner.identity.device)
+                .await
+            {
+                Ok(s) => break s,
+                Err(e) => {
+                    self.failed("cannot read this device's mail", &e);
+                    if !pause(&stop, &mut backoff).await {
+                        return;
+                    }
+                }
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                n = stream.next() => n,
+                () = stop.cancelled() => return,
+            };
+            let delivery = match next {
+                None => return,
+                Some(Err(e)) => {
+                    self.failed("mail", &e);
+                    continue;
+                }
+                Some(Ok(d)) => d,
+            };
+            let settle = self
+                .take(&store, &delivery.payload, delivery.redelivered())
+                .await;
+            let result = match settle {
+                Settle::Ack => delivery.ack().await,
+                Settle::Retry => delivery.nak().await,
+            };
+            if let Err(e) = result {
+                self.failed("cannot settle a delivery", &e);
+            }
+        }
+    }
+
+    /// What to do with one delivery's payload.
+    async fn take(&self, store: &Store, payload: &[u8], redelivered: u64) -> Settle {
+        let frame = match envelope::read_frame(payload) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(target: "mesh::federation", "dropped a malformed envelope: {e}");
+                return Settle::Ack;
+            }
+        };
+        let device = frame.from.to_string();
+        let host = match Self::sender(store, &device) {
+            Ok(Sender::Trusted(h)) => h,
+            Ok(Sender::Refused(host)) => {
+                tracing::error!(
+                    target: "mesh::federation",
+                    "REFUSED mail claiming to be from host `{}`: it is sealed with a key that is \
+                     not the one pinned for that host (`mesh keys` shows both)",
+                    sanitize::terminal_cut(&host, 64)
+                );
+                return Settle::Ack;
+            }
+            Ok(Sender::Unknown) if redelivered < UNKNOWN_SENDER_TRIES => return Settle::Retry,
+            Ok(Sender::Unknown) => {
+                tracing::error!(target: "mesh::federation", device, "dropped mail from a device that never announced a key");
+                return Settle::Ack;
+            }
+            Err(e) => {
+                self.failed("cannot look up a sender", &e);
+                return Settle::Retry;
+            }
+        };
+        let env = match envelope::open_frame(&self.inner.key, &host.key(), &frame) {
+            Ok(env) => env,
+            Err(e) => {
+                tracing::error!(target: "mesh::federation", host = %host.host, "REFUSED an envelope that does not open with its sender's pinned key: {e}");
+                return Settle::Ack;
+            }
+        };
+        let me = self.inner.identity.clone();
+        let from = host.host.clone();
+        let res = match env {
+            Envelope::Mail(m) => {
+                store
+                    .call(move |ctx| fed_store::receive_mail(ctx, &from, &m))
+                    .await
+            }
+            Envelope::Receipt(r) => {
+                store
+                    .call(move |ctx| fed_store::receive_receipt(ctx, &me, &from, &r))
+                    .await
+            }
+            Envelope::Presence(_) => Ok(Received::Refused("presence sent as mail".into())),
+        };
+        match res {
+            Ok(Received::Refused(why)) => {
+                tracing::warn!(target: "mesh::federation", host = %host.host, "not accepted: {why}");
+                Settle::Ack
+            }
+            Ok(Received::New | Received::Duplicate) => Settle::Ack,
+            Err(e) => {
+                // Not committed (a full disk, say): the server keeps it and hands it back.
+                self.failed("cannot store mail from another machine", &e);
+                Settle::Retry
+            }
+        }
+    }
+
+    /// The outbox, oldest first, to the server: each envelope sealed for its host's pinned key,
+    /// published with its id as `Nats-Msg-Id`, and deleted once the server acknowledged it.
+    async fn forward(self, t: Transport, store: Store, stop: CancellationToken) {
+        let mut backoff = None;
+        loop {
+            let batch = match store.read(|r| fed_store::sendable(r, MAX_IN_FLIGHT)) {
+                Ok(b) => b,
+                Err(e) => {
+                    self.failed("cannot read the outbox", &e);
+                    if !pause(&stop, &mut backoff).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            if batch.is_empty() {
+                tokio::select! {
+                    () = store.outbox_committed() => continue,
+                    () = stop.cancelled() => return,
+                }
+            }
+            let publishes = batch.iter().map(|(out, key)| {
+                let t = t.clone();
+                let fed = self.clone();
+                async move {
+                    let env: Envelope = match postcard::from_bytes(&out.envelope) {
+                        Ok(e) => e,
+                        Err(e) => {
+                            tracing::error!(target: "mesh::federation", seq = out.seq, "dropped an outbox entry that does not decode: {e}");
+                            return Ok(out.seq);
+                        }
+                    };
+                    let sealed = envelope::seal_frame(&fed.inner.key, key, &env)
+                        .map_err(|e| e.to_string())?;
+                    let device = key.device_id().to_string();
+                    t.publish_mail(&fed.inner.team_id, &device, &out.dedupe, sealed)
+                        .await
+                        .map(|_| out.seq)
+                        .map_err(|e| e.to_string())
+                }
+            });
+            let results = futures::future::join_all(publishes).await;
+            let mut done = Vec::with_capacity(results.len());
+            let mut failure = None;
+            for r in results {
+                match r {
+                    Ok(seq) => done.push(seq),
+                    Err(e) => failure = Some(e),
+                }
+            }
+            if !done.is_empty() {
+                // Soft: a deletion lost to a crash publishes again, and the dedupe id (and
+                // the receiver's global id) make that a no-op.
+                if let Err(e) = store
+                    .call_soft(move |ctx| fed_store::sent(ctx, &done))
+                    .await
+                {
+                    self.failed("cannot clear the outbox", &e);
+                }
+            }
+            if let Some(e) = failure {
+                self.failed("cannot publish to the NATS server", &e);
+                if !pause(&stop, &mut backoff).await {
+                    return;
+                }
+            } else {
+                backoff = None;
+                self.state().last_error = None;
+            }
+        }
+    }
+
+    /// Presence from other hosts.
+    async fn presence_in(self, t: Transport, store: Store, stop: CancellationToken) {
+        let mut backoff = None;
+        let mut stream = loop {
+            match t
+                .presence(&self.inner.team_id, &self.inner.identity.device)
+                .await
+            {
+                Ok(s) => break s,
+                Err(e) => {
+                    self.failed("cannot listen for presence", &e);
+                    if !pause(&stop, &mut backoff).await {
+                        return;
+                    }
+                }
+            }
+        };
+        // The newest presence of each host: an older one (replayed, or overtaken) is ignored.
+        let mut newest: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+        loop {
+            let payload = tokio::select! {
+                n = stream.next() => match n { Some(p) => p, None => return },
+                () = stop.cancelled() => return,
+            };
+            let Ok(frame) = envelope::read_frame(&payload) else {
+                continue;
+            };
+            let Ok(Sender::Trusted(host)) = Self::sender(&store, &frame.from.to_string()) else {
+                continue;
+            };
+            let Ok(Envelope::Presence(p)) =
+                envelope::open_frame(&self.inner.key, &host.key(), &frame)
+            else {
+                continue;
+            };
+            let last = newest.entry(host.host.clone()).or_insert(i64::MIN);
+            if p.sent_ms <= *last {
+                continue;
+            }
+            *last = p.sent_ms;
+            let name = host.host.clone();
+            if let Err(e) = store
+                .call_soft(move |ctx| fed_store::apply_presence(ctx, &name, &p))
+                .await
+            {
+                self.failed("cannot record presence", &e);
+            }
+        }
+    }
+
+    /// This machine's sessions, to every trusted host, every [`PRESENCE_INTERVAL`] (and at
+    /// once when a host joins); "leaving" when the daemon stops.
+    async fn presence_out(self, t: Transport, store: Store, stop: CancellationToken) {
+        loop {
+            self.announce_presence(&t, &store, false).await;
+            tokio::select! {
+                () = tokio::time::sleep(PRESENCE_INTERVAL) => {}
+                () = self.inner.presence_now.notified() => {}
+                () = stop.cancelled() => break,
+            }
+        }
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            self.announce_presence(&t, &store, true),
+        )
+        .await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), t.flush()).await;
+    }
+
+    async fn announce_presence(&self, t: &Transport, store: &Store, leaving: bool) {
+        let read = store.read(|r| {
+            let sessions = if leaving {
+                Vec::new()
+            } else {
+                fed_store::local_presence(r)?
+            };
+            Ok((sessions, fed_store::hosts(r)?))
+        });
+        let (sessions, hosts) = match read {
+            Ok(x) => x,
+            Err(e) => {
+                self.failed("cannot read the sessions for presence", &e);
+                return;
+            }
+        };
+        let presence = Envelope::Presence(Presence {
+            host: self.inner.identity.host.clone(),
+            sent_ms: now_ms(),
+            leaving,
+            sessions,
+        });
+        for h in hosts.iter().filter(|h| !h.refused()) {
+            let Ok(sealed) = envelope::seal_frame(&self.inner.key, &h.key(), &presence) else {
+                continue;
+            };
+            if let Err(e) = t
+                .publish_presence(&self.inner.team_id, &h.device_id, sealed)
+                .await
+            {
+                self.failed("cannot publish presence", &e);
+                return;
+            }
+        }
+    }
+
+    /// The mesh as `mesh health` and `mesh keys` show it.
+    pub async fn report(&self, store: &Store) -> FederationReport {
+        let cfg = &self.inner.config;
+        let (facts, streams_ready, last_error) = {
+            let st = self.state();
+            (st.facts.clone(), st.streams_ready, st.last_error.clone())
+        };
+        let transport = self.inner.transport.get();
+        let connected = transport.is_some_and(Transport::is_connected);
+        let streams = match transport {
+            Some(t) if connected => {
+                tokio::time::timeout(Duration::from_secs(2), t.stream_states(&self.inner.team_id))
+                    .await
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(name, present, messages)| StreamState {
+                        name,
+                        present,
+                        messages,
+                    })
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
+        let _ = streams_ready;
+        let now = now_ms();
+        let read = store.read(|r| {
+            let (depth, oldest) = fed_store::outbox_depth(r)?;
+            let sessions = fed_store::remote_sessions(r, now, false)?;
+            let hosts = fed_store::hosts(r)?
+                .iter()
+                .map(|h| fed_store::host_key(h, fed_store::live_count(&sessions, &h.host)))
+                .collect::<Vec<_>>();
+            Ok((depth, oldest, hosts))
+        });
+        let (outbox_depth, outbox_oldest_ms, hosts, read_error) = match read {
+            Ok((d, o, h)) => (d, o, h, None),
+            Err(e) => (0, None, Vec::new(), Some(e.message)),
+        };
+        FederationReport {
+            configured: true,
+            config_error: None,
+            url: cfg.redacted_url(),
+            host: self.inner.identity.host.clone(),
+            team: cfg.team.clone(),
+            device_id: self.inner.identity.device.clone(),
+            fingerprint: self.inner.key.public().fingerprint().to_string(),
+            connected,
+            server_version: facts.as_ref().map(|f| f.version.clone()),
+            jetstream: facts.as_ref().is_some_and(|f| f.jetstream),
+            features: facts
+                .map(|f| f.features.iter().map(|s| (*s).to_owned()).collect())
+                .unwrap_or_default(),
+            streams,
+            outbox_depth,
+            outbox_oldest_ms,
+            hosts,
+            last_error: last_error.or(read_error),
+        }
+    }
+}
+
+/// Who sealed an envelope.
+enum Sender {
+    Trusted(HostRow),
+    /// A key that a known host name offers but the user has not trusted.
+    Refused(String),
+    /// No announcement of this device yet.
+    Unknown,
+}
+
+enum Settle {
+    Ack,
+    Retry,
+}
+
+/// Sleep the next back-off step; false if `stop` came first.
+async fn pause(stop: &CancellationToken, backoff: &mut Option<Duration>) -> bool {
+    let d = backoff.map_or(RETRY_MIN, |d| (d * 2).min(RETRY_MAX));
+    *backoff = Some(d);
+    tokio::select! {
+        () = tokio::time::sleep(d) => true,
+        () = stop.cancelled() => false,
+    }
+}
+
+/// The report of a daemon whose `federation.toml` cannot be used.
+pub fn broken_report(reason: &str) -> FederationReport {
+    FederationReport {
+        configured: true,
+        config_error: Some(reason.to_owned()),
+        ..FederationReport::default()
+    }
+}

@@ -14,6 +14,7 @@ use mesh_proto::{
 use rusqlite::{OptionalExtension, Row, params};
 use tokio::sync::oneshot;
 
+use super::federation;
 use super::sessions::{self, SessionRow, Target, db};
 use super::{Ctx, Reader, Waiter};
 
@@ -168,8 +169,61 @@ fn id_of(id: u64) -> Result<i64, WireError> {
         .map_err(|_| WireError::new(ErrorCode::UnknownMessage, format!("no message {id}")))
 }
 
-/// Insert one message; `delivered` marks it handed out in the same transaction. Mail sent
-/// `by_id` records no name to follow: it waits for that session (its key) only.
+/// A message row to insert, every column spelled out ([`insert_row`]).
+#[derive(Debug)]
+pub(crate) struct NewMessage<'a> {
+    pub kind: Kind,
+    pub from_key: Option<i64>,
+    pub from_name: &'a str,
+    pub from_session_id: Option<&'a str>,
+    pub to_key: Option<i64>,
+    pub to_name: Option<&'a str>,
+    pub to_name_norm: Option<&'a str>,
+    pub to_session_id: Option<&'a str>,
+    pub body: &'a str,
+    pub in_reply_to: Option<i64>,
+    /// Handed out in the same transaction.
+    pub delivered: bool,
+    /// Its global id, when it crosses machines (`store::federation`).
+    pub gid: Option<&'a str>,
+    /// The other machine, when it crosses machines.
+    pub remote_host: Option<&'a str>,
+}
+
+/// Insert one message row; returns its id.
+pub(crate) fn insert_row(ctx: &mut Ctx<'_>, m: &NewMessage<'_>) -> Result<i64, WireError> {
+    let now = ctx.now_ms;
+    ctx.conn
+        .prepare_cached(
+            "INSERT INTO messages (kind, from_key, from_name, from_session_id, to_key, to_name, to_name_norm,
+             to_session_id, body, in_reply_to, created_ms, delivered_ms, gid, remote_host)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                m.kind.as_str(),
+                m.from_key,
+                m.from_name,
+                m.from_session_id,
+                m.to_key,
+                m.to_name,
+                m.to_name_norm,
+                m.to_session_id,
+                m.body,
+                m.in_reply_to,
+                now,
+                m.delivered.then_some(now),
+                m.gid,
+                m.remote_host,
+            ])
+        })
+        .map_err(|e| db(ctx, e))?;
+    Ok(ctx.conn.last_insert_rowid())
+}
+
+/// Insert one message between sessions of this machine; `delivered` marks it handed out in
+/// the same transaction. Mail sent `by_id` records no name to follow: it waits for that
+/// session (its key) only.
 #[allow(clippy::too_many_arguments)]
 fn insert(
     ctx: &mut Ctx<'_>,
@@ -181,31 +235,77 @@ fn insert(
     in_reply_to: Option<i64>,
     delivered: bool,
 ) -> Result<Message, WireError> {
-    let now = ctx.now_ms;
-    ctx.conn
-        .prepare_cached(
-            "INSERT INTO messages (kind, from_key, from_name, from_session_id, to_key, to_name, to_name_norm,
-             to_session_id, body, in_reply_to, created_ms, delivered_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        )
-        .and_then(|mut s| {
-            s.execute(params![
-                kind.as_str(),
-                from.map(|f| f.key),
-                from.map_or(USER, |f| f.name.as_str()),
-                from.map(|f| f.session_id.as_str()),
-                to.map(|t| t.key),
-                to.map(|t| t.name.as_str()),
-                to.filter(|_| !by_id).map(|t| t.name_norm.as_str()),
-                to.map(|t| t.session_id.as_str()),
-                body,
-                in_reply_to,
-                now,
-                delivered.then_some(now),
-            ])
-        })
-        .map_err(|e| db(ctx, e))?;
-    let id = ctx.conn.last_insert_rowid();
+    insert_from(
+        ctx,
+        kind,
+        Sender::Local(from),
+        to,
+        by_id,
+        body,
+        in_reply_to,
+        delivered,
+    )
+}
+
+/// Who sends a message that is stored here for a session of this machine.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Sender<'a> {
+    /// A session of this machine, or the user (`None`).
+    Local(Option<&'a SessionRow>),
+    /// A session on another machine (its envelope authenticated by `host`'s key).
+    Remote {
+        /// `name@host`.
+        name: &'a str,
+        session_id: Option<&'a str>,
+        gid: &'a str,
+        host: &'a str,
+    },
+}
+
+#[allow(clippy::too_many_arguments)]
+fn insert_from(
+    ctx: &mut Ctx<'_>,
+    kind: Kind,
+    from: Sender<'_>,
+    to: Option<&SessionRow>,
+    by_id: bool,
+    body: &str,
+    in_reply_to: Option<i64>,
+    delivered: bool,
+) -> Result<Message, WireError> {
+    let (from_key, from_name, from_session_id, gid, remote_host) = match from {
+        Sender::Local(f) => (
+            f.map(|f| f.key),
+            f.map_or(USER, |f| f.name.as_str()),
+            f.map(|f| f.session_id.as_str()),
+            None,
+            None,
+        ),
+        Sender::Remote {
+            name,
+            session_id,
+            gid,
+            host,
+        } => (None, name, session_id, Some(gid), Some(host)),
+    };
+    let id = insert_row(
+        ctx,
+        &NewMessage {
+            kind,
+            from_key,
+            from_name,
+            from_session_id,
+            to_key: to.map(|t| t.key),
+            to_name: to.map(|t| t.name.as_str()),
+            to_name_norm: to.filter(|_| !by_id).map(|t| t.name_norm.as_str()),
+            to_session_id: to.map(|t| t.session_id.as_str()),
+            body,
+            in_reply_to,
+            delivered,
+            gid,
+            remote_host,
+        },
+    )?;
     if let Some(t) = to
         && !delivered
         && kind.is_urgent()
@@ -215,14 +315,14 @@ fn insert(
     get(ctx, id)?.ok_or_else(|| WireError::new(ErrorCode::Internal, "inserted message vanished"))
 }
 
-fn get(ctx: &Reader<'_>, id: i64) -> Result<Option<Message>, WireError> {
+pub(crate) fn get(ctx: &Reader<'_>, id: i64) -> Result<Option<Message>, WireError> {
     ctx.conn
         .prepare_cached(&format!("SELECT {COLUMNS} FROM messages WHERE id = ?1"))
         .and_then(|mut s| s.query_row(params![id], from_row).optional())
         .map_err(|e| db(ctx, e))
 }
 
-/// Queue a task or note; one message per recipient.
+/// Queue a task or note; one message per recipient (on this machine or another).
 pub fn send(
     ctx: &mut Ctx<'_>,
     from: Option<&SessionRow>,
@@ -237,17 +337,28 @@ pub fn send(
         ));
     }
     check_body(body, "message")?;
-    let targets = match sessions::resolve_target(ctx, to, from.map(|f| f.key))? {
-        Target::One { row, by_id } => vec![(*row, by_id)],
-        Target::All(rows) => rows.into_iter().map(|r| (r, false)).collect(),
+    let fed = ctx.store.identity();
+    let target =
+        sessions::resolve_address(ctx, fed.as_deref(), to, from.map(|f| f.key), ctx.now_ms)?;
+    let (local, remote) = match target {
+        Target::One { row, by_id } => (vec![(*row, by_id)], Vec::new()),
+        Target::All(rows) => (rows.into_iter().map(|r| (r, false)).collect(), Vec::new()),
+        Target::Remote(t) => (Vec::new(), vec![t]),
+        Target::Many { local, remote } => (local.into_iter().map(|r| (r, false)).collect(), remote),
     };
     if let Some(f) = from {
         sessions::touch(ctx, f.key)?;
     }
-    targets
-        .iter()
-        .map(|(t, by_id)| insert(ctx, kind, from, Some(t), *by_id, body, None, false))
-        .collect()
+    let mut sent = Vec::with_capacity(local.len() + remote.len());
+    for (t, by_id) in &local {
+        sent.push(insert(ctx, kind, from, Some(t), *by_id, body, None, false)?);
+    }
+    if let Some(me) = fed.as_deref() {
+        for t in &remote {
+            sent.push(federation::send_remote(ctx, me, from, t, kind, body, None)?);
+        }
+    }
+    Ok(sent)
 }
 
 /// Queue a question and register the asker as waiting for its answer. Returns the question and
@@ -260,9 +371,34 @@ pub fn ask(
     tx: oneshot::Sender<AskResult>,
 ) -> Result<(Message, bool), WireError> {
     check_body(question, "question")?;
-    let (target, by_id) = match sessions::resolve_target(ctx, to, from.map(|f| f.key))? {
+    let fed = ctx.store.identity();
+    let target =
+        sessions::resolve_address(ctx, fed.as_deref(), to, from.map(|f| f.key), ctx.now_ms)?;
+    let (target, by_id) = match target {
         Target::One { row, by_id } => (*row, by_id),
-        Target::All(_) => {
+        Target::Remote(t) => {
+            let Some(me) = fed.as_deref() else {
+                return Err(WireError::new(
+                    ErrorCode::Internal,
+                    "a remote target outside a mesh",
+                ));
+            };
+            if let Some(f) = from {
+                sessions::touch(ctx, f.key)?;
+            }
+            let msg = federation::send_remote(ctx, me, from, &t, Kind::Question, question, None)?;
+            // The other machine may be away: the question waits in the mesh for it, and the
+            // asker waits as long as it chose to.
+            ctx.waiters.insert(
+                id_of(msg.id)?,
+                Waiter {
+                    target_key: None,
+                    tx,
+                },
+            );
+            return Ok((msg, true));
+        }
+        Target::All(_) | Target::Many { .. } => {
             return Err(WireError::new(
                 ErrorCode::InvalidArgument,
                 "ask one peer at a time (`*` is for send)",
@@ -303,14 +439,17 @@ pub fn await_answer(
     tx: oneshot::Sender<AskResult>,
 ) -> Result<(Message, Option<AskResult>), WireError> {
     let qid = id_of(question_id)?;
-    let (question, from_key, to_key): (Message, Option<i64>, Option<i64>) = ctx
+    type Asked = (Message, Option<i64>, Option<i64>, Option<String>);
+    let (question, from_key, to_key, remote_host): Asked = ctx
         .conn
         .prepare_cached(&format!(
-            "SELECT {COLUMNS}, from_key, to_key FROM messages WHERE id = ?1"
+            "SELECT {COLUMNS}, from_key, to_key, remote_host FROM messages WHERE id = ?1"
         ))
         .and_then(|mut s| {
-            s.query_row(params![qid], |r| Ok((from_row(r)?, r.get(12)?, r.get(13)?)))
-                .optional()
+            s.query_row(params![qid], |r| {
+                Ok((from_row(r)?, r.get(12)?, r.get(13)?, r.get(14)?))
+            })
+            .optional()
         })
         .map_err(|e| db(ctx, e))?
         .ok_or_else(|| {
@@ -344,7 +483,8 @@ pub fn await_answer(
     }
     let live = match to_key {
         Some(k) => sessions::by_key(ctx, k)?.is_some_and(|r| r.live),
-        None => false,
+        // Asked of another machine: it waits there (or in the mesh) until answered.
+        None => remote_host.is_some(),
     };
     if !live {
         return Ok((question, Some(AskResult::PeerGone)));
@@ -374,8 +514,16 @@ pub fn await_answer(
     Ok((question, None))
 }
 
-/// A question with its asker's key, its addressee's key and normalised name.
-type QuestionRow = (Message, Option<i64>, Option<i64>, Option<String>);
+/// A question with its asker's key, its addressee's key and normalised name, and, for one
+/// that came from another machine, its global id and that machine.
+type QuestionRow = (
+    Message,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
 
 /// Answer a question. The answer goes to the blocked asker at once (after the commit), or
 /// waits in the asker's inbox if it stopped waiting.
@@ -390,16 +538,24 @@ pub fn reply(
     let row: Option<QuestionRow> = ctx
         .conn
         .prepare_cached(&format!(
-            "SELECT {COLUMNS}, from_key, to_key, to_name_norm FROM messages WHERE id = ?1"
+            "SELECT {COLUMNS}, from_key, to_key, to_name_norm, gid, remote_host
+             FROM messages WHERE id = ?1"
         ))
         .and_then(|mut s| {
             s.query_row(params![qid], |r| {
-                Ok((from_row(r)?, r.get(12)?, r.get(13)?, r.get(14)?))
+                Ok((
+                    from_row(r)?,
+                    r.get(12)?,
+                    r.get(13)?,
+                    r.get(14)?,
+                    r.get(15)?,
+                    r.get(16)?,
+                ))
             })
             .optional()
         })
         .map_err(|e| db(ctx, e))?;
-    let Some((question, asker_key, to_key, to_name_norm)) = row else {
+    let Some((question, asker_key, to_key, to_name_norm, gid, remote_host)) = row else {
         return Err(WireError::new(
             ErrorCode::UnknownMessage,
             format!("no message {message_id}"),
@@ -439,26 +595,72 @@ pub fn reply(
         }
         sessions::touch(ctx, me.key)?;
     }
+    // A question from another machine: the answer goes back there, through the outbox.
+    if asker_key.is_none()
+        && let (Some(qgid), Some(host)) = (gid, remote_host)
+        && let Some(me) = ctx.store.identity()
+    {
+        let (name, _) = question
+            .from
+            .name
+            .rsplit_once('@')
+            .unwrap_or((question.from.name.as_str(), ""));
+        let target = federation::RemoteTarget {
+            host: host.clone(),
+            session_id: question.from.session_id.clone().unwrap_or_default(),
+            name: name.to_owned(),
+        };
+        let answer = federation::send_remote(
+            ctx,
+            &me,
+            from,
+            &target,
+            Kind::Answer,
+            body,
+            Some((qid, qgid)),
+        )?;
+        mark_answered(ctx, qid)?;
+        return Ok(answer);
+    }
     let asker = match asker_key {
         Some(k) => sessions::by_key(ctx, k)?,
         None => None,
     };
-    let waiter = ctx.waiters.take(qid);
-    let answer = insert(
-        ctx,
-        Kind::Answer,
-        from,
-        asker.as_ref(),
-        false,
-        body,
-        Some(qid),
-        waiter.is_some(),
-    )?;
+    answer(ctx, qid, asker.as_ref(), Sender::Local(from), body)
+}
+
+fn mark_answered(ctx: &mut Ctx<'_>, qid: i64) -> Result<(), WireError> {
     let now = ctx.now_ms;
     ctx.conn
         .prepare_cached("UPDATE messages SET answered_ms = ?2, delivered_ms = coalesce(delivered_ms, ?2) WHERE id = ?1")
         .and_then(|mut s| s.execute(params![qid, now]))
         .map_err(|e| db(ctx, e))?;
+    Ok(())
+}
+
+/// Store the answer to question `qid` for its `asker` (`None`: the user) and mark the question
+/// answered: the answer goes to the blocked asker at once (after the commit), or waits in the
+/// asker's inbox if it stopped waiting. The answer's sender is a session here or on another
+/// machine.
+pub(crate) fn answer(
+    ctx: &mut Ctx<'_>,
+    qid: i64,
+    asker: Option<&SessionRow>,
+    from: Sender<'_>,
+    body: &str,
+) -> Result<Message, WireError> {
+    let waiter = ctx.waiters.take(qid);
+    let answer = insert_from(
+        ctx,
+        Kind::Answer,
+        from,
+        asker,
+        false,
+        body,
+        Some(qid),
+        waiter.is_some(),
+    )?;
+    mark_answered(ctx, qid)?;
     if let Some(w) = waiter {
         let store = ctx.store();
         let pushed = answer.clone();
@@ -488,7 +690,8 @@ pub fn withdraw(ctx: &mut Ctx<'_>, id: u64) -> Result<Option<Message>, WireError
         ctx.conn
             .prepare_cached(
                 "UPDATE messages SET withdrawn_ms = ?2, delivered_ms = ?2
-                 WHERE id = ?1 AND kind = 'question' AND delivered_ms IS NULL AND answered_ms IS NULL",
+                 WHERE id = ?1 AND kind = 'question' AND delivered_ms IS NULL AND answered_ms IS NULL
+                   AND remote_host IS NULL",
             )
             .and_then(|mut s| s.execute(params![qid, now]))
             .map_err(|e| db(ctx, e))?;
@@ -523,12 +726,17 @@ pub fn put_back(ctx: &mut Ctx<'_>, ids: &[u64], token: u64) -> Result<(), WireEr
 
 fn mark_delivered(ctx: &mut Ctx<'_>, id: i64) -> Result<(), WireError> {
     let now = ctx.now_ms;
-    ctx.conn
+    let changed = ctx
+        .conn
         .prepare_cached(
             "UPDATE messages SET delivered_ms = ?2 WHERE id = ?1 AND delivered_ms IS NULL",
         )
         .and_then(|mut s| s.execute(params![id, now]))
         .map_err(|e| db(ctx, e))?;
+    if changed > 0 {
+        // Mail from another machine: its sender hears that it was handed out.
+        federation::handed_out(ctx, id)?;
+    }
     Ok(())
 }
 

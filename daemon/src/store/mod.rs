@@ -22,6 +22,7 @@
 //! shows them only committed data). On the hook's hot path this saves two cross-thread
 //! wake-ups, which in a VM cost more than the query itself.
 
+pub mod federation;
 mod hints;
 pub mod inspect;
 pub mod messages;
@@ -225,6 +226,10 @@ pub struct Store {
     commits: Arc<watch::Sender<u64>>,
     /// Sessions that may have urgent mail waiting (kept by the store thread).
     hints: Arc<MailHints>,
+    /// This machine in the mesh across machines, once the daemon joined one.
+    identity: Arc<std::sync::OnceLock<Arc<federation::Identity>>>,
+    /// Told when an envelope was committed to the outbox (the forwarder waits on it).
+    outbox: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for Store {
@@ -293,6 +298,8 @@ impl Store {
             readers: Arc::default(),
             commits: Arc::new(watch::Sender::new(0)),
             hints: Arc::default(),
+            identity: Arc::default(),
+            outbox: Arc::default(),
         };
         let handle = store.clone();
         let thread = std::thread::Builder::new()
@@ -314,6 +321,28 @@ impl Store {
     /// Which sessions may have urgent mail waiting: a hint only (see [`MailHints`]).
     pub fn hints(&self) -> &MailHints {
         &self.hints
+    }
+
+    /// This machine in the mesh, if it joined one (set once, at the daemon's start).
+    pub fn identity(&self) -> Option<Arc<federation::Identity>> {
+        self.identity.get().cloned()
+    }
+
+    /// Make this store part of a mesh: from now on sends may go to other machines, and mail
+    /// from them is handed out with receipts. Set once; later calls change nothing.
+    pub fn set_identity(&self, id: federation::Identity) {
+        let _ = self.identity.set(Arc::new(id));
+    }
+
+    /// Wake the outbox forwarder: an envelope was committed (called after the commit).
+    pub fn outbox_changed(&self) {
+        self.outbox.notify_one();
+    }
+
+    /// Resolves once an envelope was committed to the outbox since the last wake-up (a permit
+    /// is kept if none waited).
+    pub async fn outbox_committed(&self) {
+        self.outbox.notified().await;
     }
 
     /// Told after every commit of the store thread, before its callers hear of it: anything

@@ -62,6 +62,46 @@ const MIGRATIONS: &[&str] = &[
     "CREATE INDEX messages_open_questions ON messages(from_key)
         WHERE kind = 'question' AND answered_ms IS NULL;
     ALTER TABLE messages ADD COLUMN withdrawn_ms INTEGER;",
+    // 5: the mesh across machines (daemon/src/federation/, store/federation.rs). A message
+    // that crosses machines has a global id (`gid`, unique: a redelivered envelope is found and
+    // not inserted twice) and the other machine (`remote_host`: the sender of mail that came
+    // in, the recipient of mail that goes out). `outbox`: envelopes committed here, waiting for
+    // the NATS server's acknowledgement. `hosts`: every host's pinned key (trust on first use)
+    // and a different key it offers, refused until trusted. `remote_sessions`: what each
+    // host's presence last listed.
+    "ALTER TABLE messages ADD COLUMN gid TEXT;
+    ALTER TABLE messages ADD COLUMN remote_host TEXT;
+    CREATE UNIQUE INDEX messages_by_gid ON messages(gid) WHERE gid IS NOT NULL;
+    CREATE TABLE outbox (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        host        TEXT NOT NULL,
+        dedupe      TEXT NOT NULL UNIQUE,
+        envelope    BLOB NOT NULL,
+        created_ms  INTEGER NOT NULL
+    );
+    CREATE TABLE hosts (
+        host          TEXT PRIMARY KEY,
+        device_id     TEXT NOT NULL,
+        public_key    BLOB NOT NULL,
+        offered_key   BLOB,
+        first_seen_ms INTEGER NOT NULL,
+        changed_ms    INTEGER,
+        last_seen_ms  INTEGER
+    );
+    CREATE INDEX hosts_by_device ON hosts(device_id);
+    CREATE TABLE remote_sessions (
+        host        TEXT NOT NULL,
+        session_id  TEXT NOT NULL,
+        name        TEXT NOT NULL,
+        name_norm   TEXT NOT NULL,
+        summary     TEXT NOT NULL,
+        idle        INTEGER NOT NULL,
+        pending     INTEGER NOT NULL,
+        listed      INTEGER NOT NULL,
+        seen_ms     INTEGER NOT NULL,
+        PRIMARY KEY (host, session_id)
+    );
+    CREATE INDEX remote_sessions_by_name ON remote_sessions(name_norm);",
 ];
 
 /// The schema version this build writes.

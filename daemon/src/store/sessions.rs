@@ -526,6 +526,147 @@ pub enum Target {
     One { row: Box<SessionRow>, by_id: bool },
     /// `*`: every live session but the sender.
     All(Vec<SessionRow>),
+    /// A session on another machine (`name@host`, or a bare name only another machine has).
+    Remote(super::federation::RemoteTarget),
+    /// `*@*` (every live session of the team but the sender) or `*@host`.
+    Many {
+        local: Vec<SessionRow>,
+        remote: Vec<super::federation::RemoteTarget>,
+    },
+}
+
+/// A session found by its exact session id.
+pub fn by_session_id(ctx: &Reader<'_>, session_id: &str) -> Result<Option<SessionRow>, WireError> {
+    Ok(query_rows(ctx, "session_id = ?1", session_id)?
+        .into_iter()
+        .max_by_key(|r| (r.live, r.last_active_ms, r.key)))
+}
+
+/// The session of a name: its live one (the most recently active of several), else its most
+/// recently active ended one.
+pub fn by_name(ctx: &Reader<'_>, name_norm: &str) -> Result<Option<SessionRow>, WireError> {
+    Ok(query_rows(ctx, "name_norm = ?1", name_norm)?
+        .into_iter()
+        .max_by_key(|r| (r.live, r.last_active_ms, r.key)))
+}
+
+/// Resolve an address that may name another machine (docs/interface.md, "Addresses"):
+/// `name@host`, `*@host`, `*@*`; a bare name is this machine's session of that name, else the
+/// one remote session of that name (several: ambiguous, listed). `fed`: this machine in the
+/// mesh (`None`: not in one, and every address is local, as [`resolve_target`] reads it).
+pub fn resolve_address(
+    ctx: &Reader<'_>,
+    fed: Option<&super::federation::Identity>,
+    to: &str,
+    sender: Option<i64>,
+    now_ms: i64,
+) -> Result<Target, WireError> {
+    use super::federation as fed_store;
+    let to = to.trim();
+    let Some(fed) = fed else {
+        if to.contains('@') {
+            return Err(WireError::new(
+                ErrorCode::UnknownPeer,
+                format!(
+                    "`{to}` names a host, but this machine is not part of a mesh (`mesh join \
+                     <nats-url>` joins one)"
+                ),
+            ));
+        }
+        return resolve_target(ctx, to, sender);
+    };
+    let Some((name, host)) = to.rsplit_once('@') else {
+        return match resolve_target(ctx, to, sender) {
+            Err(e) if e.code == ErrorCode::UnknownPeer && to != "*" => {
+                let found = fed_store::remote_named(ctx, None, &norm(to))?;
+                match found.as_slice() {
+                    [] => Err(e),
+                    [(one, _)] => Ok(Target::Remote(one.clone())),
+                    many => Err(WireError::new(
+                        ErrorCode::AmbiguousPeer,
+                        format!(
+                            "`{to}` is on {} machines: {}; address one as name@host",
+                            many.len(),
+                            many.iter()
+                                .map(|(t, _)| t.address())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    )),
+                }
+            }
+            other => other,
+        };
+    };
+    let (name, host) = (name.trim(), host.trim());
+    if host == "*" {
+        if name != "*" {
+            return Err(WireError::new(
+                ErrorCode::InvalidArgument,
+                format!("`{to}`: `*@*` is everyone; a name takes one host (`{name}@<host>`)"),
+            ));
+        }
+        let local: Vec<SessionRow> = all_rows(ctx, false)?
+            .into_iter()
+            .filter(|r| Some(r.key) != sender)
+            .collect();
+        let remote = fed_store::remote_live(ctx, None, now_ms)?;
+        if local.is_empty() && remote.is_empty() {
+            return Err(WireError::new(
+                ErrorCode::UnknownPeer,
+                "no live peers on any machine to send to (`mesh list --scope mesh` shows who runs)",
+            ));
+        }
+        return Ok(Target::Many { local, remote });
+    }
+    if host.eq_ignore_ascii_case(&fed.host) {
+        return resolve_target(ctx, name, sender);
+    }
+    let Some(host) = fed_store::known_host(ctx, host)? else {
+        return Err(WireError::new(
+            ErrorCode::UnknownPeer,
+            format!(
+                "no machine named `{host}` in the mesh (`mesh keys` lists the known hosts, `mesh \
+                 list --scope mesh` their sessions)"
+            ),
+        ));
+    };
+    if name == "*" {
+        let remote = fed_store::remote_live(ctx, Some(&host), now_ms)?;
+        if remote.is_empty() {
+            return Err(WireError::new(
+                ErrorCode::UnknownPeer,
+                format!("no live sessions on {host} to send to"),
+            ));
+        }
+        return Ok(Target::Many {
+            local: Vec::new(),
+            remote,
+        });
+    }
+    let found = fed_store::remote_named(ctx, Some(&host), &norm(name))?;
+    match found.as_slice() {
+        [(one, _)] => Ok(Target::Remote(one.clone())),
+        [] => Err(WireError::new(
+            ErrorCode::UnknownPeer,
+            format!(
+                "no session named `{name}` on {host} (`mesh list --scope mesh` shows the \
+                 sessions of every machine)"
+            ),
+        )),
+        many => Err(WireError::new(
+            ErrorCode::AmbiguousPeer,
+            format!(
+                "{} sessions on {host} are named `{name}` (ids {}); ask one of them to take \
+                 another name",
+                many.len(),
+                many.iter()
+                    .map(|(t, _)| short_id(&t.session_id).to_owned())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
 }
 
 /// Resolve an address: `*`, a name (case-insensitive), or an id prefix of >= 4 characters.
