@@ -8,7 +8,7 @@
 //!
 //! | command | document |
 //! |---|---|
-//! | `list` | `{"scope", "include_offline", "sessions": [Session + "you"]}` (`you`: true on the row of the session the command runs in) |
+//! | `list` | `{"scope", "include_offline", "sessions": [Session + "host", "remote": false, "you" / RemoteSession]}` (`you`: true on the row of the session the command runs in; `host`: this machine's host in the mesh, `null` when it joined none) |
 //! | `whoami` | `{"in_session": bool, "session": Session or null}` |
 //! | `send` | `{"messages": [Message]}` (one per recipient) |
 //! | `ask` | `{"status": "answered"/"timed_out"/"peer_gone", "question": Message, "answer": Message or null}` |
@@ -20,12 +20,18 @@
 //! "summary", "state": "busy"/"idle"/"offline", "live", "idle", "pending", "registered_ms",
 //! "last_active_ms"}`.
 //!
+//! `RemoteSession` (another machine's, `list --scope mesh`): `{"id", "name", "host", "address":
+//! "name@host", "summary", "state", "live", "idle", "pending", "seen_ms", "remote": true, "you":
+//! false}`.
+//!
 //! `Message`: `{"id", "kind": "task"/"note"/"question"/"answer", "from": Party, "to": Party,
 //! "body", "in_reply_to", "status": "queued"/"delivered"/"answered"/"withdrawn", "created_ms",
 //! "delivered_ms", "answered_ms"}`; `Party`: `{"name", "session_id"}` (`name` is `user` and
 //! `session_id` null for a command run outside any session).
 
-use mesh_proto::{AskOutcome, AskResult, Inbox, Message, Party, Scope, SessionInfo};
+use mesh_proto::{
+    AskOutcome, AskResult, Inbox, MeshPeers, Message, Party, RemoteSession, Scope, SessionInfo,
+};
 use serde::Serialize;
 
 use crate::display::session_state;
@@ -121,38 +127,103 @@ impl<'a> From<&'a Message> for MessageJson<'a> {
 /// `mesh list --json`.
 #[derive(Debug, Serialize)]
 pub struct ListJson<'a> {
+    /// `machine`, `repo`, `directory` or `mesh`.
     pub scope: &'static str,
     pub include_offline: bool,
     pub sessions: Vec<ListedJson<'a>>,
 }
 
-/// A session in `list`: [`SessionJson`] and whether it is the one the command runs in.
+/// A session in `list`: a session of this machine, or (with `--scope mesh`) of another one.
 #[derive(Debug, Serialize)]
-pub struct ListedJson<'a> {
-    #[serde(flatten)]
-    pub session: SessionJson<'a>,
+#[serde(untagged)]
+pub enum ListedJson<'a> {
+    /// [`SessionJson`], this machine's host in the mesh (`null` when it joined none) and
+    /// whether it is the session the command runs in.
+    Local {
+        #[serde(flatten)]
+        session: SessionJson<'a>,
+        host: Option<&'a str>,
+        remote: bool,
+        you: bool,
+    },
+    Remote(RemoteJson<'a>),
+}
+
+/// A session on another machine, as its daemon last announced it. Every text field came from
+/// that machine.
+#[derive(Debug, Serialize)]
+pub struct RemoteJson<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub host: &'a str,
+    /// `name@host`: what `send`, `ask` and the MCP tools take.
+    pub address: String,
+    pub summary: &'a str,
+    pub state: &'static str,
+    pub live: bool,
+    pub idle: bool,
+    pub pending: u32,
+    /// When its machine last listed it.
+    pub seen_ms: i64,
+    pub remote: bool,
     pub you: bool,
 }
 
+impl<'a> From<&'a RemoteSession> for RemoteJson<'a> {
+    fn from(s: &'a RemoteSession) -> Self {
+        Self {
+            id: &s.session_id,
+            name: &s.name,
+            host: &s.host,
+            address: format!("{}@{}", s.name, s.host),
+            summary: &s.summary,
+            state: remote_state(s),
+            live: s.live,
+            idle: s.idle,
+            pending: s.pending,
+            seen_ms: s.seen_ms,
+            remote: true,
+            you: false,
+        }
+    }
+}
+
 impl<'a> ListJson<'a> {
-    /// `me`: the key of the session the command runs in, if any.
+    /// `scope`: [`scope_str`] or `mesh`; `me`: the key of the session the command runs in, if
+    /// any.
     pub fn new(
-        scope: Scope,
+        scope: &'static str,
         include_offline: bool,
-        sessions: &'a [SessionInfo],
+        peers: &'a MeshPeers,
         me: Option<u64>,
     ) -> Self {
+        let host = peers.host.as_deref();
         Self {
-            scope: scope_str(scope),
+            scope,
             include_offline,
-            sessions: sessions
+            sessions: peers
+                .local
                 .iter()
-                .map(|s| ListedJson {
+                .map(|s| ListedJson::Local {
                     session: s.into(),
+                    host,
+                    remote: false,
                     you: Some(s.key) == me,
                 })
+                .chain(peers.remote.iter().map(|r| ListedJson::Remote(r.into())))
                 .collect(),
         }
+    }
+}
+
+/// A remote session's `offline`, `idle` or `busy`.
+pub fn remote_state(s: &RemoteSession) -> &'static str {
+    if !s.live {
+        "offline"
+    } else if s.idle {
+        "idle"
+    } else {
+        "busy"
     }
 }
 

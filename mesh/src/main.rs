@@ -32,7 +32,7 @@ enum Command {
     Daemon(daemon_cmd::DaemonArgs),
     /// List live sessions (peers)
     #[command(
-        after_help = "Examples:\n  mesh list\n  mesh list --all --scope repo\n  mesh list --json"
+        after_help = "Examples:\n  mesh list\n  mesh list --all --scope repo\n  mesh list --scope mesh --json"
     )]
     List(cmd::list::Args),
     /// Show this session's id, name, cwd and pid
@@ -76,6 +76,19 @@ enum Command {
     /// Restart the daemon (queued mail survives)
     #[command(after_help = "Examples:\n  mesh restart\n  mesh restart --json")]
     Restart(cmd::stop::Args),
+    /// Join a mesh across machines through a NATS server (JetStream); restarts the daemon
+    #[command(
+        after_help = "Examples:\n  mesh join nats://nats.example.com:4222\n  mesh join tls://nats.example.com:4222 --host laptop --team backend --creds ~/nats/laptop.creds\n  mesh join nats://127.0.0.1:4222 --json"
+    )]
+    Join(cmd::federation::JoinArgs),
+    /// Leave the mesh across machines (this device's key is kept); restarts the daemon
+    #[command(after_help = "Examples:\n  mesh leave\n  mesh leave --json")]
+    Leave(cmd::federation::LeaveArgs),
+    /// This device's key fingerprint and every known host's; `mesh keys trust` accepts a new one
+    #[command(
+        after_help = "Examples:\n  mesh keys\n  mesh keys --json\n  mesh keys trust ci 3f2a9c0177d01b4e0a5ce2f16d3890ab4c17d2e68f05b9315a7ec4801d6be92f"
+    )]
+    Keys(cmd::federation::KeysArgs),
     /// Install the service unit and register hooks, MCP server and status line with Claude Code
     #[command(
         after_help = "Examples:\n  mesh install --dry-run\n  mesh install\n  mesh install --no-service"
@@ -155,6 +168,9 @@ fn main() -> ExitCode {
         Command::Start(args) => cmd::start::start(args),
         Command::Stop(args) => cmd::stop::stop(args),
         Command::Restart(args) => cmd::stop::restart(args),
+        Command::Join(args) => cmd::federation::join(args),
+        Command::Leave(args) => cmd::federation::leave(args),
+        Command::Keys(args) => cmd::federation::keys(args),
         Command::Install(args) => cmd::install::install(args),
         Command::Uninstall(args) => cmd::install::uninstall(args),
         Command::Health(args) => cmd::health::run(args),
@@ -185,6 +201,9 @@ impl Command {
             Command::History(a) => a.out.json,
             Command::Search(a) => a.out.json,
             Command::Start(a) | Command::Stop(a) | Command::Restart(a) => a.out.json,
+            Command::Join(a) => a.out.json,
+            Command::Leave(a) => a.out.json,
+            Command::Keys(a) => a.json(),
             Command::Install(a) => a.out.json,
             Command::Uninstall(a) => a.out.json,
             Command::Health(a) => a.out.json,
@@ -352,5 +371,11 @@ mod tests {
         assert!(args.all);
         assert_eq!(args.scope, cmd::list::ScopeArg::Repo);
         assert!(parse(&["list", "--scope", "galaxy"]).is_err());
+        let cli = parse(&["list", "--scope", "mesh"]).unwrap();
+        let Command::List(args) = cli.command else {
+            panic!("not list")
+        };
+        assert_eq!(args.scope, cmd::list::ScopeArg::Mesh);
+        assert_eq!(args.scope.split().1, mesh_proto::Reach::Mesh);
     }
 }

@@ -25,12 +25,12 @@ fn json(out: &Output) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
-fn pid_alive(pid: u32) -> bool {
+pub(crate) fn pid_alive(pid: u32) -> bool {
     mesh_daemon::procinfo::info(pid).is_some_and(|p| !p.zombie)
 }
 
 /// PIDs of `mesh daemon` processes serving `state`.
-fn daemons_of(mesh: &Mesh) -> Vec<u32> {
+pub(crate) fn daemons_of(mesh: &Mesh) -> Vec<u32> {
     let want = format!("CLAUDE_MESH_HOME={}", mesh.state.root().display());
     let mut pids = Vec::new();
     for entry in fs::read_dir("/proc").unwrap().flatten() {
@@ -53,7 +53,7 @@ fn daemons_of(mesh: &Mesh) -> Vec<u32> {
 }
 
 /// Kills daemons started on demand (they are detached, so nothing else would).
-struct Reaper<'a>(&'a Mesh);
+pub(crate) struct Reaper<'a>(pub(crate) &'a Mesh);
 
 impl Drop for Reaper<'_> {
     fn drop(&mut self) {

@@ -204,7 +204,7 @@ fn tools_list_is_exactly_the_contract_with_descriptions_and_schemas() {
     assert_eq!(required("message_status"), set(&["message_id"]));
     assert_eq!(required("set_summary"), set(&["summary"]));
     let scope = tool("list_peers")["inputSchema"]["properties"]["scope"].to_string();
-    for s in ["machine", "repo", "directory"] {
+    for s in ["machine", "repo", "directory", "mesh"] {
         assert!(scope.contains(s), "{scope}");
     }
     let kind = tool("send_message")["inputSchema"]["properties"]["kind"].to_string();
@@ -268,9 +268,15 @@ fn whoami_list_and_set_summary_identify_the_parent_session() {
     ] {
         assert!(p.get(field).is_some(), "{field} missing: {p}");
     }
-    for scope in ["machine", "repo", "directory"] {
+    for scope in ["machine", "repo", "directory", "mesh"] {
         let doc = mcp.call("list_peers", json!({"scope": scope}));
         assert_eq!(doc["scope"], scope);
+        // A machine outside any mesh: no host, and `mesh` lists what `machine` does.
+        assert!(doc.get("host").is_none(), "{doc}");
+        if scope == "machine" || scope == "mesh" {
+            assert_eq!(doc["peers"].as_array().unwrap().len(), 1, "{doc}");
+            assert_eq!(doc["peers"][0]["name"], "backend", "{doc}");
+        }
     }
     let err = mcp.call_err("list_peers", json!({"scope": "galaxy"}));
     assert!(err.contains("galaxy"), "{err}");

@@ -13,6 +13,7 @@
 pub mod ask;
 pub mod completions;
 pub mod exit;
+pub mod federation;
 pub mod health;
 pub mod history;
 pub mod inbox;

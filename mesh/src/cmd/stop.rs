@@ -85,33 +85,56 @@ pub fn stop(args: Args) -> anyhow::Result<ExitCode> {
 
 pub fn restart(args: Args) -> anyhow::Result<ExitCode> {
     let state = StateDir::from_env().context("cannot locate the mesh state directory")?;
+    let done = restart_daemon(&state)?;
+    if args.out.json {
+        emit_json(&StopJson {
+            stopped_pid: done.stopped_pid,
+            running_pid: Some(done.pid),
+            running_version: Some(done.version),
+        })?;
+    } else {
+        emit(&format!(
+            "mesh daemon {} running (pid {})\n",
+            done.version, done.pid
+        ))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What [`restart_daemon`] did.
+#[derive(Debug)]
+pub struct Restarted {
+    /// The daemon stopped, `None` when none was running (it was then just started).
+    pub stopped_pid: Option<u32>,
+    /// The daemon running now.
+    pub pid: u32,
+    pub version: String,
+}
+
+/// Stop the daemon serving `state` (through its service manager where a unit is installed)
+/// and start it again; when none runs, start one. `mesh restart`, `mesh join`, `mesh leave`.
+pub fn restart_daemon(state: &StateDir) -> anyhow::Result<Restarted> {
     let stopped = if let Some(unit) = systemd_unit() {
         let pid = unit.main_pid()?;
         let _wait = super::progress::waiting("restarting the mesh daemon through systemd");
         unit.restart().context("cannot restart mesh.service")?;
         pid
     } else if let Some(agent) = launchd_agent() {
-        let pid = ping_pid(&state);
+        let pid = ping_pid(state);
         let _wait = super::progress::waiting("restarting the mesh daemon through launchd");
         agent
             .restart()
             .context("cannot restart the launchd agent")?;
         pid
     } else {
-        stop_daemon(&state)?
+        stop_daemon(state)?
     };
     let conn = connect().context("the daemon did not start again")?;
-    let (pid, version) = (conn.daemon_pid(), conn.daemon_version().to_owned());
-    if args.out.json {
-        emit_json(&StopJson {
-            stopped_pid: stopped,
-            running_pid: Some(pid),
-            running_version: Some(version),
-        })?;
-    } else {
-        emit(&format!("mesh daemon {version} running (pid {pid})\n"))?;
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(Restarted {
+        stopped_pid: stopped,
+        pid: conn.daemon_pid(),
+        version: conn.daemon_version().to_owned(),
+    })
 }
 
 /// SIGTERM the daemon serving `state` and wait for it to exit. `None`: none was running.

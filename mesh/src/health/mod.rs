@@ -19,6 +19,13 @@
 //! - `daemon.reachable`: connect and handshake WITHOUT starting a daemon (only the service
 //!   manager's socket activation may start one), round trip of a ping; `daemon.version`: the
 //!   daemon's announced version against this binary's (omitted when no daemon answered);
+//! - `federation`: outside a mesh one line, "not joined (local only)"; joined (`mesh join`),
+//!   `federation.config` (`federation.toml` and `device.key`, 0600 and ours), then from the
+//!   daemon's report `federation.server` (connected, url, server version),
+//!   `federation.jetstream`, `federation.features` and `federation.streams` (while connected),
+//!   `federation.keys` (this device's fingerprint and the known hosts'; a host whose key
+//!   changed fails) and `federation.outbox` (a warning when its oldest entry waits over a
+//!   minute);
 //! - `db.file`, `db.schema`, `db.integrity`, `db.sessions`, `db.mail`: the database, read-only
 //!   (`mesh_daemon::store::inspect`); the last four are omitted when the file is missing, and
 //!   schema, sessions and mail when it cannot be read at all (`db.integrity` then fails);
@@ -34,6 +41,7 @@ mod check;
 mod claude;
 mod daemon;
 mod db;
+mod federation;
 mod project;
 mod service;
 mod state;
@@ -45,6 +53,7 @@ use serde::Serialize;
 
 pub use check::{Check, Inputs, Level};
 pub use db::STALE_MAIL_MS;
+pub use federation::OUTBOX_STALE_MS;
 pub use project::config_problems;
 
 /// Every check, in order. Serialises as `{"ok": bool, "checks": [...]}`.
@@ -120,6 +129,11 @@ pub fn run(inputs: &Inputs) -> Report {
     ];
     let seen = daemon::probe(&inputs.state.socket());
     checks.extend(daemon::checks(&seen, &facts, activated, inputs));
+    checks.extend(federation::checks(
+        inputs,
+        seen.outcome.is_ok(),
+        crate::display::now_ms(),
+    ));
     checks.extend(db::checks(&inputs.state.db(), crate::display::now_ms()));
     checks.extend(claude::checks(inputs));
     checks.push(project::check(

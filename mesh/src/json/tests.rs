@@ -83,27 +83,72 @@ fn to_value(v: impl Serialize) -> serde_json::Value {
     serde_json::to_value(v).unwrap()
 }
 
-fn listed(you: bool) -> serde_json::Value {
+fn listed(you: bool, host: Option<&str>) -> serde_json::Value {
     let mut v = session_json();
     v["you"] = json!(you);
+    v["host"] = json!(host);
+    v["remote"] = json!(false);
     v
+}
+
+fn peers(host: Option<&str>, remote: Vec<RemoteSession>) -> MeshPeers {
+    MeshPeers {
+        host: host.map(str::to_owned),
+        local: vec![session()],
+        remote,
+    }
 }
 
 #[test]
 fn list_shape() {
-    let sessions = [session()];
+    let p = peers(None, Vec::new());
     assert_eq!(
-        to_value(ListJson::new(Scope::Repo, false, &sessions, None)),
-        json!({"scope": "repo", "include_offline": false, "sessions": [listed(false)]})
+        to_value(ListJson::new(scope_str(Scope::Repo), false, &p, None)),
+        json!({"scope": "repo", "include_offline": false, "sessions": [listed(false, None)]})
     );
     assert_eq!(
         to_value(ListJson::new(
-            Scope::Repo,
+            scope_str(Scope::Repo),
             false,
-            &sessions,
-            Some(sessions[0].key)
+            &p,
+            Some(p.local[0].key)
         )),
-        json!({"scope": "repo", "include_offline": false, "sessions": [listed(true)]})
+        json!({"scope": "repo", "include_offline": false, "sessions": [listed(true, None)]})
+    );
+}
+
+#[test]
+fn list_shape_across_machines() {
+    let remote = RemoteSession {
+        host: "ci".into(),
+        session_id: "fedcba9876543210".into(),
+        name: "tests".into(),
+        summary: "running the suite".into(),
+        idle: false,
+        pending: 1,
+        live: true,
+        seen_ms: 3_000,
+    };
+    let p = peers(Some("laptop"), vec![remote]);
+    assert_eq!(
+        to_value(ListJson::new("mesh", true, &p, None)),
+        json!({"scope": "mesh", "include_offline": true, "sessions": [
+            listed(false, Some("laptop")),
+            {
+                "id": "fedcba9876543210",
+                "name": "tests",
+                "host": "ci",
+                "address": "tests@ci",
+                "summary": "running the suite",
+                "state": "busy",
+                "live": true,
+                "idle": false,
+                "pending": 1,
+                "seen_ms": 3000,
+                "remote": true,
+                "you": false
+            }
+        ]})
     );
 }
 

@@ -9,7 +9,9 @@
 
 use mesh::display::{local_timestamp, now_ms, relative_time, session_state};
 use mesh_client::format_message_id;
-use mesh_proto::{AskOutcome, AskResult, Inbox, Kind, Message, Scope, SessionInfo, Status};
+use mesh_proto::{
+    AskOutcome, AskResult, Inbox, Kind, MeshPeers, Message, RemoteSession, SessionInfo, Status,
+};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -94,22 +96,60 @@ pub fn whoami(me: Option<&SessionInfo>) -> Value {
     }
 }
 
-pub fn peers(scope: Scope, me: Option<&SessionInfo>, sessions: &[SessionInfo]) -> Value {
+/// `list_peers`: the other sessions of this machine, then (scope `mesh`) those of the other
+/// machines, named `name@host` as the tools take them.
+pub fn peers(scope: &str, me: Option<&SessionInfo>, found: &MeshPeers) -> Value {
     let now = now_ms();
-    let others: Vec<SessionOut<'_>> = sessions
+    let mut others: Vec<Value> = found
+        .local
         .iter()
         .filter(|s| me.is_none_or(|m| m.key != s.key))
-        .map(|s| SessionOut::new(s, now))
+        .map(|s| json!(SessionOut::new(s, now)))
         .collect();
+    others.extend(found.remote.iter().map(|r| json!(RemoteOut::new(r, now))));
     let mut doc = json!({
-        "scope": mesh::json::scope_str(scope),
+        "scope": scope,
         "you": me.map(|m| json!({"id": m.session_id, "name": m.name})),
         "peers": others,
     });
+    if let Some(host) = &found.host {
+        doc["host"] = json!(host);
+    }
     if others.is_empty() {
         doc["note"] = json!("no other live sessions in this scope");
     }
     doc
+}
+
+/// A session on another machine, as its daemon last announced it.
+#[derive(Debug, Serialize)]
+pub struct RemoteOut<'a> {
+    pub id: &'a str,
+    /// `name@host`: how send_message, ask_peer and the other tools address it.
+    pub name: String,
+    pub host: &'a str,
+    pub summary: &'a str,
+    /// `busy`, `idle` or `offline`.
+    pub state: &'static str,
+    pub idle: bool,
+    pub pending: u32,
+    /// When its machine last listed it.
+    pub last_seen: String,
+}
+
+impl<'a> RemoteOut<'a> {
+    pub fn new(r: &'a RemoteSession, now: i64) -> Self {
+        Self {
+            id: &r.session_id,
+            name: format!("{}@{}", r.name, r.host),
+            host: &r.host,
+            summary: &r.summary,
+            state: mesh::json::remote_state(r),
+            idle: r.idle,
+            pending: r.pending,
+            last_seen: relative_time(now, r.seen_ms),
+        }
+    }
 }
 
 pub fn sent(kind: Kind, messages: &[Message]) -> Value {
@@ -243,6 +283,63 @@ mod tests {
             delivered_ms: None,
             answered_ms: None,
         }
+    }
+
+    fn session(key: u64, name: &str) -> SessionInfo {
+        SessionInfo {
+            key,
+            session_id: format!("{name}-session"),
+            name: name.into(),
+            pid: 42,
+            cwd: "/src".into(),
+            project_root: None,
+            git_root: None,
+            transcript_path: None,
+            summary: String::new(),
+            idle: true,
+            live: true,
+            registered_ms: 0,
+            last_active_ms: 0,
+            pending: 0,
+        }
+    }
+
+    #[test]
+    fn peers_across_machines_are_named_name_at_host() {
+        let me = session(1, "frontend");
+        let found = MeshPeers {
+            host: Some("laptop".into()),
+            local: vec![me.clone(), session(2, "backend")],
+            remote: vec![RemoteSession {
+                host: "ci".into(),
+                session_id: "ci-session".into(),
+                name: "tests".into(),
+                summary: "running the suite".into(),
+                idle: false,
+                pending: 2,
+                live: true,
+                seen_ms: now_ms(),
+            }],
+        };
+        let v = peers("mesh", Some(&me), &found);
+        assert_eq!(v["scope"], "mesh");
+        assert_eq!(v["host"], "laptop");
+        let list = v["peers"].as_array().unwrap();
+        assert_eq!(list.len(), 2, "{v}");
+        assert_eq!(list[0]["name"], "backend");
+        assert_eq!(list[1]["name"], "tests@ci");
+        assert_eq!(list[1]["host"], "ci");
+        assert_eq!(list[1]["state"], "busy");
+        assert_eq!(list[1]["pending"], 2);
+        // Outside a mesh: no host, and the note when nobody else runs.
+        let alone = MeshPeers {
+            host: None,
+            local: vec![me.clone()],
+            remote: Vec::new(),
+        };
+        let v = peers("machine", Some(&me), &alone);
+        assert!(v.get("host").is_none(), "{v}");
+        assert!(v["note"].is_string(), "{v}");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Who is on the mesh: `whoami`, `list_peers`, `set_summary`.
 
-use mesh_proto::{List, MAX_SUMMARY_LEN, Scope, SetSummary, WhoAmI};
+use mesh_proto::{List, ListScoped, MAX_SUMMARY_LEN, Reach, Scope, SetSummary, WhoAmI};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
 use rmcp::{tool, tool_router};
@@ -19,12 +19,13 @@ pub enum ScopeArg {
     Machine,
     Repo,
     Directory,
+    Mesh,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct ListPeersArgs {
-    /// Which sessions: machine (default, every session), repo (your git repository) or
-    /// directory (your working directory)
+    /// Which sessions: machine (default, every session on this machine), repo (your git
+    /// repository), directory (your working directory) or mesh (every machine of the mesh too)
     pub scope: Option<ScopeArg>,
 }
 
@@ -55,14 +56,21 @@ message: for each its id, name, working directory, git repository, summary (what
 state (busy or idle), number of pending messages and last activity. Use it before messaging when \
 you do not know a peer's name, or to pick the session that owns a piece of work. `scope` narrows \
 the list: machine (default: every session), repo (sessions in your git repository) or directory \
-(sessions in your working directory).";
+(sessions in your working directory) or mesh (also the sessions of the other machines this one \
+shares a mesh with; address those as name@host).";
 
     #[tool(description = Self::LIST_PEERS, annotations(read_only_hint = true))]
     async fn list_peers(&self, Parameters(args): Parameters<ListPeersArgs>) -> CallToolResult {
-        let scope = match args.scope.unwrap_or(ScopeArg::Machine) {
-            ScopeArg::Machine => Scope::Machine,
-            ScopeArg::Repo => Scope::Repo,
-            ScopeArg::Directory => Scope::Directory,
+        let arg = args.scope.unwrap_or(ScopeArg::Machine);
+        let (scope, reach) = match arg {
+            ScopeArg::Machine => (Scope::Machine, Reach::Machine),
+            ScopeArg::Repo => (Scope::Repo, Reach::Machine),
+            ScopeArg::Directory => (Scope::Directory, Reach::Machine),
+            ScopeArg::Mesh => (Scope::Machine, Reach::Mesh),
+        };
+        let name = match arg {
+            ScopeArg::Mesh => "mesh",
+            _ => mesh::json::scope_str(scope),
         };
         let found = self
             .blocking(move |d| {
@@ -70,16 +78,19 @@ the list: machine (default: every session), repo (sessions in your git repositor
                     let me = c.whoami(WhoAmI {
                         caller: caller.clone(),
                     })?;
-                    let peers = c.list(List {
-                        caller,
-                        scope,
-                        include_offline: false,
+                    let peers = c.call_typed(ListScoped {
+                        list: List {
+                            caller,
+                            scope,
+                            include_offline: false,
+                        },
+                        reach,
                     })?;
                     Ok((me, peers))
                 })
             })
             .await;
-        result(found.map(|(me, peers)| render::peers(scope, me.session.as_ref(), &peers.sessions)))
+        result(found.map(|(me, peers)| render::peers(name, me.session.as_ref(), &peers)))
     }
 
     const SET_SUMMARY: &'static str = "\
