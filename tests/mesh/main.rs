@@ -5,6 +5,7 @@
 
 mod cli;
 mod crash;
+mod federation;
 mod federation_cli;
 mod hooks;
 mod hostile;

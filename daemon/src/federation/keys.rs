@@ -29,7 +29,16 @@ pub const SEAL_OVERHEAD: usize = NONCE_LEN + AAD_DIGEST_LEN + 16;
 /// This device's secret key. `Debug` prints only the device id.
 pub struct DeviceKey {
     secret: crypto_box::SecretKey,
+    /// The public half, derived once (a scalar multiplication, too slow to repeat per
+    /// envelope).
+    public: PublicKey,
+    /// The boxes of the peers this key talks to: each holds the X25519 shared secret, computed
+    /// once per peer rather than once per envelope.
+    boxes: std::sync::Mutex<std::collections::HashMap<[u8; KEY_LEN], ChaChaBox>>,
 }
+
+/// Most peer boxes kept ([`DeviceKey`]'s cache); past it the cache starts again.
+const MAX_BOXES: usize = 1024;
 
 impl fmt::Debug for DeviceKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -72,16 +81,33 @@ impl KeyError {
 impl DeviceKey {
     /// A fresh random key (the operating system's generator).
     pub fn generate() -> DeviceKey {
-        DeviceKey {
-            secret: crypto_box::SecretKey::generate(&mut OsRng),
-        }
+        DeviceKey::from_secret(crypto_box::SecretKey::generate(&mut OsRng))
     }
 
     /// A key from its 32 secret bytes.
     pub fn from_secret_bytes(bytes: [u8; KEY_LEN]) -> DeviceKey {
+        DeviceKey::from_secret(crypto_box::SecretKey::from_bytes(bytes))
+    }
+
+    fn from_secret(secret: crypto_box::SecretKey) -> DeviceKey {
+        let public = PublicKey(secret.public_key().to_bytes());
         DeviceKey {
-            secret: crypto_box::SecretKey::from_bytes(bytes),
+            secret,
+            public,
+            boxes: std::sync::Mutex::default(),
         }
+    }
+
+    /// Run `f` with the box between this key and `peer` (its shared secret computed once).
+    fn with_box<T>(&self, peer: &PublicKey, f: impl FnOnce(&ChaChaBox) -> T) -> T {
+        let mut boxes = self.boxes.lock().unwrap_or_else(|p| p.into_inner());
+        if boxes.len() >= MAX_BOXES && !boxes.contains_key(&peer.0) {
+            boxes.clear();
+        }
+        let cbox = boxes
+            .entry(peer.0)
+            .or_insert_with(|| ChaChaBox::new(&peer.to_box_key(), &self.secret));
+        f(cbox)
     }
 
     /// Generates a key and writes it to `path`, which must not exist (never replaced, never
@@ -196,7 +222,7 @@ impl DeviceKey {
 
     /// The public half, announced to the team.
     pub fn public(&self) -> PublicKey {
-        PublicKey(self.secret.public_key().to_bytes())
+        self.public
     }
 
     /// This device's id (= `self.public().device_id()`).
@@ -470,13 +496,12 @@ pub fn seal(
     aad: &[u8],
     plaintext: &[u8],
 ) -> Result<Vec<u8>, SealError> {
-    let cbox = ChaChaBox::new(&to.to_box_key(), &me.secret);
     let nonce = ChaChaBox::generate_nonce(&mut OsRng);
     let mut inner = Vec::with_capacity(AAD_DIGEST_LEN + plaintext.len());
     inner.extend_from_slice(&aad_digest(aad));
     inner.extend_from_slice(plaintext);
-    let ciphertext = cbox
-        .encrypt(&nonce, inner.as_slice())
+    let ciphertext = me
+        .with_box(to, |cbox| cbox.encrypt(&nonce, inner.as_slice()))
         .map_err(|_| SealError)?;
     let mut out = Vec::with_capacity(NONCE_LEN + ciphertext.len());
     out.extend_from_slice(&nonce);
@@ -496,8 +521,9 @@ pub fn open(
     }
     let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
     let nonce = crypto_box::Nonce::from_slice(nonce);
-    let cbox = ChaChaBox::new(&from.to_box_key(), &me.secret);
-    let mut inner = cbox.decrypt(nonce, ciphertext).map_err(|_| OpenError)?;
+    let mut inner = me
+        .with_box(from, |cbox| cbox.decrypt(nonce, ciphertext))
+        .map_err(|_| OpenError)?;
     if inner.get(..AAD_DIGEST_LEN) != Some(&aad_digest(aad)[..]) {
         return Err(OpenError);
     }
