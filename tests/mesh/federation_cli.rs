@@ -254,6 +254,35 @@ fn join_with_no_daemon_running_starts_one_and_takes_files_as_absolute_paths() {
         mesh_daemon::federation::config::short_hostname()
     );
     assert_eq!(config.team, "default");
+
+    // A password in the url is kept in the file, never printed.
+    let out = mesh
+        .mesh()
+        .args(["join", "nats://me:s3cret@127.0.0.1:4222", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        json(&out)["url"],
+        "nats://***@127.0.0.1:4222",
+        "{}",
+        text(&out)
+    );
+    let config = FederationConfig::load(mesh.state.root()).unwrap().unwrap();
+    assert_eq!(config.url, "nats://me:s3cret@127.0.0.1:4222");
+    let out = mesh
+        .mesh()
+        .args(["join", "nats://me:0ther@127.0.0.1:4222"])
+        .output()
+        .unwrap();
+    assert!(
+        !text(&out).contains("s3cret") && !text(&out).contains("0ther"),
+        "{}",
+        text(&out)
+    );
+    let out = mesh.mesh().args(["health", "--json"]).output().unwrap();
+    assert!(!text(&out).contains("0ther"), "{}", text(&out));
+    assert!(text(&out).contains("***@127.0.0.1:4222"), "{}", text(&out));
 }
 
 #[test]
