@@ -689,6 +689,17 @@ fn keys_health_and_list_across_two_daemons_on_a_real_nats_server() {
             "{flavor}: {said}"
         );
 
+        // Not the key b offers, or a host nobody announced: refused, nothing changes.
+        let out = a.mesh().args(["keys", "trust", "b", &fa]).output().unwrap();
+        assert_eq!(out.status.code(), Some(7), "{flavor}: {}", text(&out));
+        let out = a
+            .mesh()
+            .args(["keys", "trust", "zeta", &fb2])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(4), "{flavor}: {}", text(&out));
+        assert_eq!(known_host(&a, "b").unwrap()["trusted"], false);
+
         // Accepted as printed.
         let doc = ok_json(&a, &["keys", "trust", "b", &fb2]);
         assert_eq!(doc["changed"], true, "{flavor}: {doc:#}");
