@@ -522,6 +522,43 @@ fn health_has_one_federation_line_outside_a_mesh_and_checks_the_files_inside() {
         config["detail"].as_str().unwrap().contains("chmod 600"),
         "{config:#}"
     );
+
+    // The file gone while the daemon still runs joined: one line, a warning, `mesh restart`.
+    std::fs::remove_file(config_path(&mesh)).unwrap();
+    let checks = federation_checks(&mesh);
+    assert_eq!(checks.len(), 1, "{checks:#?}");
+    assert_eq!(checks[0]["name"], "federation", "{checks:#?}");
+    assert_eq!(checks[0]["level"], "warn", "{checks:#?}");
+    assert_eq!(checks[0]["fix"], "mesh restart", "{checks:#?}");
+}
+
+#[test]
+fn keys_shows_this_devices_fingerprint_when_no_daemon_answers() {
+    let mesh = Mesh::start();
+    let reaper = Reaper(&mesh);
+    ok_json(&mesh, &["join", "nats://127.0.0.1:9", "--host", "laptop"]);
+    drop(reaper);
+    wait_for("the daemon to be killed", Duration::from_secs(10), || {
+        daemons_of(&mesh).is_empty()
+    });
+    // Something that is not a daemon holds the socket: none can be reached or started.
+    let _ = std::fs::remove_file(mesh.state.socket());
+    let _squatter = std::os::unix::net::UnixListener::bind(mesh.state.socket()).unwrap();
+    let fingerprint = DeviceKey::load(&key_path(&mesh))
+        .unwrap()
+        .fingerprint()
+        .to_string();
+    let out = mesh.mesh().args(["keys", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let doc = json(&out);
+    assert_eq!(doc["fingerprint"], fingerprint.as_str(), "{doc:#}");
+    assert!(doc["hosts"].is_null(), "{doc:#}");
+    assert!(doc["daemon_error"].is_string(), "{doc:#}");
+    let out = mesh.mesh().arg("keys").output().unwrap();
+    assert!(stdout(&out).contains(&fingerprint), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot list the other hosts"), "{err}");
+    assert!(daemons_of(&mesh).is_empty(), "no daemon was started");
 }
 
 /// The check `name` of `mesh health --json`, if it ran.
