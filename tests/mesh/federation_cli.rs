@@ -668,6 +668,12 @@ fn keys_health_and_list_across_two_daemons_on_a_real_nats_server() {
 
         // b's session appears on a, with b's host.
         let _api = b.session("api");
+        // On b itself: b's own host in the HOST column and in `host`.
+        let doc = ok_json(&b, &["list"]);
+        assert_eq!(doc["sessions"][0]["host"], "b", "{flavor}: {doc:#}");
+        assert_eq!(doc["sessions"][0]["remote"], false, "{flavor}: {doc:#}");
+        let table = stdout(&b.mesh().arg("list").output().unwrap());
+        assert_eq!(row(&table, "api")[1], "b", "{flavor}: {table}");
         wait_for("b's session in a's list", ACROSS, || {
             let doc = ok_json(&a, &["list", "--scope", "mesh"]);
             doc["sessions"]
