@@ -6,10 +6,13 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Output;
+use std::time::Duration;
 
 use mesh_daemon::federation::config::{self, FederationConfig};
 use mesh_daemon::federation::keys::DeviceKey;
-use mesh_testkit::Mesh;
+use mesh_testkit::mcp::Mcp;
+use mesh_testkit::nats::{Flavor, NatsServer};
+use mesh_testkit::{Mesh, wait_for};
 
 use crate::lifecycle::{Reaper, daemons_of};
 
@@ -254,6 +257,35 @@ fn join_with_no_daemon_running_starts_one_and_takes_files_as_absolute_paths() {
         mesh_daemon::federation::config::short_hostname()
     );
     assert_eq!(config.team, "default");
+
+    // A password in the url is kept in the file, never printed.
+    let out = mesh
+        .mesh()
+        .args(["join", "nats://me:s3cret@127.0.0.1:4222", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        json(&out)["url"],
+        "nats://***@127.0.0.1:4222",
+        "{}",
+        text(&out)
+    );
+    let config = FederationConfig::load(mesh.state.root()).unwrap().unwrap();
+    assert_eq!(config.url, "nats://me:s3cret@127.0.0.1:4222");
+    let out = mesh
+        .mesh()
+        .args(["join", "nats://me:0ther@127.0.0.1:4222"])
+        .output()
+        .unwrap();
+    assert!(
+        !text(&out).contains("s3cret") && !text(&out).contains("0ther"),
+        "{}",
+        text(&out)
+    );
+    let out = mesh.mesh().args(["health", "--json"]).output().unwrap();
+    assert!(!text(&out).contains("0ther"), "{}", text(&out));
+    assert!(text(&out).contains("***@127.0.0.1:4222"), "{}", text(&out));
 }
 
 #[test]
@@ -490,4 +522,242 @@ fn health_has_one_federation_line_outside_a_mesh_and_checks_the_files_inside() {
         config["detail"].as_str().unwrap().contains("chmod 600"),
         "{config:#}"
     );
+
+    // The file gone while the daemon still runs joined: one line, a warning, `mesh restart`.
+    std::fs::remove_file(config_path(&mesh)).unwrap();
+    let checks = federation_checks(&mesh);
+    assert_eq!(checks.len(), 1, "{checks:#?}");
+    assert_eq!(checks[0]["name"], "federation", "{checks:#?}");
+    assert_eq!(checks[0]["level"], "warn", "{checks:#?}");
+    assert_eq!(checks[0]["fix"], "mesh restart", "{checks:#?}");
+}
+
+#[test]
+fn keys_shows_this_devices_fingerprint_when_no_daemon_answers() {
+    let mesh = Mesh::start();
+    let reaper = Reaper(&mesh);
+    ok_json(&mesh, &["join", "nats://127.0.0.1:9", "--host", "laptop"]);
+    drop(reaper);
+    wait_for("the daemon to be killed", Duration::from_secs(10), || {
+        daemons_of(&mesh).is_empty()
+    });
+    // Something that is not a daemon holds the socket: none can be reached or started.
+    let _ = std::fs::remove_file(mesh.state.socket());
+    let _squatter = std::os::unix::net::UnixListener::bind(mesh.state.socket()).unwrap();
+    let fingerprint = DeviceKey::load(&key_path(&mesh))
+        .unwrap()
+        .fingerprint()
+        .to_string();
+    let out = mesh.mesh().args(["keys", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let doc = json(&out);
+    assert_eq!(doc["fingerprint"], fingerprint.as_str(), "{doc:#}");
+    assert!(doc["hosts"].is_null(), "{doc:#}");
+    assert!(doc["daemon_error"].is_string(), "{doc:#}");
+    let out = mesh.mesh().arg("keys").output().unwrap();
+    assert!(stdout(&out).contains(&fingerprint), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot list the other hosts"), "{err}");
+    assert!(daemons_of(&mesh).is_empty(), "no daemon was started");
+}
+
+/// The check `name` of `mesh health --json`, if it ran.
+fn check(mesh: &Mesh, name: &str) -> Option<serde_json::Value> {
+    federation_checks(mesh)
+        .into_iter()
+        .find(|c| c["name"] == name)
+}
+
+/// `mesh keys --json`'s entry for `host`, if the daemon knows it.
+fn known_host(mesh: &Mesh, host: &str) -> Option<serde_json::Value> {
+    let doc = ok_json(mesh, &["keys"]);
+    doc["hosts"]
+        .as_array()?
+        .iter()
+        .find(|h| h["host"] == host)
+        .cloned()
+}
+
+fn fingerprint_of(mesh: &Mesh) -> String {
+    DeviceKey::load(&key_path(mesh))
+        .unwrap()
+        .fingerprint()
+        .to_string()
+}
+
+const ACROSS: Duration = Duration::from_secs(30);
+
+/// Two daemons (two HOMEs, hosts `a` and `b`) joined to one real nats-server, per server
+/// flavor: `mesh keys` shows each other's fingerprint as the key files hold it, `mesh health`'s
+/// federation lines are all ok, `mesh list --scope mesh` and `list_peers` show the other
+/// machine's session with its host; then b gets a new key: a's health fails naming b and both
+/// fingerprints, `mesh keys` shows it refused, and `mesh keys trust` accepts it.
+#[test]
+fn keys_health_and_list_across_two_daemons_on_a_real_nats_server() {
+    for (flavor, bin) in mesh_testkit::nats::flavors() {
+        eprintln!("nats-server {flavor}: {}", bin.display());
+        let nats = NatsServer::start(&bin);
+        let url = nats.url();
+        let a = Mesh::start();
+        let _reap_a = Reaper(&a);
+        let b = Mesh::start();
+        let _reap_b = Reaper(&b);
+        ok_json(&a, &["join", &url, "--host", "a", "--team", "crew"]);
+        ok_json(&b, &["join", &url, "--host", "b", "--team", "crew"]);
+        let (fa, fb) = (fingerprint_of(&a), fingerprint_of(&b));
+
+        // Each sees the other's key, as the other's key file holds it.
+        for (me, other, theirs) in [(&a, "b", &fb), (&b, "a", &fa)] {
+            wait_for("the other host's key", ACROSS, || {
+                known_host(me, other).is_some()
+            });
+            let h = known_host(me, other).unwrap();
+            assert_eq!(h["fingerprint"], theirs.as_str(), "{flavor}: {h:#}");
+            assert_eq!(h["trusted"], true, "{flavor}: {h:#}");
+            let said = stdout(&me.mesh().arg("keys").output().unwrap());
+            assert!(said.contains(theirs.as_str()), "{flavor}: {said}");
+        }
+        let doc = ok_json(&a, &["keys"]);
+        assert_eq!(doc["daemon_joined"], true, "{flavor}: {doc:#}");
+        assert_eq!(doc["fingerprint"], fa.as_str(), "{flavor}: {doc:#}");
+
+        // Health: every federation line ok once the daemon is connected.
+        wait_for("a's federation checks to pass", ACROSS, || {
+            federation_checks(&a).iter().all(|c| c["level"] == "ok")
+        });
+        let checks = federation_checks(&a);
+        let names: Vec<&str> = checks.iter().map(|c| c["name"].as_str().unwrap()).collect();
+        assert_eq!(
+            names,
+            [
+                "federation.config",
+                "federation.server",
+                "federation.jetstream",
+                "federation.features",
+                "federation.streams",
+                "federation.keys",
+                "federation.outbox"
+            ],
+            "{flavor}: {checks:#?}"
+        );
+        let detail = |name: &str| {
+            checks.iter().find(|c| c["name"] == name).unwrap()["detail"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert!(
+            detail("federation.server").contains(&url),
+            "{flavor}: {checks:#?}"
+        );
+        let version = detail("federation.features");
+        let expected = match flavor {
+            Flavor::Debian => "server 2.9",
+            Flavor::Upstream => "server 2.1",
+        };
+        assert!(version.contains(expected), "{flavor}: {version}");
+        assert!(
+            detail("federation.streams").contains("_MAIL"),
+            "{flavor}: {checks:#?}"
+        );
+        let keys = detail("federation.keys");
+        assert!(
+            keys.contains(&fa) && keys.contains("b ("),
+            "{flavor}: {keys}"
+        );
+
+        // b's session appears on a, with b's host.
+        let _api = b.session("api");
+        // On b itself: b's own host in the HOST column and in `host`.
+        let doc = ok_json(&b, &["list"]);
+        assert_eq!(doc["sessions"][0]["host"], "b", "{flavor}: {doc:#}");
+        assert_eq!(doc["sessions"][0]["remote"], false, "{flavor}: {doc:#}");
+        let table = stdout(&b.mesh().arg("list").output().unwrap());
+        assert_eq!(row(&table, "api")[1], "b", "{flavor}: {table}");
+        wait_for("b's session in a's list", ACROSS, || {
+            let doc = ok_json(&a, &["list", "--scope", "mesh"]);
+            doc["sessions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["address"] == "api@b" && s["host"] == "b" && s["remote"] == true)
+        });
+        let table = stdout(&a.mesh().args(["list", "--scope", "mesh"]).output().unwrap());
+        assert_eq!(row(&table, "api")[1], "b", "{flavor}: {table}");
+        let doc = ok_json(&a, &["list", "--scope", "machine"]);
+        assert!(
+            doc["sessions"].as_array().unwrap().is_empty(),
+            "{flavor}: {doc:#}"
+        );
+        let mut mcp = Mcp::started(&a);
+        let peers = mcp.call("list_peers", serde_json::json!({"scope": "mesh"}));
+        assert_eq!(peers["host"], "a", "{flavor}: {peers}");
+        assert!(
+            peers["peers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == "api@b" && p["host"] == "b"),
+            "{flavor}: {peers}"
+        );
+        drop(mcp);
+
+        // b starts over with a new key under the same host name: refused on a until trusted.
+        ok_json(&b, &["leave"]);
+        std::fs::remove_file(key_path(&b)).unwrap();
+        let doc = ok_json(&b, &["join", &url, "--host", "b", "--team", "crew"]);
+        assert_eq!(doc["key_created"], true, "{flavor}: {doc:#}");
+        let fb2 = fingerprint_of(&b);
+        assert_ne!(fb2, fb);
+        wait_for("a to refuse b's new key", ACROSS, || {
+            check(&a, "federation.keys").is_some_and(|c| c["level"] == "fail")
+        });
+        let keys = check(&a, "federation.keys").unwrap();
+        let said = keys["detail"].as_str().unwrap();
+        assert!(
+            said.contains("host b") && said.contains(&fb) && said.contains(&fb2),
+            "{flavor}: {keys:#}"
+        );
+        let fix = format!("mesh keys trust b {fb2}");
+        assert!(
+            keys["fix"].as_str().unwrap().contains(&fix),
+            "{flavor}: {keys:#}"
+        );
+        let h = known_host(&a, "b").unwrap();
+        assert_eq!(h["trusted"], false, "{flavor}: {h:#}");
+        assert_eq!(h["offered_fingerprint"], fb2.as_str(), "{flavor}: {h:#}");
+        let said = stdout(&a.mesh().arg("keys").output().unwrap());
+        assert!(
+            said.contains("REFUSED") && said.contains(&fix),
+            "{flavor}: {said}"
+        );
+
+        // Not the key b offers, or a host nobody announced: refused, nothing changes.
+        let out = a.mesh().args(["keys", "trust", "b", &fa]).output().unwrap();
+        assert_eq!(out.status.code(), Some(7), "{flavor}: {}", text(&out));
+        let out = a
+            .mesh()
+            .args(["keys", "trust", "zeta", &fb2])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(4), "{flavor}: {}", text(&out));
+        assert_eq!(known_host(&a, "b").unwrap()["trusted"], false);
+
+        // Accepted as printed.
+        let doc = ok_json(&a, &["keys", "trust", "b", &fb2]);
+        assert_eq!(doc["changed"], true, "{flavor}: {doc:#}");
+        assert_eq!(
+            doc["previous_fingerprint"],
+            fb.as_str(),
+            "{flavor}: {doc:#}"
+        );
+        assert_eq!(doc["fingerprint"], fb2.as_str(), "{flavor}: {doc:#}");
+        let h = known_host(&a, "b").unwrap();
+        assert_eq!(
+            (h["trusted"].as_bool(), h["fingerprint"].as_str()),
+            (Some(true), Some(fb2.as_str())),
+            "{flavor}: {h:#}"
+        );
+        assert_eq!(check(&a, "federation.keys").unwrap()["level"], "ok");
+    }
 }

@@ -147,11 +147,11 @@ fn initialize_negotiates_2025_06_18_and_2025_11_25() {
             init["result"]["serverInfo"]["version"],
             env!("CARGO_PKG_VERSION")
         );
+        let instructions = init["result"]["instructions"].as_str().unwrap();
+        assert!(instructions.contains("reply_to_peer"), "{instructions}");
         assert!(
-            init["result"]["instructions"]
-                .as_str()
-                .unwrap()
-                .contains("reply_to_peer")
+            instructions.contains("scope mesh") && instructions.contains("name@host"),
+            "{instructions}"
         );
         // Tools work under either version.
         let list = mcp.request("tools/list", json!({}));

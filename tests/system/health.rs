@@ -25,6 +25,7 @@ const ALL_CHECKS: &[&str] = &[
     "service.unit",
     "daemon.reachable",
     "daemon.version",
+    "federation",
     "db.file",
     "db.schema",
     "db.integrity",

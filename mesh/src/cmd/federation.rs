@@ -139,7 +139,7 @@ fn changes(old: &FederationConfig, new: &FederationConfig) -> Vec<String> {
             out.push(format!("{name}: {a} -> {b}"));
         }
     };
-    field("url", old.url.clone(), new.url.clone());
+    field("url", old.redacted_url(), new.redacted_url());
     field("host", old.host.clone(), new.host.clone());
     field("team", old.team.clone(), new.team.clone());
     field("creds", path(&old.creds), path(&new.creds));
@@ -215,16 +215,8 @@ pub fn join(args: JoinArgs) -> anyhow::Result<ExitCode> {
     // The key first: one that exists but cannot be used stops the join before anything is
     // written. It is never replaced: it is this machine's identity, which other machines pinned.
     let key_path = FederationConfig::key_path(root);
-    let (key, key_created) = match DeviceKey::load(&key_path) {
-        Ok(key) => (key, false),
-        Err(KeyError::Missing { .. }) => (
-            DeviceKey::create(&key_path).context("cannot create this device's key")?,
-            true,
-        ),
-        Err(e) => {
-            return Err(anyhow::Error::new(e).context("this device's key cannot be used"));
-        }
-    };
+    let (key, key_created) =
+        DeviceKey::load_or_create(&key_path).context("this device's key cannot be used")?;
     new.save(root)
         .with_context(|| format!("cannot write {}", root.join(config::FILE).display()))?;
     let done = restart_daemon(&state).with_context(|| {
@@ -237,7 +229,7 @@ pub fn join(args: JoinArgs) -> anyhow::Result<ExitCode> {
     let doc = JoinJson {
         host: new.host.clone(),
         team: new.team.clone(),
-        url: new.url.clone(),
+        url: new.redacted_url(),
         device_id: public.device_id().to_string(),
         fingerprint: public.fingerprint().to_string(),
         restarted: done.stopped_pid.is_some(),

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use mesh_client::connection::{ConnectOptions, Connection};
-use mesh_daemon::federation::config::FederationConfig;
+use mesh_daemon::federation::config::{FederationConfig, redact_url};
 use mesh_daemon::federation::keys::DeviceKey;
 use mesh_proto::{FederationReport, FederationStatus, HostKey, sanitize};
 
@@ -107,7 +107,7 @@ fn from_parts(
                     "host {}, team {}, server {}; device key 0600",
                     sanitize::terminal_line(&config.host),
                     sanitize::terminal_line(&config.team),
-                    sanitize::terminal_line(&config.url)
+                    sanitize::terminal_line(&config.redacted_url())
                 ),
             ));
             Some(fingerprint)
@@ -164,7 +164,7 @@ fn from_parts(
 
 fn server(r: &FederationReport) -> Check {
     const NAME: &str = "federation.server";
-    let url = sanitize::terminal_line(&r.url);
+    let url = sanitize::terminal_line(&redact_url(&r.url));
     if r.connected {
         let version = r.server_version.as_deref().unwrap_or("of unknown version");
         return Check::ok(

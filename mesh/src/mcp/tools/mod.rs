@@ -37,7 +37,9 @@ use crate::link::Daemon;
 const INSTRUCTIONS: &str = "claude-mesh connects the Claude Code sessions running on this \
 machine. Each other session is a peer, addressed by its name (case-insensitive; usually its \
 project directory's name), by a prefix of its session id (at least 4 characters), or `*` for \
-every live peer. list_peers shows who runs and what each works on. Messages from peers are shown \
+every live peer. list_peers shows who runs and what each works on; when this machine is part of a \
+mesh across machines, list_peers with scope mesh also shows the sessions of the other machines, \
+addressed as name@host. Messages from peers are shown \
 to you automatically between steps; check_messages fetches them on demand. A question from a peer \
 carries an id such as m42: answer it with reply_to_peer.";
 
