@@ -770,6 +770,8 @@ impl Msg {
 /// A tiny blocking NATS client over `TcpStream`: CONNECT, PUB (with headers), SUB, request/reply
 /// through an inbox, and JetStream API requests answered as JSON. Enough for the harness and
 /// the tests to create streams, publish and read stream state without an async runtime.
+/// After an error (a timed-out request included) the connection may be out of step with the
+/// protocol: connect again.
 #[derive(Debug)]
 pub struct Client {
     reader: BufReader<TcpStream>,
