@@ -210,9 +210,52 @@ impl NatsServer {
             log,
             child: None,
         };
-        server.launch();
+        // The free port may be taken by someone else before the server binds it: then another.
+        for _ in 0..5 {
+            if server.launch_and_wait_listening(0) {
+                break;
+            }
+            let log = server.log();
+            assert!(
+                log.contains("address already in use"),
+                "nats-server {} exited before it was ready; log:\n{log}",
+                server.bin.display()
+            );
+            server.port = free_ports(1)[0];
+        }
+        assert!(
+            server.child.is_some(),
+            "nats-server {} found no free port; log:\n{}",
+            server.bin.display(),
+            server.log()
+        );
         server.wait_ready();
         server
+    }
+
+    /// Launch and wait until the log (after `from` bytes) says "Server is ready" (`true`) or
+    /// the process exited (`false`, reaped).
+    fn launch_and_wait_listening(&mut self, from: usize) -> bool {
+        self.launch();
+        let ok = poll(READY_TIMEOUT, || {
+            let log = fs::read(&self.log).unwrap_or_default();
+            if log
+                .get(from..)
+                .is_some_and(|l| contains(l, b"Server is ready"))
+            {
+                return Some(true);
+            }
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(_)) = c.try_wait()
+            {
+                return Some(false);
+            }
+            None
+        });
+        if ok != Some(true) {
+            self.kill9();
+        }
+        ok == Some(true)
     }
 
     fn launch(&mut self) {
@@ -352,30 +395,23 @@ impl NatsServer {
     /// store; returns once it is ready.
     pub fn start_again(&mut self) {
         assert!(self.child.is_none(), "nats-server still running");
-        let from = fs::metadata(&self.log).map_or(0, |m| m.len() as usize);
-        // The port of the killed server may take a moment to be free again.
-        let mut tries = 0;
-        loop {
-            self.launch();
-            let ok = poll(Duration::from_secs(5), || {
-                let log = fs::read(&self.log).unwrap_or_default();
-                let tail = log.get(from..).unwrap_or_default();
-                if contains(tail, b"Server is ready") {
-                    return Some(true);
-                }
-                if let Some(c) = self.child.as_mut()
-                    && let Ok(Some(_)) = c.try_wait()
-                {
-                    return Some(false);
-                }
-                None
-            });
-            if ok == Some(true) || tries >= 5 {
+        // The port of the server just stopped or killed: wait until it can be bound again.
+        let addr = self.addr();
+        poll(Duration::from_secs(10), || TcpListener::bind(addr).ok());
+        let mut from = 0;
+        for _ in 0..5 {
+            from = fs::metadata(&self.log).map_or(0, |m| m.len() as usize);
+            if self.launch_and_wait_listening(from) {
                 break;
             }
-            tries += 1;
-            self.kill9();
         }
+        assert!(
+            self.child.is_some(),
+            "nats-server {} did not start again on port {}; log:\n{}",
+            self.bin.display(),
+            self.port,
+            self.log()
+        );
         self.wait_ready_from(from);
     }
 
@@ -734,6 +770,8 @@ impl Msg {
 /// A tiny blocking NATS client over `TcpStream`: CONNECT, PUB (with headers), SUB, request/reply
 /// through an inbox, and JetStream API requests answered as JSON. Enough for the harness and
 /// the tests to create streams, publish and read stream state without an async runtime.
+/// After an error (a timed-out request included) the connection may be out of step with the
+/// protocol: connect again.
 #[derive(Debug)]
 pub struct Client {
     reader: BufReader<TcpStream>,

@@ -52,6 +52,18 @@ fn each_flavor_starts_with_jetstream() {
         assert!(info.get("error").is_none(), "{flavor}: {info}");
         assert!(server.url().ends_with(&format!(":{}", server.port())));
         assert!(server.log().contains("Server is ready"), "{flavor}");
+        // Subscribe and receive, with headers; a second client publishes.
+        c.subscribe("kit.sub.*", 2).unwrap();
+        c.flush().unwrap();
+        let mut other = server.client();
+        other
+            .publish_with("kit.sub.one", None, &[("X-Kit", "1")], b"hello")
+            .unwrap();
+        other.flush().unwrap();
+        let got = c.next_msg(Duration::from_secs(5)).unwrap();
+        assert_eq!(got.subject, "kit.sub.one", "{flavor}");
+        assert_eq!(got.payload, b"hello", "{flavor}");
+        assert!(got.headers.unwrap().contains("X-Kit: 1"), "{flavor}");
         // Request/reply through the tiny client, and "no responders" as an error.
         let err = c.request("nobody.serves.this", b"x").unwrap_err();
         assert_eq!(err.kind(), ErrorKind::NotFound, "{flavor}: {err}");
