@@ -6,8 +6,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use mesh_proto::{
-    AskResult, Caller, Class, Consume, FederationReport, FederationStatus, Kind, List,
-    ListScoped, MeshPeers, Reach, Scope,
+    AskResult, Caller, Class, Consume, FederationReport, FederationStatus, Kind, List, ListScoped,
+    MeshPeers, Reach, Scope,
 };
 use mesh_testkit::nats::{self, Flavor, NatsServer};
 use mesh_testkit::{Mesh, Session, output_text, wait_for};
@@ -41,10 +41,7 @@ impl Machine {
     }
 
     fn report(&self) -> FederationReport {
-        self.mesh
-            .conn()
-            .call_typed(FederationStatus {})
-            .unwrap()
+        self.mesh.conn().call_typed(FederationStatus {}).unwrap()
     }
 
     fn peers(&self) -> MeshPeers {
@@ -135,7 +132,13 @@ fn send_broadcast_ask_reply_status_and_presence_across_two_machines() {
         assert_eq!(got[0].kind, Kind::Task);
         // Its receipt comes back: the sender sees it delivered.
         wait_for("the receipt", Duration::from_secs(20), || {
-            a.mesh.conn().message_status(mesh_proto::MessageStatus { message_id: task_id }).unwrap().status
+            a.mesh
+                .conn()
+                .message_status(mesh_proto::MessageStatus {
+                    message_id: task_id,
+                })
+                .unwrap()
+                .status
                 == mesh_proto::Status::Delivered
         });
 
@@ -154,8 +157,8 @@ fn send_broadcast_ask_reply_status_and_presence_across_two_machines() {
             let socket = a.mesh.state.socket();
             let caller = alice.caller.clone();
             std::thread::spawn(move || {
-                let mut c = mesh_client::Connection::connect(&socket, &mesh_testkit::opts())
-                    .unwrap();
+                let mut c =
+                    mesh_client::Connection::connect(&socket, &mesh_testkit::opts()).unwrap();
                 c.ask(mesh_proto::Ask {
                     caller,
                     to: "bob@devbox".into(),
@@ -238,9 +241,11 @@ fn a_machine_that_disappears_leaves_the_lists_within_30_seconds() {
         a.sees("yolanda", "beta");
         b.mesh.kill9();
         let gone = Instant::now();
-        wait_for("beta to leave alpha's list", Duration::from_secs(30), || {
-            !a.peers().remote.iter().any(|s| s.host == "beta")
-        });
+        wait_for(
+            "beta to leave alpha's list",
+            Duration::from_secs(30),
+            || !a.peers().remote.iter().any(|s| s.host == "beta"),
+        );
         assert!(gone.elapsed() <= Duration::from_secs(30));
     });
 }
@@ -348,7 +353,8 @@ fn the_outbox_drains_after_the_server_was_down_for_a_minute() {
         let down = Instant::now();
         let mut n = 0;
         while down.elapsed() < Duration::from_secs(60) {
-            a.mesh.send(&s.caller, "d@west", Kind::Note, &format!("x{n}"));
+            a.mesh
+                .send(&s.caller, "d@west", Kind::Note, &format!("x{n}"));
             n += 1;
             std::thread::sleep(Duration::from_millis(500));
         }
@@ -357,10 +363,146 @@ fn the_outbox_drains_after_the_server_was_down_for_a_minute() {
         assert!(r.outbox_oldest_ms.is_some());
         server.restart();
         let mut got = Vec::new();
-        wait_for("the mail sent while down to arrive", Duration::from_secs(60), || {
-            got.extend(b.take(&d).into_iter().map(|m| m.body));
-            got.len() as u64 >= n
-        });
+        wait_for(
+            "the mail sent while down to arrive",
+            Duration::from_secs(60),
+            || {
+                got.extend(b.take(&d).into_iter().map(|m| m.body));
+                got.len() as u64 >= n
+            },
+        );
         assert_eq!(got.len() as u64, n);
+    });
+}
+
+/// Three machines: a team broadcast reaches the sessions of the other two; a bare name that two
+/// other machines have is ambiguous, and the error lists both addresses; `name@host` picks one.
+#[test]
+fn three_machines_broadcast_and_addresses() {
+    each_flavor(|_, bin| {
+        let server = NatsServer::start(bin);
+        let a = Machine::join(&server.url(), "ant");
+        let b = Machine::join(&server.url(), "bee");
+        let c = Machine::join(&server.url(), "cow");
+        let amy = a.mesh.session("amy");
+        let dev_b = b.mesh.session("dev");
+        let dev_c = c.mesh.session("dev");
+        a.sees("dev", "bee");
+        a.sees("dev", "cow");
+        b.sees("amy", "ant");
+        c.sees("amy", "ant");
+
+        let out = a
+            .mesh
+            .mesh()
+            .args(["send", "dev", "which dev?"])
+            .env("CLAUDE_PID", amy.pid().to_string())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{}", output_text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("dev@bee") && err.contains("dev@cow"),
+            "the candidates are listed: {err}"
+        );
+
+        let out = a
+            .mesh
+            .mesh()
+            .args(["send", "dev@cow", "only cow"])
+            .env("CLAUDE_PID", amy.pid().to_string())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", output_text(&out));
+        let got = mesh_testkit::poll(Duration::from_secs(20), || {
+            let m = c.take(&dev_c);
+            (!m.is_empty()).then_some(m)
+        })
+        .unwrap();
+        assert_eq!(got[0].body, "only cow");
+        assert_eq!(got[0].from.name, "amy@ant");
+
+        let sent = a.mesh.conn().send(mesh_proto::SendMessage {
+            caller: amy.caller.clone(),
+            to: "*@*".into(),
+            kind: Kind::Task,
+            body: "standup".into(),
+        });
+        let sent = sent.unwrap();
+        let to: HashSet<String> = sent.messages.iter().map(|m| m.to.name.clone()).collect();
+        assert_eq!(
+            to,
+            HashSet::from(["dev@bee".to_owned(), "dev@cow".to_owned()])
+        );
+        for (m, s) in [(&b, &dev_b), (&c, &dev_c)] {
+            let got = mesh_testkit::poll(Duration::from_secs(20), || {
+                m.take(s).into_iter().find(|x| x.body == "standup")
+            })
+            .expect("the broadcast reaches every machine");
+            assert_eq!(got.from.name, "amy@ant");
+        }
+        // `mesh list --scope mesh` on one machine shows the other two with their hosts.
+        let out = a
+            .mesh
+            .mesh()
+            .args(["list", "--scope", "mesh", "--json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", output_text(&out));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let text = doc.to_string();
+        assert!(
+            text.contains("\"bee\"") && text.contains("\"cow\""),
+            "{text}"
+        );
+    });
+}
+
+/// A three-node NATS cluster with the mail stream's leader killed mid-stream: nothing lost,
+/// nothing twice.
+#[test]
+fn a_cluster_loses_nothing_when_the_stream_leader_dies() {
+    each_flavor(|_, bin| {
+        let mut cluster = nats::Cluster::start(bin);
+        let a = Machine::join(&cluster.urls(), "north");
+        let b = Machine::join(&cluster.urls(), "south");
+        let s = a.mesh.session("s");
+        let d = b.mesh.session("d");
+        a.sees("d", "south");
+        let stream = format!(
+            "MESH_{}_MAIL",
+            mesh_daemon::federation::config::team_id("default").to_ascii_uppercase()
+        );
+        let mut conn = a.mesh.conn();
+        let mut killed = None;
+        for i in 0..400u32 {
+            if i == 150 {
+                let leader = cluster
+                    .leader_of(&stream)
+                    .expect("the mail stream has a leader");
+                cluster.server(leader).kill9();
+                killed = Some(leader);
+            }
+            conn.send(mesh_proto::SendMessage {
+                caller: s.caller.clone(),
+                to: "d@south".into(),
+                kind: Kind::Note,
+                body: format!("c{i:03}"),
+            })
+            .unwrap();
+        }
+        assert!(killed.is_some());
+        let mut got: Vec<String> = Vec::new();
+        wait_for("all 400 to arrive", Duration::from_secs(90), || {
+            got.extend(b.take(&d).into_iter().map(|m| m.body));
+            got.len() >= 400
+        });
+        wait_for("the outbox to drain", Duration::from_secs(30), || {
+            a.report().outbox_depth == 0
+        });
+        got.extend(b.take(&d).into_iter().map(|m| m.body));
+        let unique: HashSet<&String> = got.iter().collect();
+        assert_eq!(unique.len(), got.len(), "a message arrived twice");
+        assert_eq!(got.len(), 400);
     });
 }
