@@ -2,6 +2,8 @@
 //! joined to a real NATS server (Debian's 2.9 and upstream's 2.15, each test against both),
 //! sending, asking and answering across; servers and daemons killed mid-stream.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
