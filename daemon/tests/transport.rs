@@ -539,3 +539,61 @@ async fn presence_round_trip() {
         );
     }
 }
+
+#[tokio::test]
+async fn oversized_payloads_are_dropped_and_counted() {
+    for bin in servers() {
+        // The server's own limit is 1 MiB by default: raise it so that a peer can send more.
+        let conf_dir = tempfile::tempdir().unwrap();
+        let conf = conf_dir.path().join("nats.conf");
+        std::fs::write(&conf, "max_payload: 4194304\n").unwrap();
+        let nats = Nats::start_with(&bin, &["-c", conf.to_str().unwrap()]);
+        let t = nats.transport().await;
+        let big = vec![b'x'; (1 << 20) + 1];
+        t.publish_mail(TEAM, DEV_A, "big", big.clone())
+            .await
+            .unwrap();
+        t.publish_mail(TEAM, DEV_A, "small", b"small".to_vec())
+            .await
+            .unwrap();
+        let mut mail = t.mail(TEAM, DEV_A).await.unwrap();
+        let d = mail.next().await.unwrap().unwrap();
+        assert_eq!(d.payload, b"small");
+        d.ack().await.unwrap();
+        assert_eq!(t.dropped(), 1);
+        // The oversized one was terminated, not left to come again forever.
+        let again = tokio::time::timeout(Duration::from_secs(12), mail.next()).await;
+        assert!(again.is_err(), "something came again: {again:?}");
+        assert_eq!(
+            mail_count(&t).await,
+            0,
+            "terminated mail left the work queue"
+        );
+
+        // Announcements and presence drop theirs too.
+        t.announce(TEAM, DEV_B, big.clone()).await.unwrap();
+        t.announce(TEAM, DEV_C, b"c".to_vec()).await.unwrap();
+        let mut keys = t.announcements(TEAM).await.unwrap();
+        let a = keys.next().await.unwrap().unwrap();
+        assert_eq!(a.device, DEV_C);
+        assert_eq!(t.dropped(), 2);
+
+        let mut presence = t.presence(TEAM, DEV_A).await.unwrap();
+        // Publish the big one until a small one sent after it arrives: then the big one was
+        // received (same connection, in order) and dropped.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(Instant::now() < deadline, "presence never arrived");
+            t.publish_presence(TEAM, DEV_A, big.clone()).await.unwrap();
+            t.publish_presence(TEAM, DEV_A, b"ok".to_vec())
+                .await
+                .unwrap();
+            t.flush().await.unwrap();
+            if let Ok(p) = tokio::time::timeout(Duration::from_millis(200), presence.next()).await {
+                assert_eq!(p.as_deref(), Some(&b"ok"[..]));
+                break;
+            }
+        }
+        assert!(t.dropped() >= 3, "{}", t.dropped());
+    }
+}
