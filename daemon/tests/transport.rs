@@ -597,3 +597,50 @@ async fn oversized_payloads_are_dropped_and_counted() {
         assert!(t.dropped() >= 3, "{}", t.dropped());
     }
 }
+
+/// The nkey user of the NATS documentation's example (a test key, nothing else uses it).
+const DOC_NKEY_PUBLIC: &str = "UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4";
+const DOC_NKEY_SEED: &str = "SUACSSL3UAHUDXKFSNVUZRF5UHPMWZ6BFDTJ7M6USDXIEDNPPQYYYCU3VY";
+
+#[tokio::test]
+async fn nkey_seed_file_and_missing_credentials() {
+    for bin in servers() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("nats.conf");
+        std::fs::write(
+            &conf,
+            format!("authorization: {{ users: [ {{ nkey: {DOC_NKEY_PUBLIC} }} ] }}\n"),
+        )
+        .unwrap();
+        let seed = dir.path().join("seed");
+        std::fs::write(&seed, format!("{DOC_NKEY_SEED}\n")).unwrap();
+        let nats = Nats::start_with(&bin, &["-c", conf.to_str().unwrap()]);
+
+        let t = Transport::connect(&ConnectOptions {
+            nkey: Some(seed.clone()),
+            ..nats.opts()
+        })
+        .await
+        .unwrap();
+        t.ensure_streams(&StreamPlan {
+            team: TEAM.into(),
+            replicas: None,
+        })
+        .await
+        .unwrap();
+        assert!(t.is_connected());
+
+        let err = Transport::connect(&nats.opts()).await.unwrap_err();
+        assert!(matches!(err, TransportError::AuthRefused { .. }), "{err:?}");
+
+        let missing = dir.path().join("no-such.creds");
+        let err = Transport::connect(&ConnectOptions {
+            creds: Some(missing.clone()),
+            ..nats.opts()
+        })
+        .await
+        .unwrap_err();
+        assert!(matches!(err, TransportError::Credentials { .. }), "{err:?}");
+        assert!(err.to_string().contains("no-such.creds"), "{err}");
+    }
+}
