@@ -644,3 +644,36 @@ async fn nkey_seed_file_and_missing_credentials() {
         assert!(err.to_string().contains("no-such.creds"), "{err}");
     }
 }
+
+#[tokio::test]
+async fn a_stream_made_otherwise_is_left_not_deleted() {
+    for bin in servers() {
+        let nats = Nats::start(&bin);
+        let (mail, _) = stream_names(TEAM);
+        // Someone made the mail stream with Limits retention and put a message in it.
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: mail.clone(),
+            subjects: vec![format!("mesh.{TEAM}.to.*")],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        js.publish(format!("mesh.{TEAM}.to.{DEV_A}"), "theirs".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+
+        let t = nats.transport().await; // ensure_streams: Ok, with a warning
+        let info = js.get_stream(&mail).await.unwrap().cached_info().clone();
+        assert_eq!(
+            info.config.retention,
+            async_nats::jetstream::stream::RetentionPolicy::Limits
+        );
+        assert_eq!(info.state.messages, 1);
+        // The keys stream was still created.
+        assert!(t.stream_states(TEAM).await[1].1);
+    }
+}
