@@ -677,3 +677,31 @@ async fn a_stream_made_otherwise_is_left_not_deleted() {
         assert!(t.stream_states(TEAM).await[1].1);
     }
 }
+
+#[tokio::test]
+async fn several_urls_one_of_them_up() {
+    let nats = Nats::start(&servers()[0]);
+    let closed = free_port();
+    let t = Transport::connect(&ConnectOptions {
+        url: format!("nats://127.0.0.1:{closed}, {}", nats.url()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert!(t.is_connected());
+    let err = Transport::connect(&ConnectOptions {
+        url: " , ".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap_err();
+    assert!(matches!(err, TransportError::BadUrl { .. }), "{err:?}");
+    let err = Transport::connect(&ConnectOptions {
+        url: "http://u:hidden@127.0.0.1:1".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap_err();
+    assert!(matches!(err, TransportError::BadUrl { .. }), "{err:?}");
+    assert!(!err.to_string().contains("hidden"), "{err}");
+}
