@@ -583,7 +583,8 @@ impl Transport {
     }
 
     /// Presence sent to this device. The subscription is renewed by the client after a
-    /// reconnect.
+    /// reconnect. Core NATS keeps nothing: what is published before the server has the
+    /// subscription (or while it is down) is lost, which a heartbeat tolerates.
     pub async fn presence(
         &self,
         team: &str,
@@ -635,8 +636,10 @@ impl std::fmt::Debug for Delivery {
 }
 
 impl Delivery {
-    /// Acknowledges and waits for the server's confirmation (at most [`ACK_TIMEOUT`]): once
-    /// this returns Ok, the mail has left the stream and will not come again.
+    /// Acknowledges and waits for the server's confirmation (at most [`ACK_TIMEOUT`]). Once
+    /// this returns Ok the mail has left the stream, but a server killed with SIGKILL shortly
+    /// after may not have written the ack and deliver it again after its restart (seen in
+    /// the tests on 2.9 and 2.15): the receiver must commit idempotently (by global id).
     pub async fn ack(self) -> Result<(), TransportError> {
         tokio::time::timeout(ACK_TIMEOUT, self.msg.double_ack())
             .await
