@@ -797,7 +797,8 @@ impl Client {
         Self::connect_with(url, &serde_json::json!({"user": user, "pass": pass}))
     }
 
-    /// Connect, merging `extra` (a JSON object: `user`, `pass`, `auth_token`, …) into the
+    /// Connect, merging `extra` (a JSON object: `user`, `pass`, `auth_token`, …; and
+    /// `inbox_prefix`, which is this client's, not the server's) into the
     /// CONNECT options; fails on `-ERR` (e.g. an authorization violation).
     pub fn connect_with(url: &str, extra: &Value) -> io::Result<Client> {
         let hostport = url.strip_prefix("nats://").unwrap_or(url);
@@ -818,12 +819,18 @@ impl Client {
             "protocol": 1, "headers": true, "no_responders": true,
         });
         if let (Some(o), Some(e)) = (opts.as_object_mut(), extra.as_object()) {
-            for (k, v) in e {
+            for (k, v) in e.iter().filter(|(k, _)| *k != "inbox_prefix") {
                 o.insert(k.clone(), v.clone());
             }
         }
+        // `inbox_prefix` in `extra`: the prefix of this client's reply subjects (a server may
+        // let a user subscribe to its own prefix only); NATS' default `_INBOX` otherwise.
+        let prefix = extra
+            .get("inbox_prefix")
+            .and_then(Value::as_str)
+            .unwrap_or("_INBOX");
         let inbox = format!(
-            "_INBOX.tk{}x{}",
+            "{prefix}.tk{}x{}",
             std::process::id(),
             INBOX_SEQ.fetch_add(1, Ordering::SeqCst)
         );

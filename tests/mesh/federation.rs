@@ -508,3 +508,141 @@ fn a_cluster_loses_nothing_when_the_stream_leader_dies() {
         assert_eq!(got.len(), 400);
     });
 }
+
+/// `mesh keys --json`'s team id and device id.
+fn ids(mesh: &Mesh) -> (String, String) {
+    let out = mesh.mesh().args(["keys", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    (
+        doc["team_id"].as_str().unwrap().to_owned(),
+        doc["device_id"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// packaging/nats-server.conf's user block for one machine, filled in.
+fn user_block(template: &str, user: &str, team: &str, device: &str) -> String {
+    let start = template
+        .find("        {\n            user: laptop")
+        .unwrap();
+    let end = template[start..].find("\n        }\n").unwrap() + start + "\n        }".len();
+    template[start..end]
+        .replace("user: laptop", &format!("user: {user}"))
+        .replace("\"change me\"", &format!("\"{user}-secret\""))
+        .replace("STREAM_TEAM", &team.to_ascii_uppercase())
+        .replace("TEAM", team)
+        .replace("DEVICE", device)
+}
+
+/// The example server configuration in packaging/ works as its comments say: each machine,
+/// with its own user, exchanges mail across; and it may not publish another device's key
+/// announcement, nor read another device's presence.
+#[test]
+fn the_example_server_config_lets_each_host_reach_only_its_own_mail() {
+    let template = include_str!("../../packaging/nats-server.conf");
+    each_flavor(|_, bin| {
+        // The machines' ids come from their keys: join once to make them (against no server),
+        // read them, then run the server configured for them.
+        let mut homes = Vec::new();
+        for host in ["laptop", "server"] {
+            let mut m = Mesh::without_daemon();
+            let out = m
+                .mesh()
+                .args(["join", "nats://127.0.0.1:9", "--host", host])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", output_text(&out));
+            let _ = m.mesh().arg("stop").output();
+            m.daemon = None;
+            let (team, device) = ids(&m);
+            homes.push((m, host, team, device));
+        }
+        let users: Vec<String> = homes
+            .iter()
+            .map(|(_, host, team, device)| user_block(template, host, team, device))
+            .collect();
+        // The users as the template writes them; listening and JetStream's store come from
+        // the test server's own flags (a free port, a temp store).
+        let conf = format!(
+            "authorization {{\n    users: [\n{}\n    ]\n}}\n",
+            users.join("\n")
+        );
+        let server = NatsServer::with_config(bin, &conf);
+        let mut machines = Vec::new();
+        for (mesh, host, _, _) in homes {
+            let url = format!("nats://{host}:{host}-secret@127.0.0.1:{}", server.port());
+            let out = mesh
+                .mesh()
+                .args(["join", &url, "--host", host])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", output_text(&out));
+            let _ = mesh.mesh().arg("stop").output();
+            let mut mesh = mesh;
+            mesh.spawn_daemon();
+            machines.push(Machine {
+                mesh,
+                host: host.to_owned(),
+            });
+        }
+        let (a, b) = (&machines[0], &machines[1]);
+        let alice = a.mesh.session("alice");
+        let bob = b.mesh.session("bob");
+        let seen = mesh_testkit::poll(Duration::from_secs(30), || {
+            a.peers()
+                .remote
+                .iter()
+                .any(|s| s.live && s.name == "bob")
+                .then_some(())
+        });
+        assert!(
+            seen.is_some(),
+            "laptop never saw bob@server; server log:\n{}\nlaptop's daemon:\n{}",
+            server.log(),
+            a.mesh.log()
+        );
+        b.sees("alice", "laptop");
+        a.mesh.send(
+            &alice.caller,
+            "bob@server",
+            Kind::Task,
+            "through permissions",
+        );
+        let got = mesh_testkit::poll(Duration::from_secs(20), || {
+            let m = b.take(&bob);
+            (!m.is_empty()).then_some(m)
+        })
+        .expect("mail flows under the example permissions");
+        assert_eq!(got[0].body, "through permissions");
+        let r = a.report();
+        assert!(r.connected && r.last_error.is_none(), "{r:?}");
+        // Everything the daemons did was within their permissions.
+        let log = server.log();
+        assert!(!log.contains("Violation"), "{log}");
+
+        // laptop's credentials cannot announce a key as server, nor listen to its presence.
+        let (team, server_device) = ids(&b.mesh);
+        let (_, laptop_device) = ids(&a.mesh);
+        let as_laptop = || {
+            nats::Client::connect_with(
+                &server.url(),
+                &serde_json::json!({
+                    "user": "laptop",
+                    "pass": "laptop-secret",
+                    "inbox_prefix": format!("_INBOX_{laptop_device}"),
+                }),
+            )
+            .unwrap()
+        };
+        let mut c = as_laptop();
+        c.publish(&format!("mesh.{team}.keys.{server_device}"), b"forged")
+            .unwrap();
+        let err = c.flush().unwrap_err();
+        assert!(err.to_string().contains("Permissions Violation"), "{err}");
+        let mut c = as_laptop();
+        c.subscribe(&format!("mesh.{team}.presence.{server_device}"), 2)
+            .unwrap();
+        let err = c.flush().unwrap_err();
+        assert!(err.to_string().contains("Permissions Violation"), "{err}");
+    });
+}

@@ -169,6 +169,7 @@ impl Federation {
             nkey: cfg.nkey.clone(),
             tls_ca: cfg.tls_ca.clone(),
             name: format!("claude-mesh {}", self.inner.identity.device),
+            inbox_prefix: Some(format!("_INBOX_{}", self.inner.identity.device)),
         };
         let mut backoff = None;
         let transport = loop {

@@ -62,6 +62,10 @@ pub struct ConnectOptions {
     pub tls_ca: Option<PathBuf>,
     /// The connection name the server shows (e.g. `claude-mesh <host>`).
     pub name: String,
+    /// The prefix of this connection's reply subjects (`_INBOX_<device>`), so that a server
+    /// can let each machine subscribe to its own replies only (packaging/nats-server.conf).
+    /// `None`: NATS' default `_INBOX`.
+    pub inbox_prefix: Option<String>,
 }
 
 /// What the server said about itself when we connected (its INFO).
@@ -268,6 +272,9 @@ impl Transport {
         } else {
             opts.name.clone()
         };
+        if let Some(prefix) = &opts.inbox_prefix {
+            o = o.custom_inbox_prefix(prefix.clone());
+        }
         o = o
             .name(name)
             .connection_timeout(Duration::from_secs(5))

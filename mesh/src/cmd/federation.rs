@@ -380,6 +380,9 @@ struct KeysJson<'a> {
     joined: bool,
     host: Option<&'a str>,
     team: Option<&'a str>,
+    /// The team's opaque id: what the NATS server sees (subjects `mesh.<team_id>.*`, streams
+    /// `MESH_<TEAM_ID>_*`), for its operator's permissions (packaging/nats-server.conf).
+    team_id: Option<String>,
     /// This device's, from `device.key` (`null` when it has none).
     device_id: Option<String>,
     fingerprint: Option<String>,
@@ -426,6 +429,7 @@ fn list_keys(json: bool) -> anyhow::Result<ExitCode> {
         joined: config.is_some(),
         host: config.as_ref().map(|c| c.host.as_str()),
         team: config.as_ref().map(|c| c.team.as_str()),
+        team_id: config.as_ref().map(FederationConfig::team_id),
         device_id: public.map(|p| p.device_id().to_string()),
         fingerprint: public.map(|p| p.fingerprint().to_string()),
         key_error,
@@ -622,6 +626,7 @@ mod tests {
             joined: true,
             host: Some("laptop"),
             team: Some("default"),
+            team_id: Some("e55298a942cd1f78".into()),
             device_id: Some("ab".repeat(16)),
             fingerprint: Some("abcd:ef01".into()),
             key_error: None,
