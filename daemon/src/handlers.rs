@@ -305,7 +305,7 @@ pub async fn handle(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Outcome 
             }
             store
                 .call(move |ctx| {
-                    crate::store::federation::trust_key(ctx, &t.host, &t.fingerprint)
+                    crate::store::hosts::trust_key(ctx, &t.host, &t.fingerprint)
                         .map(Response::Trusted)
                 })
                 .await
@@ -588,7 +588,7 @@ async fn list_scoped(
             let now = crate::store::now_ms();
             shared
                 .store
-                .read(|r| crate::store::federation::remote_sessions(r, now, include_offline))?
+                .read(|r| crate::store::remote::remote_sessions(r, now, include_offline))?
         }
         _ => Vec::new(),
     };

@@ -18,7 +18,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::store::federation::{self as fed_store, HostRow, Identity, KeyVerdict, Received};
+use crate::store::federation::{self as fed_store, Received};
+use crate::store::hosts::{self, HostRow, KeyVerdict};
+use crate::store::{Identity, outbox, remote};
 use crate::store::{Store, now_ms};
 use config::FederationConfig;
 use envelope::{Envelope, Presence};
@@ -318,7 +320,7 @@ impl Federation {
             }
             let host = ann.host.clone();
             let verdict = store
-                .call(move |ctx| fed_store::observe_key(ctx, &host, &key))
+                .call(move |ctx| hosts::observe_key(ctx, &host, &key))
                 .await;
             match verdict {
                 Ok(KeyVerdict::Pinned) => {
@@ -346,14 +348,14 @@ impl Federation {
     /// The sender of an envelope from `device`: its host, if its key is pinned and not refused.
     fn sender(store: &Store, device: &str) -> Result<Sender, WireError> {
         store.read(|r| {
-            if let Some(h) = fed_store::host_by_device(r, device)? {
+            if let Some(h) = hosts::host_by_device(r, device)? {
                 return Ok(if h.refused() {
                     Sender::Refused(h.host)
                 } else {
                     Sender::Trusted(h)
                 });
             }
-            let offered = fed_store::hosts(r)?.into_iter().find(|h| {
+            let offered = hosts::hosts(r)?.into_iter().find(|h| {
                 h.offered_key
                     .is_some_and(|k| PublicKey::from_bytes(k).device_id().to_string() == device)
             });
@@ -480,7 +482,7 @@ impl Federation {
     async fn forward(self, t: Transport, store: Store, stop: CancellationToken) {
         let mut backoff = None;
         loop {
-            let batch = match store.read(|r| fed_store::sendable(r, MAX_IN_FLIGHT)) {
+            let batch = match store.read(|r| outbox::sendable(r, MAX_IN_FLIGHT)) {
                 Ok(b) => b,
                 Err(e) => {
                     self.failed("cannot read the outbox", &e);
@@ -528,10 +530,7 @@ impl Federation {
             if !done.is_empty() {
                 // Soft: a deletion lost to a crash publishes again, and the dedupe id (and
                 // the receiver's global id) make that a no-op.
-                if let Err(e) = store
-                    .call_soft(move |ctx| fed_store::sent(ctx, &done))
-                    .await
-                {
+                if let Err(e) = store.call_soft(move |ctx| outbox::sent(ctx, &done)).await {
                     self.failed("cannot clear the outbox", &e);
                 }
             }
@@ -589,7 +588,7 @@ impl Federation {
             *last = p.sent_ms;
             let name = host.host.clone();
             if let Err(e) = store
-                .call_soft(move |ctx| fed_store::apply_presence(ctx, &name, &p))
+                .call_soft(move |ctx| remote::apply_presence(ctx, &name, &p))
                 .await
             {
                 self.failed("cannot record presence", &e);
@@ -623,7 +622,7 @@ impl Federation {
             } else {
                 fed_store::local_presence(r)?
             };
-            Ok((sessions, fed_store::hosts(r)?))
+            Ok((sessions, hosts::hosts(r)?))
         });
         let (sessions, hosts) = match read {
             Ok(x) => x,
@@ -679,11 +678,11 @@ impl Federation {
         let _ = streams_ready;
         let now = now_ms();
         let read = store.read(|r| {
-            let (depth, oldest) = fed_store::outbox_depth(r)?;
-            let sessions = fed_store::remote_sessions(r, now, false)?;
-            let hosts = fed_store::hosts(r)?
+            let (depth, oldest) = outbox::outbox_depth(r)?;
+            let sessions = remote::remote_sessions(r, now, false)?;
+            let hosts = hosts::hosts(r)?
                 .iter()
-                .map(|h| fed_store::host_key(h, fed_store::live_count(&sessions, &h.host)))
+                .map(|h| hosts::host_key(h, remote::live_count(&sessions, &h.host)))
                 .collect::<Vec<_>>();
             Ok((depth, oldest, hosts))
         });

@@ -12,11 +12,14 @@ use mesh_proto::{
     AskResult, Class, ErrorCode, Inbox, Kind, MAX_BODY_LEN, Message, Party, Status, WireError,
 };
 use rusqlite::{OptionalExtension, Row, params};
+
+use crate::federation::envelope::{Envelope, Mail, Receipt};
 use tokio::sync::oneshot;
 
-use super::federation;
+use super::outbox;
+use super::remote::RemoteTarget;
 use super::sessions::{self, SessionRow, Target, db};
-use super::{Ctx, Reader, Waiter};
+use super::{Ctx, Identity, Reader, Waiter, norm};
 
 /// Display name of the human user as a sender or recipient.
 pub const USER: &str = "user";
@@ -355,7 +358,7 @@ pub fn send(
     }
     if let Some(me) = fed.as_deref() {
         for t in &remote {
-            sent.push(federation::send_remote(ctx, me, from, t, kind, body, None)?);
+            sent.push(send_remote(ctx, me, from, t, kind, body, None)?);
         }
     }
     Ok(sent)
@@ -386,7 +389,7 @@ pub fn ask(
             if let Some(f) = from {
                 sessions::touch(ctx, f.key)?;
             }
-            let msg = federation::send_remote(ctx, me, from, &t, Kind::Question, question, None)?;
+            let msg = send_remote(ctx, me, from, &t, Kind::Question, question, None)?;
             // The other machine may be away: the question waits in the mesh for it, and the
             // asker waits as long as it chose to.
             ctx.waiters.insert(
@@ -605,12 +608,12 @@ pub fn reply(
             .name
             .rsplit_once('@')
             .unwrap_or((question.from.name.as_str(), ""));
-        let target = federation::RemoteTarget {
+        let target = RemoteTarget {
             host: host.clone(),
             session_id: question.from.session_id.clone().unwrap_or_default(),
             name: name.to_owned(),
         };
-        let answer = federation::send_remote(
+        let answer = send_remote(
             ctx,
             &me,
             from,
@@ -735,7 +738,7 @@ fn mark_delivered(ctx: &mut Ctx<'_>, id: i64) -> Result<(), WireError> {
         .map_err(|e| db(ctx, e))?;
     if changed > 0 {
         // Mail from another machine: its sender hears that it was handed out.
-        federation::handed_out(ctx, id)?;
+        receipt_for_hand_out(ctx, id)?;
     }
     Ok(())
 }
@@ -916,4 +919,100 @@ fn saturating_u32(n: i64) -> u32 {
 pub fn status(ctx: &Reader<'_>, id: u64) -> Result<Message, WireError> {
     get(ctx, id_of(id)?)?
         .ok_or_else(|| WireError::new(ErrorCode::UnknownMessage, format!("no message {id}")))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Across machines.
+
+/// A fresh global id for a message this device sends.
+pub fn new_gid(me: &Identity) -> String {
+    use crypto_box::aead::rand_core::RngCore;
+    let n = crypto_box::aead::OsRng.next_u64();
+    format!("{}-{n:016x}", me.device)
+}
+
+/// Send `kind` from `from` (`None`: the user) to a session on another machine: the message row
+/// (status queued until the other machine's receipt) and its envelope in the outbox, in one
+/// transaction. `in_reply_to`: the question this answers (its row here, and its global id).
+pub fn send_remote(
+    ctx: &mut Ctx<'_>,
+    me: &Identity,
+    from: Option<&SessionRow>,
+    to: &RemoteTarget,
+    kind: Kind,
+    body: &str,
+    in_reply_to: Option<(i64, String)>,
+) -> Result<Message, WireError> {
+    let gid = new_gid(me);
+    let address = to.address();
+    let address_norm = norm(&address);
+    let from_name = from.map_or(USER, |f| f.name.as_str());
+    let id = insert_row(
+        ctx,
+        &NewMessage {
+            kind,
+            from_key: from.map(|f| f.key),
+            from_name,
+            from_session_id: from.map(|f| f.session_id.as_str()),
+            to_key: None,
+            to_name: Some(&address),
+            // Never a local name (they cannot hold `@`): nobody here receives it.
+            to_name_norm: Some(&address_norm),
+            to_session_id: Some(&to.session_id),
+            body,
+            in_reply_to: in_reply_to.as_ref().map(|(id, _)| *id),
+            delivered: false,
+            gid: Some(&gid),
+            remote_host: Some(&to.host),
+        },
+    )?;
+    let mail = Mail {
+        gid,
+        kind,
+        from_name: from_name.to_owned(),
+        from_session_id: from.map(|f| f.session_id.clone()),
+        to_name: to.name.clone(),
+        to_session_id: Some(to.session_id.clone()),
+        body: body.to_owned(),
+        in_reply_to: in_reply_to.map(|(_, gid)| gid),
+        created_ms: ctx.now_ms,
+    };
+    outbox::queue(ctx, &to.host, &Envelope::Mail(mail))?;
+    get(ctx, id)?.ok_or_else(|| WireError::new(ErrorCode::Internal, "inserted message vanished"))
+}
+
+/// The global id and host of a message that came from another machine, if `id` is one.
+pub fn origin(
+    r: &Reader<'_>,
+    me: &Identity,
+    id: i64,
+) -> Result<Option<(String, String)>, WireError> {
+    r.conn
+        .prepare_cached(
+            "SELECT gid, remote_host FROM messages
+             WHERE id = ?1 AND gid IS NOT NULL AND remote_host IS NOT NULL
+               AND substr(gid, 1, length(?2) + 1) <> ?2 || '-'",
+        )
+        .and_then(|mut s| {
+            s.query_row(params![id, me.device], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()
+        })
+        .map_err(|e| db(r, e))
+}
+
+/// A message was handed out here: if it came from another machine, tell its sender (a
+/// receipt). Nothing at all outside a mesh.
+pub fn receipt_for_hand_out(ctx: &mut Ctx<'_>, id: i64) -> Result<(), WireError> {
+    let Some(me) = ctx.store.identity() else {
+        return Ok(());
+    };
+    if let Some((gid, host)) = origin(ctx, &me, id)? {
+        let receipt = Receipt {
+            gid,
+            delivered_ms: Some(ctx.now_ms),
+            answered_ms: None,
+        };
+        outbox::queue(ctx, &host, &Envelope::Receipt(receipt))?;
+    }
+    Ok(())
 }

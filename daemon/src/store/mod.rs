@@ -24,8 +24,11 @@
 
 pub mod federation;
 mod hints;
+pub mod hosts;
 pub mod inspect;
 pub mod messages;
+pub mod outbox;
+pub mod remote;
 pub mod retention;
 mod schema;
 pub mod sessions;
@@ -215,6 +218,21 @@ enum Msg {
     Close,
 }
 
+/// This machine in the mesh, once the daemon has read `federation.toml` and its device key
+/// ([`Store::set_identity`]). Without it nothing crosses machines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// This device's id (32 hex).
+    pub device: String,
+    /// This machine's host name in the mesh.
+    pub host: String,
+}
+
+/// Normalised form of a name, for case-insensitive addressing.
+pub fn norm(name: &str) -> String {
+    name.trim().to_lowercase()
+}
+
 /// Handle to the store thread. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -227,7 +245,7 @@ pub struct Store {
     /// Sessions that may have urgent mail waiting (kept by the store thread).
     hints: Arc<MailHints>,
     /// This machine in the mesh across machines, once the daemon joined one.
-    identity: Arc<std::sync::OnceLock<Arc<federation::Identity>>>,
+    identity: Arc<std::sync::OnceLock<Arc<Identity>>>,
     /// Told when an envelope was committed to the outbox (the forwarder waits on it).
     outbox: Arc<tokio::sync::Notify>,
 }
@@ -324,13 +342,13 @@ impl Store {
     }
 
     /// This machine in the mesh, if it joined one (set once, at the daemon's start).
-    pub fn identity(&self) -> Option<Arc<federation::Identity>> {
+    pub fn identity(&self) -> Option<Arc<Identity>> {
         self.identity.get().cloned()
     }
 
     /// Make this store part of a mesh: from now on sends may go to other machines, and mail
     /// from them is handed out with receipts. Set once; later calls change nothing.
-    pub fn set_identity(&self, id: federation::Identity) {
+    pub fn set_identity(&self, id: Identity) {
         let _ = self.identity.set(Arc::new(id));
     }
 

@@ -114,10 +114,7 @@ impl SessionRow {
     }
 }
 
-/// Normalised form of a name, for case-insensitive addressing.
-pub fn norm(name: &str) -> String {
-    name.trim().to_lowercase()
-}
+pub use super::norm;
 
 /// What a SessionStart tells us, after the daemon checked the process itself.
 #[derive(Debug, Clone)]
@@ -527,11 +524,11 @@ pub enum Target {
     /// `*`: every live session but the sender.
     All(Vec<SessionRow>),
     /// A session on another machine (`name@host`, or a bare name only another machine has).
-    Remote(super::federation::RemoteTarget),
+    Remote(super::remote::RemoteTarget),
     /// `*@*` (every live session of the team but the sender) or `*@host`.
     Many {
         local: Vec<SessionRow>,
-        remote: Vec<super::federation::RemoteTarget>,
+        remote: Vec<super::remote::RemoteTarget>,
     },
 }
 
@@ -556,12 +553,12 @@ pub fn by_name(ctx: &Reader<'_>, name_norm: &str) -> Result<Option<SessionRow>, 
 /// mesh (`None`: not in one, and every address is local, as [`resolve_target`] reads it).
 pub fn resolve_address(
     ctx: &Reader<'_>,
-    fed: Option<&super::federation::Identity>,
+    fed: Option<&super::Identity>,
     to: &str,
     sender: Option<i64>,
     now_ms: i64,
 ) -> Result<Target, WireError> {
-    use super::federation as fed_store;
+    use super::remote as fed_store;
     let to = to.trim();
     let Some(fed) = fed else {
         if to.contains('@') {

@@ -356,8 +356,8 @@ fn outbox(r: &FederationReport, now_ms: i64) -> Check {
 mod tests {
     use mesh_proto::StreamState;
 
+    use super::super::check::Level;
     use super::*;
-    use crate::health::Level;
 
     fn joined() -> FederationReport {
         FederationReport {
