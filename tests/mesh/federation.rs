@@ -595,3 +595,65 @@ fn a_hostile_remote_sender_name_cannot_break_the_hook_frame() {
         assert_eq!(rest, ".", "{hint}");
     });
 }
+
+/// A transcript stays on its machine: `mesh history` / `mesh search` and the MCP tool
+/// `read_history` for a session of another machine (by address, or by a bare name only that
+/// machine has) fail clearly, saying so, rather than "no such session"; this machine's own
+/// address (`name@<its host>`) reads its session's transcript.
+#[test]
+fn history_of_a_session_on_another_machine_fails_clearly() {
+    use std::io::Write as _;
+    each_flavor(|_, bin| {
+        let server = NatsServer::start(bin);
+        let a = Machine::join(&server.url(), "laptop");
+        let b = Machine::join(&server.url(), "devbox");
+        let transcript = a.mesh.home.path().join("alice.jsonl");
+        let mut f = std::fs::File::create(&transcript).unwrap();
+        let turn = serde_json::json!({"type": "user", "message": {"role": "user",
+            "content": "MARKER-local-turn"}});
+        writeln!(f, "{turn}").unwrap();
+        drop(f);
+        let _alice = a.mesh.session_with("alice", None, Some(&transcript));
+        let _bob = b.mesh.session("bob");
+        a.sees("bob", "devbox");
+
+        for args in [
+            vec!["history", "bob@devbox"],
+            vec!["history", "bob"],
+            vec!["search", "bob@devbox", "needle"],
+        ] {
+            let out = a.mesh.mesh().args(&args).output().unwrap();
+            let text = output_text(&out);
+            assert_eq!(out.status.code(), Some(7), "{args:?}: {text}");
+            assert!(
+                text.contains("`bob@devbox` is a session on another machine (devbox): transcripts stay on their machine"),
+                "{args:?}: {text}"
+            );
+            let out = a.mesh.mesh().args(&args).arg("--json").output().unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+                .unwrap_or_else(|e| panic!("{args:?} --json: {e}: {}", output_text(&out)));
+            assert_eq!(v["error"]["code"], "remote_peer", "{args:?}: {v}");
+        }
+        // This machine's own address is its session.
+        let out = a
+            .mesh
+            .mesh()
+            .args(["history", "alice@laptop", "--json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", output_text(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(v.to_string().contains("MARKER-local-turn"), "{v}");
+
+        let mut mcp = mesh_testkit::mcp::Mcp::started(&a.mesh);
+        for peer in ["bob@devbox", "bob"] {
+            let err = mcp.call_err("read_history", serde_json::json!({"peer": peer}));
+            assert!(
+                err.contains("transcripts stay on their machine"),
+                "{peer}: {err}"
+            );
+        }
+        let doc = mcp.call("read_history", serde_json::json!({"peer": "alice@laptop"}));
+        assert!(doc.to_string().contains("MARKER-local-turn"), "{doc}");
+    });
+}
