@@ -523,6 +523,30 @@ fn a_remote_task_is_injected_from_name_at_host() {
             text.contains("mcp__claude-mesh__send_message with to \"bob@devbox\"."),
             "{text}"
         );
+
+        // The user at devbox's terminal (`mesh send` outside any session): not a session.
+        let out = b
+            .mesh
+            .mesh()
+            .args(["send", "alice@laptop", "restart the queue"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", output_text(&out));
+        wait_pending(&a, &alice);
+        let text = hook_context(&a, &alice, "post-tool-use", "PostToolUse");
+        assert_framed(&text);
+        assert!(
+            text.starts_with(
+                "[claude-mesh] 1 new message from the user at a terminal on \"devbox\", not from a Claude Code session"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                " · task from the user at a terminal on \"devbox\" (not a Claude Code session) ──\n│ restart the queue\n→ Task for you from the user on \"devbox\": do it.\n"
+            ),
+            "{text}"
+        );
     });
 }
 

@@ -213,9 +213,11 @@ fn from_user(m: &Message) -> bool {
 /// machine is named `name@host` (local session names never contain `@`).
 fn source(messages: &[Message]) -> String {
     let user = messages.iter().any(from_user);
+    let remote_users: std::collections::BTreeSet<&str> =
+        messages.iter().filter_map(remote_user).collect();
     let peer_names: Vec<&str> = messages
         .iter()
-        .filter(|m| !from_user(m))
+        .filter(|m| !from_user(m) && remote_user(m).is_none())
         .map(|m| m.from.name.as_str())
         .collect();
     let remote = peer_names.iter().filter(|n| is_remote(n)).count();
@@ -239,6 +241,30 @@ fn source(messages: &[Message]) -> String {
     } else {
         "on other machines"
     };
+    if !remote_users.is_empty() {
+        // Users at terminals of other machines (`mesh send` there, outside any session).
+        let mut parts = Vec::new();
+        if user {
+            parts.push("the user at a terminal on this machine".to_owned());
+        }
+        parts.push(match remote_users.iter().next() {
+            Some(host) if remote_users.len() == 1 => format!(
+                "the user at a terminal on {}",
+                sanitize::model_quoted(host, MAX_HOST_CHARS)
+            ),
+            _ => "users at terminals on other machines".to_owned(),
+        });
+        let users_only = peers.is_none();
+        if let Some(p) = peers {
+            parts.push(format!("{p} {place}"));
+        }
+        let not = if users_only {
+            ", not from a Claude Code session"
+        } else {
+            ""
+        };
+        return format!("from {}{not}", parts.join(" and from "));
+    }
     match (user, peers) {
         (true, None) => {
             "from the user at a terminal on this machine, not from a Claude Code session".to_owned()
@@ -268,6 +294,19 @@ fn quoted_sender(name: &str, name_chars: usize) -> String {
     }
 }
 
+/// The host of the user at a terminal of another machine who sent `m` (its daemon names such
+/// mail `user@host`, without a session id).
+fn remote_user(m: &Message) -> Option<&str> {
+    if m.from.session_id.is_some() {
+        return None;
+    }
+    m.from
+        .name
+        .rsplit_once('@')
+        .filter(|(name, _)| *name == mesh_daemon::store::messages::USER)
+        .map(|(_, host)| host)
+}
+
 /// Whether a sender's name is the address of a session on another machine (`name@host`).
 fn is_remote(name: &str) -> bool {
     name.contains('@')
@@ -276,6 +315,12 @@ fn is_remote(name: &str) -> bool {
 fn sender(m: &Message, name_chars: usize) -> String {
     if from_user(m) {
         return "the user at a terminal (not a Claude Code session)".to_owned();
+    }
+    if let Some(host) = remote_user(m) {
+        return format!(
+            "the user at a terminal on {} (not a Claude Code session)",
+            sanitize::model_quoted(host, MAX_HOST_CHARS)
+        );
     }
     match &m.from.session_id {
         Some(id) => format!(
@@ -315,7 +360,13 @@ fn hint(m: &Message) -> String {
             "→ Task for you: do it. To report back, call mcp__claude-mesh__send_message with to {}.",
             quoted_sender(&m.from.name, MAX_NAME_CHARS)
         ),
-        Kind::Task => "→ Task for you from the user: do it.".to_owned(),
+        Kind::Task => match remote_user(m) {
+            Some(host) => format!(
+                "→ Task for you from the user on {}: do it.",
+                sanitize::model_quoted(host, MAX_HOST_CHARS)
+            ),
+            None => "→ Task for you from the user: do it.".to_owned(),
+        },
         Kind::Question => format!(
             "→ Question: answer with mcp__claude-mesh__reply_to_peer, message_id \"{}\". \
              The asker gets the answer at once if it still waits, else in its inbox.",
@@ -582,6 +633,24 @@ mod tests {
         let text = render(&mixed, 0, Frame::Stop, &cmd);
         assert!(
             text.starts_with("[claude-mesh] Do not stop yet: 2 new messages from other Claude Code sessions on this machine and on others arrived"),
+            "{text}"
+        );
+        // The user at a terminal of another machine: not a Claude Code session.
+        let mut far_user = msg(55, Kind::Task, "user@devbox", "restart the queue");
+        far_user.from.session_id = None;
+        let text = render(std::slice::from_ref(&far_user), 0, Frame::Context, &cmd);
+        assert_well_framed(&text, &[55]);
+        assert!(
+            text.starts_with("[claude-mesh] 1 new message from the user at a terminal on \"devbox\", not from a Claude Code session (shown once"),
+            "{text}"
+        );
+        assert!(
+            text.contains("── m55 · task from the user at a terminal on \"devbox\" (not a Claude Code session) ──\n│ restart the queue\n→ Task for you from the user on \"devbox\": do it.\n"),
+            "{text}"
+        );
+        let text = render(&[far_user, remote.clone()], 0, Frame::Context, &cmd);
+        assert!(
+            text.starts_with("[claude-mesh] 2 new messages from the user at a terminal on \"devbox\" and from the Claude Code session \"bob@devbox\" on another machine (shown once"),
             "{text}"
         );
         let mut user = msg(53, Kind::Task, "user", "tidy up");
