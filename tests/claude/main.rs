@@ -861,7 +861,9 @@ fn joined_machine(bin: PathBuf, url: &str, host: &str) -> Fixture {
 /// question crosses NATS (sealed for devbox's key) and is injected into `bravo`'s context by
 /// its PostToolUse hook, from `"alpha@laptop"`, inside the frame's quotes; bravo's model calls
 /// `reply_to_peer`, the answer crosses back, and alpha's blocked `ask_peer` returns it to
-/// alpha's model, from `bravo@devbox`.
+/// alpha's model, from `bravo@devbox`. bravo then sends a task to `alpha@laptop`
+/// (`send_message`), which alpha's PostToolUse hook injects into alpha's next request, from
+/// `"bravo@devbox"` inside the frame's quotes.
 ///
 /// Against Debian's nats-server only: the two real Claude Code runs make this test long, and
 /// the federation tests in tests/mesh run every server flavor.
@@ -881,6 +883,7 @@ fn ask_peer_across_machines_is_answered_by_real_claude_code_on_the_other() {
     let _serial = claude::serial();
     const QUESTION: &str = "QUESTION-5e0d: which port does the API listen on over there?";
     const ANSWER: &str = "ANSWER-5e0d: 9090";
+    const FOLLOWUP: &str = "FOLLOWUP-5e0d: restart the API on your side";
     let server = mesh_testkit::nats::NatsServer::start(&nats_bin);
     let laptop = joined_machine(bin.clone(), &server.url(), "laptop");
     let devbox = joined_machine(bin, &server.url(), "devbox");
@@ -906,7 +909,7 @@ fn ask_peer_across_machines_is_answered_by_real_claude_code_on_the_other() {
         {
             sink.fail("no question pending for bravo on devbox");
         }
-        Turn::tool_search(&[&mcp("reply_to_peer")])
+        Turn::tool_search(&[&mcp("reply_to_peer"), &mcp("send_message")])
     }));
     let sink = model_b.failure_sink();
     let (id_tx, id_rx) = mpsc::channel();
@@ -938,6 +941,11 @@ fn ask_peer_across_machines_is_answered_by_real_claude_code_on_the_other() {
             json!({"message_id": message_id_arg(req, &tool, id), "body": ANSWER}),
         )
     }));
+    // Then a task back to alpha, which its PostToolUse hook injects on laptop.
+    model_b.push(Turn::tool(
+        mcp("send_message"),
+        json!({"to": "alpha@laptop", "body": FOLLOWUP, "kind": "task"}),
+    ));
     model_b.push(Turn::text("replied"));
 
     // A (laptop): once bravo@devbox is listed, load ask_peer and ask by address.
@@ -963,7 +971,24 @@ fn ask_peer_across_machines_is_answered_by_real_claude_code_on_the_other() {
         mcp("ask_peer"),
         json!({"to": "bravo@devbox", "question": QUESTION, "timeout_s": 60}),
     ));
-    model_a.push(Turn::text("got the answer"));
+    // Once bravo's task is pending here, run a tool: the PostToolUse hook injects it.
+    let cli_a = laptop.cli();
+    let fail_a = model_a.failure_sink();
+    model_a.push(Turn::compute(move |_| {
+        let pending = || {
+            cli_a
+                .live_named("alpha")
+                .first()
+                .and_then(|s| s["pending"].as_u64())
+                .unwrap_or(0)
+                > 0
+        };
+        if mesh_testkit::poll(STEP, || pending().then_some(())).is_none() {
+            fail_a.fail("bravo's task never reached alpha on laptop");
+        }
+        Turn::bash("echo checked")
+    }));
+    model_a.push(Turn::text("got the answer and the task"));
 
     let run_b = devbox
         .claude
@@ -987,7 +1012,7 @@ fn ask_peer_across_machines_is_answered_by_real_claude_code_on_the_other() {
     assert!(model_b.failures().is_empty(), "{}", why());
     assert!(model_a.failures().is_empty(), "{}", why());
     let turns_a = model_a.turns();
-    assert_eq!(turns_a.len(), 3, "{}", why());
+    assert_eq!(turns_a.len(), 4, "{}", why());
     // The answer reached alpha's model, from bravo@devbox.
     let result = turns_a[2].last_tool_result().unwrap_or_default();
     assert!(
@@ -999,8 +1024,35 @@ fn ask_peer_across_machines_is_answered_by_real_claude_code_on_the_other() {
     assert_eq!(doc["status"], "answered", "{result}\n{}", why());
     assert_eq!(doc["peer"], "bravo@devbox", "{result}\n{}", why());
     assert_eq!(doc["answer"], ANSWER, "{result}\n{}", why());
+    // bravo's task reached alpha's model in the hook's frame, from "bravo@devbox", quoted.
+    let texts = turns_a[3].message_texts();
+    let injected = texts
+        .iter()
+        .find(|t| t.contains(FOLLOWUP))
+        .unwrap_or_else(|| panic!("the task was not injected into alpha's context\n{}", why()));
+    assert!(
+        injected.contains(" · task from \"bravo@devbox\" ("),
+        "the head should say from \"bravo@devbox\": {injected}\n{}",
+        why()
+    );
+    assert!(
+        injected.contains("from the Claude Code session \"bravo@devbox\" on another machine"),
+        "{injected}\n{}",
+        why()
+    );
+    assert!(
+        injected.contains(&format!("│ {FOLLOWUP}\n")),
+        "{injected}\n{}",
+        why()
+    );
     let turns_b = model_b.turns();
-    assert_eq!(turns_b.len(), 3, "{}", why());
+    assert_eq!(turns_b.len(), 4, "{}", why());
+    let sent = turns_b[3].last_tool_result().unwrap_or_default();
+    assert!(
+        !sent.to_lowercase().contains("error"),
+        "send_message failed: {sent}\n{}",
+        why()
+    );
     let replied = turns_b[2].last_tool_result().unwrap_or_default();
     assert!(
         !replied.to_lowercase().contains("error"),
