@@ -671,11 +671,23 @@ fn history_of_a_session_on_another_machine_fails_clearly() {
 
         let mut mcp = mesh_testkit::mcp::Mcp::started(&a.mesh);
         for peer in ["bob@devbox", "bob"] {
-            let err = mcp.call_err("read_history", serde_json::json!({"peer": peer}));
-            assert!(
-                err.contains("transcripts stay on their machine"),
-                "{peer}: {err}"
-            );
+            for (tool, args) in [
+                ("read_history", serde_json::json!({"peer": peer})),
+                (
+                    "search_history",
+                    serde_json::json!({"peer": peer, "query": "x"}),
+                ),
+                (
+                    "get_turn",
+                    serde_json::json!({"peer": peer, "turn_index": 0}),
+                ),
+            ] {
+                let err = mcp.call_err(tool, args);
+                assert!(
+                    err.contains("transcripts stay on their machine"),
+                    "{tool} {peer}: {err}"
+                );
+            }
         }
         let doc = mcp.call("read_history", serde_json::json!({"peer": "alice@laptop"}));
         assert!(doc.to_string().contains("MARKER-local-turn"), "{doc}");
