@@ -18,7 +18,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
 
-use mesh_proto::SessionInfo;
+use mesh_proto::{RemoteSession, SessionInfo};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -318,6 +318,69 @@ pub fn search(
     Ok((out, more))
 }
 
+/// Why a transcript of `peer` cannot be read from here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerError {
+    /// `peer` is the address of a session on another machine (`name@host`): transcripts stay
+    /// on the machine where Claude Code wrote them; nothing reads them across the mesh.
+    Remote { name: String, host: String },
+    /// No session, or several, answer to `peer` on this machine ([`find_peer`]'s error).
+    NotFound(String),
+}
+
+impl std::fmt::Display for PeerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerError::Remote { name, host } => write!(
+                f,
+                "`{name}@{host}` is a session on another machine ({host}): transcripts stay on \
+                 their machine, and the mesh never carries them. Ask it instead (ask_peer, or \
+                 `mesh ask {name}@{host}`), or read its history on {host} itself"
+            ),
+            PeerError::NotFound(e) => f.write_str(e),
+        }
+    }
+}
+
+/// [`find_peer`] for a peer named as the messaging commands and tools take it: a name or id
+/// prefix, or an address `name@host`. `here` is this machine's host in the mesh (`None` when
+/// it joined none): `name@here` is this machine's session `name`; an address on any other host
+/// is [`PeerError::Remote`], whether or not such a session exists, and so is a bare name that
+/// no session of this machine answers to but a session of another machine (`remote`, as the
+/// daemon lists them) is named.
+pub fn find_local_peer<'a>(
+    sessions: &'a [SessionInfo],
+    remote: &[RemoteSession],
+    peer: &str,
+    here: Option<&str>,
+) -> Result<&'a SessionInfo, PeerError> {
+    let trimmed = peer.trim();
+    match trimmed.rsplit_once('@') {
+        Some((name, host)) if here.is_some_and(|h| h.eq_ignore_ascii_case(host)) => {
+            find_peer(sessions, name).map_err(PeerError::NotFound)
+        }
+        Some((name, host)) => Err(PeerError::Remote {
+            name: name.to_owned(),
+            host: host.to_owned(),
+        }),
+        None => find_peer(sessions, trimmed).map_err(|e| {
+            // The remote one that a bare name would address, the live one first.
+            let mut named: Vec<&RemoteSession> = remote
+                .iter()
+                .filter(|r| r.name.eq_ignore_ascii_case(trimmed))
+                .collect();
+            named.sort_by_key(|r| !r.live);
+            match named.first() {
+                Some(r) => PeerError::Remote {
+                    name: r.name.clone(),
+                    host: r.host.clone(),
+                },
+                None => PeerError::NotFound(e),
+            }
+        }),
+    }
+}
+
 /// The session `peer` names among `sessions`, by the daemon's rule (README "Names"): a name
 /// (case-insensitive; its live session, else its latest), or a prefix of at least 4
 /// characters of a session id. A name that is also an id prefix of another session is an
@@ -610,6 +673,61 @@ mod tests {
         assert_eq!(find_peer(&all, "app").unwrap().key, 4, "the live one");
         assert_eq!(find_peer(&all, "aaaa").unwrap().key, 3);
         assert!(find_peer(&all, "nobody").is_err());
+    }
+
+    #[test]
+    fn an_address_on_another_machine_is_refused_and_one_on_this_machine_is_found() {
+        let all = [session(1, "api", "1234-api", true)];
+        let remote = [RemoteSession {
+            host: "devbox".into(),
+            session_id: "5678-bob".into(),
+            name: "bob".into(),
+            summary: String::new(),
+            idle: false,
+            pending: 0,
+            live: true,
+            seen_ms: 0,
+        }];
+        // A bare name only another machine has is that machine's session.
+        assert_eq!(
+            find_local_peer(&all, &remote, "BOB", Some("laptop")).unwrap_err(),
+            PeerError::Remote {
+                name: "bob".into(),
+                host: "devbox".into()
+            }
+        );
+        let err = find_local_peer(&all, &[], "bob@devbox", Some("laptop")).unwrap_err();
+        assert_eq!(
+            err,
+            PeerError::Remote {
+                name: "bob".into(),
+                host: "devbox".into()
+            }
+        );
+        let text = err.to_string();
+        assert!(text.contains("transcripts stay on their machine"), "{text}");
+        assert!(text.contains("`mesh ask bob@devbox`"), "{text}");
+        // Not joined: any address is another machine's.
+        assert!(matches!(
+            find_local_peer(&all, &[], "api@laptop", None),
+            Err(PeerError::Remote { .. })
+        ));
+        assert_eq!(
+            find_local_peer(&all, &remote, "api@LAPTOP", Some("laptop"))
+                .unwrap()
+                .key,
+            1
+        );
+        assert_eq!(
+            find_local_peer(&all, &remote, " api ", Some("laptop"))
+                .unwrap()
+                .key,
+            1
+        );
+        assert!(matches!(
+            find_local_peer(&all, &remote, "nobody@laptop", Some("laptop")),
+            Err(PeerError::NotFound(_))
+        ));
     }
 
     const USER: &str = r#"{"type":"user","timestamp":"2026-11-23T10:00:00Z","message":{"role":"user","content":"fix the login form"}}"#;

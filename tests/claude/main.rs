@@ -832,6 +832,244 @@ fn ask_peer_is_answered_by_a_live_peer() {
     out_b.assert_success();
 }
 
+/// A "machine" for the cross-machine test: a HOME whose daemon `mesh join` joined to the NATS
+/// server at `url` as `host`, with Claude Code configured in that HOME as [`Fixture::mesh`]
+/// configures it.
+fn joined_machine(bin: PathBuf, url: &str, host: &str) -> Fixture {
+    let mut mesh = Mesh::without_daemon();
+    let out = mesh
+        .mesh()
+        .args(["join", url, "--host", host, "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mesh join: {}",
+        mesh_testkit::output_text(&out)
+    );
+    // `mesh join` (re)started a daemon outside our handle: stop it and run ours, so that its
+    // log is in the failure report and it dies with the test.
+    let _ = mesh.mesh().arg("stop").output();
+    mesh.spawn_daemon();
+    claude::write_mesh_config(mesh.home.path(), Path::new(mesh_testkit::mesh_bin()));
+    let claude = Claude::new(bin, mesh.home.path(), mesh.state.root());
+    Fixture { mesh, claude }
+}
+
+/// Two "machines" (two HOMEs, each with its daemon joined to one real NATS server and its own
+/// Claude Code): session `alpha` on `laptop` calls `ask_peer` with `to: "bravo@devbox"`; the
+/// question crosses NATS (sealed for devbox's key) and is injected into `bravo`'s context by
+/// its PostToolUse hook, from `"alpha@laptop"`, inside the frame's quotes; bravo's model calls
+/// `reply_to_peer`, the answer crosses back, and alpha's blocked `ask_peer` returns it to
+/// alpha's model, from `bravo@devbox`. bravo then sends a task to `alpha@laptop`
+/// (`send_message`), which alpha's PostToolUse hook injects into alpha's next request, from
+/// `"bravo@devbox"` inside the frame's quotes.
+///
+/// Against Debian's nats-server only: the two real Claude Code runs make this test long, and
+/// the federation tests in tests/mesh run every server flavor.
+#[test]
+fn ask_peer_across_machines_is_answered_by_real_claude_code_on_the_other() {
+    const TEST: &str = "ask_peer_across_machines_is_answered_by_real_claude_code_on_the_other";
+    let Some(bin) = claude::claude_bin(TEST) else {
+        return;
+    };
+    let Some((_, nats_bin)) = mesh_testkit::nats::flavors()
+        .into_iter()
+        .find(|(f, _)| *f == mesh_testkit::nats::Flavor::Debian)
+    else {
+        eprintln!("SKIPPED {TEST}: no Debian nats-server");
+        return;
+    };
+    let _serial = claude::serial();
+    const QUESTION: &str = "QUESTION-5e0d: which port does the API listen on over there?";
+    const ANSWER: &str = "ANSWER-5e0d: 9090";
+    const FOLLOWUP: &str = "FOLLOWUP-5e0d: restart the API on your side";
+    let server = mesh_testkit::nats::NatsServer::start(&nats_bin);
+    let laptop = joined_machine(bin.clone(), &server.url(), "laptop");
+    let devbox = joined_machine(bin, &server.url(), "devbox");
+    let dir_a = laptop.mesh.project("alpha");
+    let dir_b = devbox.mesh.project("bravo");
+
+    // B (devbox): wait until the question is queued for it, run a tool (its PostToolUse hook
+    // injects the question), then reply to the id it was shown.
+    let cli_b = devbox.cli();
+    let model_b = Model::start("bravo", Vec::new());
+    let sink = model_b.failure_sink();
+    model_b.push(Turn::compute(move |req| {
+        let pending = || {
+            cli_b
+                .live_named("bravo")
+                .first()
+                .and_then(|s| s["pending"].as_u64())
+                .unwrap_or(0)
+                > 0
+        };
+        if !req.conversation_contains(QUESTION)
+            && mesh_testkit::poll(STEP, || pending().then_some(())).is_none()
+        {
+            sink.fail("no question pending for bravo on devbox");
+        }
+        Turn::tool_search(&[&mcp("reply_to_peer"), &mcp("send_message")])
+    }));
+    let sink = model_b.failure_sink();
+    let (id_tx, id_rx) = mpsc::channel();
+    model_b.push(Turn::compute(move |req| {
+        let texts = req.message_texts();
+        let Some(injected) = texts.iter().find(|t| t.contains(QUESTION)) else {
+            sink.fail("the question was not injected into bravo's context");
+            return Turn::text("no question seen");
+        };
+        // The frame names the asker by its address, quoted, as coming from another machine.
+        if !injected.contains(" · question from \"alpha@laptop\"") {
+            sink.fail(format!(
+                "the injected head does not say from \"alpha@laptop\": {injected}"
+            ));
+        }
+        if !injected.contains("from the Claude Code session \"alpha@laptop\" on another machine") {
+            sink.fail(format!(
+                "the injection does not say it comes from another machine: {injected}"
+            ));
+        }
+        let Some(id) = id_near(&texts, QUESTION) else {
+            sink.fail("no message id (m<N>) next to the injected question");
+            return Turn::text("no id seen");
+        };
+        id_tx.send(id).unwrap();
+        let tool = mcp("reply_to_peer");
+        Turn::tool(
+            &tool,
+            json!({"message_id": message_id_arg(req, &tool, id), "body": ANSWER}),
+        )
+    }));
+    // Then a task back to alpha, which its PostToolUse hook injects on laptop.
+    model_b.push(Turn::tool(
+        mcp("send_message"),
+        json!({"to": "alpha@laptop", "body": FOLLOWUP, "kind": "task"}),
+    ));
+    model_b.push(Turn::text("replied"));
+
+    // A (laptop): once bravo@devbox is listed, load ask_peer and ask by address.
+    let cli_a = laptop.cli();
+    let model_a = Model::start("alpha", Vec::new());
+    let fail_a = model_a.failure_sink();
+    model_a.push(Turn::compute(move |_| {
+        let listed = mesh_testkit::poll(STEP, || {
+            cli_a.json(&["list", "--scope", "mesh"])["sessions"]
+                .as_array()
+                .and_then(|all| {
+                    all.iter()
+                        .find(|s| s["address"] == "bravo@devbox" && s["live"] == true)
+                        .cloned()
+                })
+        });
+        if listed.is_none() {
+            fail_a.fail("laptop never listed bravo@devbox");
+        }
+        Turn::tool_search(&[&mcp("ask_peer")])
+    }));
+    model_a.push(Turn::tool(
+        mcp("ask_peer"),
+        json!({"to": "bravo@devbox", "question": QUESTION, "timeout_s": 60}),
+    ));
+    // Once bravo's task is pending here, run a tool: the PostToolUse hook injects it.
+    let cli_a = laptop.cli();
+    let fail_a = model_a.failure_sink();
+    model_a.push(Turn::compute(move |_| {
+        let pending = || {
+            cli_a
+                .live_named("alpha")
+                .first()
+                .and_then(|s| s["pending"].as_u64())
+                .unwrap_or(0)
+                > 0
+        };
+        if mesh_testkit::poll(STEP, || pending().then_some(())).is_none() {
+            fail_a.fail("bravo's task never reached alpha on laptop");
+        }
+        Turn::bash("echo checked")
+    }));
+    model_a.push(Turn::text("got the answer and the task"));
+
+    let run_b = devbox
+        .claude
+        .start("bravo", &model_b, &dir_b, "wait for questions");
+    model_b.wait_turn(0, STEP);
+    let run_a = laptop
+        .claude
+        .start("alpha", &model_a, &dir_a, "ask bravo on devbox");
+    let out_a = run_a.wait(RUN_TIMEOUT);
+    let out_b = run_b.wait(RUN_TIMEOUT);
+    let why = || {
+        format!(
+            "{}\n{}\nlaptop:\n{}\ndevbox:\n{}",
+            out_a.describe(),
+            out_b.describe(),
+            laptop.report(&[&model_a]),
+            devbox.report(&[&model_b])
+        )
+    };
+
+    assert!(model_b.failures().is_empty(), "{}", why());
+    assert!(model_a.failures().is_empty(), "{}", why());
+    let turns_a = model_a.turns();
+    assert_eq!(turns_a.len(), 4, "{}", why());
+    // The answer reached alpha's model, from bravo@devbox.
+    let result = turns_a[2].last_tool_result().unwrap_or_default();
+    assert!(
+        result.contains(ANSWER),
+        "ask_peer's result should carry the answer: {result}\n{}",
+        why()
+    );
+    let doc = tool_json(&turns_a[2]);
+    assert_eq!(doc["status"], "answered", "{result}\n{}", why());
+    assert_eq!(doc["peer"], "bravo@devbox", "{result}\n{}", why());
+    assert_eq!(doc["answer"], ANSWER, "{result}\n{}", why());
+    // bravo's task reached alpha's model in the hook's frame, from "bravo@devbox", quoted.
+    let texts = turns_a[3].message_texts();
+    let injected = texts
+        .iter()
+        .find(|t| t.contains(FOLLOWUP))
+        .unwrap_or_else(|| panic!("the task was not injected into alpha's context\n{}", why()));
+    assert!(
+        injected.contains(" · task from \"bravo@devbox\" ("),
+        "the head should say from \"bravo@devbox\": {injected}\n{}",
+        why()
+    );
+    assert!(
+        injected.contains("from the Claude Code session \"bravo@devbox\" on another machine"),
+        "{injected}\n{}",
+        why()
+    );
+    assert!(
+        injected.contains(&format!("│ {FOLLOWUP}\n")),
+        "{injected}\n{}",
+        why()
+    );
+    let turns_b = model_b.turns();
+    assert_eq!(turns_b.len(), 4, "{}", why());
+    let sent = turns_b[3].last_tool_result().unwrap_or_default();
+    assert!(
+        !sent.to_lowercase().contains("error"),
+        "send_message failed: {sent}\n{}",
+        why()
+    );
+    let replied = turns_b[2].last_tool_result().unwrap_or_default();
+    assert!(
+        !replied.to_lowercase().contains("error"),
+        "reply_to_peer failed: {replied}\n{}",
+        why()
+    );
+    // On devbox the question is from alpha@laptop, and answered.
+    let id = id_rx.try_recv().unwrap();
+    let question = devbox.cli().message(id);
+    assert_eq!(question["kind"], "question", "{question}");
+    assert_eq!(question["body"], QUESTION, "{question}");
+    assert_eq!(question["from"]["name"], "alpha@laptop", "{question}");
+    assert_eq!(question["status"], "answered", "{question}");
+    out_a.assert_success();
+    out_b.assert_success();
+}
+
 /// A session that exits leaves `mesh list`; a late SessionEnd (of the old session, replayed
 /// after a new session of the same name registered) does not disturb the new session, which
 /// stays listed and still gets its mail.

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use mesh::transcript::{self, Match, Query, Turn};
+use mesh::transcript::{self, Match, PeerError, Query, Turn};
 use mesh_client::CallerFromEnv;
-use mesh_proto::{Caller, List, Scope, SessionInfo, sanitize};
+use mesh_proto::{Caller, List, ListScoped, MeshPeers, Reach, Scope, SessionInfo, sanitize};
 use serde::Serialize;
 
 use super::{JsonFlag, connect, emit, emit_json};
@@ -50,30 +50,43 @@ pub struct SearchArgs {
 /// At most this many matches are shown.
 const MAX_MATCHES: usize = 50;
 
-/// The peer's session and its transcript.
+/// The peer's session and its transcript. A session of another machine (`name@host`) is
+/// refused: transcripts stay on their machine.
 fn transcript_of(peer: &str) -> anyhow::Result<(SessionInfo, PathBuf)> {
-    let sessions = connect()?
-        .list(List {
-            caller: Caller::from_env(),
-            scope: Scope::Machine,
-            include_offline: true,
+    let found: MeshPeers = connect()?
+        .call_typed(ListScoped {
+            list: List {
+                caller: Caller::from_env(),
+                scope: Scope::Machine,
+                include_offline: true,
+            },
+            reach: Reach::Mesh,
         })
-        .context("cannot list the sessions")?
-        .sessions;
-    let s = transcript::find_peer(&sessions, peer).map_err(|e| {
-        // Refused because nothing answers to `peer` (exit 4), or several sessions do (exit 7).
-        let wanted = peer.trim().to_lowercase();
-        let answers = sessions.iter().any(|s| {
-            s.name.to_lowercase() == wanted
-                || (wanted.len() >= 4 && s.session_id.to_lowercase().starts_with(&wanted))
-        });
-        let class = if answers {
-            super::exit::Class::BadInput("ambiguous_peer")
-        } else {
-            super::exit::Class::UnknownPeer
-        };
-        super::exit::Failure::new(class, e)
-    })?;
+        .context("cannot list the sessions")?;
+    let sessions = found.local;
+    let s = transcript::find_local_peer(&sessions, &found.remote, peer, found.host.as_deref())
+        .map_err(|e| {
+            let class = match &e {
+                PeerError::Remote { .. } => super::exit::Class::BadInput("remote_peer"),
+                PeerError::NotFound(_) => {
+                    // Refused because nothing answers to `peer` (exit 4), or several sessions do
+                    // (exit 7).
+                    let wanted = peer.trim().to_lowercase();
+                    let wanted = wanted.rsplit_once('@').map_or(wanted.as_str(), |(n, _)| n);
+                    let answers = sessions.iter().any(|s| {
+                        s.name.to_lowercase() == wanted
+                            || (wanted.len() >= 4
+                                && s.session_id.to_lowercase().starts_with(wanted))
+                    });
+                    if answers {
+                        super::exit::Class::BadInput("ambiguous_peer")
+                    } else {
+                        super::exit::Class::UnknownPeer
+                    }
+                }
+            };
+            super::exit::Failure::new(class, e.to_string())
+        })?;
     let path = transcript::path_of(s).map_err(anyhow::Error::msg)?;
     Ok((s.clone(), path.to_owned()))
 }

@@ -49,6 +49,8 @@ const MIN_BODY_UNITS: usize = 40;
 const MAX_NAME_CHARS: usize = 64;
 /// Longest sender name shown when many messages share the room.
 const COMPACT_NAME_CHARS: usize = 32;
+/// Longest host shown after a remote sender's name (a host name's limit).
+const MAX_HOST_CHARS: usize = 64;
 
 /// Prefix of every body line.
 pub(crate) const QUOTE: &str = "│ ";
@@ -207,44 +209,126 @@ fn from_user(m: &Message) -> bool {
 }
 
 /// Who the messages come from, as the intro says it: the user at a terminal, one session by
-/// its quoted name, other sessions, or both.
+/// its quoted name, other sessions, or both; on this machine or on others. A sender on another
+/// machine is named `name@host` (local session names never contain `@`).
 fn source(messages: &[Message]) -> String {
     let user = messages.iter().any(from_user);
-    let mut names = messages
+    let remote_users: std::collections::BTreeSet<&str> =
+        messages.iter().filter_map(remote_user).collect();
+    let peer_names: Vec<&str> = messages
         .iter()
-        .filter(|m| !from_user(m))
-        .map(|m| m.from.name.as_str());
+        .filter(|m| !from_user(m) && remote_user(m).is_none())
+        .map(|m| m.from.name.as_str())
+        .collect();
+    let remote = peer_names.iter().filter(|n| is_remote(n)).count();
+    let mut names = peer_names.iter();
     let peers = names.next().map(|first| {
         if names.all(|n| n == first) {
             format!(
                 "the Claude Code session {}",
-                sanitize::model_quoted(first, COMPACT_NAME_CHARS)
+                quoted_sender(first, COMPACT_NAME_CHARS)
             )
         } else {
             "other Claude Code sessions".to_owned()
         }
     });
+    let place = if remote == 0 {
+        "on this machine"
+    } else if remote < peer_names.len() {
+        "on this machine and on others"
+    } else if peer_names.iter().all(|n| *n == peer_names[0]) {
+        "on another machine"
+    } else {
+        "on other machines"
+    };
+    if !remote_users.is_empty() {
+        // Users at terminals of other machines (`mesh send` there, outside any session).
+        let mut parts = Vec::new();
+        if user {
+            parts.push("the user at a terminal on this machine".to_owned());
+        }
+        parts.push(match remote_users.iter().next() {
+            Some(host) if remote_users.len() == 1 => format!(
+                "the user at a terminal on {}",
+                sanitize::model_quoted(host, MAX_HOST_CHARS)
+            ),
+            _ => "users at terminals on other machines".to_owned(),
+        });
+        let users_only = peers.is_none();
+        if let Some(p) = peers {
+            parts.push(format!("{p} {place}"));
+        }
+        let not = if users_only {
+            ", not from a Claude Code session"
+        } else {
+            ""
+        };
+        return format!("from {}{not}", parts.join(" and from "));
+    }
     match (user, peers) {
         (true, None) => {
             "from the user at a terminal on this machine, not from a Claude Code session".to_owned()
         }
-        (true, Some(p)) => format!("from the user at a terminal and from {p} on this machine"),
-        (false, Some(p)) => format!("from {p} on this machine"),
+        (true, Some(p)) if remote == 0 => {
+            format!("from the user at a terminal and from {p} on this machine")
+        }
+        (true, Some(p)) => {
+            format!("from the user at a terminal on this machine and from {p} {place}")
+        }
+        (false, Some(p)) => format!("from {p} {place}"),
         (false, None) => "from other Claude Code sessions on this machine".to_owned(),
     }
+}
+
+/// A sender's name quoted for the model ([`sanitize::model_quoted`]), at most `name_chars`
+/// characters of the name itself: a sender on another machine (`name@host`) keeps its whole
+/// `@host` after its (possibly cut) name, so the model still sees which machine it is on, and
+/// in the full form has the exact address to reply to.
+fn quoted_sender(name: &str, name_chars: usize) -> String {
+    match name.rsplit_once('@') {
+        Some((local, host)) => {
+            let local = sanitize::model_inline(local, name_chars, true);
+            sanitize::model_quoted(&format!("{local}@{host}"), name_chars + 1 + MAX_HOST_CHARS)
+        }
+        None => sanitize::model_quoted(name, name_chars),
+    }
+}
+
+/// The host of the user at a terminal of another machine who sent `m` (its daemon names such
+/// mail `user@host`, without a session id).
+fn remote_user(m: &Message) -> Option<&str> {
+    if m.from.session_id.is_some() {
+        return None;
+    }
+    m.from
+        .name
+        .rsplit_once('@')
+        .filter(|(name, _)| *name == mesh_daemon::store::messages::USER)
+        .map(|(_, host)| host)
+}
+
+/// Whether a sender's name is the address of a session on another machine (`name@host`).
+fn is_remote(name: &str) -> bool {
+    name.contains('@')
 }
 
 fn sender(m: &Message, name_chars: usize) -> String {
     if from_user(m) {
         return "the user at a terminal (not a Claude Code session)".to_owned();
     }
+    if let Some(host) = remote_user(m) {
+        return format!(
+            "the user at a terminal on {} (not a Claude Code session)",
+            sanitize::model_quoted(host, MAX_HOST_CHARS)
+        );
+    }
     match &m.from.session_id {
         Some(id) => format!(
             "{} ({})",
-            sanitize::model_quoted(&m.from.name, name_chars),
+            quoted_sender(&m.from.name, name_chars),
             plain_id(short_id(id))
         ),
-        None => sanitize::model_quoted(&m.from.name, name_chars),
+        None => quoted_sender(&m.from.name, name_chars),
     }
 }
 
@@ -274,9 +358,15 @@ fn hint(m: &Message) -> String {
     match m.kind {
         Kind::Task if m.from.session_id.is_some() => format!(
             "→ Task for you: do it. To report back, call mcp__claude-mesh__send_message with to {}.",
-            sanitize::model_quoted(&m.from.name, MAX_NAME_CHARS)
+            quoted_sender(&m.from.name, MAX_NAME_CHARS)
         ),
-        Kind::Task => "→ Task for you from the user: do it.".to_owned(),
+        Kind::Task => match remote_user(m) {
+            Some(host) => format!(
+                "→ Task for you from the user on {}: do it.",
+                sanitize::model_quoted(host, MAX_HOST_CHARS)
+            ),
+            None => "→ Task for you from the user: do it.".to_owned(),
+        },
         Kind::Question => format!(
             "→ Question: answer with mcp__claude-mesh__reply_to_peer, message_id \"{}\". \
              The asker gets the answer at once if it still waits, else in its inbox.",
@@ -505,6 +595,71 @@ mod tests {
         assert!(!user_only.contains("Claude Code sessions"), "{user_only}");
         assert!(stop.contains("Handle it, then end your turn."));
         assert!(!stop.contains("more message"));
+    }
+
+    #[test]
+    fn senders_on_other_machines_are_named_with_their_host_and_placed_there() {
+        let remote = msg(50, Kind::Task, "bob@devbox", "deploy");
+        let text = render(std::slice::from_ref(&remote), 0, Frame::Context, &cmd);
+        assert_well_framed(&text, &[50]);
+        assert!(
+            text.starts_with(
+                "[claude-mesh] 1 new message from the Claude Code session \"bob@devbox\" on another machine (shown once"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("── m50 · task from \"bob@devbox\" (bobdevb) ──\n│ deploy\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("call mcp__claude-mesh__send_message with to \"bob@devbox\"."),
+            "{text}"
+        );
+        // A long name is cut, its host is kept whole.
+        let long = format!("{}@devbox", "n".repeat(100));
+        let text = render(&[msg(54, Kind::Task, &long, "x")], 0, Frame::Context, &cmd);
+        assert_well_framed(&text, &[54]);
+        let shown = format!("\"{}…@devbox\"", "n".repeat(MAX_NAME_CHARS));
+        assert!(text.contains(&format!("task from {shown} (")), "{text}");
+        assert!(text.contains(&format!("with to {shown}.")), "{text}");
+        let two = [remote.clone(), msg(51, Kind::Note, "eve@ci", "green")];
+        let text = render(&two, 0, Frame::Context, &cmd);
+        assert!(
+            text.starts_with("[claude-mesh] 2 new messages from other Claude Code sessions on other machines (shown once"),
+            "{text}"
+        );
+        let mixed = [remote.clone(), msg(52, Kind::Note, "local", "hi")];
+        let text = render(&mixed, 0, Frame::Stop, &cmd);
+        assert!(
+            text.starts_with("[claude-mesh] Do not stop yet: 2 new messages from other Claude Code sessions on this machine and on others arrived"),
+            "{text}"
+        );
+        // The user at a terminal of another machine: not a Claude Code session.
+        let mut far_user = msg(55, Kind::Task, "user@devbox", "restart the queue");
+        far_user.from.session_id = None;
+        let text = render(std::slice::from_ref(&far_user), 0, Frame::Context, &cmd);
+        assert_well_framed(&text, &[55]);
+        assert!(
+            text.starts_with("[claude-mesh] 1 new message from the user at a terminal on \"devbox\", not from a Claude Code session (shown once"),
+            "{text}"
+        );
+        assert!(
+            text.contains("── m55 · task from the user at a terminal on \"devbox\" (not a Claude Code session) ──\n│ restart the queue\n→ Task for you from the user on \"devbox\": do it.\n"),
+            "{text}"
+        );
+        let text = render(&[far_user, remote.clone()], 0, Frame::Context, &cmd);
+        assert!(
+            text.starts_with("[claude-mesh] 2 new messages from the user at a terminal on \"devbox\" and from the Claude Code session \"bob@devbox\" on another machine (shown once"),
+            "{text}"
+        );
+        let mut user = msg(53, Kind::Task, "user", "tidy up");
+        user.from.session_id = None;
+        let text = render(&[user, remote], 0, Frame::Context, &cmd);
+        assert!(
+            text.starts_with("[claude-mesh] 2 new messages from the user at a terminal on this machine and from the Claude Code session \"bob@devbox\" on another machine (shown once"),
+            "{text}"
+        );
     }
 
     #[test]

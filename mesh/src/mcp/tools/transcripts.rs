@@ -1,7 +1,7 @@
 //! Reading a peer's Claude Code transcript: `read_history`, `search_history`, `get_turn`.
 
 use mesh::transcript;
-use mesh_proto::{List, Scope, SessionInfo, sanitize};
+use mesh_proto::{List, ListScoped, Reach, Scope, SessionInfo, sanitize};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
 use rmcp::{tool, tool_router};
@@ -45,19 +45,24 @@ impl MeshServer {
     /// The transcript of the session `peer` names: the session and the file.
     async fn transcript(&self, peer: &str) -> Result<(SessionInfo, std::path::PathBuf), ToolError> {
         required("peer", peer)?;
-        let sessions = self
+        let found = self
             .blocking(|d| {
                 d.call(Retry::Idempotent, |c, caller| {
-                    c.list(List {
-                        caller,
-                        scope: Scope::Machine,
-                        include_offline: true,
+                    c.call_typed(ListScoped {
+                        list: List {
+                            caller,
+                            scope: Scope::Machine,
+                            include_offline: true,
+                        },
+                        reach: Reach::Mesh,
                     })
                 })
             })
-            .await?
-            .sessions;
-        let s = transcript::find_peer(&sessions, peer).map_err(fail)?;
+            .await?;
+        // A session of another machine is refused: transcripts stay on their machine.
+        let s =
+            transcript::find_local_peer(&found.local, &found.remote, peer, found.host.as_deref())
+                .map_err(|e| fail(e.to_string()))?;
         let path = transcript::path_of(s).map_err(fail)?.to_owned();
         Ok((s.clone(), path))
     }
