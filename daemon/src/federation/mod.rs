@@ -563,8 +563,11 @@ impl Federation {
                 }
             }
         };
-        // The newest presence of each host: an older one (replayed, or overtaken) is ignored.
-        let mut newest: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+        // Each host's newest presence (its sending time) and when it came: an older one
+        // (replayed, or overtaken) is ignored, unless the host has been silent longer than the
+        // presence timeout (a clock set back, or a bogus time far ahead, blocks no longer).
+        let mut newest: std::collections::HashMap<String, (i64, i64)> =
+            std::collections::HashMap::new();
         loop {
             let payload = tokio::select! {
                 n = stream.next() => match n { Some(p) => p, None => return },
@@ -581,11 +584,12 @@ impl Federation {
             else {
                 continue;
             };
-            let last = newest.entry(host.host.clone()).or_insert(i64::MIN);
-            if p.sent_ms <= *last {
+            let now = now_ms();
+            let last = newest.entry(host.host.clone()).or_insert((i64::MIN, now));
+            if p.sent_ms <= last.0 && now - last.1 < fed_store::PRESENCE_TIMEOUT_MS {
                 continue;
             }
-            *last = p.sent_ms;
+            *last = (p.sent_ms, now);
             let name = host.host.clone();
             if let Err(e) = store
                 .call_soft(move |ctx| remote::apply_presence(ctx, &name, &p))
