@@ -129,7 +129,7 @@ fn requests() -> Vec<(&'static str, Request)> {
         (
             "poll",
             Poll {
-                caller: me,
+                caller: me.clone(),
                 class: Class::Urgent,
                 max_bytes: 8000,
                 handout: 9,
@@ -161,6 +161,37 @@ fn requests() -> Vec<(&'static str, Request)> {
                     handout: 11,
                 },
                 deadline_ms: 1,
+            }
+            .into(),
+        ),
+        (
+            "list_scoped",
+            ListScoped {
+                list: List {
+                    caller: me.clone(),
+                    scope: Scope::Machine,
+                    include_offline: false,
+                },
+                reach: Reach::Mesh,
+            }
+            .into(),
+        ),
+        ("federation_status", FederationStatus {}.into()),
+        (
+            "trust_key",
+            TrustKey {
+                host: "devbox\u{1b}[2J".into(),
+                fingerprint: "b9f9:f79d:0dcd:e920:aac0:4bce:560c:7863:541a:c150:b323:2ed5:b788:3f35:44a3:30aa".into(),
+            }
+            .into(),
+        ),
+        (
+            "send_remote",
+            SendMessage {
+                caller: me,
+                to: "*@*".into(),
+                kind: Kind::Note,
+                body: "to every machine".into(),
             }
             .into(),
         ),
