@@ -601,8 +601,16 @@ pub fn reply(
     // A question from another machine: the answer goes back there, through the outbox.
     if asker_key.is_none()
         && let (Some(qgid), Some(host)) = (gid, remote_host)
-        && let Some(me) = ctx.store.identity()
     {
+        let Some(me) = ctx.store.identity() else {
+            return Err(WireError::new(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "question {message_id} came from another machine ({host}), and this machine \
+                     has left the mesh: `mesh join` again to answer it"
+                ),
+            ));
+        };
         let (name, _) = question
             .from
             .name

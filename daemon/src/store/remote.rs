@@ -18,6 +18,10 @@ fn db(r: &Reader<'_>, e: rusqlite::Error) -> WireError {
 /// within this, well inside the 30 s the interface promises.
 pub const PRESENCE_TIMEOUT_MS: i64 = 20_000;
 
+/// A session its host stopped listing is forgotten after this long (30 days, as ended local
+/// sessions are by default).
+pub const FORGET_UNLISTED_MS: i64 = 30 * 24 * 3600 * 1000;
+
 /// A session on another machine, as the target of a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteTarget {
@@ -113,6 +117,14 @@ pub fn apply_presence(ctx: &mut Ctx<'_>, host: &str, p: &Presence) -> Result<(),
     ctx.conn
         .prepare_cached("UPDATE remote_sessions SET listed = 0 WHERE host = ?1")
         .and_then(|mut s| s.execute(params![host]))
+        .map_err(|e| db(ctx, e))?;
+    // Sessions this host stopped listing long ago are forgotten (mail to their names was
+    // addressable while they were known; the table does not grow with every session ever).
+    ctx.conn
+        .prepare_cached(
+            "DELETE FROM remote_sessions WHERE host = ?1 AND listed = 0 AND seen_ms < ?2",
+        )
+        .and_then(|mut s| s.execute(params![host, now - FORGET_UNLISTED_MS]))
         .map_err(|e| db(ctx, e))?;
     if p.leaving {
         return Ok(());

@@ -1271,3 +1271,205 @@ fn a_negative_id_or_key_in_the_database_is_a_store_error() {
     assert_eq!(err.code, ErrorCode::Storage, "{err:?}");
     assert!(err.message.contains("-3"), "{}", err.message);
 }
+
+// --- the mesh across machines (store/federation.rs, hosts.rs, outbox.rs, remote.rs) ----------
+
+mod across {
+    use super::*;
+    use crate::federation::envelope::{Envelope, Mail, Presence, PresenceSession, Receipt};
+    use crate::federation::keys::DeviceKey;
+    use crate::store::federation::{self as fed, Received};
+    use crate::store::{hosts, outbox, remote};
+
+    /// A store joined as `laptop`, knowing host `devbox` (key pinned) and its session `bob`.
+    fn joined() -> (tempfile::TempDir, Store, StoreThread, DeviceKey) {
+        let (d, store, t) = open();
+        store.set_identity(Identity {
+            device: "0123456789abcdef0123456789abcdef".into(),
+            host: "laptop".into(),
+        });
+        let devbox = DeviceKey::generate();
+        let key = devbox.public();
+        store
+            .call_blocking(move |ctx| {
+                hosts::observe_key(ctx, "devbox", &key)?;
+                remote::apply_presence(
+                    ctx,
+                    "devbox",
+                    &Presence {
+                        host: "devbox".into(),
+                        sent_ms: 1,
+                        leaving: false,
+                        sessions: vec![PresenceSession {
+                            session_id: "bbbb-2222".into(),
+                            name: "bob".into(),
+                            summary: String::new(),
+                            idle: false,
+                            pending: 0,
+                        }],
+                    },
+                )
+            })
+            .unwrap();
+        (d, store, t, devbox)
+    }
+
+    fn mail(gid: &str, to: &str) -> Mail {
+        Mail {
+            gid: gid.into(),
+            kind: Kind::Task,
+            from_name: "bob".into(),
+            from_session_id: Some("bbbb-2222".into()),
+            to_name: to.into(),
+            to_session_id: None,
+            body: "from devbox".into(),
+            in_reply_to: None,
+            created_ms: 1,
+        }
+    }
+
+    #[test]
+    fn a_send_to_another_machine_commits_the_row_and_its_envelope_together() {
+        let (_d, store, _t, devbox) = joined();
+        let a = register(&store, reg("aaaa-1111", 10, 1, "alice"));
+        let sent = send(&store, Some(a.clone()), "bob@devbox", "hi").unwrap();
+        assert_eq!(sent[0].to.name, "bob@devbox");
+        assert_eq!(sent[0].status, mesh_proto::Status::Queued);
+        let waiting = store.read(|r| outbox::sendable(r, 10)).unwrap();
+        assert_eq!(waiting.len(), 1);
+        assert_eq!(waiting[0].1, devbox.public());
+        let env: Envelope = postcard::from_bytes(&waiting[0].0.envelope).unwrap();
+        let Envelope::Mail(m) = env else {
+            panic!("{env:?}")
+        };
+        assert_eq!((m.to_name.as_str(), m.body.as_str()), ("bob", "hi"));
+        assert!(m.gid.starts_with("0123456789abcdef0123456789abcdef-"));
+        // A failed send (unknown host) queues nothing.
+        assert!(send(&store, Some(a), "bob@nowhere", "x").is_err());
+        assert_eq!(store.read(outbox::outbox_depth).unwrap().0, 1);
+    }
+
+    #[test]
+    fn mail_that_comes_again_is_stored_once_and_its_hand_out_sends_one_receipt() {
+        let (_d, store, _t, _devbox) = joined();
+        let a = register(&store, reg("aaaa-1111", 10, 1, "alice"));
+        for _ in 0..3 {
+            let m = mail("feedfeedfeedfeedfeedfeedfeedfeed-0000000000000001", "alice");
+            let got = store
+                .call_blocking(move |ctx| fed::receive_mail(ctx, "devbox", &m))
+                .unwrap();
+            assert!(
+                matches!(got, Received::New | Received::Duplicate),
+                "{got:?}"
+            );
+        }
+        let inbox = consume(&store, a, Class::All);
+        assert_eq!(inbox.messages.len(), 1);
+        assert_eq!(inbox.messages[0].from.name, "bob@devbox");
+        let waiting = store.read(|r| outbox::sendable(r, 10)).unwrap();
+        assert_eq!(waiting.len(), 1, "one receipt");
+        let env: Envelope = postcard::from_bytes(&waiting[0].0.envelope).unwrap();
+        assert!(matches!(env, Envelope::Receipt(_)), "{env:?}");
+    }
+
+    #[test]
+    fn receipts_and_answers_are_accepted_only_from_the_host_the_mail_went_to() {
+        let (_d, store, _t, _devbox) = joined();
+        let me = store.identity().unwrap();
+        let a = register(&store, reg("aaaa-1111", 10, 1, "alice"));
+        let sent = send(&store, Some(a.clone()), "bob@devbox", "hi").unwrap();
+        let gid: String = store
+            .read(|r| {
+                r.conn
+                    .query_row(
+                        "SELECT gid FROM messages WHERE id = ?1",
+                        [sent[0].id],
+                        |row| row.get(0),
+                    )
+                    .map_err(|e| sessions::db(r, e))
+            })
+            .unwrap();
+        // Another host cannot mark it delivered; devbox can.
+        let (me2, g2) = ((*me).clone(), gid.clone());
+        let other = store
+            .call_blocking(move |ctx| {
+                hosts::observe_key(ctx, "ci", &DeviceKey::generate().public())?;
+                fed::receive_receipt(
+                    ctx,
+                    &me2,
+                    "ci",
+                    &Receipt {
+                        gid: g2,
+                        delivered_ms: Some(5),
+                        answered_ms: None,
+                    },
+                )
+            })
+            .unwrap();
+        assert!(matches!(other, Received::Refused(_)), "{other:?}");
+        let status = |store: &Store| {
+            store
+                .read(|r| messages::status(r, sent[0].id))
+                .unwrap()
+                .status
+        };
+        assert_eq!(status(&store), mesh_proto::Status::Queued);
+        let (me3, g3) = ((*me).clone(), gid.clone());
+        let ok = store
+            .call_blocking(move |ctx| {
+                fed::receive_receipt(
+                    ctx,
+                    &me3,
+                    "devbox",
+                    &Receipt {
+                        gid: g3,
+                        delivered_ms: Some(5),
+                        answered_ms: None,
+                    },
+                )
+            })
+            .unwrap();
+        assert_eq!(ok, Received::New);
+        assert_eq!(status(&store), mesh_proto::Status::Delivered);
+        // An answer "to" a task, or to a question never asked of that host, is refused.
+        let mut answer = mail("feedfeedfeedfeedfeedfeedfeedfeed-0000000000000009", "alice");
+        answer.kind = Kind::Answer;
+        answer.in_reply_to = Some(gid);
+        let got = store
+            .call_blocking(move |ctx| fed::receive_mail(ctx, "ci", &answer))
+            .unwrap();
+        assert!(matches!(got, Received::Refused(_)), "{got:?}");
+    }
+
+    #[test]
+    fn a_changed_key_is_refused_until_trusted_and_its_mail_waits() {
+        let (_d, store, _t, devbox) = joined();
+        let a = register(&store, reg("aaaa-1111", 10, 1, "alice"));
+        let new = DeviceKey::generate().public();
+        let verdict = store
+            .call_blocking(move |ctx| hosts::observe_key(ctx, "devbox", &new))
+            .unwrap();
+        assert!(
+            matches!(verdict, hosts::KeyVerdict::Changed { .. }),
+            "{verdict:?}"
+        );
+        send(&store, Some(a), "bob@devbox", "waits").unwrap();
+        assert!(
+            store.read(|r| outbox::sendable(r, 10)).unwrap().is_empty(),
+            "nothing goes to a host whose key changed"
+        );
+        let wrong = devbox.public().fingerprint().to_string();
+        assert!(
+            store
+                .call_blocking(move |ctx| hosts::trust_key(ctx, "devbox", &wrong))
+                .is_err()
+        );
+        let right = new.fingerprint().to_string();
+        store
+            .call_blocking(move |ctx| hosts::trust_key(ctx, "devbox", &right))
+            .unwrap();
+        let waiting = store.read(|r| outbox::sendable(r, 10)).unwrap();
+        assert_eq!(waiting.len(), 1);
+        assert_eq!(waiting[0].1, new, "sealed for the key just trusted");
+    }
+}
