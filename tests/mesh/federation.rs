@@ -1098,3 +1098,136 @@ fn a_hostile_remote_session_name_in_presence_is_made_a_name() {
         );
     });
 }
+
+/// `openssl` in `dir`: a CA, and a certificate for 127.0.0.1 signed by it. Returns the CA's
+/// certificate, the server's certificate and key.
+fn tls_files(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl (.ci/run installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            output_text(&out)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=mesh test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.pem",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
+}
+
+/// A server that requires TLS: joined with `--tls-ca` (its CA), mail flows; joined without,
+/// the daemon does not connect and `mesh health` says why.
+#[test]
+fn a_tls_server_is_joined_with_its_ca() {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = tls_files(certs.path());
+    each_flavor(|_, bin| {
+        let conf = format!(
+            "tls {{\n    cert_file: \"{}\"\n    key_file: \"{}\"\n}}\n",
+            cert.display(),
+            key.display()
+        );
+        let server = NatsServer::with_config(bin, &conf);
+        let url = format!("tls://127.0.0.1:{}", server.port());
+        let mut machines = Vec::new();
+        for host in ["tlsa", "tlsb"] {
+            let mut mesh = Mesh::without_daemon();
+            let out = mesh
+                .mesh()
+                .args(["join", &url, "--host", host, "--tls-ca"])
+                .arg(&ca)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", output_text(&out));
+            let _ = mesh.mesh().arg("stop").output();
+            mesh.spawn_daemon();
+            machines.push(Machine {
+                mesh,
+                host: host.to_owned(),
+            });
+        }
+        let (a, b) = (&machines[0], &machines[1]);
+        let s = a.mesh.session("sender");
+        let r = b.mesh.session("receiver");
+        a.sees("receiver", "tlsb");
+        a.mesh
+            .send(&s.caller, "receiver@tlsb", Kind::Task, "over tls");
+        let got = mesh_testkit::poll(Duration::from_secs(20), || {
+            let m = b.take(&r);
+            (!m.is_empty()).then_some(m)
+        })
+        .expect("mail over TLS");
+        assert_eq!(got[0].body, "over tls");
+        assert!(a.report().connected);
+
+        // Without the CA the server's certificate is not trusted: not connected, and said so.
+        let mut c = Mesh::without_daemon();
+        let out = c
+            .mesh()
+            .args(["join", &url, "--host", "tlsc"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", output_text(&out));
+        let _ = c.mesh().arg("stop").output();
+        c.spawn_daemon();
+        let report = mesh_testkit::poll(Duration::from_secs(20), || {
+            let r: FederationReport = c.conn().call_typed(FederationStatus {}).unwrap();
+            r.last_error.is_some().then_some(r)
+        })
+        .expect("the failure is reported");
+        assert!(!report.connected, "{report:?}");
+    });
+}
