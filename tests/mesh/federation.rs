@@ -20,22 +20,30 @@ struct Machine {
     host: String,
 }
 
+/// `mesh join <url> --host <host> <extra>` in `mesh`'s HOME, which must succeed; the daemon it
+/// started or restarted is stopped (the test runs its own, so that it can kill it).
+fn join_in(mesh: &Mesh, url: &str, host: &str, extra: &[&std::ffi::OsStr]) {
+    let out = mesh
+        .mesh()
+        .args(["join", url, "--host", host])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "mesh join: {}", output_text(&out));
+    let _ = mesh.mesh().arg("stop").output();
+}
+
 impl Machine {
     /// A fresh HOME joined to `url` as `host` (`mesh join`), its daemon running.
     fn join(url: &str, host: &str) -> Machine {
+        Machine::join_with(url, host, &[])
+    }
+
+    /// [`Machine::join`] with more arguments for `mesh join`.
+    fn join_with(url: &str, host: &str, extra: &[&std::ffi::OsStr]) -> Machine {
         let mut mesh = Mesh::without_daemon();
-        let out = mesh
-            .mesh()
-            .args(["join", url, "--host", host, "--json"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "mesh join: {}", output_text(&out));
-        if mesh.daemon.is_none() {
-            // `mesh join` started (or restarted) a daemon of its own, outside our handle:
-            // stop it, and run ours, so that the test can kill it.
-            let _ = mesh.mesh().arg("stop").output();
-            mesh.spawn_daemon();
-        }
+        join_in(&mesh, url, host, extra);
+        mesh.spawn_daemon();
         Machine {
             mesh,
             host: host.to_owned(),
@@ -545,15 +553,8 @@ fn the_example_server_config_lets_each_host_reach_only_its_own_mail() {
         // read them, then run the server configured for them.
         let mut homes = Vec::new();
         for host in ["laptop", "server"] {
-            let mut m = Mesh::without_daemon();
-            let out = m
-                .mesh()
-                .args(["join", "nats://127.0.0.1:9", "--host", host])
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{}", output_text(&out));
-            let _ = m.mesh().arg("stop").output();
-            m.daemon = None;
+            let m = Mesh::without_daemon();
+            join_in(&m, "nats://127.0.0.1:9", host, &[]);
             let (team, device) = ids(&m);
             homes.push((m, host, team, device));
         }
@@ -569,16 +570,9 @@ fn the_example_server_config_lets_each_host_reach_only_its_own_mail() {
         );
         let server = NatsServer::with_config(bin, &conf);
         let mut machines = Vec::new();
-        for (mesh, host, _, _) in homes {
+        for (mut mesh, host, _, _) in homes {
             let url = format!("nats://{host}:{host}-secret@127.0.0.1:{}", server.port());
-            let out = mesh
-                .mesh()
-                .args(["join", &url, "--host", host])
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{}", output_text(&out));
-            let _ = mesh.mesh().arg("stop").output();
-            let mut mesh = mesh;
+            join_in(&mesh, &url, host, &[]);
             mesh.spawn_daemon();
             machines.push(Machine {
                 mesh,
@@ -1184,20 +1178,11 @@ fn a_tls_server_is_joined_with_its_ca() {
         let url = format!("tls://127.0.0.1:{}", server.port());
         let mut machines = Vec::new();
         for host in ["tlsa", "tlsb"] {
-            let mut mesh = Mesh::without_daemon();
-            let out = mesh
-                .mesh()
-                .args(["join", &url, "--host", host, "--tls-ca"])
-                .arg(&ca)
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{}", output_text(&out));
-            let _ = mesh.mesh().arg("stop").output();
-            mesh.spawn_daemon();
-            machines.push(Machine {
-                mesh,
-                host: host.to_owned(),
-            });
+            machines.push(Machine::join_with(
+                &url,
+                host,
+                &["--tls-ca".as_ref(), ca.as_os_str()],
+            ));
         }
         let (a, b) = (&machines[0], &machines[1]);
         let s = a.mesh.session("sender");
@@ -1214,15 +1199,7 @@ fn a_tls_server_is_joined_with_its_ca() {
         assert!(a.report().connected);
 
         // Without the CA the server's certificate is not trusted: not connected, and said so.
-        let mut c = Mesh::without_daemon();
-        let out = c
-            .mesh()
-            .args(["join", &url, "--host", "tlsc"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", output_text(&out));
-        let _ = c.mesh().arg("stop").output();
-        c.spawn_daemon();
+        let c = Machine::join(&url, "tlsc").mesh;
         let report = mesh_testkit::poll(Duration::from_secs(20), || {
             let r: FederationReport = c.conn().call_typed(FederationStatus {}).unwrap();
             r.last_error.is_some().then_some(r)
