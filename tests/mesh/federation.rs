@@ -1,13 +1,14 @@
 //! The mesh across machines: several daemons, each on its own HOME with its own host name,
 //! joined to a real NATS server (Debian's 2.9 and upstream's 2.15, each test against both),
 //! sending, asking and answering across; servers and daemons killed mid-stream.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use mesh_proto::{
-    AskResult, Caller, Class, Consume, FederationReport, FederationStatus, Kind, List,
-    ListScoped, MeshPeers, Reach, Scope,
+    AskResult, Caller, Class, Consume, FederationReport, FederationStatus, Kind, List, ListScoped,
+    MeshPeers, Reach, Scope,
 };
 use mesh_testkit::nats::{self, Flavor, NatsServer};
 use mesh_testkit::{Mesh, Session, output_text, wait_for};
@@ -41,10 +42,7 @@ impl Machine {
     }
 
     fn report(&self) -> FederationReport {
-        self.mesh
-            .conn()
-            .call_typed(FederationStatus {})
-            .unwrap()
+        self.mesh.conn().call_typed(FederationStatus {}).unwrap()
     }
 
     fn peers(&self) -> MeshPeers {
@@ -135,7 +133,13 @@ fn send_broadcast_ask_reply_status_and_presence_across_two_machines() {
         assert_eq!(got[0].kind, Kind::Task);
         // Its receipt comes back: the sender sees it delivered.
         wait_for("the receipt", Duration::from_secs(20), || {
-            a.mesh.conn().message_status(mesh_proto::MessageStatus { message_id: task_id }).unwrap().status
+            a.mesh
+                .conn()
+                .message_status(mesh_proto::MessageStatus {
+                    message_id: task_id,
+                })
+                .unwrap()
+                .status
                 == mesh_proto::Status::Delivered
         });
 
@@ -154,8 +158,8 @@ fn send_broadcast_ask_reply_status_and_presence_across_two_machines() {
             let socket = a.mesh.state.socket();
             let caller = alice.caller.clone();
             std::thread::spawn(move || {
-                let mut c = mesh_client::Connection::connect(&socket, &mesh_testkit::opts())
-                    .unwrap();
+                let mut c =
+                    mesh_client::Connection::connect(&socket, &mesh_testkit::opts()).unwrap();
                 c.ask(mesh_proto::Ask {
                     caller,
                     to: "bob@devbox".into(),
@@ -238,9 +242,11 @@ fn a_machine_that_disappears_leaves_the_lists_within_30_seconds() {
         a.sees("yolanda", "beta");
         b.mesh.kill9();
         let gone = Instant::now();
-        wait_for("beta to leave alpha's list", Duration::from_secs(30), || {
-            !a.peers().remote.iter().any(|s| s.host == "beta")
-        });
+        wait_for(
+            "beta to leave alpha's list",
+            Duration::from_secs(30),
+            || !a.peers().remote.iter().any(|s| s.host == "beta"),
+        );
         assert!(gone.elapsed() <= Duration::from_secs(30));
     });
 }
@@ -348,7 +354,8 @@ fn the_outbox_drains_after_the_server_was_down_for_a_minute() {
         let down = Instant::now();
         let mut n = 0;
         while down.elapsed() < Duration::from_secs(60) {
-            a.mesh.send(&s.caller, "d@west", Kind::Note, &format!("x{n}"));
+            a.mesh
+                .send(&s.caller, "d@west", Kind::Note, &format!("x{n}"));
             n += 1;
             std::thread::sleep(Duration::from_millis(500));
         }
@@ -357,10 +364,14 @@ fn the_outbox_drains_after_the_server_was_down_for_a_minute() {
         assert!(r.outbox_oldest_ms.is_some());
         server.restart();
         let mut got = Vec::new();
-        wait_for("the mail sent while down to arrive", Duration::from_secs(60), || {
-            got.extend(b.take(&d).into_iter().map(|m| m.body));
-            got.len() as u64 >= n
-        });
+        wait_for(
+            "the mail sent while down to arrive",
+            Duration::from_secs(60),
+            || {
+                got.extend(b.take(&d).into_iter().map(|m| m.body));
+                got.len() as u64 >= n
+            },
+        );
         assert_eq!(got.len() as u64, n);
     });
 }
