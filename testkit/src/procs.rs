@@ -59,11 +59,18 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(home: PathBuf) -> Self {
+        Self::start_with(home, &[])
+    }
+
+    /// [`Daemon::start`] with extra environment for the daemon (e.g. `CLAUDE_MESH_LOG`, which
+    /// [`isolate`] removes); its stderr goes to `<home>/daemon.log` ([`Daemon::log_path`]).
+    pub fn start_with(home: PathBuf, env: &[(&str, &str)]) -> Self {
         fs::create_dir_all(&home).unwrap();
         let state = StateDir::new(home.join(".claude-mesh"));
         let log = fs::File::create(home.join("daemon.log")).unwrap();
         let mut cmd = Command::new(mesh_bin());
         isolate(&mut cmd, &home, &state);
+        cmd.envs(env.iter().copied());
         cmd.arg("daemon")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -91,8 +98,14 @@ impl Daemon {
         d
     }
 
-    fn log(&self) -> String {
-        fs::read_to_string(self.home.join("daemon.log")).unwrap_or_default()
+    /// Where the daemon's stderr (its log) goes.
+    pub fn log_path(&self) -> PathBuf {
+        self.home.join("daemon.log")
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
     pub fn pid(&self) -> u32 {

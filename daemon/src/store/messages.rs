@@ -631,6 +631,11 @@ pub fn reply(
             Some((qid, qgid)),
         )?;
         mark_answered(ctx, qid)?;
+        // Benchmarks time "commit -> the asker on the other machine returns" from this event
+        // (the bench reads both daemons' logs, on one machine's clock).
+        ctx.after_commit(move || {
+            tracing::trace!(target: "mesh::latency", question = qid, remote = true, "answer committed, to be forwarded");
+        });
         return Ok(answer);
     }
     let asker = match asker_key {

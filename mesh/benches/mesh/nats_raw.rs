@@ -123,6 +123,21 @@ async fn measure(plan: &Plan, url: &str) -> (String, Stats, f64, Stats) {
         }
     });
     let payload = vec![b'x'; PAYLOAD];
+    // `flush` only empties the client's buffer: the server may not have the echo's
+    // subscription yet (a request then fails with "no responders", seen on a loaded machine).
+    // Wait until one request is answered.
+    let ready = Instant::now();
+    while requester
+        .request("bench.echo", payload.clone().into())
+        .await
+        .is_err()
+    {
+        assert!(
+            ready.elapsed() < Duration::from_secs(10),
+            "the echo responder never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     let iters = nats_iters(plan);
     let mut lat = Vec::with_capacity(iters);
     for i in 0..plan.warmup + iters {
