@@ -1,7 +1,6 @@
 //! The mesh across machines: several daemons, each on its own HOME with its own host name,
 //! joined to a real NATS server (Debian's 2.9 and upstream's 2.15, each test against both),
 //! sending, asking and answering across; servers and daemons killed mid-stream.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
