@@ -106,6 +106,32 @@ fn each_flavor(mut test: impl FnMut(Flavor, &std::path::Path)) {
     }
 }
 
+/// [`each_flavor`], the flavors at once on threads of their own: for a test that mostly waits
+/// (each thread starts its own server, which lives as long as that thread).
+fn each_flavor_at_once(test: impl Fn(Flavor, &std::path::Path) + Sync) {
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = nats::flavors()
+            .into_iter()
+            .map(|(flavor, bin)| {
+                let test = &test;
+                (
+                    flavor,
+                    scope.spawn(move || {
+                        eprintln!("--- against {flavor}");
+                        test(flavor, &bin);
+                    }),
+                )
+            })
+            .collect();
+        for (flavor, run) in runs {
+            if let Err(panic) = run.join() {
+                eprintln!("--- failed against {flavor}");
+                std::panic::resume_unwind(panic);
+            }
+        }
+    });
+}
+
 #[test]
 fn send_broadcast_ask_reply_status_and_presence_across_two_machines() {
     each_flavor(|_, bin| {
@@ -352,7 +378,7 @@ fn a_thousand_messages_survive_server_and_daemon_kills_exactly_once() {
 /// NATS unreachable for a minute while mail is sent: all of it arrives after.
 #[test]
 fn the_outbox_drains_after_the_server_was_down_for_a_minute() {
-    each_flavor(|_, bin| {
+    each_flavor_at_once(|_, bin| {
         let mut server = NatsServer::start(bin);
         let a = Machine::join(&server.url(), "east");
         let b = Machine::join(&server.url(), "west");
