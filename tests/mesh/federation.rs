@@ -322,7 +322,7 @@ fn mail_to_an_offline_machine_waits_and_arrives_when_it_returns() {
 /// receiving daemon killed mid-stream: every returned id arrives exactly once.
 #[test]
 fn a_thousand_messages_survive_server_and_daemon_kills_exactly_once() {
-    each_flavor(|_, bin| {
+    each_flavor_at_once(|_, bin| {
         let mut server = NatsServer::start(bin);
         let a = Machine::join(&server.url(), "src");
         let mut b = Machine::join(&server.url(), "dst");
