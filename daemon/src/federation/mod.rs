@@ -329,9 +329,9 @@ impl Federation {
                 Ok(KeyVerdict::Changed { pinned, offered }) => tracing::error!(
                     target: "mesh::federation",
                     "the key of host `{}` CHANGED: pinned {pinned_fp}, now offered {offered_fp}. \
-                     Its mail is refused and nothing is sent to it until you check the new \
-                     fingerprint on that machine (`mesh keys`) and accept it: `mesh keys trust {} \
-                     {offered_fp}`",
+                     Mail sealed with the new key is refused, and mail for that host still goes \
+                     to the pinned key only, until you check the new fingerprint on that machine \
+                     (`mesh keys`) and accept it: `mesh keys trust {} {offered_fp}`",
                     ann.host,
                     ann.host,
                     pinned_fp = pinned.fingerprint(),
@@ -342,15 +342,14 @@ impl Federation {
         }
     }
 
-    /// The sender of an envelope from `device`: its host, if its key is pinned and not refused.
+    /// The sender of an envelope from `device`: its host, if `device` is the key pinned for it.
+    /// The pinned key stays trusted while another key is offered under the same host name:
+    /// anyone with the NATS credentials can announce a key under any name, and that must not
+    /// cut a trusted machine off (the offered key is the one refused, until trusted).
     fn sender(store: &Store, device: &str) -> Result<Sender, WireError> {
         store.read(|r| {
             if let Some(h) = fed_store::host_by_device(r, device)? {
-                return Ok(if h.refused() {
-                    Sender::Refused(h.host)
-                } else {
-                    Sender::Trusted(h)
-                });
+                return Ok(Sender::Trusted(h));
             }
             let offered = fed_store::hosts(r)?.into_iter().find(|h| {
                 h.offered_key
@@ -637,7 +636,8 @@ impl Federation {
             leaving,
             sessions,
         });
-        for h in hosts.iter().filter(|h| !h.refused()) {
+        // To each host's pinned key (a key merely offered under its name learns nothing).
+        for h in &hosts {
             let Ok(sealed) = envelope::seal_frame(&self.inner.key, &h.key(), &presence) else {
                 continue;
             };
