@@ -883,15 +883,27 @@ impl Presenter {
     }
 
     /// `sync` lists `name`; wait until `m` lists it (everything published before was handled).
+    /// Presence is core NATS (nothing kept for a subscriber not there yet, as a daemon that
+    /// just started may not be): published again, with a later time, every second until seen.
     fn mark(&mut self, m: &Machine, name: &str) {
-        let t = self.next();
-        let bytes = seal_unchecked(
-            &self.sync,
-            &self.to,
-            &presence("sync", t, vec![session(name, name, "")]),
+        let mut last: Option<std::time::Instant> = None;
+        wait_for(
+            &format!("{} to list {name}@sync", m.host),
+            Duration::from_secs(30),
+            || {
+                if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                    let t = self.next();
+                    let bytes = seal_unchecked(
+                        &self.sync,
+                        &self.to,
+                        &presence("sync", t, vec![session(name, name, "")]),
+                    );
+                    self.raw(&bytes);
+                    last = Some(std::time::Instant::now());
+                }
+                m.lists(name, "sync")
+            },
         );
-        self.raw(&bytes);
-        m.sees(name, "sync");
     }
 }
 

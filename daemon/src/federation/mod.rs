@@ -562,8 +562,6 @@ impl Federation {
                 }
             }
         };
-        // The newest presence of each host: an older one (replayed, or overtaken) is ignored.
-        let mut newest: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
         loop {
             let payload = tokio::select! {
                 n = stream.next() => match n { Some(p) => p, None => return },
@@ -580,11 +578,8 @@ impl Federation {
             else {
                 continue;
             };
-            let last = newest.entry(host.host.clone()).or_insert(i64::MIN);
-            if p.sent_ms <= *last {
-                continue;
-            }
-            *last = p.sent_ms;
+            // An older presence than the newest taken from that host (replayed, or overtaken)
+            // is ignored by the store, which remembers across restarts.
             let name = host.host.clone();
             if let Err(e) = store
                 .call_soft(move |ctx| fed_store::apply_presence(ctx, &name, &p))

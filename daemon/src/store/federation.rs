@@ -651,7 +651,8 @@ pub fn trust_key(ctx: &mut Ctx<'_>, host: &str, fingerprint: &str) -> Result<Hos
     }
     ctx.conn
         .prepare_cached(
-            "UPDATE hosts SET public_key = ?2, device_id = ?3, offered_key = NULL, changed_ms = ?4
+            "UPDATE hosts SET public_key = ?2, device_id = ?3, offered_key = NULL, changed_ms = ?4,
+                presence_ms = NULL
              WHERE host = ?1",
         )
         .and_then(|mut s| {
@@ -707,19 +708,30 @@ pub fn local_presence(r: &Reader<'_>) -> Result<Vec<PresenceSession>, WireError>
 }
 
 /// `host`'s presence: its sessions now, replacing what it listed before (ended ones stay
-/// known, unlisted, so that mail to them can still be addressed and waits).
-pub fn apply_presence(ctx: &mut Ctx<'_>, host: &str, p: &Presence) -> Result<(), WireError> {
+/// known, unlisted, so that mail to them can still be addressed and waits). A presence sent no
+/// later than the newest one taken from `host` (a replay, or one overtaken) changes nothing:
+/// false.
+pub fn apply_presence(ctx: &mut Ctx<'_>, host: &str, p: &Presence) -> Result<bool, WireError> {
     let now = ctx.now_ms;
+    let newest: Option<i64> = ctx
+        .conn
+        .prepare_cached("SELECT presence_ms FROM hosts WHERE host = ?1")
+        .and_then(|mut s| s.query_row(params![host], |r| r.get(0)).optional())
+        .map_err(|e| db(ctx, e))?
+        .flatten();
+    if newest.is_some_and(|t| p.sent_ms <= t) {
+        return Ok(false);
+    }
     ctx.conn
-        .prepare_cached("UPDATE hosts SET last_seen_ms = ?2 WHERE host = ?1")
-        .and_then(|mut s| s.execute(params![host, (!p.leaving).then_some(now)]))
+        .prepare_cached("UPDATE hosts SET last_seen_ms = ?2, presence_ms = ?3 WHERE host = ?1")
+        .and_then(|mut s| s.execute(params![host, (!p.leaving).then_some(now), p.sent_ms]))
         .map_err(|e| db(ctx, e))?;
     ctx.conn
         .prepare_cached("UPDATE remote_sessions SET listed = 0 WHERE host = ?1")
         .and_then(|mut s| s.execute(params![host]))
         .map_err(|e| db(ctx, e))?;
     if p.leaving {
-        return Ok(());
+        return Ok(true);
     }
     for s in &p.sessions {
         let Some(name) = sanitize::name(&s.name, MAX_NAME_CHARS) else {
@@ -747,7 +759,7 @@ pub fn apply_presence(ctx: &mut Ctx<'_>, host: &str, p: &Presence) -> Result<(),
             })
             .map_err(|e| db(ctx, e))?;
     }
-    Ok(())
+    Ok(true)
 }
 
 /// The sessions other machines list now (`include_offline`: also those of machines not heard

@@ -102,6 +102,10 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (host, session_id)
     );
     CREATE INDEX remote_sessions_by_name ON remote_sessions(name_norm);",
+    // 6: `hosts.presence_ms`, the send time (that host's clock) of the newest presence taken
+    // from it: an older one is a replay (anyone with the NATS credentials can publish a
+    // captured presence again) and changes nothing, also after this daemon restarted.
+    "ALTER TABLE hosts ADD COLUMN presence_ms INTEGER;",
 ];
 
 /// The schema version this build writes.
