@@ -573,6 +573,41 @@ fn hand_made_frames_on_a_mail_subject_are_refused_and_change_nothing() {
         let pending = a
             .mesh
             .send(&alice.caller, "bob@peer", Kind::Note, "waits for peer");
+        // A question alice asks of peer meanwhile (she waits; the test does not).
+        {
+            let socket = a.mesh.state.socket();
+            let caller = alice.caller.clone();
+            std::thread::spawn(move || {
+                let mut c =
+                    mesh_client::Connection::connect(&socket, &mesh_testkit::opts()).unwrap();
+                let _ = c.ask(mesh_proto::Ask {
+                    caller,
+                    to: "bob@peer".into(),
+                    question: "asked of peer".into(),
+                    timeout_ms: 600_000,
+                });
+            });
+        }
+        let (question, question_gid): (u64, String) = poll(Duration::from_secs(20), || {
+            let db = rusqlite::Connection::open_with_flags(
+                a.mesh.state.db(),
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )
+            .ok()?;
+            db.query_row(
+                "SELECT id, gid FROM messages WHERE body = 'asked of peer'",
+                [],
+                |r| Ok((r.get::<_, i64>(0)?.unsigned_abs(), r.get(1)?)),
+            )
+            .ok()
+        })
+        .expect("the question is committed");
+        // Another host of the team, trusted on first use like any other.
+        let third = DeviceKey::generate();
+        announce(&mut attacker, &team_id, &third, "third");
+        wait_for("target to pin third", Duration::from_secs(30), || {
+            a.report().hosts.iter().any(|h| h.host == "third")
+        });
         wait_for("the outbox to drain", Duration::from_secs(20), || {
             a.report().outbox_depth == 0
         });
@@ -694,6 +729,34 @@ fn hand_made_frames_on_a_mail_subject_are_refused_and_change_nothing() {
             &envelope::seal_frame(&b_key, &a_pub, &env).unwrap(),
         );
         secrets.push(s);
+        // An answer to the question asked of peer, from another (trusted) host.
+        let s = marker("thirdanswer");
+        let env = mail(
+            &format!("{}-0000000000000006", third.device_id()),
+            Kind::Answer,
+            "alice",
+            &s,
+            Some(question_gid.clone()),
+        );
+        publish(
+            &mut attacker,
+            "answer from another host",
+            &env.id(),
+            &envelope::seal_frame(&third, &a_pub, &env).unwrap(),
+        );
+        secrets.push(s);
+        // A receipt from third for the question asked of peer.
+        let env = Envelope::Receipt(Receipt {
+            gid: question_gid.clone(),
+            delivered_ms: Some(now_ms()),
+            answered_ms: Some(now_ms()),
+        });
+        publish(
+            &mut attacker,
+            "receipt from another host",
+            &env.id(),
+            &envelope::seal_frame(&third, &a_pub, &env).unwrap(),
+        );
         // Receipts from peer's key for mail target never sent (one with target's prefix, one
         // with peer's), and one from a stranger.
         for (key, gid) in [
@@ -754,6 +817,18 @@ fn hand_made_frames_on_a_mail_subject_are_refused_and_change_nothing() {
             })
             .unwrap();
         assert_eq!(status.status, mesh_proto::Status::Queued, "{status:?}");
+        let status = a
+            .mesh
+            .conn()
+            .message_status(mesh_proto::MessageStatus {
+                message_id: question,
+            })
+            .unwrap();
+        assert_eq!(
+            status.status,
+            mesh_proto::Status::Queued,
+            "another host answered or receipted a question asked of peer: {status:?}"
+        );
 
         // The same path does deliver what peer's key really seals (so the refusals above are
         // the daemon's doing, not a broken forgery).
@@ -810,11 +885,83 @@ fn hand_made_frames_on_a_mail_subject_are_refused_and_change_nothing() {
             || {
                 bodies.extend(b.take(&bob).into_iter().map(|m| m.body));
                 bodies.iter().any(|m| m == "waits for peer")
+                    && bodies.iter().any(|m| m == "asked of peer")
             },
         );
         drained(&mut attacker, &team_id, &b.device());
         bodies.extend(b.take(&bob).into_iter().map(|m| m.body));
-        assert_eq!(bodies, vec!["waits for peer".to_owned()]);
+        assert_eq!(
+            bodies,
+            vec!["waits for peer".to_owned(), "asked of peer".to_owned()]
+        );
+    });
+}
+
+/// The `Nats-Msg-Id` header of a message, if any.
+fn msg_id(m: &nats::Msg) -> Option<String> {
+    m.headers.as_deref()?.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("Nats-Msg-Id")
+            .then(|| v.trim().to_owned())
+    })
+}
+
+/// The JetStream dedupe window is the stream's, across subjects: a dedupe id someone can read
+/// or derive from the wire can be used up first, and the genuine publish is then dropped as a
+/// duplicate. A process with the credentials sees every mail's id in clear; a receipt's id must
+/// not follow from it.
+#[test]
+fn dedupe_ids_seen_on_the_wire_cannot_suppress_a_receipt() {
+    each_flavor(|_, bin| {
+        let server = NatsServer::start(bin);
+        let team = "amber";
+        let team_id = config::team_id(team);
+        let a = Machine::join(&server.url(), "origin", team);
+        let b = Machine::join(&server.url(), "dest", team);
+        let alice = a.mesh.session("alice");
+        let bob = b.mesh.session("bob");
+        a.sees("bob", "dest");
+        b.sees("alice", "origin");
+        let mut spy = server.client();
+        spy.subscribe(&mail_subject(&team_id, &b.device()), 2)
+            .unwrap();
+        spy.flush().unwrap();
+        let id = a
+            .mesh
+            .send(&alice.caller, "bob@dest", Kind::Task, "watched");
+        let seen = spy.next_msg(Duration::from_secs(20)).unwrap();
+        let mail_id = msg_id(&seen).expect("mail is published with a dedupe id");
+        let frame_id = envelope::read_frame(&seen.payload).unwrap().id;
+        // Use up every id the receipt could be published under if it followed from what is on
+        // the wire (the mail's dedupe id, its frame id), before dest hands the mail out.
+        for base in [&mail_id, &frame_id] {
+            for guess in [format!("{base}.r"), base.to_string()] {
+                spy.js_publish(
+                    &mail_subject(&team_id, &a.device()),
+                    Some(&guess),
+                    b"used up",
+                )
+                .unwrap();
+            }
+        }
+        let got = poll(Duration::from_secs(30), || {
+            let m = b.take(&bob);
+            (!m.is_empty()).then_some(m)
+        })
+        .expect("dest gets the task");
+        assert_eq!(got[0].body, "watched");
+        wait_for(
+            "the receipt to reach origin",
+            Duration::from_secs(30),
+            || {
+                a.mesh
+                    .conn()
+                    .message_status(mesh_proto::MessageStatus { message_id: id })
+                    .unwrap()
+                    .status
+                    == mesh_proto::Status::Delivered
+            },
+        );
     });
 }
 

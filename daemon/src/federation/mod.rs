@@ -474,7 +474,8 @@ impl Federation {
     }
 
     /// The outbox, oldest first, to the server: each envelope sealed for its host's pinned key,
-    /// published with its id as `Nats-Msg-Id`, and deleted once the server acknowledged it.
+    /// published with a dedupe id derived from its id ([`DeviceKey::dedupe_id`]) as
+    /// `Nats-Msg-Id`, and deleted once the server acknowledged it.
     async fn forward(self, t: Transport, store: Store, stop: CancellationToken) {
         let mut backoff = None;
         loop {
@@ -508,7 +509,8 @@ impl Federation {
                     let sealed = envelope::seal_frame(&fed.inner.key, key, &env)
                         .map_err(|e| e.to_string())?;
                     let device = key.device_id().to_string();
-                    t.publish_mail(&fed.inner.team_id, &device, &out.dedupe, sealed)
+                    let dedupe = fed.inner.key.dedupe_id(&out.dedupe);
+                    t.publish_mail(&fed.inner.team_id, &device, &dedupe, sealed)
                         .await
                         .map(|_| out.seq)
                         .map_err(|e| e.to_string())
