@@ -19,6 +19,7 @@ use mesh_daemon::federation::envelope::{
 };
 use mesh_daemon::federation::keys::{self, DeviceKey, PublicKey};
 use mesh_daemon::federation::transport;
+use mesh_daemon::store::federation as fed_store;
 use mesh_proto::{
     AskResult, Caller, Class, Consume, FederationReport, FederationStatus, Kind, List, ListScoped,
     MeshPeers, Reach, Scope, SetSummary,
@@ -1210,6 +1211,39 @@ fn hostile_presence_is_bounded_sanitized_and_never_resurrects_a_departed_session
             "evil's valid list was dropped: {names:?}"
         );
 
+        // Fresh session ids at every heartbeat: what a host's presences leave behind (ended
+        // sessions, kept so that mail to them can still be addressed) stays bounded.
+        for round in 0..6 {
+            let t = p.next();
+            let sessions = (0..envelope::MAX_PRESENCE_SESSIONS)
+                .map(|i| session(&format!("r{round}-{i}"), &format!("n{i}"), ""))
+                .collect();
+            p.send(&evil, &presence("evil", t, sessions));
+        }
+        p.mark(&a, "sync-rounds");
+        let kept = a
+            .mesh
+            .conn()
+            .call_typed(ListScoped {
+                list: List {
+                    caller: Caller::default(),
+                    scope: Scope::Machine,
+                    include_offline: true,
+                },
+                reach: Reach::Mesh,
+            })
+            .unwrap()
+            .remote
+            .into_iter()
+            .filter(|s| s.host == "evil")
+            .count();
+        assert!(
+            (envelope::MAX_PRESENCE_SESSIONS
+                ..=envelope::MAX_PRESENCE_SESSIONS + fed_store::MAX_UNLISTED_PER_HOST)
+                .contains(&kept),
+            "{kept} sessions of evil kept"
+        );
+
         // A presence replayed later (an older sent_ms) does not bring back a departed session.
         let t = p.next();
         let old = p.send(
@@ -1242,6 +1276,37 @@ fn hostile_presence_is_bounded_sanitized_and_never_resurrects_a_departed_session
             !a.lists("ghost", "evil"),
             "a replayed presence resurrected ghost after a restart"
         );
+        a.alive();
+    });
+}
+
+/// Anyone with the credentials can announce keys under as many host names as they like: the
+/// hosts a daemon pins are bounded.
+#[test]
+fn announcing_endless_host_names_pins_a_bounded_number() {
+    each_flavor(|_, bin| {
+        let server = NatsServer::start(bin);
+        let team_id = config::team_id("default");
+        let mut a = Machine::join(&server.url(), "target", "default");
+        let mut c = server.client();
+        let n = fed_store::MAX_HOSTS + 8;
+        for i in 0..n {
+            announce(
+                &mut c,
+                &team_id,
+                &DeviceKey::generate(),
+                &format!("h{i:05}"),
+            );
+        }
+        let last = format!("h{:05}", n - 1);
+        wait_for(
+            "target to reach the last announcement",
+            Duration::from_secs(120),
+            || a.mesh.log().contains(&format!("`{last}`")),
+        );
+        let r = a.report();
+        assert_eq!(r.hosts.len(), fed_store::MAX_HOSTS);
+        assert!(!r.hosts.iter().any(|h| h.host == last));
         a.alive();
     });
 }

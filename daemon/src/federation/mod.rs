@@ -326,6 +326,12 @@ impl Federation {
                     self.inner.presence_now.notify_one();
                 }
                 Ok(KeyVerdict::Known) => {}
+                Ok(KeyVerdict::TooMany) => tracing::warn!(
+                    target: "mesh::federation",
+                    "not pinning the key of host `{}`: {} hosts are known already",
+                    ann.host,
+                    fed_store::MAX_HOSTS
+                ),
                 Ok(KeyVerdict::Changed { pinned, offered }) => tracing::error!(
                     target: "mesh::federation",
                     "the key of host `{}` CHANGED: pinned {pinned_fp}, now offered {offered_fp}. \

@@ -544,11 +544,22 @@ pub fn host_named(r: &Reader<'_>, host: &str) -> Result<Option<HostRow>, WireErr
         .map_err(|e| db(r, e))
 }
 
+/// Most hosts pinned: past it a new host name is not pinned (anyone with the NATS credentials
+/// can announce keys under as many names as they like; each pinned host costs a row, a sealed
+/// presence every heartbeat and a line in `mesh keys`).
+pub const MAX_HOSTS: usize = 1024;
+
+/// Most sessions a host's presence left unlisted (ended) that are kept, the most recent first:
+/// a peer listing fresh session ids at every heartbeat cannot grow the table without bound.
+pub const MAX_UNLISTED_PER_HOST: usize = 256;
+
 /// What an announcement of a host's key meant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyVerdict {
     /// The host was unknown: its key is pinned now (trust on first use).
     Pinned,
+    /// The host was unknown, and [`MAX_HOSTS`] are pinned already: not pinned.
+    TooMany,
     /// The pinned key, again.
     Known,
     /// A different key under a known host name: refused until the user trusts it.
@@ -567,6 +578,14 @@ pub fn observe_key(
     let now = ctx.now_ms;
     match host_named(ctx, host)? {
         None => {
+            let pinned: i64 = ctx
+                .conn
+                .prepare_cached("SELECT count(*) FROM hosts")
+                .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                .map_err(|e| db(ctx, e))?;
+            if usize::try_from(pinned).unwrap_or(usize::MAX) >= MAX_HOSTS {
+                return Ok(KeyVerdict::TooMany);
+            }
             ctx.conn
                 .prepare_cached(
                     "INSERT INTO hosts (host, device_id, public_key, first_seen_ms)
@@ -759,6 +778,19 @@ pub fn apply_presence(ctx: &mut Ctx<'_>, host: &str, p: &Presence) -> Result<boo
             })
             .map_err(|e| db(ctx, e))?;
     }
+    ctx.conn
+        .prepare_cached(
+            "DELETE FROM remote_sessions WHERE host = ?1 AND listed = 0 AND session_id NOT IN
+                (SELECT session_id FROM remote_sessions WHERE host = ?1 AND listed = 0
+                 ORDER BY seen_ms DESC LIMIT ?2)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                host,
+                i64::try_from(MAX_UNLISTED_PER_HOST).unwrap_or(i64::MAX)
+            ])
+        })
+        .map_err(|e| db(ctx, e))?;
     Ok(true)
 }
 
