@@ -37,7 +37,16 @@ struct Machine {
 impl Machine {
     /// A fresh HOME joined to `url` as `host` in `team` (`mesh join`), its daemon running.
     fn join(url: &str, host: &str, team: &str) -> Machine {
+        Self::join_with(url, host, team, &[])
+    }
+
+    /// [`Machine::join`], the daemon run with these environment variables.
+    fn join_with(url: &str, host: &str, team: &str, env: &[(&str, &str)]) -> Machine {
         let mut mesh = Mesh::without_daemon();
+        mesh.daemon_env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         let out = mesh
             .mesh()
             .args(["join", url, "--host", host, "--team", team, "--json"])
@@ -895,6 +904,82 @@ fn hand_made_frames_on_a_mail_subject_are_refused_and_change_nothing() {
             bodies,
             vec!["waits for peer".to_owned(), "asked of peer".to_owned()]
         );
+    });
+}
+
+/// Retention forgets delivered mail, and its global id with it: a captured envelope published
+/// again after that must not be delivered a second time.
+#[test]
+fn mail_replayed_after_retention_forgot_it_is_refused() {
+    each_flavor(|_, bin| {
+        let server = NatsServer::start(bin);
+        let team = "grey";
+        let team_id = config::team_id(team);
+        // Delivered mail is kept 6 s here (the sweep runs every 30 s).
+        let days = format!("{}", 6.0 / 86_400.0);
+        let a = Machine::join_with(
+            &server.url(),
+            "forgetful",
+            team,
+            &[("CLAUDE_MESH_RETAIN_DAYS", days.as_str())],
+        );
+        let b = Machine::join(&server.url(), "sender", team);
+        let alice = a.mesh.session("alice");
+        let bob = b.mesh.session("bob");
+        a.sees("bob", "sender");
+        b.sees("alice", "forgetful");
+        let mut spy = server.client();
+        spy.subscribe(&mail_subject(&team_id, &a.device()), 2)
+            .unwrap();
+        spy.flush().unwrap();
+        b.mesh
+            .send(&bob.caller, "alice@forgetful", Kind::Task, "do it once");
+        let captured = spy.next_msg(Duration::from_secs(20)).unwrap().payload;
+        let gid = envelope::read_frame(&captured).unwrap().id;
+        let got = poll(Duration::from_secs(20), || {
+            let m = a.take(&alice);
+            (!m.is_empty()).then_some(m)
+        })
+        .expect("the task arrives");
+        assert_eq!(got[0].body, "do it once");
+        let kept = |gid: &str| -> bool {
+            let db = rusqlite::Connection::open_with_flags(
+                a.mesh.state.db(),
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )
+            .unwrap();
+            db.query_row("SELECT count(*) FROM messages WHERE gid = ?1", [gid], |r| {
+                r.get::<_, i64>(0)
+            })
+            .unwrap()
+                > 0
+        };
+        assert!(kept(&gid));
+        wait_for(
+            "retention to forget the task",
+            Duration::from_secs(90),
+            || !kept(&gid),
+        );
+        spy.js_publish(
+            &mail_subject(&team_id, &a.device()),
+            Some("replayed-after-retention"),
+            &captured,
+        )
+        .unwrap();
+        drained(&mut spy, &team_id, &a.device());
+        assert!(
+            a.take(&alice).is_empty(),
+            "mail forgotten by retention was delivered again"
+        );
+        // Fresh mail still arrives.
+        b.mesh
+            .send(&bob.caller, "alice@forgetful", Kind::Task, "fresh");
+        let got = poll(Duration::from_secs(20), || {
+            let m = a.take(&alice);
+            (!m.is_empty()).then_some(m)
+        })
+        .expect("fresh mail arrives");
+        assert_eq!(got[0].body, "fresh");
     });
 }
 

@@ -55,6 +55,13 @@ pub enum Setup {
 impl Setup {
     /// Read the files of the state directory `dir`.
     pub fn load(dir: &Path) -> Setup {
+        Self::load_retaining(dir, None)
+    }
+
+    /// [`Setup::load`], for a daemon that forgets delivered mail after `retain`
+    /// ([`crate::server::Config::retain`]): mail that comes in older than that could be a
+    /// replay of mail already forgotten, and is refused.
+    pub fn load_retaining(dir: &Path, retain: Option<Duration>) -> Setup {
         let config = match FederationConfig::load(dir) {
             Ok(None) => return Setup::Off,
             Ok(Some(c)) => c,
@@ -72,7 +79,7 @@ impl Setup {
                 };
             }
         };
-        Setup::On(Federation::new(config, key))
+        Setup::On(Federation::new(config, key, retain))
     }
 
     /// The running federation, if joined.
@@ -100,6 +107,8 @@ struct Inner {
     transport: tokio::sync::OnceCell<Transport>,
     /// Wakes the presence task at once (a new host pinned: tell it who runs here).
     presence_now: Notify,
+    /// How long delivered mail is kept ([`Setup::load_retaining`]).
+    retain: Option<Duration>,
 }
 
 #[derive(Debug, Default)]
@@ -119,7 +128,7 @@ impl std::fmt::Debug for Federation {
 }
 
 impl Federation {
-    fn new(config: FederationConfig, key: DeviceKey) -> Federation {
+    fn new(config: FederationConfig, key: DeviceKey, retain: Option<Duration>) -> Federation {
         let identity = Identity {
             device: key.device_id().to_string(),
             host: config.host.clone(),
@@ -134,6 +143,7 @@ impl Federation {
                 state: Mutex::default(),
                 transport: tokio::sync::OnceCell::new(),
                 presence_now: Notify::new(),
+                retain,
             }),
         }
     }
@@ -453,6 +463,11 @@ impl Federation {
         let me = self.inner.identity.clone();
         let from = host.host.clone();
         let res = match env {
+            Envelope::Mail(m) if self.too_old(m.created_ms) => Ok(Received::Refused(format!(
+                "mail written {} s ago, older than this machine keeps mail: it could be a \
+                 replay of mail already forgotten",
+                (now_ms() - m.created_ms) / 1000
+            ))),
             Envelope::Mail(m) => {
                 store
                     .call(move |ctx| fed_store::receive_mail(ctx, &from, &m))
@@ -713,6 +728,21 @@ impl Federation {
             hosts,
             last_error: last_error.or(read_error),
         }
+    }
+}
+
+impl Federation {
+    /// Whether mail written at `created_ms` (its sender's clock) is older than this daemon
+    /// keeps mail, less a margin for clocks that disagree (half the retention, at most a day).
+    /// Retention forgets a delivered message's global id with it, so such mail could be a
+    /// captured envelope published again, and its id would no longer say so.
+    fn too_old(&self, created_ms: i64) -> bool {
+        let Some(retain) = self.inner.retain else {
+            return false;
+        };
+        let retain_ms = i64::try_from(retain.as_millis()).unwrap_or(i64::MAX);
+        let margin = (retain_ms / 2).min(24 * 3600 * 1000);
+        created_ms < now_ms().saturating_sub(retain_ms - margin)
     }
 }
 
