@@ -1365,6 +1365,66 @@ fn hostile_presence_is_bounded_sanitized_and_never_resurrects_a_departed_session
     });
 }
 
+/// The key announcements are public and anyone with the credentials can publish one: someone
+/// else's public key announced again under another name does not pin that name (a device is
+/// one host), and its mail and presence stay that host's.
+#[test]
+fn a_known_key_announced_under_another_name_is_not_pinned_again() {
+    each_flavor(|_, bin| {
+        let server = NatsServer::start(bin);
+        let team_id = config::team_id("default");
+        let a = Machine::join(&server.url(), "watcher", "default");
+        let b = Machine::join(&server.url(), "honest", "default");
+        let alice = a.mesh.session("alice");
+        let bob = b.mesh.session("bob");
+        a.sees("bob", "honest");
+        let mut c = server.client();
+        let b_key = b.key();
+        let forged = Announce {
+            v: envelope::VERSION,
+            public_key: *b_key.public().as_bytes(),
+            host: "aaa-decoy".to_owned(),
+            team: team_id.clone(),
+            sent_ms: now_ms(),
+        };
+        c.js_publish(
+            &format!("mesh.{team_id}.keys.{}", b_key.device_id()),
+            None,
+            &envelope::announce_bytes(&forged),
+        )
+        .unwrap();
+        // A later announcement, to know the forged one was handled.
+        let marker_key = DeviceKey::generate();
+        announce(&mut c, &team_id, &marker_key, "zzz-marker");
+        wait_for("watcher to pin zzz-marker", Duration::from_secs(30), || {
+            a.report().hosts.iter().any(|h| h.host == "zzz-marker")
+        });
+        let hosts: Vec<String> = a.report().hosts.into_iter().map(|h| h.host).collect();
+        assert!(
+            !hosts.iter().any(|h| h == "aaa-decoy"),
+            "honest's key pinned under a second name: {hosts:?}"
+        );
+        // honest's mail is still honest's.
+        b.mesh
+            .send(&bob.caller, "alice@watcher", Kind::Note, "signed honest");
+        let got = poll(Duration::from_secs(30), || {
+            let m = a.take(&alice);
+            (!m.is_empty()).then_some(m)
+        })
+        .expect("honest's mail arrives");
+        assert_eq!(got[0].from.name, "bob@honest");
+        // honest put its own announcement back: a machine joining now pins its key under its
+        // own name.
+        let d = Machine::join(&server.url(), "newcomer", "default");
+        d.sees("bob", "honest");
+        let hosts: Vec<String> = d.report().hosts.into_iter().map(|h| h.host).collect();
+        assert!(
+            !hosts.iter().any(|h| h == "aaa-decoy"),
+            "the newcomer pinned honest's key under the forged name: {hosts:?}"
+        );
+    });
+}
+
 /// Anyone with the credentials can announce keys under as many host names as they like: the
 /// hosts a daemon pins are bounded.
 #[test]

@@ -226,14 +226,7 @@ impl Federation {
         }
         self.state().streams_ready = true;
         let _ = self.inner.transport.set(transport.clone());
-        let announce = envelope::announce_bytes(&envelope::Announce {
-            v: 1,
-            public_key: *self.inner.key.public().as_bytes(),
-            host: self.inner.identity.host.clone(),
-            // The team's opaque id, not its name: the operator sees ids only.
-            team: self.inner.team_id.clone(),
-            sent_ms: now_ms(),
-        });
+        let announce = self.announcement();
         let mut backoff = None;
         loop {
             match transport
@@ -272,6 +265,18 @@ impl Federation {
         self.presence_out(transport, store, stop).await;
     }
 
+    /// This device's key announcement, as of now.
+    fn announcement(&self) -> Vec<u8> {
+        envelope::announce_bytes(&envelope::Announce {
+            v: 1,
+            public_key: *self.inner.key.public().as_bytes(),
+            host: self.inner.identity.host.clone(),
+            // The team's opaque id, not its name: the operator sees ids only.
+            team: self.inner.team_id.clone(),
+            sent_ms: now_ms(),
+        })
+    }
+
     /// Key announcements: pin new hosts, refuse changed keys (loudly).
     async fn keys(self, t: Transport, store: Store, stop: CancellationToken) {
         let mut backoff = None;
@@ -286,6 +291,8 @@ impl Federation {
                 }
             }
         };
+        // When this device last put its own announcement back (see below).
+        let mut restored: Option<tokio::time::Instant> = None;
         loop {
             let next = tokio::select! {
                 n = stream.next() => n,
@@ -312,6 +319,31 @@ impl Federation {
                 continue;
             }
             if key == self.inner.key.public() {
+                // This device's key under another name: someone with the credentials replaced
+                // its announcement (one is kept per device), and machines joining now would pin
+                // this key under that name. Put ours back (at most once a minute: two daemons
+                // given the same key file would otherwise answer each other forever).
+                if !ann.host.eq_ignore_ascii_case(&self.inner.identity.host)
+                    && restored.is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+                {
+                    tracing::error!(
+                        target: "mesh::federation",
+                        "this device's key was announced as host `{}`: announcing it again as `{}`",
+                        ann.host,
+                        self.inner.identity.host
+                    );
+                    restored = Some(tokio::time::Instant::now());
+                    if let Err(e) = t
+                        .announce(
+                            &self.inner.team_id,
+                            &self.inner.identity.device,
+                            self.announcement(),
+                        )
+                        .await
+                    {
+                        self.failed("cannot announce this device's key", &e);
+                    }
+                }
                 continue;
             }
             if ann.host.eq_ignore_ascii_case(&self.inner.identity.host) {
@@ -336,6 +368,12 @@ impl Federation {
                     self.inner.presence_now.notify_one();
                 }
                 Ok(KeyVerdict::Known) => {}
+                Ok(KeyVerdict::OtherHost(pinned_as)) => tracing::warn!(
+                    target: "mesh::federation",
+                    "ignored an announcement of host `{}`: its key is the one pinned for host \
+                     `{pinned_as}`",
+                    ann.host
+                ),
                 Ok(KeyVerdict::TooMany) => tracing::warn!(
                     target: "mesh::federation",
                     "not pinning the key of host `{}`: {} hosts are known already",

@@ -560,6 +560,10 @@ pub enum KeyVerdict {
     Pinned,
     /// The host was unknown, and [`MAX_HOSTS`] are pinned already: not pinned.
     TooMany,
+    /// The key is pinned already, for this other host: a device is one host, so the new name
+    /// is not pinned (anyone with the NATS credentials can announce someone else's public key
+    /// under a name of their choosing).
+    OtherHost(String),
     /// The pinned key, again.
     Known,
     /// A different key under a known host name: refused until the user trusts it.
@@ -578,6 +582,9 @@ pub fn observe_key(
     let now = ctx.now_ms;
     match host_named(ctx, host)? {
         None => {
+            if let Some(other) = host_by_device(ctx, &key.device_id().to_string())? {
+                return Ok(KeyVerdict::OtherHost(other.host));
+            }
             let pinned: i64 = ctx
                 .conn
                 .prepare_cached("SELECT count(*) FROM hosts")
