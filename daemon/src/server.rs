@@ -237,7 +237,7 @@ pub async fn run(
     // The mesh across machines, only when this machine joined one (`federation.toml` beside
     // the database): otherwise nothing connects anywhere.
     let federation = match config.db_path.parent() {
-        Some(dir) => crate::federation::Setup::load(dir),
+        Some(dir) => crate::federation::Setup::load_retaining(dir, config.retain),
         None => crate::federation::Setup::Off,
     };
     match &federation {

@@ -874,7 +874,8 @@ fn a_hostile_remote_sender_name_cannot_break_the_hook_frame() {
             to_session_id: None,
             body: "MARKER-hostile-body".into(),
             in_reply_to: None,
-            created_ms: 1,
+            // Now: mail older than the receiver keeps mail is refused as a possible replay.
+            created_ms: mesh_daemon::store::now_ms(),
         };
         let env = Envelope::Mail(mail);
         let frame = envelope::seal_frame(&key_b, &key_a.public(), &env).unwrap();

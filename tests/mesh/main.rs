@@ -7,6 +7,7 @@ mod cli;
 mod crash;
 mod federation;
 mod federation_cli;
+mod federation_hostile;
 mod hooks;
 mod hostile;
 mod lifecycle;

@@ -171,7 +171,8 @@ impl Envelope {
         }
     }
 
-    /// The frame id (and `Nats-Msg-Id`): a mail's gid, `<gid>.r` for a receipt,
+    /// The frame id (the `Nats-Msg-Id` is derived from it with the sender's key,
+    /// [`super::keys::DeviceKey::dedupe_id`]): a mail's gid, `<gid>.r` for a receipt,
     /// `p-<sent_ms>` for a presence.
     pub fn id(&self) -> String {
         match self {

@@ -234,6 +234,23 @@ impl DeviceKey {
     pub fn fingerprint(&self) -> Fingerprint {
         self.public().fingerprint()
     }
+
+    /// The `Nats-Msg-Id` this device publishes the envelope of id `id` under: the same for the
+    /// same id (a retried publish is a duplicate the server drops), and unpredictable to anyone
+    /// without this key (32 hex of a hash keyed with the secret). JetStream's dedupe window is
+    /// the whole stream's, and envelope ids are in clear on the wire: were they the dedupe ids,
+    /// a process with the NATS credentials could publish first under the id of a receipt it can
+    /// foresee (`<gid>.r`) and have the genuine one dropped as a duplicate.
+    pub fn dedupe_id(&self, id: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(b"claude-mesh dedupe\0");
+        h.update(self.secret.to_bytes());
+        h.update(id.as_bytes());
+        h.finalize()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
 }
 
 /// What [`open_regular`] refused.
@@ -534,6 +551,25 @@ pub fn open(
 pub(crate) mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn dedupe_ids_are_stable_per_key_and_unforeseeable_without_it() {
+        let (a, b) = (DeviceKey::generate(), DeviceKey::generate());
+        let id = a.dedupe_id("dev-0123.r");
+        assert_eq!(id.len(), 32);
+        assert!(
+            id.bytes()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
+        // The same key again (a retried publish, or after a restart): the same id.
+        assert_eq!(id, a.dedupe_id("dev-0123.r"));
+        let again = DeviceKey::from_secret_bytes(a.secret.to_bytes());
+        assert_eq!(id, again.dedupe_id("dev-0123.r"));
+        // Another envelope, or another key: another id; nothing of the envelope id shows.
+        assert_ne!(id, a.dedupe_id("dev-0123"));
+        assert_ne!(id, b.dedupe_id("dev-0123.r"));
+        assert!(!id.contains("0123"));
+    }
 
     #[test]
     fn seal_open_round_trip() {

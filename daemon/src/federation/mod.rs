@@ -62,6 +62,13 @@ pub enum Setup {
 impl Setup {
     /// Read the files of the state directory `dir`.
     pub fn load(dir: &Path) -> Setup {
+        Self::load_retaining(dir, None)
+    }
+
+    /// [`Setup::load`], for a daemon that forgets delivered mail after `retain`
+    /// ([`crate::server::Config::retain`]): mail that comes in older than that could be a
+    /// replay of mail already forgotten, and is refused.
+    pub fn load_retaining(dir: &Path, retain: Option<Duration>) -> Setup {
         let config = match FederationConfig::load(dir) {
             Ok(None) => return Setup::Off,
             Ok(Some(c)) => c,
@@ -79,7 +86,7 @@ impl Setup {
                 };
             }
         };
-        Setup::On(Federation::new(config, key))
+        Setup::On(Federation::new(config, key, retain))
     }
 
     /// The running federation, if joined.
@@ -107,6 +114,8 @@ struct Inner {
     transport: tokio::sync::OnceCell<Transport>,
     /// Wakes the presence task at once (a new host pinned: tell it who runs here).
     presence_now: Notify,
+    /// How long delivered mail is kept ([`Setup::load_retaining`]).
+    retain: Option<Duration>,
 }
 
 #[derive(Debug, Default)]
@@ -126,7 +135,7 @@ impl std::fmt::Debug for Federation {
 }
 
 impl Federation {
-    fn new(config: FederationConfig, key: DeviceKey) -> Federation {
+    fn new(config: FederationConfig, key: DeviceKey, retain: Option<Duration>) -> Federation {
         let identity = Identity {
             device: key.device_id().to_string(),
             host: config.host.clone(),
@@ -141,6 +150,7 @@ impl Federation {
                 state: Mutex::default(),
                 transport: tokio::sync::OnceCell::new(),
                 presence_now: Notify::new(),
+                retain,
             }),
         }
     }
@@ -224,14 +234,7 @@ impl Federation {
         }
         self.state().streams_ready = true;
         let _ = self.inner.transport.set(transport.clone());
-        let announce = envelope::announce_bytes(&envelope::Announce {
-            v: 1,
-            public_key: *self.inner.key.public().as_bytes(),
-            host: self.inner.identity.host.clone(),
-            // The team's opaque id, not its name: the operator sees ids only.
-            team: self.inner.team_id.clone(),
-            sent_ms: now_ms(),
-        });
+        let announce = self.announcement();
         let mut backoff = None;
         loop {
             match transport
@@ -270,6 +273,18 @@ impl Federation {
         self.presence_out(transport, store, stop).await;
     }
 
+    /// This device's key announcement, as of now.
+    fn announcement(&self) -> Vec<u8> {
+        envelope::announce_bytes(&envelope::Announce {
+            v: 1,
+            public_key: *self.inner.key.public().as_bytes(),
+            host: self.inner.identity.host.clone(),
+            // The team's opaque id, not its name: the operator sees ids only.
+            team: self.inner.team_id.clone(),
+            sent_ms: now_ms(),
+        })
+    }
+
     /// Key announcements: pin new hosts, refuse changed keys (loudly).
     async fn keys(self, t: Transport, store: Store, stop: CancellationToken) {
         let mut backoff = None;
@@ -284,6 +299,8 @@ impl Federation {
                 }
             }
         };
+        // When this device last put its own announcement back (see below).
+        let mut restored: Option<tokio::time::Instant> = None;
         loop {
             let next = tokio::select! {
                 n = stream.next() => n,
@@ -310,6 +327,31 @@ impl Federation {
                 continue;
             }
             if key == self.inner.key.public() {
+                // This device's key under another name: someone with the credentials replaced
+                // its announcement (one is kept per device), and machines joining now would pin
+                // this key under that name. Put ours back (at most once a minute: two daemons
+                // given the same key file would otherwise answer each other forever).
+                if !ann.host.eq_ignore_ascii_case(&self.inner.identity.host)
+                    && restored.is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+                {
+                    tracing::error!(
+                        target: "mesh::federation",
+                        "this device's key was announced as host `{}`: announcing it again as `{}`",
+                        ann.host,
+                        self.inner.identity.host
+                    );
+                    restored = Some(tokio::time::Instant::now());
+                    if let Err(e) = t
+                        .announce(
+                            &self.inner.team_id,
+                            &self.inner.identity.device,
+                            self.announcement(),
+                        )
+                        .await
+                    {
+                        self.failed("cannot announce this device's key", &e);
+                    }
+                }
                 continue;
             }
             if ann.host.eq_ignore_ascii_case(&self.inner.identity.host) {
@@ -334,12 +376,24 @@ impl Federation {
                     self.inner.presence_now.notify_one();
                 }
                 Ok(KeyVerdict::Known) => {}
+                Ok(KeyVerdict::OtherHost(pinned_as)) => tracing::warn!(
+                    target: "mesh::federation",
+                    "ignored an announcement of host `{}`: its key is the one pinned for host \
+                     `{pinned_as}`",
+                    ann.host
+                ),
+                Ok(KeyVerdict::TooMany) => tracing::warn!(
+                    target: "mesh::federation",
+                    "not pinning the key of host `{}`: {} hosts are known already",
+                    ann.host,
+                    hosts::MAX_HOSTS
+                ),
                 Ok(KeyVerdict::Changed { pinned, offered }) => tracing::error!(
                     target: "mesh::federation",
                     "the key of host `{}` CHANGED: pinned {pinned_fp}, now offered {offered_fp}. \
-                     Its mail is refused and nothing is sent to it until you check the new \
-                     fingerprint on that machine (`mesh keys`) and accept it: `mesh keys trust {} \
-                     {offered_fp}`",
+                     Mail sealed with the new key is refused, and mail for that host still goes \
+                     to the pinned key only, until you check the new fingerprint on that machine \
+                     (`mesh keys`) and accept it: `mesh keys trust {} {offered_fp}`",
                     ann.host,
                     ann.host,
                     pinned_fp = pinned.fingerprint(),
@@ -350,15 +404,14 @@ impl Federation {
         }
     }
 
-    /// The sender of an envelope from `device`: its host, if its key is pinned and not refused.
+    /// The sender of an envelope from `device`: its host, if `device` is the key pinned for it.
+    /// The pinned key stays trusted while another key is offered under the same host name:
+    /// anyone with the NATS credentials can announce a key under any name, and that must not
+    /// cut a trusted machine off (the offered key is the one refused, until trusted).
     fn sender(store: &Store, device: &str) -> Result<Sender, WireError> {
         store.read(|r| {
             if let Some(h) = hosts::host_by_device(r, device)? {
-                return Ok(if h.refused() {
-                    Sender::Refused(h.host)
-                } else {
-                    Sender::Trusted(h)
-                });
+                return Ok(Sender::Trusted(h));
             }
             let offered = hosts::hosts(r)?.into_iter().find(|h| {
                 h.offered_key
@@ -484,6 +537,11 @@ impl Federation {
         let me = self.inner.identity.clone();
         let from = host.host.clone();
         let res = match env {
+            Envelope::Mail(m) if self.too_old(m.created_ms) => Ok(Received::Refused(format!(
+                "mail written {} s ago, older than this machine keeps mail: it could be a \
+                 replay of mail already forgotten",
+                (now_ms() - m.created_ms) / 1000
+            ))),
             Envelope::Mail(m) => {
                 store
                     .call(move |ctx| fed_store::receive_mail(ctx, &from, &m))
@@ -511,7 +569,8 @@ impl Federation {
     }
 
     /// The outbox, oldest first, to the server: each envelope sealed for its host's pinned key,
-    /// published with its id as `Nats-Msg-Id`, and deleted once the server acknowledged it.
+    /// published with a dedupe id derived from its id ([`DeviceKey::dedupe_id`]) as
+    /// `Nats-Msg-Id`, and deleted once the server acknowledged it.
     async fn forward(self, t: Transport, store: Store, stop: CancellationToken) {
         let mut backoff = None;
         loop {
@@ -545,7 +604,8 @@ impl Federation {
                     let sealed = envelope::seal_frame(&fed.inner.key, key, &env)
                         .map_err(|e| e.to_string())?;
                     let device = key.device_id().to_string();
-                    t.publish_mail(&fed.inner.team_id, &device, &out.dedupe, sealed)
+                    let dedupe = fed.inner.key.dedupe_id(&out.dedupe);
+                    t.publish_mail(&fed.inner.team_id, &device, &dedupe, sealed)
                         .await
                         .map(|_| out.seq)
                         .map_err(|e| e.to_string())
@@ -596,11 +656,6 @@ impl Federation {
                 }
             }
         };
-        // Each host's newest presence (its sending time) and when it came: an older one
-        // (replayed, or overtaken) is ignored, unless the host has been silent longer than the
-        // presence timeout (a clock set back, or a bogus time far ahead, blocks no longer).
-        let mut newest: std::collections::HashMap<String, (i64, i64)> =
-            std::collections::HashMap::new();
         loop {
             let payload = tokio::select! {
                 n = stream.next() => match n { Some(p) => p, None => return },
@@ -617,12 +672,8 @@ impl Federation {
             else {
                 continue;
             };
-            let now = now_ms();
-            let last = newest.entry(host.host.clone()).or_insert((i64::MIN, now));
-            if p.sent_ms <= last.0 && now - last.1 < fed_store::PRESENCE_TIMEOUT_MS {
-                continue;
-            }
-            *last = (p.sent_ms, now);
+            // An older presence than the newest taken from that host (replayed, or overtaken)
+            // is ignored by the store, which remembers across restarts.
             let name = host.host.clone();
             if let Err(e) = store
                 .call_soft(move |ctx| remote::apply_presence(ctx, &name, &p))
@@ -674,7 +725,8 @@ impl Federation {
             leaving,
             sessions,
         });
-        for h in hosts.iter().filter(|h| !h.refused()) {
+        // To each host's pinned key (a key merely offered under its name learns nothing).
+        for h in &hosts {
             let Ok(sealed) = envelope::seal_frame(&self.inner.key, &h.key(), &presence) else {
                 continue;
             };
@@ -747,6 +799,21 @@ impl Federation {
             hosts,
             last_error: last_error.or(read_error),
         }
+    }
+}
+
+impl Federation {
+    /// Whether mail written at `created_ms` (its sender's clock) is older than this daemon
+    /// keeps mail, less a margin for clocks that disagree (half the retention, at most a day).
+    /// Retention forgets a delivered message's global id with it, so such mail could be a
+    /// captured envelope published again, and its id would no longer say so.
+    fn too_old(&self, created_ms: i64) -> bool {
+        let Some(retain) = self.inner.retain else {
+            return false;
+        };
+        let retain_ms = i64::try_from(retain.as_millis()).unwrap_or(i64::MAX);
+        let margin = (retain_ms / 2).min(24 * 3600 * 1000);
+        created_ms < now_ms().saturating_sub(retain_ms - margin)
     }
 }
 

@@ -97,11 +97,22 @@ pub fn host_named(r: &Reader<'_>, host: &str) -> Result<Option<HostRow>, WireErr
         .map_err(|e| db(r, e))
 }
 
+/// Most hosts pinned: past it a new host name is not pinned (anyone with the NATS credentials
+/// can announce keys under as many names as they like; each pinned host costs a row, a sealed
+/// presence every heartbeat and a line in `mesh keys`).
+pub const MAX_HOSTS: usize = 1024;
+
 /// What an announcement of a host's key meant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyVerdict {
     /// The host was unknown: its key is pinned now (trust on first use).
     Pinned,
+    /// The host was unknown, and [`MAX_HOSTS`] are pinned already: not pinned.
+    TooMany,
+    /// The key is pinned already, for this other host: a device is one host, so the new name
+    /// is not pinned (anyone with the NATS credentials can announce someone else's public key
+    /// under a name of their choosing).
+    OtherHost(String),
     /// The pinned key, again.
     Known,
     /// A different key under a known host name: refused until the user trusts it.
@@ -120,6 +131,17 @@ pub fn observe_key(
     let now = ctx.now_ms;
     match host_named(ctx, host)? {
         None => {
+            if let Some(other) = host_by_device(ctx, &key.device_id().to_string())? {
+                return Ok(KeyVerdict::OtherHost(other.host));
+            }
+            let pinned: i64 = ctx
+                .conn
+                .prepare_cached("SELECT count(*) FROM hosts")
+                .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                .map_err(|e| db(ctx, e))?;
+            if usize::try_from(pinned).unwrap_or(usize::MAX) >= MAX_HOSTS {
+                return Ok(KeyVerdict::TooMany);
+            }
             ctx.conn
                 .prepare_cached(
                     "INSERT INTO hosts (host, device_id, public_key, first_seen_ms)
@@ -204,7 +226,8 @@ pub fn trust_key(ctx: &mut Ctx<'_>, host: &str, fingerprint: &str) -> Result<Hos
     }
     ctx.conn
         .prepare_cached(
-            "UPDATE hosts SET public_key = ?2, device_id = ?3, offered_key = NULL, changed_ms = ?4
+            "UPDATE hosts SET public_key = ?2, device_id = ?3, offered_key = NULL, changed_ms = ?4,
+                presence_ms = NULL
              WHERE host = ?1",
         )
         .and_then(|mut s| {

@@ -46,14 +46,15 @@ pub struct Outgoing {
     pub created_ms: i64,
 }
 
-/// The oldest `limit` envelopes of the outbox that can go now, each with the pinned key of its
-/// host. Envelopes for a host whose key changed (refused until trusted) wait.
+/// The oldest `limit` envelopes of the outbox, each with the pinned key of its host. A host
+/// under whose name another key is offered still gets its mail, sealed for its pinned key: the
+/// offered key (an impostor's, until the user trusts it) can neither read it nor hold it up.
 pub fn sendable(r: &Reader<'_>, limit: usize) -> Result<Vec<(Outgoing, PublicKey)>, WireError> {
     r.conn
         .prepare_cached(
             "SELECT o.seq, o.host, o.dedupe, o.envelope, o.created_ms, h.public_key
              FROM outbox o JOIN hosts h ON lower(h.host) = lower(o.host)
-             WHERE h.offered_key IS NULL ORDER BY o.seq LIMIT ?1",
+             ORDER BY o.seq LIMIT ?1",
         )
         .and_then(|mut s| {
             s.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |row| {

@@ -106,56 +106,79 @@ pub fn known_host(r: &Reader<'_>, host: &str) -> Result<Option<String>, WireErro
 // ---------------------------------------------------------------------------------------------
 // Presence.
 
+/// Most sessions a host's presence left unlisted (ended) that are kept, the most recent first:
+/// a peer listing fresh session ids at every heartbeat cannot grow the table without bound.
+pub const MAX_UNLISTED_PER_HOST: usize = 256;
+
 /// `host`'s presence: its sessions now, replacing what it listed before (ended ones stay
-/// known, unlisted, so that mail to them can still be addressed and waits).
-pub fn apply_presence(ctx: &mut Ctx<'_>, host: &str, p: &Presence) -> Result<(), WireError> {
+/// known, unlisted, so that mail to them can still be addressed and waits). A presence sent no
+/// later than the newest one taken from `host` (a replay, or one overtaken) changes nothing,
+/// also after a restart: false. (Only `host` can seal its presence, so a sending time far
+/// ahead holds up no one's presence but its own.)
+pub fn apply_presence(ctx: &mut Ctx<'_>, host: &str, p: &Presence) -> Result<bool, WireError> {
     let now = ctx.now_ms;
+    let newest: Option<i64> = ctx
+        .conn
+        .prepare_cached("SELECT presence_ms FROM hosts WHERE host = ?1")
+        .and_then(|mut s| s.query_row(params![host], |r| r.get(0)).optional())
+        .map_err(|e| db(ctx, e))?
+        .flatten();
+    if newest.is_some_and(|t| p.sent_ms <= t) {
+        return Ok(false);
+    }
     ctx.conn
-        .prepare_cached("UPDATE hosts SET last_seen_ms = ?2 WHERE host = ?1")
-        .and_then(|mut s| s.execute(params![host, (!p.leaving).then_some(now)]))
+        .prepare_cached("UPDATE hosts SET last_seen_ms = ?2, presence_ms = ?3 WHERE host = ?1")
+        .and_then(|mut s| s.execute(params![host, (!p.leaving).then_some(now), p.sent_ms]))
         .map_err(|e| db(ctx, e))?;
     ctx.conn
         .prepare_cached("UPDATE remote_sessions SET listed = 0 WHERE host = ?1")
         .and_then(|mut s| s.execute(params![host]))
         .map_err(|e| db(ctx, e))?;
-    // Sessions this host stopped listing long ago are forgotten (mail to their names was
-    // addressable while they were known; the table does not grow with every session ever).
+    if !p.leaving {
+        for s in &p.sessions {
+            let Some(name) = sanitize::name(&s.name, MAX_NAME_CHARS) else {
+                continue;
+            };
+            ctx.conn
+                .prepare_cached(
+                    "INSERT INTO remote_sessions
+                        (host, session_id, name, name_norm, summary, idle, pending, listed, seen_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8)
+                     ON CONFLICT (host, session_id) DO UPDATE SET name = ?3, name_norm = ?4,
+                        summary = ?5, idle = ?6, pending = ?7, listed = 1, seen_ms = ?8",
+                )
+                .and_then(|mut st| {
+                    st.execute(params![
+                        host,
+                        s.session_id,
+                        name,
+                        norm(&name),
+                        s.summary,
+                        s.idle,
+                        s.pending,
+                        now
+                    ])
+                })
+                .map_err(|e| db(ctx, e))?;
+        }
+    }
+    // Sessions this host stopped listing: the most recent are kept (mail to their names stays
+    // addressable), the rest and those unlisted for a long time are forgotten.
     ctx.conn
         .prepare_cached(
-            "DELETE FROM remote_sessions WHERE host = ?1 AND listed = 0 AND seen_ms < ?2",
+            "DELETE FROM remote_sessions WHERE host = ?1 AND listed = 0 AND (seen_ms < ?3
+                OR session_id NOT IN (SELECT session_id FROM remote_sessions
+                    WHERE host = ?1 AND listed = 0 ORDER BY seen_ms DESC LIMIT ?2))",
         )
-        .and_then(|mut s| s.execute(params![host, now - FORGET_UNLISTED_MS]))
+        .and_then(|mut s| {
+            s.execute(params![
+                host,
+                i64::try_from(MAX_UNLISTED_PER_HOST).unwrap_or(i64::MAX),
+                now - FORGET_UNLISTED_MS
+            ])
+        })
         .map_err(|e| db(ctx, e))?;
-    if p.leaving {
-        return Ok(());
-    }
-    for s in &p.sessions {
-        let Some(name) = sanitize::name(&s.name, MAX_NAME_CHARS) else {
-            continue;
-        };
-        ctx.conn
-            .prepare_cached(
-                "INSERT INTO remote_sessions
-                    (host, session_id, name, name_norm, summary, idle, pending, listed, seen_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8)
-                 ON CONFLICT (host, session_id) DO UPDATE SET name = ?3, name_norm = ?4,
-                    summary = ?5, idle = ?6, pending = ?7, listed = 1, seen_ms = ?8",
-            )
-            .and_then(|mut st| {
-                st.execute(params![
-                    host,
-                    s.session_id,
-                    name,
-                    norm(&name),
-                    s.summary,
-                    s.idle,
-                    s.pending,
-                    now
-                ])
-            })
-            .map_err(|e| db(ctx, e))?;
-    }
-    Ok(())
+    Ok(true)
 }
 
 /// The sessions other machines list now (`include_offline`: also those of machines not heard
@@ -171,7 +194,6 @@ pub fn remote_sessions(
             "SELECT s.host, s.session_id, s.name, s.summary, s.idle, s.pending, s.listed,
                     s.seen_ms, h.last_seen_ms
              FROM remote_sessions s JOIN hosts h ON h.host = s.host
-             WHERE h.offered_key IS NULL
              ORDER BY lower(s.host), s.name_norm, s.session_id",
         )
         .and_then(|mut s| {

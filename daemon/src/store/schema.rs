@@ -67,8 +67,9 @@ const MIGRATIONS: &[&str] = &[
     // not inserted twice) and the other machine (`remote_host`: the sender of mail that came
     // in, the recipient of mail that goes out). `outbox`: envelopes committed here, waiting for
     // the NATS server's acknowledgement. `hosts`: every host's pinned key (trust on first use)
-    // and a different key it offers, refused until trusted. `remote_sessions`: what each
-    // host's presence last listed.
+    // and a different key it offers, refused until trusted; `presence_ms`, the sending time
+    // (that host's clock) of the newest presence taken from it, so that a replayed one changes
+    // nothing, also after a restart. `remote_sessions`: what each host's presence last listed.
     "ALTER TABLE messages ADD COLUMN gid TEXT;
     ALTER TABLE messages ADD COLUMN remote_host TEXT;
     CREATE UNIQUE INDEX messages_by_gid ON messages(gid) WHERE gid IS NOT NULL;
@@ -86,7 +87,8 @@ const MIGRATIONS: &[&str] = &[
         offered_key   BLOB,
         first_seen_ms INTEGER NOT NULL,
         changed_ms    INTEGER,
-        last_seen_ms  INTEGER
+        last_seen_ms  INTEGER,
+        presence_ms   INTEGER
     );
     CREATE INDEX hosts_by_device ON hosts(device_id);
     CREATE TABLE remote_sessions (

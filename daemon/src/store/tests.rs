@@ -1442,7 +1442,7 @@ mod across {
     }
 
     #[test]
-    fn a_changed_key_is_refused_until_trusted_and_its_mail_waits() {
+    fn a_changed_key_is_refused_until_trusted_and_then_sealed_for() {
         let (_d, store, _t, devbox) = joined();
         let a = register(&store, reg("aaaa-1111", 10, 1, "alice"));
         let new = DeviceKey::generate().public();
@@ -1454,9 +1454,12 @@ mod across {
             "{verdict:?}"
         );
         send(&store, Some(a), "bob@devbox", "waits").unwrap();
-        assert!(
-            store.read(|r| outbox::sendable(r, 10)).unwrap().is_empty(),
-            "nothing goes to a host whose key changed"
+        let waiting = store.read(|r| outbox::sendable(r, 10)).unwrap();
+        assert_eq!(
+            waiting[0].1,
+            devbox.public(),
+            "until trusted, mail is sealed for the pinned key only (an impostor's offer cannot \
+             cut the host off, nor read its mail)"
         );
         let wrong = devbox.public().fingerprint().to_string();
         assert!(
