@@ -305,8 +305,23 @@ pub async fn handle(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Outcome 
             }
             store
                 .call(move |ctx| {
-                    crate::store::hosts::trust_key(ctx, &t.host, &t.fingerprint)
-                        .map(Response::Trusted)
+                    let before =
+                        crate::store::hosts::host_named(ctx, &t.host)?.map(|h| h.device_id);
+                    let trusted = crate::store::hosts::trust_key(ctx, &t.host, &t.fingerprint)?;
+                    // What went to the old key, which the new device cannot open, goes again.
+                    if before.as_deref() != Some(trusted.device_id.as_str())
+                        && let Some(me) = ctx.store().identity()
+                    {
+                        let n = messages::resend_unconfirmed(ctx, &me, &trusted.host)?;
+                        if n > 0 {
+                            tracing::info!(
+                                host = %trusted.host,
+                                n,
+                                "sending again, sealed for the key just trusted, the mail that host had not confirmed"
+                            );
+                        }
+                    }
+                    Ok(Response::Trusted(trusted))
                 })
                 .await
                 .into()

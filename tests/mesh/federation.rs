@@ -1235,3 +1235,54 @@ fn a_tls_server_is_joined_with_its_ca() {
         assert!(!report.connected, "{report:?}");
     });
 }
+
+/// A machine reinstalled under the same host name (a new key): mail sent to it before the user
+/// trusted the new key went to the old key, which the new device cannot open; once trusted, it
+/// is sent again, sealed for the new key, and arrives once.
+#[test]
+fn a_reinstalled_machine_gets_the_mail_sent_before_its_new_key_was_trusted() {
+    each_flavor(|_, bin| {
+        let server = NatsServer::start(bin);
+        let a = Machine::join(&server.url(), "laptop");
+        let alice = a.mesh.session("alice");
+        {
+            let old = Machine::join(&server.url(), "devbox");
+            let _bob = old.mesh.session("bob");
+            a.sees("bob", "devbox");
+        }
+        let new = Machine::join(&server.url(), "devbox");
+        let bob = new.mesh.session("bob");
+        let offered = mesh_testkit::poll(Duration::from_secs(20), || {
+            a.report()
+                .hosts
+                .into_iter()
+                .find(|h| h.host == "devbox")
+                .and_then(|h| h.offered_fingerprint)
+        })
+        .expect("the new key is offered");
+        a.mesh
+            .send(&alice.caller, "bob@devbox", Kind::Task, "sent before trust");
+        wait_for("the outbox to drain", Duration::from_secs(20), || {
+            a.report().outbox_depth == 0
+        });
+        assert!(
+            new.take(&bob).is_empty(),
+            "the new device cannot have it yet"
+        );
+        let out = a
+            .mesh
+            .mesh()
+            .args(["keys", "trust", "devbox", &offered])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", output_text(&out));
+        let got = mesh_testkit::poll(Duration::from_secs(20), || {
+            let m = new.take(&bob);
+            (!m.is_empty()).then_some(m)
+        })
+        .expect("sent again to the key just trusted");
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].body, "sent before trust");
+        assert_eq!(got[0].from.name, "alice@laptop");
+    });
+}

@@ -994,6 +994,77 @@ pub fn send_remote(
     get(ctx, id)?.ok_or_else(|| WireError::new(ErrorCode::Internal, "inserted message vanished"))
 }
 
+/// Send again, sealed for `host`'s key now pinned, the mail this device sent it that it has
+/// not confirmed yet (no receipt): after `mesh keys trust`, what went to its old key (which
+/// its new device cannot open) reaches it. Its global ids stay, so a copy that did arrive
+/// is not stored twice. Returns how many.
+pub fn resend_unconfirmed(
+    ctx: &mut Ctx<'_>,
+    me: &Identity,
+    host: &str,
+) -> Result<usize, WireError> {
+    type Row = (
+        String,
+        Kind,
+        String,
+        Option<String>,
+        String,
+        Option<String>,
+        String,
+        Option<String>,
+        i64,
+    );
+    let rows: Vec<Row> = ctx
+        .conn
+        .prepare_cached(
+            "SELECT m.gid, m.kind, m.from_name, m.from_session_id, m.to_name, m.to_session_id,
+                    m.body, q.gid, m.created_ms
+             FROM messages m LEFT JOIN messages q ON q.id = m.in_reply_to
+             WHERE lower(m.remote_host) = lower(?1) AND m.delivered_ms IS NULL
+               AND substr(m.gid, 1, length(?2) + 1) = ?2 || '-'",
+        )
+        .and_then(|mut s| {
+            s.query_map(params![host, me.device], |r| {
+                Ok((
+                    r.get(0)?,
+                    kind_at(r, 1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                ))
+            })?
+            .collect()
+        })
+        .map_err(|e| db(ctx, e))?;
+    let device = super::hosts::host_named(ctx, host)?.map(|h| h.device_id);
+    for (gid, kind, from_name, from_session_id, to_name, to_session_id, body, reply_to, created) in
+        &rows
+    {
+        // `to_name` is the address `name@host`.
+        let name = to_name
+            .rsplit_once('@')
+            .map_or(to_name.as_str(), |(n, _)| n);
+        let mail = Mail {
+            gid: gid.clone(),
+            kind: *kind,
+            from_name: from_name.clone(),
+            from_session_id: from_session_id.clone(),
+            to_name: name.to_owned(),
+            to_session_id: to_session_id.clone(),
+            body: body.clone(),
+            in_reply_to: reply_to.clone(),
+            created_ms: *created,
+        };
+        let dedupe = format!("{gid}/{}", device.as_deref().unwrap_or_default());
+        outbox::queue_as(ctx, host, &Envelope::Mail(mail), &dedupe)?;
+    }
+    Ok(rows.len())
+}
+
 /// The global id and host of a message that came from another machine, if `id` is one.
 pub fn origin(
     r: &Reader<'_>,

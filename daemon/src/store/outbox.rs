@@ -18,6 +18,17 @@ fn db(r: &Reader<'_>, e: rusqlite::Error) -> WireError {
 /// Queue `env` for `host` in the outbox (in the caller's transaction). A second envelope with
 /// the same id (a receipt sent again) is the same envelope: kept once.
 pub fn queue(ctx: &mut Ctx<'_>, host: &str, env: &Envelope) -> Result<(), WireError> {
+    queue_as(ctx, host, env, &env.id())
+}
+
+/// [`queue`] under another dedupe id than the envelope's own: an envelope sent again on purpose
+/// (to a host's new key) must not be taken for a duplicate by the server.
+pub fn queue_as(
+    ctx: &mut Ctx<'_>,
+    host: &str,
+    env: &Envelope,
+    dedupe: &str,
+) -> Result<(), WireError> {
     let bytes = postcard::to_allocvec(env).map_err(|e| {
         WireError::new(
             ErrorCode::Internal,
@@ -29,7 +40,7 @@ pub fn queue(ctx: &mut Ctx<'_>, host: &str, env: &Envelope) -> Result<(), WireEr
             "INSERT OR IGNORE INTO outbox (host, dedupe, envelope, created_ms)
              VALUES (?1, ?2, ?3, ?4)",
         )
-        .and_then(|mut s| s.execute(params![host, env.id(), bytes, ctx.now_ms]))
+        .and_then(|mut s| s.execute(params![host, dedupe, bytes, ctx.now_ms]))
         .map_err(|e| db(ctx, e))?;
     let store = ctx.store();
     ctx.after_commit(move || store.outbox_changed());
