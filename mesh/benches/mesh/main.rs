@@ -11,8 +11,8 @@
 //!
 //! Sections: `cargo bench -p mesh --bench mesh -- [--quick] [SECTION…]` runs the sections named
 //! (all without a name): `local` (parts 1–5, one machine) and `nats` (the raw NATS limits N1,
-//! N2, then the federated figures F1, F2 of two daemons joined to the same server, compared
-//! with them).
+//! N2 and, on servers 2.11+, N2s (N2 with every JetStream write fsync'd), then the federated
+//! figures F1, F2 of two daemons joined to the same server, compared with them).
 //!
 //! Progress goes to stderr, the markdown report to stdout. The temp dir is made under
 //! `$MESH_BENCH_DIR` if set (to measure another disk), else the system temp dir.
@@ -20,7 +20,7 @@
 //! Modules: `report` (statistics, formatting, the table), `machine` (the header), `procs`
 //! (`/proc` accounting, reference binaries), `raw_socket` and `raw_sqlite` (the limits), and
 //! one module per measurement group: `requests` (1), `cli` (2a, 2b), `hooks` (2c–2i), `reply`
-//! (3a–3d), `reply_inproc` (3e), `throughput` (4, 4b), `fleet` (5), `nats_raw` (N1, N2), `nats_fed` (F1, F2). The daemon and session
+//! (3a–3d), `reply_inproc` (3e), `throughput` (4, 4b), `fleet` (5), `nats_raw` (N1, N2, N2s), `nats_fed` (F1, F2). The daemon and session
 //! guards are mesh-testkit's (`mesh_testkit::procs`), shared with the integration tests.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

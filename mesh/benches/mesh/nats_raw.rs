@@ -6,10 +6,17 @@
 //!   this process; the responder echoes the payload);
 //! - N2: JetStream acked publishes per second, 8 publishers on one connection (as one daemon
 //!   has one), each waiting for its ack before the next publish, with a `Nats-Msg-Id` (the
-//!   mesh dedupes by it) to a WorkQueue stream on file storage, like the mesh's mail stream.
+//!   mesh dedupes by it) to a WorkQueue stream on file storage, like the mesh's mail stream;
+//! - N2s (servers 2.11 and later only: 2.9 refuses the setting): N2 again, on a fresh server of
+//!   the same flavor whose JetStream fsyncs every write (`jetstream { sync_interval: always }`
+//!   in its configuration file), checked in the server's `/varz` (`sync_always: true`) before
+//!   it is measured. N2's server syncs every 2 minutes (its default), while the mesh fsyncs
+//!   every message on both daemons: N2s is the durable counterpart, for comparison with F2.
 //!
 //! Payloads are 256 bytes, about an encrypted mesh envelope of a short message.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -38,7 +45,24 @@ pub struct NatsRaw {
     pub js_rate: f64,
     /// Each acked publish's latency (µs), across the 8 publishers.
     pub js_ack: Stats,
+    /// N2s: the same against a server that fsyncs every JetStream write; `None` for a server
+    /// older than 2.11 (no `sync_interval: always`).
+    pub js_sync: Option<JsRate>,
 }
+
+/// JetStream acked publishes per second and each publish's latency.
+#[derive(Debug, Clone, Copy)]
+pub struct JsRate {
+    /// Acked publishes per second, 8 publishers.
+    pub rate: f64,
+    /// Each acked publish's latency (µs), across the 8 publishers.
+    pub ack: Stats,
+}
+
+/// The configuration of N2s's server: JetStream fsyncs every write (2.11+), and the HTTP
+/// monitor on a port of the server's choosing (read back from its log) to check that it took.
+/// Address, port, store and `-js` come from the command line (`NatsServer::with_config`).
+const SYNC_ALWAYS_CONF: &str = "jetstream { sync_interval: always }\nhttp: \"127.0.0.1:-1\"\n";
 
 /// Measure each flavor found; rows N1 and N2 per flavor. Returns the figures, for the
 /// federated measurements to compare with.
@@ -59,13 +83,32 @@ pub fn run(plan: &Plan, report: &mut Report) -> Vec<NatsRaw> {
     for (flavor, bin) in found {
         progress(&format!("NATS limits on {flavor} ({})", bin.display()));
         let server = NatsServer::start(&bin);
-        let (version, request, js_rate, js_ack) = rt.block_on(measure(plan, &server.url()));
+        let (version, request, js) = rt.block_on(measure(plan, &server.url()));
+        drop(server);
+        let js_sync = has_sync_always(&version).then(|| {
+            progress(&format!(
+                "NATS limit N2s on {flavor}: a server with `sync_interval: always`"
+            ));
+            let server = NatsServer::with_config(&bin, SYNC_ALWAYS_CONF);
+            let varz = varz(&server);
+            let config = &varz["jetstream"]["config"];
+            assert_eq!(
+                config["sync_always"],
+                serde_json::Value::Bool(true),
+                "N2s's server does not sync every write; its /varz JetStream config: {config}"
+            );
+            rt.block_on(async {
+                let client = async_nats::connect(server.url()).await.unwrap();
+                js_rate(plan, client).await
+            })
+        });
         let raw = NatsRaw {
             flavor: flavor.to_string(),
             version,
             request,
-            js_rate,
-            js_ack,
+            js_rate: js.rate,
+            js_ack: js.ack,
+            js_sync,
         };
         report.rows.push(row(
             "N1",
@@ -88,18 +131,79 @@ pub fn run(plan: &Plan, report: &mut Report) -> Vec<NatsRaw> {
             "—",
             format!("ack {}", fmt_stats(&raw.js_ack)),
         ));
+        if let Some(sync) = &raw.js_sync {
+            report.rows.push(row(
+                "N2s",
+                format!(
+                    "NATS {} (v{}): N2 against a server whose JetStream **fsyncs every write** \
+                     (`sync_interval: always`; its `/varz` says `sync_always: true`)",
+                    raw.flavor, raw.version
+                ),
+                format!("{:.0}/s", sync.rate),
+                format!("N2: {:.0}/s", raw.js_rate),
+                format!(
+                    "{:.0} % of N2; ack {}",
+                    100.0 * sync.rate / raw.js_rate,
+                    fmt_stats(&sync.ack)
+                ),
+            ));
+        } else {
+            report.notes.push(format!(
+                "N2s skipped on {} (v{}): `sync_interval: always` needs nats-server 2.11 or \
+                 later (2.9 refuses the field).",
+                raw.flavor, raw.version
+            ));
+        }
         out.push(raw);
     }
     report.notes.push(format!(
         "N1–N2 are raw NATS with none of the mesh's code (`nats_raw.rs`): N1 over {} round trips \
          after {} of warm-up, N2 for {:?}; the server runs on 127.0.0.1 with its JetStream \
          store in the system temp dir (`$TMPDIR`), with the server's default sync (an ack \
-         means stored, fsync'd every 2 minutes; SQLite's commits above are fsync'd each).",
+         means stored, fsync'd every 2 minutes; SQLite's commits above are fsync'd each). \
+         N2s (2.11+) is the same measurement for as long on a fresh server of the flavor \
+         started with `{}` in its configuration file, which fsyncs the stream's file on every \
+         write before it acks (checked in the server's `/varz` before the run).",
         nats_iters(plan),
         plan.warmup,
-        plan.throughput_for
+        plan.throughput_for,
+        SYNC_ALWAYS_CONF.lines().next().unwrap_or_default()
     ));
     out
+}
+
+/// Whether a server of this version (`2.15.1`) has `jetstream { sync_interval: always }`:
+/// 2.11 and later.
+fn has_sync_always(version: &str) -> bool {
+    let mut parts = version.split('.').map(|p| {
+        p.chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse::<u32>()
+            .unwrap_or(0)
+    });
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (2, 11)
+}
+
+/// The server's `/varz` (its HTTP monitor, at the address its log names), as JSON.
+fn varz(server: &NatsServer) -> serde_json::Value {
+    const MARK: &str = "Starting http monitor on ";
+    let log = server.log();
+    let addr = log
+        .lines()
+        .find_map(|l| l.split_once(MARK).map(|(_, a)| a.trim().to_string()))
+        .unwrap_or_else(|| panic!("no HTTP monitor in the server's log:\n{log}"));
+    let mut conn = TcpStream::connect(&addr).unwrap();
+    conn.write_all(format!("GET /varz HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).unwrap();
+    let (head, body) = reply
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP reply from {addr}/varz: {reply:?}"));
+    assert!(head.contains(" 200 "), "{addr}/varz: {head}");
+    serde_json::from_str(body).unwrap()
 }
 
 /// Round trips for N1: 2,000 (200 with `--quick`).
@@ -107,7 +211,7 @@ fn nats_iters(plan: &Plan) -> usize {
     if plan.quick { 200 } else { 2_000 }
 }
 
-async fn measure(plan: &Plan, url: &str) -> (String, Stats, f64, Stats) {
+async fn measure(plan: &Plan, url: &str) -> (String, Stats, JsRate) {
     let requester = async_nats::connect(url).await.unwrap();
     let version = requester.server_info().version;
 
@@ -154,9 +258,14 @@ async fn measure(plan: &Plan, url: &str) -> (String, Stats, f64, Stats) {
     }
     echo.abort();
     let request = stats(lat);
+    let js = js_rate(plan, requester).await;
+    (version, request, js)
+}
 
-    // N2: a WorkQueue stream on file storage, 8 publishers on one connection.
-    let js = jetstream::new(requester);
+/// N2 (and N2s): a WorkQueue stream on file storage, 8 publishers on `client`'s connection.
+async fn js_rate(plan: &Plan, client: async_nats::Client) -> JsRate {
+    let payload = vec![b'x'; PAYLOAD];
+    let js = jetstream::new(client);
     js.create_stream(Config {
         name: "BENCH_MAIL".into(),
         subjects: vec!["bench.to.*".into()],
@@ -231,5 +340,8 @@ async fn measure(plan: &Plan, url: &str) -> (String, Stats, f64, Stats) {
         n + plan.warmup as u64,
         "acked publishes missing from the stream"
     );
-    (version, request, rate, stats(all))
+    JsRate {
+        rate,
+        ack: stats(all),
+    }
 }
