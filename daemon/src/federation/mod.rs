@@ -188,21 +188,13 @@ impl Federation {
             name: format!("claude-mesh {}", self.inner.identity.device),
             inbox_prefix: Some(format!("_INBOX_{}", self.inner.identity.device)),
         };
-        let mut backoff = None;
-        let transport = loop {
-            let attempt = tokio::select! {
-                r = Transport::connect(&opts) => r,
-                () = stop.cancelled() => return,
-            };
-            match attempt {
-                Ok(t) => break t,
-                Err(e) => {
-                    self.failed("cannot connect to the NATS server", &e);
-                    if !pause(&stop, &mut backoff).await {
-                        return;
-                    }
-                }
-            }
+        let Some(transport) = self
+            .retry("cannot connect to the NATS server", &stop, || {
+                Transport::connect(&opts)
+            })
+            .await
+        else {
+            return;
         };
         {
             let mut st = self.state();
@@ -220,39 +212,24 @@ impl Federation {
             team: self.inner.team_id.clone(),
             replicas: cfg.replicas,
         };
-        let mut backoff = None;
-        loop {
-            match transport.ensure_streams(&plan).await {
-                Ok(()) => break,
-                Err(e) => {
-                    self.failed("cannot create the mesh's streams", &e);
-                    if !pause(&stop, &mut backoff).await {
-                        return;
-                    }
-                }
-            }
+        let streams = self.retry("cannot create the mesh's streams", &stop, || {
+            transport.ensure_streams(&plan)
+        });
+        if streams.await.is_none() {
+            return;
         }
         self.state().streams_ready = true;
         let _ = self.inner.transport.set(transport.clone());
         let announce = self.announcement();
-        let mut backoff = None;
-        loop {
-            match transport
-                .announce(
-                    &self.inner.team_id,
-                    &self.inner.identity.device,
-                    announce.clone(),
-                )
-                .await
-            {
-                Ok(()) => break,
-                Err(e) => {
-                    self.failed("cannot announce this device's key", &e);
-                    if !pause(&stop, &mut backoff).await {
-                        return;
-                    }
-                }
-            }
+        let announced = self.retry("cannot announce this device's key", &stop, || {
+            transport.announce(
+                &self.inner.team_id,
+                &self.inner.identity.device,
+                announce.clone(),
+            )
+        });
+        if announced.await.is_none() {
+            return;
         }
         tasks.spawn(
             self.clone()
@@ -287,17 +264,13 @@ impl Federation {
 
     /// Key announcements: pin new hosts, refuse changed keys (loudly).
     async fn keys(self, t: Transport, store: Store, stop: CancellationToken) {
-        let mut backoff = None;
-        let mut stream = loop {
-            match t.announcements(&self.inner.team_id).await {
-                Ok(s) => break s,
-                Err(e) => {
-                    self.failed("cannot read the key announcements", &e);
-                    if !pause(&stop, &mut backoff).await {
-                        return;
-                    }
-                }
-            }
+        let Some(mut stream) = self
+            .retry("cannot read the key announcements", &stop, || {
+                t.announcements(&self.inner.team_id)
+            })
+            .await
+        else {
+            return;
         };
         // When this device last put its own announcement back (see below).
         let mut restored: Option<tokio::time::Instant> = None;
@@ -427,20 +400,13 @@ impl Federation {
     /// This device's mail: each envelope opened, committed (once, by its global id), and only
     /// then acknowledged.
     async fn receive(self, t: Transport, store: Store, stop: CancellationToken) {
-        let mut backoff = None;
-        let mut stream = loop {
-            match t
-                .mail(&self.inner.team_id, &self.inner.identity.device)
-                .await
-            {
-                Ok(s) => break s,
-                Err(e) => {
-                    self.failed("cannot read this device's mail", &e);
-                    if !pause(&stop, &mut backoff).await {
-                        return;
-                    }
-                }
-            }
+        let Some(mut stream) = self
+            .retry("cannot read this device's mail", &stop, || {
+                t.mail(&self.inner.team_id, &self.inner.identity.device)
+            })
+            .await
+        else {
+            return;
         };
         loop {
             let next = tokio::select! {
@@ -641,20 +607,13 @@ impl Federation {
 
     /// Presence from other hosts.
     async fn presence_in(self, t: Transport, store: Store, stop: CancellationToken) {
-        let mut backoff = None;
-        let mut stream = loop {
-            match t
-                .presence(&self.inner.team_id, &self.inner.identity.device)
-                .await
-            {
-                Ok(s) => break s,
-                Err(e) => {
-                    self.failed("cannot listen for presence", &e);
-                    if !pause(&stop, &mut backoff).await {
-                        return;
-                    }
-                }
-            }
+        let Some(mut stream) = self
+            .retry("cannot listen for presence", &stop, || {
+                t.presence(&self.inner.team_id, &self.inner.identity.device)
+            })
+            .await
+        else {
+            return;
         };
         loop {
             let payload = tokio::select! {
@@ -829,6 +788,38 @@ enum Sender {
 enum Settle {
     Ack,
     Retry,
+}
+
+impl Federation {
+    /// Run `attempt` until it succeeds, each failure reported as `what` and followed by the
+    /// next back-off step; `None` once `stop` comes.
+    async fn retry<T, E, Fut>(
+        &self,
+        what: &str,
+        stop: &CancellationToken,
+        mut attempt: impl FnMut() -> Fut,
+    ) -> Option<T>
+    where
+        E: std::fmt::Display,
+        Fut: std::future::Future<Output = Result<T, E>>,
+    {
+        let mut backoff = None;
+        loop {
+            let result = tokio::select! {
+                r = attempt() => r,
+                () = stop.cancelled() => return None,
+            };
+            match result {
+                Ok(v) => return Some(v),
+                Err(e) => {
+                    self.failed(what, &e);
+                    if !pause(stop, &mut backoff).await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Sleep the next back-off step; false if `stop` came first.
