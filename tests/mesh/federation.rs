@@ -15,9 +15,9 @@ use mesh_testkit::nats::{self, Flavor, NatsServer};
 use mesh_testkit::{Mesh, Session, output_text, wait_for};
 
 /// A "machine": a HOME with a daemon joined to the mesh as `host`.
-struct Machine {
-    mesh: Mesh,
-    host: String,
+pub(crate) struct Machine {
+    pub(crate) mesh: Mesh,
+    pub(crate) host: String,
 }
 
 /// `mesh join <url> --host <host> <extra>` in `mesh`'s HOME, which must succeed; the daemon it
@@ -35,13 +35,32 @@ fn join_in(mesh: &Mesh, url: &str, host: &str, extra: &[&std::ffi::OsStr]) {
 
 impl Machine {
     /// A fresh HOME joined to `url` as `host` (`mesh join`), its daemon running.
-    fn join(url: &str, host: &str) -> Machine {
-        Machine::join_with(url, host, &[])
+    pub(crate) fn join(url: &str, host: &str) -> Machine {
+        Machine::join_env(url, host, &[], &[])
     }
 
     /// [`Machine::join`] with more arguments for `mesh join`.
-    fn join_with(url: &str, host: &str, extra: &[&std::ffi::OsStr]) -> Machine {
+    pub(crate) fn join_with(url: &str, host: &str, extra: &[&std::ffi::OsStr]) -> Machine {
+        Machine::join_env(url, host, extra, &[])
+    }
+
+    /// [`Machine::join`] in `team`.
+    pub(crate) fn join_team(url: &str, host: &str, team: &str) -> Machine {
+        Machine::join_env(url, host, &["--team".as_ref(), team.as_ref()], &[])
+    }
+
+    /// [`Machine::join_with`], the daemon run with these environment variables.
+    pub(crate) fn join_env(
+        url: &str,
+        host: &str,
+        extra: &[&std::ffi::OsStr],
+        env: &[(&str, &str)],
+    ) -> Machine {
         let mut mesh = Mesh::without_daemon();
+        mesh.daemon_env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         join_in(&mesh, url, host, extra);
         mesh.spawn_daemon();
         Machine {
@@ -50,11 +69,48 @@ impl Machine {
         }
     }
 
-    fn report(&self) -> FederationReport {
+    /// Whether this machine lists `name@host` as live now.
+    pub(crate) fn lists(&self, name: &str, host: &str) -> bool {
+        self.peers()
+            .remote
+            .iter()
+            .any(|s| s.live && s.name == name && s.host == host)
+    }
+
+    /// This machine's device key, read from its state directory (the test holds every HOME).
+    pub(crate) fn key(&self) -> mesh_daemon::federation::keys::DeviceKey {
+        mesh_daemon::federation::keys::DeviceKey::load(
+            &mesh_daemon::federation::config::FederationConfig::key_path(self.mesh.state.root()),
+        )
+        .unwrap()
+    }
+
+    pub(crate) fn device(&self) -> String {
+        self.key().device_id().to_string()
+    }
+
+    /// The daemon still runs and answers.
+    pub(crate) fn alive(&mut self) {
+        let child = self.mesh.daemon.as_mut().expect("daemon handle");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "{} daemon died: {}",
+            self.host,
+            self.mesh.log()
+        );
+        self.mesh.conn().ping().unwrap();
+    }
+
+    /// The `mesh` command's output in this HOME.
+    pub(crate) fn run(&self, args: &[&str]) -> std::process::Output {
+        self.mesh.mesh().args(args).output().unwrap()
+    }
+
+    pub(crate) fn report(&self) -> FederationReport {
         self.mesh.conn().call_typed(FederationStatus {}).unwrap()
     }
 
-    fn peers(&self) -> MeshPeers {
+    pub(crate) fn peers(&self) -> MeshPeers {
         self.mesh
             .conn()
             .call_typed(ListScoped {
@@ -69,7 +125,7 @@ impl Machine {
     }
 
     /// Wait until this machine lists `name@host` as live.
-    fn sees(&self, name: &str, host: &str) {
+    pub(crate) fn sees(&self, name: &str, host: &str) {
         wait_for(
             &format!("{} to list {name}@{host}", self.host),
             Duration::from_secs(30),
@@ -83,7 +139,7 @@ impl Machine {
     }
 
     /// Everything pending for `session`, taken.
-    fn take(&self, session: &Session) -> Vec<mesh_proto::Message> {
+    pub(crate) fn take(&self, session: &Session) -> Vec<mesh_proto::Message> {
         self.mesh
             .conn()
             .consume(Consume {
@@ -99,7 +155,7 @@ impl Machine {
 }
 
 /// Each server flavor this machine has (both, under CI).
-fn each_flavor(mut test: impl FnMut(Flavor, &std::path::Path)) {
+pub(crate) fn each_flavor(mut test: impl FnMut(Flavor, &std::path::Path)) {
     for (flavor, bin) in nats::flavors() {
         eprintln!("--- against {flavor}");
         test(flavor, &bin);

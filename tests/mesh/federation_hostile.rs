@@ -9,7 +9,6 @@
 
 use std::collections::HashSet;
 use std::net::TcpListener;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -20,135 +19,13 @@ use mesh_daemon::federation::envelope::{
 use mesh_daemon::federation::keys::{self, DeviceKey, PublicKey};
 use mesh_daemon::federation::transport;
 use mesh_proto::{
-    AskResult, Caller, Class, Consume, FederationReport, FederationStatus, Kind, List, ListScoped,
-    MeshPeers, Reach, Scope, SetSummary,
+    AskResult, Caller, Class, Consume, Kind, List, ListScoped, Reach, Scope, SetSummary,
 };
-use mesh_testkit::nats::{self, Client, Flavor, NatsServer, Tap};
+use mesh_testkit::nats::{self, Client, NatsServer, Tap};
+
+use super::federation::{Machine, each_flavor};
 use mesh_testkit::{Mesh, Session, output_text, poll, wait_for};
 use serde_json::{Value, json};
-
-/// A "machine": a HOME with a daemon joined to the mesh as `host`.
-struct Machine {
-    mesh: Mesh,
-    host: String,
-}
-
-impl Machine {
-    /// A fresh HOME joined to `url` as `host` in `team` (`mesh join`), its daemon running.
-    fn join(url: &str, host: &str, team: &str) -> Machine {
-        Self::join_with(url, host, team, &[])
-    }
-
-    /// [`Machine::join`], the daemon run with these environment variables.
-    fn join_with(url: &str, host: &str, team: &str, env: &[(&str, &str)]) -> Machine {
-        let mut mesh = Mesh::without_daemon();
-        mesh.daemon_env = env
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        let out = mesh
-            .mesh()
-            .args(["join", url, "--host", host, "--team", team, "--json"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "mesh join: {}", output_text(&out));
-        // `mesh join` started a daemon of its own, outside our handle: stop it and run ours.
-        let _ = mesh.mesh().arg("stop").output();
-        mesh.spawn_daemon();
-        Machine {
-            mesh,
-            host: host.to_owned(),
-        }
-    }
-
-    fn report(&self) -> FederationReport {
-        self.mesh.conn().call_typed(FederationStatus {}).unwrap()
-    }
-
-    fn peers(&self) -> MeshPeers {
-        self.mesh
-            .conn()
-            .call_typed(ListScoped {
-                list: List {
-                    caller: Caller::default(),
-                    scope: Scope::Machine,
-                    include_offline: false,
-                },
-                reach: Reach::Mesh,
-            })
-            .unwrap()
-    }
-
-    /// Wait until this machine lists `name@host` as live.
-    fn sees(&self, name: &str, host: &str) {
-        wait_for(
-            &format!("{} to list {name}@{host}", self.host),
-            Duration::from_secs(30),
-            || {
-                self.peers()
-                    .remote
-                    .iter()
-                    .any(|s| s.live && s.name == name && s.host == host)
-            },
-        );
-    }
-
-    fn lists(&self, name: &str, host: &str) -> bool {
-        self.peers()
-            .remote
-            .iter()
-            .any(|s| s.live && s.name == name && s.host == host)
-    }
-
-    /// Everything pending for `session`, taken.
-    fn take(&self, session: &Session) -> Vec<mesh_proto::Message> {
-        self.mesh
-            .conn()
-            .consume(Consume {
-                caller: session.caller.clone(),
-                class: Class::All,
-                peek: false,
-                max_bytes: 0,
-                handout: 0,
-            })
-            .unwrap()
-            .messages
-    }
-
-    /// This machine's device key, read from its state directory (the test holds every HOME).
-    fn key(&self) -> DeviceKey {
-        DeviceKey::load(&FederationConfig::key_path(self.mesh.state.root())).unwrap()
-    }
-
-    fn device(&self) -> String {
-        self.key().device_id().to_string()
-    }
-
-    /// The daemon still runs and answers.
-    fn alive(&mut self) {
-        let child = self.mesh.daemon.as_mut().expect("daemon handle");
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "{} daemon died: {}",
-            self.host,
-            self.mesh.log()
-        );
-        self.mesh.conn().ping().unwrap();
-    }
-
-    /// The `mesh` command's output in this HOME.
-    fn run(&self, args: &[&str]) -> std::process::Output {
-        self.mesh.mesh().args(args).output().unwrap()
-    }
-}
-
-/// Each server flavor this machine has (both, under CI).
-fn each_flavor(mut test: impl FnMut(Flavor, &Path)) {
-    for (flavor, bin) in nats::flavors() {
-        eprintln!("--- against {flavor}");
-        test(flavor, &bin);
-    }
-}
 
 /// A marker no code path produces by chance: `<what>` and 16 random hex digits.
 fn marker(what: &str) -> String {
@@ -257,8 +134,8 @@ fn the_server_store_and_the_wire_carry_no_plaintext() {
         let server = NatsServer::start(bin);
         let tap = Tap::start(server.addr());
         let team = marker("team");
-        let a = Machine::join(&tap.url(), "alphahost", &team);
-        let b = Machine::join(&tap.url(), "bravohost", &team);
+        let a = Machine::join_team(&tap.url(), "alphahost", &team);
+        let b = Machine::join_team(&tap.url(), "bravohost", &team);
         let (name_a, name_b) = (marker("alice"), marker("bob"));
         let alice = a.mesh.session(&name_a);
         let bob = b.mesh.session(&name_b);
@@ -411,8 +288,8 @@ fn an_impostor_with_a_known_host_name_reads_nothing_and_is_refused_until_trusted
         let server = NatsServer::start(bin);
         let team = "red";
         let team_id = config::team_id(team);
-        let mut a = Machine::join(&server.url(), "laptop", team);
-        let b = Machine::join(&server.url(), "devbox", team);
+        let mut a = Machine::join_team(&server.url(), "laptop", team);
+        let b = Machine::join_team(&server.url(), "devbox", team);
         let alice = a.mesh.session("alice");
         let x_on_b = b.mesh.session("x");
         a.sees("x", "devbox");
@@ -420,7 +297,7 @@ fn an_impostor_with_a_known_host_name_reads_nothing_and_is_refused_until_trusted
         let pinned = b.report().fingerprint;
 
         // The impostor: a HOME of its own (its own key), joined under devbox's host name.
-        let c = Machine::join(&server.url(), "devbox", team);
+        let c = Machine::join_team(&server.url(), "devbox", team);
         let x_on_c = c.mesh.session("x");
         let offered = c.report().fingerprint;
         assert_ne!(offered, pinned);
@@ -548,8 +425,8 @@ fn hand_made_frames_on_a_mail_subject_are_refused_and_change_nothing() {
         let server = NatsServer::start(bin);
         let team = "blue";
         let team_id = config::team_id(team);
-        let mut a = Machine::join(&server.url(), "target", team);
-        let mut b = Machine::join(&server.url(), "peer", team);
+        let mut a = Machine::join_team(&server.url(), "target", team);
+        let mut b = Machine::join_team(&server.url(), "peer", team);
         let alice = a.mesh.session("alice");
         let bob = b.mesh.session("bob");
         a.sees("bob", "peer");
@@ -916,13 +793,13 @@ fn mail_replayed_after_retention_forgot_it_is_refused() {
         let team_id = config::team_id(team);
         // Delivered mail is kept 6 s here (the sweep runs every 30 s).
         let days = format!("{}", 6.0 / 86_400.0);
-        let a = Machine::join_with(
+        let a = Machine::join_env(
             &server.url(),
             "forgetful",
-            team,
+            &["--team".as_ref(), team.as_ref()],
             &[("CLAUDE_MESH_RETAIN_DAYS", days.as_str())],
         );
-        let b = Machine::join(&server.url(), "sender", team);
+        let b = Machine::join_team(&server.url(), "sender", team);
         let alice = a.mesh.session("alice");
         let bob = b.mesh.session("bob");
         a.sees("bob", "sender");
@@ -1001,8 +878,8 @@ fn dedupe_ids_seen_on_the_wire_cannot_suppress_a_receipt() {
         let server = NatsServer::start(bin);
         let team = "amber";
         let team_id = config::team_id(team);
-        let a = Machine::join(&server.url(), "origin", team);
-        let b = Machine::join(&server.url(), "dest", team);
+        let a = Machine::join_team(&server.url(), "origin", team);
+        let b = Machine::join_team(&server.url(), "dest", team);
         let alice = a.mesh.session("alice");
         let bob = b.mesh.session("bob");
         a.sees("bob", "dest");
@@ -1145,7 +1022,7 @@ fn hostile_presence_is_bounded_sanitized_and_never_resurrects_a_departed_session
         let server = NatsServer::start(bin);
         let team = "green";
         let team_id = config::team_id(team);
-        let mut a = Machine::join(&server.url(), "home", team);
+        let mut a = Machine::join_team(&server.url(), "home", team);
         let _alice = a.mesh.session("alice");
         let a_pub = a.key().public();
         // Two peers of the team (anyone with the credentials may join under a new name; trust on
@@ -1373,8 +1250,8 @@ fn a_known_key_announced_under_another_name_is_not_pinned_again() {
     each_flavor(|_, bin| {
         let server = NatsServer::start(bin);
         let team_id = config::team_id("default");
-        let a = Machine::join(&server.url(), "watcher", "default");
-        let b = Machine::join(&server.url(), "honest", "default");
+        let a = Machine::join_team(&server.url(), "watcher", "default");
+        let b = Machine::join_team(&server.url(), "honest", "default");
         let alice = a.mesh.session("alice");
         let bob = b.mesh.session("bob");
         a.sees("bob", "honest");
@@ -1415,7 +1292,7 @@ fn a_known_key_announced_under_another_name_is_not_pinned_again() {
         assert_eq!(got[0].from.name, "bob@honest");
         // honest put its own announcement back: a machine joining now pins its key under its
         // own name.
-        let d = Machine::join(&server.url(), "newcomer", "default");
+        let d = Machine::join_team(&server.url(), "newcomer", "default");
         d.sees("bob", "honest");
         let hosts: Vec<String> = d.report().hosts.into_iter().map(|h| h.host).collect();
         assert!(
@@ -1432,7 +1309,7 @@ fn announcing_endless_host_names_pins_a_bounded_number() {
     each_flavor(|_, bin| {
         let server = NatsServer::start(bin);
         let team_id = config::team_id("default");
-        let mut a = Machine::join(&server.url(), "target", "default");
+        let mut a = Machine::join_team(&server.url(), "target", "default");
         let mut c = server.client();
         let n = mesh_daemon::store::hosts::MAX_HOSTS + 8;
         for i in 0..n {
@@ -1514,7 +1391,7 @@ fn a_daemon_outside_any_mesh_opens_no_network_socket() {
     // The same check finds the connection of a joined daemon (so it can fail).
     each_flavor(|_, bin| {
         let server = NatsServer::start(bin);
-        let joined = Machine::join(&server.url(), "netcheck", "default");
+        let joined = Machine::join_team(&server.url(), "netcheck", "default");
         wait_for("the daemon to connect", Duration::from_secs(20), || {
             joined.report().connected
         });
@@ -1589,8 +1466,8 @@ fn hooks_on_a_joined_machine_never_touch_the_network() {
         .is_ok_and(|s| s.success());
     each_flavor(|_, bin| {
         let server = NatsServer::start(bin);
-        let a = Machine::join(&server.url(), "hooked", "default");
-        let b = Machine::join(&server.url(), "sender", "default");
+        let a = Machine::join_team(&server.url(), "hooked", "default");
+        let b = Machine::join_team(&server.url(), "sender", "default");
         let alice = a.mesh.session("alice");
         let bob = b.mesh.session("bob");
         a.sees("bob", "sender");
