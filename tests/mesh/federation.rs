@@ -569,9 +569,16 @@ fn a_cluster_loses_nothing_when_the_stream_leader_dies() {
         let mut killed = None;
         for i in 0..400u32 {
             if i == 150 {
-                let leader = cluster
-                    .leader_of(&stream)
-                    .expect("the mail stream has a leader");
+                // Replicated on all three (the daemons asked for three: the server is in a
+                // cluster), and led by one of them.
+                let replicas = cluster
+                    .client()
+                    .and_then(|mut c| c.stream_info(&stream).ok())
+                    .and_then(|info| info.pointer("/config/num_replicas")?.as_u64());
+                assert_eq!(replicas, Some(3), "the mail stream's replicas");
+                let leader =
+                    mesh_testkit::poll(Duration::from_secs(20), || cluster.leader_of(&stream))
+                        .expect("the mail stream has a leader");
                 cluster.server(leader).kill9();
                 killed = Some(leader);
             }

@@ -359,10 +359,42 @@ impl Transport {
             return Err(TransportError::NoJetStream);
         }
         let (mail, keys) = stream_names(&plan.team);
-        let replicas = plan
-            .replicas
-            .unwrap_or_else(|| self.server_facts().cluster_size.min(3))
-            .max(1);
+        // A clustered server says so in its INFO (its cluster's name) as soon as it starts,
+        // while the other servers' addresses come only once its routes are up: a daemon that
+        // connects early must not settle for one replica. Three, then fewer if the cluster
+        // has too few servers for that.
+        let info = self.client.server_info();
+        let clustered = info.cluster.as_deref().is_some_and(|c| !c.is_empty());
+        let counts: Vec<usize> = match plan.replicas {
+            Some(n) => vec![n.max(1)],
+            None if clustered => {
+                let mut c = vec![3, self.server_facts().cluster_size.clamp(1, 3), 1];
+                c.dedup();
+                c
+            }
+            None => vec![self.server_facts().cluster_size.clamp(1, 3)],
+        };
+        let mut last = None;
+        for replicas in counts {
+            match self.ensure_team_streams(plan, &mail, &keys, replicas).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    tracing::debug!(replicas, "team streams not created: {e}");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or(TransportError::NoJetStream))
+    }
+
+    async fn ensure_team_streams(
+        &self,
+        plan: &StreamPlan,
+        mail: &str,
+        keys: &str,
+        replicas: usize,
+    ) -> Result<(), TransportError> {
+        let (mail, keys) = (mail.to_owned(), keys.to_owned());
         let mail_cfg = stream::Config {
             name: mail,
             subjects: vec![format!("mesh.{}.to.*", plan.team)],
