@@ -154,16 +154,15 @@ impl Machine {
     }
 }
 
-/// Each server flavor this machine has (both, under CI).
-pub(crate) fn each_flavor(mut test: impl FnMut(Flavor, &std::path::Path)) {
-    for (flavor, bin) in nats::flavors() {
-        eprintln!("--- against {flavor}");
-        test(flavor, &bin);
-    }
+/// Each server flavor this machine has (both, under CI), at once on threads of their own: each
+/// flavor's run has its own server and HOMEs, and these tests mostly wait (on the network, on
+/// timeouts), so running the flavors side by side halves their wall time. Each thread starts
+/// its own server, which lives as long as that thread.
+pub(crate) fn each_flavor(test: impl Fn(Flavor, &std::path::Path) + Sync) {
+    each_flavor_at_once(test);
 }
 
-/// [`each_flavor`], the flavors at once on threads of their own: for a test that mostly waits
-/// (each thread starts its own server, which lives as long as that thread).
+/// The flavors at once ([`each_flavor`]); a failure names its flavor.
 fn each_flavor_at_once(test: impl Fn(Flavor, &std::path::Path) + Sync) {
     std::thread::scope(|scope| {
         let runs: Vec<_> = nats::flavors()
@@ -378,7 +377,7 @@ fn mail_to_an_offline_machine_waits_and_arrives_when_it_returns() {
 /// receiving daemon killed mid-stream: every returned id arrives exactly once.
 #[test]
 fn a_thousand_messages_survive_server_and_daemon_kills_exactly_once() {
-    each_flavor_at_once(|_, bin| {
+    each_flavor(|_, bin| {
         let mut server = NatsServer::start(bin);
         let a = Machine::join(&server.url(), "src");
         let mut b = Machine::join(&server.url(), "dst");
@@ -434,7 +433,7 @@ fn a_thousand_messages_survive_server_and_daemon_kills_exactly_once() {
 /// NATS unreachable for a minute while mail is sent: all of it arrives after.
 #[test]
 fn the_outbox_drains_after_the_server_was_down_for_a_minute() {
-    each_flavor_at_once(|_, bin| {
+    each_flavor(|_, bin| {
         let mut server = NatsServer::start(bin);
         let a = Machine::join(&server.url(), "east");
         let b = Machine::join(&server.url(), "west");
