@@ -5,12 +5,8 @@ use mesh_proto::sanitize;
 use mesh_proto::{ErrorCode, HostKey, WireError};
 use rusqlite::{OptionalExtension, params};
 
-use super::{Ctx, Reader, sql_error};
+use super::{Ctx, Reader, db};
 use crate::federation::keys::PublicKey;
-
-fn db(r: &Reader<'_>, e: rusqlite::Error) -> WireError {
-    sql_error(&e, r.path())
-}
 
 /// A host and its keys, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -590,6 +590,11 @@ fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// [`sql_error`] for the database `r` reads: what every store query maps its error with.
+pub(crate) fn db(r: &Reader<'_>, e: rusqlite::Error) -> WireError {
+    sql_error(&e, r.path())
+}
+
 /// Map a SQLite error to the wire, with a message that says what to do.
 pub fn sql_error(e: &rusqlite::Error, path: &Path) -> WireError {
     match e.sqlite_error_code() {

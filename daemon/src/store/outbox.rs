@@ -7,13 +7,9 @@ use mesh_proto::{ErrorCode, WireError};
 use rusqlite::params;
 
 use super::hosts::key32;
-use super::{Ctx, Reader, sql_error};
+use super::{Ctx, Reader, db};
 use crate::federation::envelope::Envelope;
 use crate::federation::keys::PublicKey;
-
-fn db(r: &Reader<'_>, e: rusqlite::Error) -> WireError {
-    sql_error(&e, r.path())
-}
 
 /// Queue `env` for `host` in the outbox (in the caller's transaction). A second envelope with
 /// the same id (a receipt sent again) is the same envelope: kept once.

@@ -5,13 +5,9 @@ use mesh_proto::sanitize;
 use mesh_proto::{RemoteSession, WireError};
 use rusqlite::{OptionalExtension, params};
 
-use super::{Ctx, Reader, norm, sql_error};
+use super::{Ctx, Reader, db, norm};
 use crate::federation::envelope::Presence;
 use crate::naming::MAX_NAME_CHARS;
-
-fn db(r: &Reader<'_>, e: rusqlite::Error) -> WireError {
-    sql_error(&e, r.path())
-}
 
 /// A host stays listed this long after its last presence (heartbeats come every
 /// [`crate::federation::PRESENCE_INTERVAL`]): a machine that disappears leaves the lists

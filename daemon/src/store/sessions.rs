@@ -132,9 +132,7 @@ pub struct Registration {
     pub default_summary: String,
 }
 
-pub(crate) fn db(ctx: &Reader<'_>, e: rusqlite::Error) -> WireError {
-    super::sql_error(&e, ctx.path())
-}
+pub(crate) use super::db;
 
 /// Register or re-register a session; it is live and busy afterwards.
 pub fn register(ctx: &mut Ctx<'_>, reg: Registration) -> Result<SessionRow, WireError> {
