@@ -16,6 +16,7 @@ const TEAM: &str = "0123456789abcdef";
 const DEV_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const DEV_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 const DEV_C: &str = "cccccccccccccccccccccccccccccccc";
+const DEV_D: &str = "dddddddddddddddddddddddddddddddd";
 
 /// The servers to run every test against.
 fn servers() -> Vec<PathBuf> {
@@ -301,13 +302,19 @@ async fn unacked_mail_is_delivered_again() {
         assert_eq!(again.payload, b"again");
         assert_eq!(again.redelivered(), 1);
 
-        // A nak brings it back at once.
-        again.nak().await.unwrap();
-        let third = tokio::time::timeout(Duration::from_secs(5), mail.next())
+        // A nak brings it back after the delay it asks for, not before.
+        let naked = Instant::now();
+        again.nak(Duration::from_secs(1)).await.unwrap();
+        let third = tokio::time::timeout(Duration::from_secs(10), mail.next())
             .await
             .unwrap()
             .unwrap()
             .unwrap();
+        assert!(
+            naked.elapsed() >= Duration::from_millis(900),
+            "{bin:?}: a nak with a 1 s delay came back after {:?}",
+            naked.elapsed()
+        );
         assert_eq!(third.redelivered(), 2);
         third.ack().await.unwrap();
         assert_eq!(mail_count(&t).await, 0);
@@ -508,6 +515,14 @@ async fn announcements_last_per_device_then_live() {
         assert_eq!(t.dropped(), 1, "the announcement without a device id");
         // The stream keeps one per subject.
         assert_eq!(t.stream_states(TEAM).await[1].2, 4);
+        // Which devices announced a key at all, asked of the stream.
+        for (device, expected) in [(DEV_A, Some(3)), (DEV_C, Some(5)), (DEV_D, None)] {
+            assert_eq!(
+                t.announced(TEAM, device).await.unwrap(),
+                expected,
+                "{bin:?}: announced({device})"
+            );
+        }
     }
 }
 

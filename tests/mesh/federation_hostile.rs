@@ -108,6 +108,19 @@ fn drained(c: &mut Client, team_id: &str, device: &str) {
     );
 }
 
+/// How many deliveries `device`'s mail consumer has made so far, redeliveries included (its
+/// consumer sequence counts every delivery).
+fn deliveries(c: &mut Client, team_id: &str, device: &str) -> u64 {
+    let (stream, _) = transport::stream_names(team_id);
+    let consumer = transport::mail_consumer_name(device);
+    let info = c
+        .js_request(&format!("$JS.API.CONSUMER.INFO.{stream}.{consumer}"), b"")
+        .unwrap();
+    info["delivered"]["consumer_seq"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no delivered.consumer_seq in {info}"))
+}
+
 /// Publish a key announcement for `key` as `host` (what `mesh join` makes a daemon do).
 fn announce(c: &mut Client, team_id: &str, key: &DeviceKey, host: &str) {
     let a = Announce {
@@ -498,10 +511,14 @@ fn hand_made_frames_on_a_mail_subject_are_refused_and_change_nothing() {
             a.report().outbox_depth == 0
         });
 
+        drained(&mut attacker, &team_id, &a_dev);
+        let delivered_before = deliveries(&mut attacker, &team_id, &a_dev);
         let mut secrets = Vec::new();
+        let published = std::cell::Cell::new(0u64);
         let publish = |c: &mut Client, what: &str, id: &str, bytes: &[u8]| {
             c.js_publish(&subject, Some(id), bytes)
                 .unwrap_or_else(|e| panic!("publish {what}: {e}"));
+            published.set(published.get() + 1);
         };
         // Garbage.
         publish(&mut attacker, "garbage", "g1", b"hello, daemon");
@@ -662,6 +679,35 @@ fn hand_made_frames_on_a_mail_subject_are_refused_and_change_nothing() {
                 &envelope::seal_frame(key, &a_pub, &env).unwrap(),
             );
         }
+        // A valid frame from a key announced under target's own host name: an announcement
+        // target has read and refused, so the mail is refused at once too.
+        let impostor = DeviceKey::generate();
+        announce(&mut attacker, &team_id, &impostor, "target");
+        wait_for(
+            "target to refuse an announcement of its own name",
+            Duration::from_secs(30),
+            || {
+                a.mesh.log().contains(&format!(
+                    "another device ({})",
+                    impostor.public().fingerprint()
+                ))
+            },
+        );
+        let s = marker("impostor");
+        let env = mail(
+            &format!("{}-0000000000000001", impostor.device_id()),
+            Kind::Task,
+            "alice",
+            &s,
+            None,
+        );
+        publish(
+            &mut attacker,
+            "announced impostor",
+            &env.id(),
+            &envelope::seal_frame(&impostor, &a_pub, &env).unwrap(),
+        );
+        secrets.push(s);
         // Presence sent as mail.
         let s = marker("presence");
         let env = Envelope::Presence(Presence {
@@ -686,6 +732,14 @@ fn hand_made_frames_on_a_mail_subject_are_refused_and_change_nothing() {
 
         drained(&mut attacker, &team_id, &a_dev);
         a.alive();
+        // Each was settled on its first delivery: junk, even from a key nobody announced,
+        // costs the receiver one delivery, not a burst of them.
+        assert_eq!(
+            deliveries(&mut attacker, &team_id, &a_dev) - delivered_before,
+            published.get(),
+            "deliveries of the {} hand-made frames",
+            published.get()
+        );
         assert!(a.take(&alice).is_empty(), "a hand-made frame was accepted");
         let secret_refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
         let found = nats::store_contains(a.mesh.state.root(), &secret_refs);

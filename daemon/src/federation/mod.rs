@@ -9,6 +9,7 @@ pub mod keys;
 pub mod transport;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -43,9 +44,40 @@ const MAX_RECEIVE_BATCH: usize = 256;
 const RETRY_MIN: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
-/// A delivery from a device whose key has not been announced yet is handed back this many
-/// times (its announcement is usually a moment behind) before it is dropped.
+/// A delivery from a device whose key announcement is in the keys stream but not yet read
+/// here (it is usually a moment behind) is handed back this many times, each after
+/// [`redelivery_delay`] (about nine minutes in all), before it is dropped. A device that never
+/// announced a key is dropped at once.
 const UNKNOWN_SENDER_TRIES: u64 = 60;
+
+/// Longest wait before a delivery handed back comes again.
+const REDELIVERY_MAX: Duration = Duration::from_secs(10);
+
+/// How long a delivery handed back (`Settle::Retry`) waits before the server offers it again:
+/// [`RETRY_MIN`], doubling with each redelivery, at most [`REDELIVERY_MAX`]. A receiver that
+/// cannot take mail (a full disk) or a sender not known yet must not turn into a busy loop of
+/// deliveries.
+fn redelivery_delay(redelivered: u64) -> Duration {
+    let doublings = u32::try_from(redelivered.min(6)).unwrap_or(6);
+    RETRY_MIN.saturating_mul(1 << doublings).min(REDELIVERY_MAX)
+}
+
+/// Longest last error kept for `mesh health`, in bytes.
+const MAX_ERROR_BYTES: usize = 1024;
+
+/// `text` cut to at most `max` bytes (at a character boundary, `…` marking the cut): what a
+/// server says (its version, its error messages) is untrusted and kept only bounded.
+pub(crate) fn bounded(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max.saturating_sub('…'.len_utf8());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
 
 /// What `federation.toml` and the device key say, read at the daemon's start.
 #[derive(Debug, Clone)]
@@ -116,6 +148,12 @@ struct Inner {
     presence_now: Notify,
     /// How long delivered mail is kept ([`Setup::load_retaining`]).
     retain: Option<Duration>,
+    /// The keys stream's sequence up to which every announcement has been handled here (pinned,
+    /// or refused for good): mail from a device whose latest announcement is at or below it,
+    /// and that is still unknown, will stay unknown.
+    keys_read: AtomicU64,
+    /// An announcement could not be recorded (the store failed): `keys_read` proves nothing.
+    keys_lossy: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -151,6 +189,8 @@ impl Federation {
                 transport: tokio::sync::OnceCell::new(),
                 presence_now: Notify::new(),
                 retain,
+                keys_read: AtomicU64::new(0),
+                keys_lossy: AtomicBool::new(false),
             }),
         }
     }
@@ -165,7 +205,8 @@ impl Federation {
     }
 
     fn failed(&self, what: &str, e: &dyn std::fmt::Display) {
-        let msg = format!("{what}: {e}");
+        // Errors can quote the server (an `-ERR` line, an API error description): bounded.
+        let msg = bounded(format!("{what}: {e}"), MAX_ERROR_BYTES);
         tracing::warn!(target: "mesh::federation", "{msg}");
         self.state().last_error = Some(msg);
     }
@@ -274,7 +315,10 @@ impl Federation {
         };
         // When this device last put its own announcement back (see below).
         let mut restored: Option<tokio::time::Instant> = None;
+        // The announcement handled in the previous turn (every turn handles one, to the end).
+        let mut handled = 0;
         loop {
+            self.inner.keys_read.fetch_max(handled, Ordering::Release);
             let next = tokio::select! {
                 n = stream.next() => n,
                 () = stop.cancelled() => return,
@@ -287,6 +331,7 @@ impl Federation {
                 }
                 Some(Ok(a)) => a,
             };
+            handled = a.sequence;
             let ann = match envelope::read_announce(&a.payload) {
                 Ok(ann) => ann,
                 Err(e) => {
@@ -372,7 +417,10 @@ impl Federation {
                     pinned_fp = pinned.fingerprint(),
                     offered_fp = offered.fingerprint(),
                 ),
-                Err(e) => self.failed("cannot record a host's key", &e),
+                Err(e) => {
+                    self.inner.keys_lossy.store(true, Ordering::Release);
+                    self.failed("cannot record a host's key", &e);
+                }
             }
         }
     }
@@ -441,14 +489,13 @@ impl Federation {
                 }
             }
             let settles = batch.into_iter().map(|delivery| {
-                let (fed, store) = (&self, &store);
+                let (fed, store, t) = (&self, &store, &t);
                 async move {
-                    let settle = fed
-                        .take(store, &delivery.payload, delivery.redelivered())
-                        .await;
+                    let redelivered = delivery.redelivered();
+                    let settle = fed.take(t, store, &delivery.payload, redelivered).await;
                     let result = match settle {
                         Settle::Ack => delivery.ack().await,
-                        Settle::Retry => delivery.nak().await,
+                        Settle::Retry => delivery.nak(redelivery_delay(redelivered)).await,
                     };
                     if let Err(e) = result {
                         fed.failed("cannot settle a delivery", &e);
@@ -463,7 +510,7 @@ impl Federation {
     }
 
     /// What to do with one delivery's payload.
-    async fn take(&self, store: &Store, payload: &[u8], redelivered: u64) -> Settle {
+    async fn take(&self, t: &Transport, store: &Store, payload: &[u8], redelivered: u64) -> Settle {
         let frame = match envelope::read_frame(payload) {
             Ok(f) => f,
             Err(e) => {
@@ -483,10 +530,43 @@ impl Federation {
                 );
                 return Settle::Ack;
             }
-            Ok(Sender::Unknown) if redelivered < UNKNOWN_SENDER_TRIES => return Settle::Retry,
-            Ok(Sender::Unknown) => {
-                tracing::error!(target: "mesh::federation", device, "dropped mail from a device that never announced a key");
+            Ok(Sender::Unknown) if device == self.inner.identity.device => {
+                tracing::error!(target: "mesh::federation", "REFUSED mail that claims to come from this device (a replay of its own mail to another machine)");
                 return Settle::Ack;
+            }
+            Ok(Sender::Unknown) => {
+                // Worth waiting for only if its key is announced and merely not read here yet.
+                let read = (!self.inner.keys_lossy.load(Ordering::Acquire))
+                    .then(|| self.inner.keys_read.load(Ordering::Acquire));
+                return match t.announced(&self.inner.team_id, &device).await {
+                    Ok(Some(seq))
+                        if read.is_none_or(|read| seq > read)
+                            && redelivered < UNKNOWN_SENDER_TRIES =>
+                    {
+                        Settle::Retry
+                    }
+                    Ok(announced) => {
+                        tracing::error!(
+                            target: "mesh::federation",
+                            device,
+                            "dropped mail from a device {}",
+                            if announced.is_some() {
+                                "whose key announcement was not accepted here"
+                            } else {
+                                "that never announced a key"
+                            }
+                        );
+                        Settle::Ack
+                    }
+                    Err(e) => {
+                        self.failed("cannot look up a sender's key announcement", &e);
+                        if redelivered < UNKNOWN_SENDER_TRIES {
+                            Settle::Retry
+                        } else {
+                            Settle::Ack
+                        }
+                    }
+                };
             }
             Err(e) => {
                 self.failed("cannot look up a sender", &e);
@@ -838,5 +918,34 @@ pub fn broken_report(reason: &str) -> FederationReport {
         configured: true,
         config_error: Some(reason.to_owned()),
         ..FederationReport::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_server_says_is_kept_bounded() {
+        assert_eq!(bounded("2.15.1".into(), 64), "2.15.1");
+        assert_eq!(bounded("x".repeat(64), 64), "x".repeat(64));
+        assert_eq!(bounded("x".repeat(70), 64), format!("{}…", "x".repeat(61)));
+        let wide = bounded("é".repeat(100), 64);
+        assert!(wide.len() <= 64 && wide.ends_with('…'), "{wide}");
+    }
+
+    #[test]
+    fn mail_handed_back_waits_longer_each_time_and_not_forever() {
+        assert_eq!(redelivery_delay(0), RETRY_MIN);
+        assert_eq!(redelivery_delay(1), RETRY_MIN * 2);
+        assert_eq!(redelivery_delay(5), RETRY_MIN * 32);
+        assert_eq!(redelivery_delay(6), REDELIVERY_MAX);
+        assert_eq!(redelivery_delay(u64::MAX), REDELIVERY_MAX);
+        // An unknown sender's mail is waited for about nine minutes in all.
+        let total: Duration = (0..UNKNOWN_SENDER_TRIES).map(redelivery_delay).sum();
+        assert!(
+            (Duration::from_secs(480)..Duration::from_secs(660)).contains(&total),
+            "{total:?}"
+        );
     }
 }

@@ -33,6 +33,9 @@ pub const MAX_PAYLOAD: usize = 1 << 20;
 /// How long a publish waits for its PubAck, and an ack for the server's confirmation.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Longest server version string kept (`2.15.1`, `2.11.0-RC.1`; the server says what it likes).
+const MAX_VERSION_BYTES: usize = 64;
+
 /// How long JetStream waits for the ack of a delivered mail before it delivers it again.
 pub const MAIL_ACK_WAIT: Duration = Duration::from_secs(10);
 
@@ -327,7 +330,7 @@ impl Transport {
             features: features_of(&info.version),
             jetstream: info.jetstream,
             cluster_size: 1 + info.connect_urls.len(),
-            version: info.version,
+            version: super::bounded(info.version, MAX_VERSION_BYTES),
         }
     }
 
@@ -592,6 +595,36 @@ impl Transport {
         .map(|_| ())
     }
 
+    /// The stream sequence of the announcement the keys stream holds under `device`'s subject
+    /// (it keeps the latest per device), `None` if there is none. Mail from a device nobody
+    /// announced can be dropped at once; mail from one whose announcement is there but not
+    /// yet read is worth waiting for.
+    pub async fn announced(&self, team: &str, device: &str) -> Result<Option<u64>, TransportError> {
+        const WHAT: &str = "look up a key announcement";
+        let (_, stream_name) = stream_names(team);
+        let fut = async {
+            let stream = self
+                .js
+                .get_stream_no_info(&stream_name)
+                .await
+                .map_err(|e| TransportError::nats(WHAT, e))?;
+            match stream
+                .get_last_raw_message_by_subject(&keys_subject(team, device))
+                .await
+            {
+                Ok(m) => Ok(Some(m.sequence)),
+                Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
+                Err(e) => Err(TransportError::nats(WHAT, e)),
+            }
+        };
+        tokio::time::timeout(ACK_TIMEOUT, fut)
+            .await
+            .map_err(|_| TransportError::Timeout {
+                what: WHAT.into(),
+                after: ACK_TIMEOUT,
+            })?
+    }
+
     /// Every device's latest key announcement, then new ones as they come.
     pub async fn announcements(&self, team: &str) -> Result<AnnouncementStream, TransportError> {
         let (_, stream_name) = stream_names(team);
@@ -689,10 +722,11 @@ impl Delivery {
             .map_err(|e| TransportError::nats("ack", e))
     }
 
-    /// Asks for the mail to be delivered again now rather than after the ack wait.
-    pub async fn nak(self) -> Result<(), TransportError> {
+    /// Asks for the mail to be delivered again after `delay` rather than after the ack wait
+    /// (a delayed nak: nats-server 2.7.1 and later).
+    pub async fn nak(self, delay: Duration) -> Result<(), TransportError> {
         self.msg
-            .ack_with(AckKind::Nak(None))
+            .ack_with(AckKind::Nak(Some(delay)))
             .await
             .map_err(|e| TransportError::nats("nak", e))
     }
