@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use mesh_daemon::activation::{self, Source};
 use mesh_daemon::paths::StateDir;
+use mesh_daemon::server;
 use tokio_util::sync::CancellationToken;
 
 /// Options of `mesh daemon`.
@@ -20,29 +21,54 @@ use tokio_util::sync::CancellationToken;
 pub struct DaemonArgs {
     /// When socket-activated, exit after this many seconds with no connection and no waiting
     /// ask (the service manager starts it again on the next connection). 0 = never.
-    #[arg(long, env = "CLAUDE_MESH_IDLE_TIMEOUT", default_value_t = 600)]
+    #[arg(long, env = "CLAUDE_MESH_IDLE_TIMEOUT", default_value_t = IDLE_TIMEOUT_S,
+          value_parser = number_or(IDLE_TIMEOUT_S))]
     pub idle_timeout: u64,
     /// Desktop notification (notify-send, osascript) when a task or question has waited this
     /// many seconds for a session that is idle. 0 = never.
-    #[arg(long, env = "CLAUDE_MESH_NOTIFY_AFTER", default_value_t = 90)]
+    #[arg(long, env = "CLAUDE_MESH_NOTIFY_AFTER", default_value_t = NOTIFY_AFTER_S,
+          value_parser = number_or(NOTIFY_AFTER_S))]
     pub notify_after: u64,
     /// Close a client connection that has sent no request for this many seconds (one waiting
     /// for an answer, or supervising a session under `mesh run`, is never idle); clients
     /// connect again when they next need the daemon. 0 = never.
-    #[arg(long, env = "CLAUDE_MESH_CONNECTION_IDLE_TIMEOUT", default_value_t = mesh_daemon::server::DEFAULT_CONNECTION_IDLE_TIMEOUT.as_secs())]
+    #[arg(long, env = "CLAUDE_MESH_CONNECTION_IDLE_TIMEOUT", default_value_t = CONNECTION_IDLE_TIMEOUT_S,
+          value_parser = number_or(CONNECTION_IDLE_TIMEOUT_S))]
     pub connection_idle_timeout: u64,
     /// Connections served at once, all processes together; past it clients are told "busy".
-    #[arg(long, env = "CLAUDE_MESH_MAX_CONNECTIONS", default_value_t = mesh_daemon::server::DEFAULT_MAX_CONNECTIONS)]
+    #[arg(long, env = "CLAUDE_MESH_MAX_CONNECTIONS", default_value_t = server::DEFAULT_MAX_CONNECTIONS,
+          value_parser = number_or(server::DEFAULT_MAX_CONNECTIONS))]
     pub max_connections: usize,
     /// Connections one process may hold at once; past it that process is told "busy" and the
     /// other processes keep the remaining slots. 0 = no per-process limit.
-    #[arg(long, env = "CLAUDE_MESH_MAX_CONNECTIONS_PER_PROCESS", default_value_t = mesh_daemon::server::DEFAULT_MAX_CONNECTIONS_PER_PROCESS)]
+    #[arg(long, env = "CLAUDE_MESH_MAX_CONNECTIONS_PER_PROCESS", default_value_t = server::DEFAULT_MAX_CONNECTIONS_PER_PROCESS,
+          value_parser = number_or(server::DEFAULT_MAX_CONNECTIONS_PER_PROCESS))]
     pub max_connections_per_process: usize,
     /// Delete delivered mail, answered questions and ended sessions without pending mail once
     /// they are this many days old (fractions allowed). Undelivered mail is never deleted.
     /// 0 = keep everything.
-    #[arg(long, env = "CLAUDE_MESH_RETAIN_DAYS", default_value_t = 30.0)]
+    #[arg(long, env = "CLAUDE_MESH_RETAIN_DAYS", default_value_t = RETAIN_DAYS,
+          value_parser = number_or(RETAIN_DAYS))]
     pub retain_days: f64,
+}
+
+const IDLE_TIMEOUT_S: u64 = 600;
+const NOTIFY_AFTER_S: u64 = 90;
+const CONNECTION_IDLE_TIMEOUT_S: u64 = server::DEFAULT_CONNECTION_IDLE_TIMEOUT.as_secs();
+const RETAIN_DAYS: f64 = 30.0;
+
+/// The parser of a numeric option that can come from an environment variable: an empty value
+/// (`CLAUDE_MESH_IDLE_TIMEOUT=` in a unit file or a shell) means "not set", as an absent
+/// variable does, rather than a daemon that refuses to start.
+fn number_or<T>(default: T) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static
+where
+    T: std::str::FromStr + Copy + Send + Sync + 'static,
+    T::Err: std::fmt::Display,
+{
+    move |value| match value.trim() {
+        "" => Ok(default),
+        v => v.parse().map_err(|e| format!("{e}")),
+    }
 }
 
 /// The readiness pipe of an on-demand start, if any.
@@ -103,7 +129,7 @@ fn serve(args: DaemonArgs, ready: Arc<Ready>) -> anyhow::Result<()> {
             path: path.clone(),
             dev,
             ino,
-            interval: mesh_daemon::server::SOCKET_WATCH_INTERVAL,
+            interval: server::SOCKET_WATCH_INTERVAL,
         });
     }
     config.connection_idle_timeout = (args.connection_idle_timeout > 0)

@@ -76,6 +76,33 @@ fn a_second_daemon_refuses_with_a_clear_message() {
     );
 }
 
+/// A daemon variable that is set but empty (`CLAUDE_MESH_IDLE_TIMEOUT=` in a unit file or a
+/// shell) means "not set", as an absent one does; a value that is not a number is still
+/// refused, naming it.
+#[test]
+fn empty_daemon_variables_mean_unset_and_bad_values_are_refused() {
+    let vars = [
+        "CLAUDE_MESH_IDLE_TIMEOUT",
+        "CLAUDE_MESH_NOTIFY_AFTER",
+        "CLAUDE_MESH_CONNECTION_IDLE_TIMEOUT",
+        "CLAUDE_MESH_MAX_CONNECTIONS",
+        "CLAUDE_MESH_MAX_CONNECTIONS_PER_PROCESS",
+        "CLAUDE_MESH_RETAIN_DAYS",
+    ];
+    let empty: Vec<(&str, &str)> = vars.iter().map(|v| (*v, "")).collect();
+    let mesh = Mesh::start_with(&empty);
+    mesh.conn().ping().unwrap();
+    for var in vars {
+        let out = mesh.mesh().arg("daemon").env(var, "soon").output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{var}=soon: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("invalid value 'soon'"),
+            "{var}: {}",
+            stderr(&out)
+        );
+    }
+}
+
 #[test]
 fn sigterm_removes_the_socket_and_keeps_the_mail() {
     let mut mesh = Mesh::start();
