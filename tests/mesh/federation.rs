@@ -212,11 +212,25 @@ fn send_broadcast_ask_reply_status_and_presence_across_two_machines() {
         assert_eq!(sent.messages.len(), 1);
         assert_eq!(sent.messages[0].to.name, "bob@devbox");
         let task_id = sent.messages[0].id;
+        // Before bob reads it, devbox's status line names the sender with its host.
+        let statusline = || {
+            let mut cmd = b.mesh.mesh();
+            cmd.arg("statusline")
+                .env("CLAUDE_PID", bob.pid().to_string())
+                .stdin(std::process::Stdio::null());
+            String::from_utf8(cmd.output().unwrap().stdout).unwrap()
+        };
+        wait_for(
+            "devbox's status line to show the task",
+            Duration::from_secs(20),
+            || statusline() == "[bob · 0 peers · ✉1 from alice@laptop]\n",
+        );
         let got = mesh_testkit::poll(Duration::from_secs(20), || {
             let m = b.take(&bob);
             (!m.is_empty()).then_some(m)
         })
         .expect("the task reaches devbox");
+        assert_eq!(statusline(), "[bob · 0 peers]\n");
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].body, "run the migrations");
         assert_eq!(got[0].from.name, "alice@laptop");
