@@ -644,6 +644,42 @@ fn user_block(template: &str, user: &str, team: &str, device: &str) -> String {
         .replace("DEVICE", device)
 }
 
+/// Two machines, `laptop` and `server`, each joined with its own user on a server whose users
+/// are `template`'s user block (the example configuration's) filled in for each.
+fn under_permissions(bin: &std::path::Path, template: &str) -> (NatsServer, Vec<Machine>) {
+    // The machines' ids come from their keys: join once to make them (against no server),
+    // read them, then run the server configured for them.
+    let mut homes = Vec::new();
+    for host in ["laptop", "server"] {
+        let m = Mesh::without_daemon();
+        join_in(&m, "nats://127.0.0.1:9", host, &[]);
+        let (team, device) = ids(&m);
+        homes.push((m, host, team, device));
+    }
+    let users: Vec<String> = homes
+        .iter()
+        .map(|(_, host, team, device)| user_block(template, host, team, device))
+        .collect();
+    // The users as the template writes them; listening and JetStream's store come from
+    // the test server's own flags (a free port, a temp store).
+    let conf = format!(
+        "authorization {{\n    users: [\n{}\n    ]\n}}\n",
+        users.join("\n")
+    );
+    let server = NatsServer::with_config(bin, &conf);
+    let mut machines = Vec::new();
+    for (mut mesh, host, _, _) in homes {
+        let url = format!("nats://{host}:{host}-secret@127.0.0.1:{}", server.port());
+        join_in(&mesh, &url, host, &[]);
+        mesh.spawn_daemon();
+        machines.push(Machine {
+            mesh,
+            host: host.to_owned(),
+        });
+    }
+    (server, machines)
+}
+
 /// The example server configuration in packaging/ works as its comments say: each machine,
 /// with its own user, exchanges mail across; and it may not publish another device's key
 /// announcement, nor read another device's presence.
@@ -651,36 +687,7 @@ fn user_block(template: &str, user: &str, team: &str, device: &str) -> String {
 fn the_example_server_config_lets_each_host_reach_only_its_own_mail() {
     let template = include_str!("../../packaging/nats-server.conf");
     each_flavor(|_, bin| {
-        // The machines' ids come from their keys: join once to make them (against no server),
-        // read them, then run the server configured for them.
-        let mut homes = Vec::new();
-        for host in ["laptop", "server"] {
-            let m = Mesh::without_daemon();
-            join_in(&m, "nats://127.0.0.1:9", host, &[]);
-            let (team, device) = ids(&m);
-            homes.push((m, host, team, device));
-        }
-        let users: Vec<String> = homes
-            .iter()
-            .map(|(_, host, team, device)| user_block(template, host, team, device))
-            .collect();
-        // The users as the template writes them; listening and JetStream's store come from
-        // the test server's own flags (a free port, a temp store).
-        let conf = format!(
-            "authorization {{\n    users: [\n{}\n    ]\n}}\n",
-            users.join("\n")
-        );
-        let server = NatsServer::with_config(bin, &conf);
-        let mut machines = Vec::new();
-        for (mut mesh, host, _, _) in homes {
-            let url = format!("nats://{host}:{host}-secret@127.0.0.1:{}", server.port());
-            join_in(&mesh, &url, host, &[]);
-            mesh.spawn_daemon();
-            machines.push(Machine {
-                mesh,
-                host: host.to_owned(),
-            });
-        }
+        let (server, machines) = under_permissions(bin, template);
         let (a, b) = (&machines[0], &machines[1]);
         let alice = a.mesh.session("alice");
         let bob = b.mesh.session("bob");
@@ -710,6 +717,46 @@ fn the_example_server_config_lets_each_host_reach_only_its_own_mail() {
         })
         .expect("mail flows under the example permissions");
         assert_eq!(got[0].body, "through permissions");
+        // Mail sealed by a key nobody announced, published with server's credentials: laptop
+        // looks the device up in the keys stream (which the example allows) and drops it.
+        let (team, server_device) = ids(&b.mesh);
+        let (_, laptop_device) = ids(&a.mesh);
+        let stranger = mesh_daemon::federation::keys::DeviceKey::generate();
+        let env = crate::federation_hostile::mail(
+            &format!("{}-0000000000000001", stranger.device_id()),
+            Kind::Task,
+            "alice",
+            "from nobody",
+            None,
+        );
+        let frame =
+            mesh_daemon::federation::envelope::seal_frame(&stranger, &a.key().public(), &env)
+                .unwrap();
+        let mut as_server = nats::Client::connect_with(
+            &server.url(),
+            &serde_json::json!({
+                "user": "server",
+                "pass": "server-secret",
+                "inbox_prefix": format!("_INBOX_{server_device}"),
+            }),
+        )
+        .unwrap();
+        as_server
+            .js_publish(
+                &crate::federation_hostile::mail_subject(&team, &laptop_device),
+                Some("stranger"),
+                &frame,
+            )
+            .unwrap();
+        wait_for(
+            "laptop to drop the stranger's mail",
+            Duration::from_secs(20),
+            || {
+                a.mesh
+                    .log()
+                    .contains("dropped mail from a device that never announced a key")
+            },
+        );
         let r = a.report();
         assert!(r.connected && r.last_error.is_none(), "{r:?}");
         // Everything the daemons did was within their permissions.
@@ -717,8 +764,6 @@ fn the_example_server_config_lets_each_host_reach_only_its_own_mail() {
         assert!(!log.contains("Violation"), "{log}");
 
         // laptop's credentials cannot announce a key as server, nor listen to its presence.
-        let (team, server_device) = ids(&b.mesh);
-        let (_, laptop_device) = ids(&a.mesh);
         let as_laptop = || {
             nats::Client::connect_with(
                 &server.url(),
@@ -740,6 +785,79 @@ fn the_example_server_config_lets_each_host_reach_only_its_own_mail() {
             .unwrap();
         let err = c.flush().unwrap_err();
         assert!(err.to_string().contains("Permissions Violation"), "{err}");
+    });
+}
+
+/// A server configured before daemons looked key announcements up (the example without
+/// `STREAM.MSG.GET` on the keys stream): mail from an unknown device cannot be checked, so it
+/// is handed back (with a growing delay) rather than dropped or accepted, mail from a trusted
+/// machine still flows, and `mesh health`'s last error names the failed lookup.
+#[test]
+fn without_the_lookup_permission_unknown_mail_waits_and_real_mail_flows() {
+    let template: String = include_str!("../../packaging/nats-server.conf")
+        .lines()
+        .filter(|l| !l.contains("STREAM.MSG.GET"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    each_flavor(|_, bin| {
+        let (server, machines) = under_permissions(bin, &template);
+        let (a, b) = (&machines[0], &machines[1]);
+        let alice = a.mesh.session("alice");
+        let bob = b.mesh.session("bob");
+        a.sees("bob", "server");
+        b.sees("alice", "laptop");
+        let (team, server_device) = ids(&b.mesh);
+        let (_, laptop_device) = ids(&a.mesh);
+        let mut as_server = nats::Client::connect_with(
+            &server.url(),
+            &serde_json::json!({
+                "user": "server",
+                "pass": "server-secret",
+                "inbox_prefix": format!("_INBOX_{server_device}"),
+            }),
+        )
+        .unwrap();
+        let stranger = mesh_daemon::federation::keys::DeviceKey::generate();
+        for i in 1..=5 {
+            let env = crate::federation_hostile::mail(
+                &format!("{}-{i:016x}", stranger.device_id()),
+                Kind::Task,
+                "alice",
+                "from nobody",
+                None,
+            );
+            let frame =
+                mesh_daemon::federation::envelope::seal_frame(&stranger, &a.key().public(), &env)
+                    .unwrap();
+            as_server
+                .js_publish(
+                    &crate::federation_hostile::mail_subject(&team, &laptop_device),
+                    Some(&format!("stranger-{i}")),
+                    &frame,
+                )
+                .unwrap();
+        }
+        b.mesh
+            .send(&bob.caller, "alice@laptop", Kind::Task, "still flows");
+        let got = mesh_testkit::poll(Duration::from_secs(30), || {
+            let m = a.take(&alice);
+            (!m.is_empty()).then_some(m)
+        })
+        .expect("mail from a trusted machine flows while unknown mail waits");
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].body, "still flows");
+        wait_for(
+            "the failed lookup in health",
+            Duration::from_secs(20),
+            || {
+                a.report()
+                    .last_error
+                    .is_some_and(|e| e.contains("cannot look up a sender's key announcement"))
+            },
+        );
+        // Neither accepted nor dropped: the stranger's mail is handed back, still the server's.
+        assert!(a.take(&alice).is_empty());
+        assert!(!a.mesh.log().contains("dropped mail"), "{}", a.mesh.log());
     });
 }
 

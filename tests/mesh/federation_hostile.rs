@@ -47,12 +47,18 @@ fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
-fn mail_subject(team_id: &str, device: &str) -> String {
+pub(crate) fn mail_subject(team_id: &str, device: &str) -> String {
     format!("mesh.{team_id}.to.{device}")
 }
 
 /// A mail envelope from `from` on the sealer's machine to `to` (a session name) here.
-fn mail(gid: &str, kind: Kind, to: &str, body: &str, in_reply_to: Option<String>) -> Envelope {
+pub(crate) fn mail(
+    gid: &str,
+    kind: Kind,
+    to: &str,
+    body: &str,
+    in_reply_to: Option<String>,
+) -> Envelope {
     Envelope::Mail(Mail {
         gid: gid.to_owned(),
         kind,

@@ -50,6 +50,9 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 /// announced a key is dropped at once.
 const UNKNOWN_SENDER_TRIES: u64 = 60;
 
+/// How long lookups of key announcements pause after one failed.
+const LOOKUP_PAUSE: Duration = Duration::from_secs(60);
+
 /// Longest wait before a delivery handed back comes again.
 const REDELIVERY_MAX: Duration = Duration::from_secs(10);
 
@@ -161,6 +164,8 @@ struct State {
     facts: Option<ServerFacts>,
     streams_ready: bool,
     last_error: Option<String>,
+    /// When a lookup of a key announcement last failed ([`Federation::unknown_sender`]).
+    lookup_failed: Option<tokio::time::Instant>,
 }
 
 impl std::fmt::Debug for Federation {
@@ -509,6 +514,50 @@ impl Federation {
         }
     }
 
+    /// What to do with mail from a device whose key is not known here: worth waiting for only
+    /// if its key is announced in the keys stream and merely not read here yet. A failed
+    /// lookup (a server whose permissions lack `STREAM.MSG.GET` on the keys stream answers
+    /// nothing, so the request times out) pauses lookups for [`LOOKUP_PAUSE`]: meanwhile such
+    /// mail is handed back with the growing delay, a bounded number of times.
+    async fn unknown_sender(&self, t: &Transport, device: &str, redelivered: u64) -> Settle {
+        let retry_or_drop = if redelivered < UNKNOWN_SENDER_TRIES {
+            Settle::Retry
+        } else {
+            tracing::error!(target: "mesh::federation", device, "dropped mail from a device whose key never arrived");
+            Settle::Ack
+        };
+        let paused = self
+            .state()
+            .lookup_failed
+            .is_some_and(|at| at.elapsed() < LOOKUP_PAUSE);
+        if paused {
+            return retry_or_drop;
+        }
+        let read = (!self.inner.keys_lossy.load(Ordering::Acquire))
+            .then(|| self.inner.keys_read.load(Ordering::Acquire));
+        match t.announced(&self.inner.team_id, device).await {
+            Ok(Some(seq)) if read.is_none_or(|read| seq > read) => retry_or_drop,
+            Ok(announced) => {
+                tracing::error!(
+                    target: "mesh::federation",
+                    device,
+                    "dropped mail from a device {}",
+                    if announced.is_some() {
+                        "whose key announcement was not accepted here"
+                    } else {
+                        "that never announced a key"
+                    }
+                );
+                Settle::Ack
+            }
+            Err(e) => {
+                self.state().lookup_failed = Some(tokio::time::Instant::now());
+                self.failed("cannot look up a sender's key announcement", &e);
+                retry_or_drop
+            }
+        }
+    }
+
     /// What to do with one delivery's payload.
     async fn take(&self, t: &Transport, store: &Store, payload: &[u8], redelivered: u64) -> Settle {
         let frame = match envelope::read_frame(payload) {
@@ -534,40 +583,7 @@ impl Federation {
                 tracing::error!(target: "mesh::federation", "REFUSED mail that claims to come from this device (a replay of its own mail to another machine)");
                 return Settle::Ack;
             }
-            Ok(Sender::Unknown) => {
-                // Worth waiting for only if its key is announced and merely not read here yet.
-                let read = (!self.inner.keys_lossy.load(Ordering::Acquire))
-                    .then(|| self.inner.keys_read.load(Ordering::Acquire));
-                return match t.announced(&self.inner.team_id, &device).await {
-                    Ok(Some(seq))
-                        if read.is_none_or(|read| seq > read)
-                            && redelivered < UNKNOWN_SENDER_TRIES =>
-                    {
-                        Settle::Retry
-                    }
-                    Ok(announced) => {
-                        tracing::error!(
-                            target: "mesh::federation",
-                            device,
-                            "dropped mail from a device {}",
-                            if announced.is_some() {
-                                "whose key announcement was not accepted here"
-                            } else {
-                                "that never announced a key"
-                            }
-                        );
-                        Settle::Ack
-                    }
-                    Err(e) => {
-                        self.failed("cannot look up a sender's key announcement", &e);
-                        if redelivered < UNKNOWN_SENDER_TRIES {
-                            Settle::Retry
-                        } else {
-                            Settle::Ack
-                        }
-                    }
-                };
-            }
+            Ok(Sender::Unknown) => return self.unknown_sender(t, &device, redelivered).await,
             Err(e) => {
                 self.failed("cannot look up a sender", &e);
                 return Settle::Retry;

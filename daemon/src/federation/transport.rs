@@ -33,6 +33,10 @@ pub const MAX_PAYLOAD: usize = 1 << 20;
 /// How long a publish waits for its PubAck, and an ack for the server's confirmation.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Longest wait for the server to answer a lookup ([`Transport::announced`]): a healthy one
+/// answers in a millisecond, and a receiver waiting on it holds its batch.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Longest server version string kept (`2.15.1`, `2.11.0-RC.1`; the server says what it likes).
 const MAX_VERSION_BYTES: usize = 64;
 
@@ -617,11 +621,11 @@ impl Transport {
                 Err(e) => Err(TransportError::nats(WHAT, e)),
             }
         };
-        tokio::time::timeout(ACK_TIMEOUT, fut)
+        tokio::time::timeout(LOOKUP_TIMEOUT, fut)
             .await
             .map_err(|_| TransportError::Timeout {
                 what: WHAT.into(),
-                after: ACK_TIMEOUT,
+                after: LOOKUP_TIMEOUT,
             })?
     }
 
