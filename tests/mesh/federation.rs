@@ -680,6 +680,42 @@ fn under_permissions(bin: &std::path::Path, template: &str) -> (NatsServer, Vec<
     (server, machines)
 }
 
+/// `n` tasks for alice on `to`, sealed by a key nobody announced, published to `to`'s mail
+/// subject with the NATS credentials of `from` (a machine of [`under_permissions`]).
+fn mail_from_a_stranger(server: &NatsServer, from: &Machine, to: &Machine, n: u64) {
+    let (team, from_device) = ids(&from.mesh);
+    let (_, to_device) = ids(&to.mesh);
+    let mut client = nats::Client::connect_with(
+        &server.url(),
+        &serde_json::json!({
+            "user": from.host,
+            "pass": format!("{}-secret", from.host),
+            "inbox_prefix": format!("_INBOX_{from_device}"),
+        }),
+    )
+    .unwrap();
+    let stranger = mesh_daemon::federation::keys::DeviceKey::generate();
+    for i in 1..=n {
+        let env = crate::federation_hostile::mail(
+            &format!("{}-{i:016x}", stranger.device_id()),
+            Kind::Task,
+            "alice",
+            "from nobody",
+            None,
+        );
+        let frame =
+            mesh_daemon::federation::envelope::seal_frame(&stranger, &to.key().public(), &env)
+                .unwrap();
+        client
+            .js_publish(
+                &crate::federation_hostile::mail_subject(&team, &to_device),
+                Some(&format!("stranger-{i}")),
+                &frame,
+            )
+            .unwrap();
+    }
+}
+
 /// The example server configuration in packaging/ works as its comments say: each machine,
 /// with its own user, exchanges mail across; and it may not publish another device's key
 /// announcement, nor read another device's presence.
@@ -721,33 +757,7 @@ fn the_example_server_config_lets_each_host_reach_only_its_own_mail() {
         // looks the device up in the keys stream (which the example allows) and drops it.
         let (team, server_device) = ids(&b.mesh);
         let (_, laptop_device) = ids(&a.mesh);
-        let stranger = mesh_daemon::federation::keys::DeviceKey::generate();
-        let env = crate::federation_hostile::mail(
-            &format!("{}-0000000000000001", stranger.device_id()),
-            Kind::Task,
-            "alice",
-            "from nobody",
-            None,
-        );
-        let frame =
-            mesh_daemon::federation::envelope::seal_frame(&stranger, &a.key().public(), &env)
-                .unwrap();
-        let mut as_server = nats::Client::connect_with(
-            &server.url(),
-            &serde_json::json!({
-                "user": "server",
-                "pass": "server-secret",
-                "inbox_prefix": format!("_INBOX_{server_device}"),
-            }),
-        )
-        .unwrap();
-        as_server
-            .js_publish(
-                &crate::federation_hostile::mail_subject(&team, &laptop_device),
-                Some("stranger"),
-                &frame,
-            )
-            .unwrap();
+        mail_from_a_stranger(&server, b, a, 1);
         wait_for(
             "laptop to drop the stranger's mail",
             Duration::from_secs(20),
@@ -806,37 +816,16 @@ fn without_the_lookup_permission_unknown_mail_waits_and_real_mail_flows() {
         let bob = b.mesh.session("bob");
         a.sees("bob", "server");
         b.sees("alice", "laptop");
-        let (team, server_device) = ids(&b.mesh);
-        let (_, laptop_device) = ids(&a.mesh);
-        let mut as_server = nats::Client::connect_with(
-            &server.url(),
-            &serde_json::json!({
-                "user": "server",
-                "pass": "server-secret",
-                "inbox_prefix": format!("_INBOX_{server_device}"),
-            }),
-        )
-        .unwrap();
-        let stranger = mesh_daemon::federation::keys::DeviceKey::generate();
-        for i in 1..=5 {
-            let env = crate::federation_hostile::mail(
-                &format!("{}-{i:016x}", stranger.device_id()),
-                Kind::Task,
-                "alice",
-                "from nobody",
-                None,
-            );
-            let frame =
-                mesh_daemon::federation::envelope::seal_frame(&stranger, &a.key().public(), &env)
-                    .unwrap();
-            as_server
-                .js_publish(
-                    &crate::federation_hostile::mail_subject(&team, &laptop_device),
-                    Some(&format!("stranger-{i}")),
-                    &frame,
-                )
-                .unwrap();
-        }
+        mail_from_a_stranger(&server, b, a, 5);
+        wait_for(
+            "the failed lookup in health (the last error until the next publish)",
+            Duration::from_secs(20),
+            || {
+                a.report()
+                    .last_error
+                    .is_some_and(|e| e.contains("cannot look up a sender's key announcement"))
+            },
+        );
         b.mesh
             .send(&bob.caller, "alice@laptop", Kind::Task, "still flows");
         let got = mesh_testkit::poll(Duration::from_secs(30), || {
@@ -846,15 +835,6 @@ fn without_the_lookup_permission_unknown_mail_waits_and_real_mail_flows() {
         .expect("mail from a trusted machine flows while unknown mail waits");
         assert_eq!(got.len(), 1, "{got:?}");
         assert_eq!(got[0].body, "still flows");
-        wait_for(
-            "the failed lookup in health",
-            Duration::from_secs(20),
-            || {
-                a.report()
-                    .last_error
-                    .is_some_and(|e| e.contains("cannot look up a sender's key announcement"))
-            },
-        );
         // Neither accepted nor dropped: the stranger's mail is handed back, still the server's.
         assert!(a.take(&alice).is_empty());
         assert!(!a.mesh.log().contains("dropped mail"), "{}", a.mesh.log());
