@@ -1348,3 +1348,169 @@ fn a_reinstalled_machine_gets_the_mail_sent_before_its_new_key_was_trusted() {
         assert_eq!(got[0].from.name, "alice@laptop");
     });
 }
+
+/// Writes `creds` as `<dir>/<name>.creds` and returns the path.
+fn creds_file(dir: &std::path::Path, creds: &nats::jwt::Creds) -> std::path::PathBuf {
+    let path = dir.join(format!("{}.creds", creds.name));
+    creds.write(&path).unwrap();
+    path
+}
+
+/// An operator-mode server (decentralized JWT auth, as `nsc` sets it up): each machine joins
+/// with `--creds` and its own user's `.creds` file; `mesh health`'s federation checks pass, a
+/// task crosses and its receipt comes back. A user JWT limited to the machine's own subjects
+/// (packaging/nats-server.conf's permissions, written as JWT claims) works the same.
+#[test]
+fn machines_join_an_operator_mode_server_with_creds_files() {
+    each_flavor(|flavor, bin| {
+        let dir = tempfile::tempdir().unwrap();
+        let op = nats::jwt::Operator::new();
+        let server = NatsServer::with_config(bin, &op.server_config());
+        let url = server.url();
+        let laptop = creds_file(dir.path(), &op.user("laptop"));
+        let devbox = creds_file(dir.path(), &op.user("devbox"));
+        let a = Machine::join_with(&url, "laptop", &["--creds".as_ref(), laptop.as_os_str()]);
+        let b = Machine::join_with(&url, "devbox", &["--creds".as_ref(), devbox.as_os_str()]);
+        for m in [&a, &b] {
+            wait_for(
+                &format!("{flavor}: {}'s federation checks to pass", m.host),
+                Duration::from_secs(30),
+                || {
+                    let checks = crate::federation_cli::federation_checks(&m.mesh);
+                    checks.len() == 7 && checks.iter().all(|c| c["level"] == "ok")
+                },
+            );
+        }
+        let alice = a.mesh.session("alice");
+        let bob = b.mesh.session("bob");
+        a.sees("bob", "devbox");
+        let id = a.mesh.send(
+            &alice.caller,
+            "bob@devbox",
+            Kind::Task,
+            "signed by the account",
+        );
+        let got = mesh_testkit::poll(Duration::from_secs(20), || {
+            let m = b.take(&bob);
+            (!m.is_empty()).then_some(m)
+        })
+        .expect("the task crosses");
+        assert_eq!(got[0].body, "signed by the account", "{flavor}");
+        assert_eq!(got[0].from.name, "alice@laptop", "{flavor}");
+        wait_for(
+            &format!("{flavor}: the receipt"),
+            Duration::from_secs(20),
+            || {
+                a.mesh
+                    .conn()
+                    .message_status(mesh_proto::MessageStatus { message_id: id })
+                    .unwrap()
+                    .status
+                    == mesh_proto::Status::Delivered
+            },
+        );
+        let log = server.log();
+        assert!(!log.contains("Violation"), "{flavor}: {log}");
+    });
+}
+
+/// Credentials the operator-mode server refuses: a user of another operator's account, a
+/// revoked user and an expired one. Each daemon keeps running and its local mail works;
+/// `mesh health` fails `federation.server` naming the refusal and what to do; nothing of theirs
+/// reaches the server (the one machine with valid credentials never sees their keys).
+#[test]
+fn refused_creds_are_reported_and_the_daemon_works_locally() {
+    each_flavor(|flavor, bin| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut op = nats::jwt::Operator::new();
+        let revoked = op.user("revoked");
+        op.revoke(&revoked);
+        let expired = op.user_with(
+            "expired",
+            &nats::jwt::UserSpec {
+                expires: Some(nats::jwt::now_secs() - 60),
+                ..Default::default()
+            },
+        );
+        let foreign = nats::jwt::Operator::new().user("foreign");
+        let good = op.user("good");
+        let server = NatsServer::with_config(bin, &op.server_config());
+        let url = server.url();
+        let good_path = creds_file(dir.path(), &good);
+        let g = Machine::join_with(&url, "good", &["--creds".as_ref(), good_path.as_os_str()]);
+        wait_for(
+            &format!("{flavor}: good's streams"),
+            Duration::from_secs(30),
+            || g.report().streams.iter().all(|s| s.present) && !g.report().streams.is_empty(),
+        );
+        // A .creds file the daemon cannot use (its seed lost: what a bad copy-paste does).
+        let mut garbled = op.user("garbled");
+        garbled.seed.clear();
+        for creds in [&foreign, &revoked, &expired, &garbled] {
+            let path = creds_file(dir.path(), creds);
+            let mut m =
+                Machine::join_with(&url, &creds.name, &["--creds".as_ref(), path.as_os_str()]);
+            let report = mesh_testkit::poll(Duration::from_secs(20), || {
+                let r = m.report();
+                r.last_error.is_some().then_some(r)
+            })
+            .unwrap_or_else(|| panic!("{flavor} {}: the refusal is reported", creds.name));
+            assert!(!report.connected, "{flavor}: {report:?}");
+            let said = report.last_error.unwrap();
+            let server_check = crate::federation_cli::check(&m.mesh, "federation.server").unwrap();
+            assert_eq!(server_check["level"], "fail", "{flavor}: {server_check:#}");
+            let detail = server_check["detail"].as_str().unwrap();
+            let fix = server_check["fix"].as_str().unwrap();
+            if creds.name == "garbled" {
+                assert!(
+                    said.contains("cannot read NATS credentials file")
+                        && said.contains(&path.display().to_string()),
+                    "{flavor}: {said}"
+                );
+                assert!(
+                    fix.contains("readable and valid"),
+                    "{flavor}: {server_check:#}"
+                );
+            } else {
+                assert!(
+                    said.contains("refused the credentials")
+                        && said.contains("authorization violation"),
+                    "{flavor} {}: {said}",
+                    creds.name
+                );
+                assert!(
+                    detail.contains("refused the credentials"),
+                    "{flavor}: {server_check:#}"
+                );
+                let whose = format!(
+                    "refused the user of the credentials file {}",
+                    path.display()
+                );
+                assert!(
+                    fix.contains(&whose) && fix.contains("revoked or expired"),
+                    "{flavor}: {server_check:#}"
+                );
+            }
+            assert!(fix.contains("--creds FILE"), "{flavor}: {server_check:#}");
+
+            // Still a working daemon on its own machine.
+            m.alive();
+            let one = m.mesh.session("one");
+            let two = m.mesh.session("two");
+            m.mesh.send(&one.caller, "two", Kind::Note, "still local");
+            assert_eq!(m.take(&two)[0].body, "still local", "{flavor}");
+            m.alive();
+        }
+        // The server saw no key announcement but good's: the refused never got in.
+        let mut c = nats::Client::connect_creds(&url, &good).unwrap();
+        let (team, _) = ids(&g.mesh);
+        let (_, keys) = mesh_daemon::federation::transport::stream_names(&team);
+        let state = &c.stream_info(&keys).unwrap()["state"];
+        assert_eq!(state["messages"], 1, "{flavor}: {state}");
+        assert!(
+            g.report().hosts.is_empty(),
+            "{flavor}: {:?}",
+            g.report().hosts
+        );
+    });
+}

@@ -286,9 +286,11 @@ impl Transport {
             });
 
         let client = o.connect(addrs).await.map_err(|e| {
-            let detail = match std::error::Error::source(&e) {
-                Some(src) => format!("{e}: {src}"),
-                None => e.to_string(),
+            // async-nats' error often shows its source already: say it once.
+            let shown_e = e.to_string();
+            let detail = match std::error::Error::source(&e).map(|s| s.to_string()) {
+                Some(src) if !shown_e.contains(&src) => format!("{shown_e}: {src}"),
+                _ => shown_e,
             };
             match e.kind() {
                 ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication => {
