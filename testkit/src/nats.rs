@@ -806,6 +806,12 @@ impl Client {
         Self::connect_signed(url, &serde_json::json!({}), Some(creds))
     }
 
+    /// [`Client::connect_creds`], merging `extra` as [`Client::connect_with`] does (e.g.
+    /// `inbox_prefix`, for a user allowed to subscribe to its own prefix only).
+    pub fn connect_creds_with(url: &str, creds: &jwt::Creds, extra: &Value) -> io::Result<Client> {
+        Self::connect_signed(url, extra, Some(creds))
+    }
+
     /// Connect, merging `extra` (a JSON object: `user`, `pass`, `auth_token`, …; and
     /// `inbox_prefix`, which is this client's, not the server's) into the
     /// CONNECT options; fails on `-ERR` (e.g. an authorization violation).

@@ -1358,8 +1358,7 @@ fn creds_file(dir: &std::path::Path, creds: &nats::jwt::Creds) -> std::path::Pat
 
 /// An operator-mode server (decentralized JWT auth, as `nsc` sets it up): each machine joins
 /// with `--creds` and its own user's `.creds` file; `mesh health`'s federation checks pass, a
-/// task crosses and its receipt comes back. A user JWT limited to the machine's own subjects
-/// (packaging/nats-server.conf's permissions, written as JWT claims) works the same.
+/// task crosses and its receipt comes back.
 #[test]
 fn machines_join_an_operator_mode_server_with_creds_files() {
     each_flavor(|flavor, bin| {
@@ -1511,6 +1510,146 @@ fn refused_creds_are_reported_and_the_daemon_works_locally() {
             g.report().hosts.is_empty(),
             "{flavor}: {:?}",
             g.report().hosts
+        );
+    });
+}
+
+/// The `allow` lists (publish, subscribe) of a filled-in user block of
+/// packaging/nats-server.conf.
+fn allow_lists(block: &str) -> (Vec<String>, Vec<String>) {
+    let list = |section: &str| -> Vec<String> {
+        let start = block.find(section).unwrap();
+        let rest = &block[start..];
+        let end = rest.find(']').unwrap();
+        rest[..end]
+            .lines()
+            .filter_map(|l| {
+                let l = l.trim().trim_end_matches(',');
+                l.strip_prefix('"')?.strip_suffix('"').map(str::to_owned)
+            })
+            .collect()
+    };
+    (list("publish: {"), list("subscribe: {"))
+}
+
+/// packaging/nats-server.conf's per-machine permissions, written as the claims of each
+/// machine's user JWT on an operator-mode server instead of in the server's configuration:
+/// mail flows within them, and a machine's user still cannot announce another's key nor
+/// listen to its presence.
+#[test]
+fn the_example_permissions_hold_as_user_jwt_claims() {
+    let template = include_str!("../../packaging/nats-server.conf");
+    each_flavor(|flavor, bin| {
+        let dir = tempfile::tempdir().unwrap();
+        let op = nats::jwt::Operator::new();
+        // The ids come from the keys: join once (against no server) to make them.
+        let mut homes = Vec::new();
+        for host in ["laptop", "server"] {
+            let m = Mesh::without_daemon();
+            join_in(&m, "nats://127.0.0.1:9", host, &[]);
+            let (team, device) = ids(&m);
+            let (publish, subscribe) = allow_lists(&user_block(template, host, &team, &device));
+            assert!(
+                publish.len() > 10 && subscribe.len() == 2,
+                "{publish:?} {subscribe:?}"
+            );
+            let creds = op.user_with(
+                host,
+                &nats::jwt::UserSpec {
+                    permissions: Some(nats::jwt::Permissions { publish, subscribe }),
+                    ..Default::default()
+                },
+            );
+            homes.push((m, host, device, creds));
+        }
+        let server = NatsServer::with_config(bin, &op.server_config());
+        let mut machines = Vec::new();
+        let mut device_of = Vec::new();
+        for (mut mesh, host, device, creds) in homes {
+            let path = creds_file(dir.path(), &creds);
+            join_in(
+                &mesh,
+                &server.url(),
+                host,
+                &["--creds".as_ref(), path.as_os_str()],
+            );
+            mesh.spawn_daemon();
+            machines.push(Machine {
+                mesh,
+                host: host.to_owned(),
+            });
+            device_of.push((device, creds));
+        }
+        let (a, b) = (&machines[0], &machines[1]);
+        let alice = a.mesh.session("alice");
+        let bob = b.mesh.session("bob");
+        let seen = mesh_testkit::poll(Duration::from_secs(30), || {
+            a.lists("bob", "server").then_some(())
+        });
+        assert!(
+            seen.is_some(),
+            "{flavor}: laptop never saw bob@server; server log:\n{}\nlaptop's daemon:\n{}",
+            server.log(),
+            a.mesh.log()
+        );
+        b.sees("alice", "laptop");
+        let id = a.mesh.send(
+            &alice.caller,
+            "bob@server",
+            Kind::Task,
+            "within the JWT's permissions",
+        );
+        let got = mesh_testkit::poll(Duration::from_secs(20), || {
+            let m = b.take(&bob);
+            (!m.is_empty()).then_some(m)
+        })
+        .expect("mail flows under the JWT permissions");
+        assert_eq!(got[0].body, "within the JWT's permissions", "{flavor}");
+        wait_for(
+            &format!("{flavor}: the receipt"),
+            Duration::from_secs(20),
+            || {
+                a.mesh
+                    .conn()
+                    .message_status(mesh_proto::MessageStatus { message_id: id })
+                    .unwrap()
+                    .status
+                    == mesh_proto::Status::Delivered
+            },
+        );
+        let r = a.report();
+        assert!(r.connected && r.last_error.is_none(), "{flavor}: {r:?}");
+        // Everything the daemons did was within their permissions.
+        let log = server.log();
+        assert!(!log.contains("Violation"), "{flavor}: {log}");
+
+        // laptop's user cannot announce a key as server, nor listen to its presence.
+        let (team, _) = ids(&b.mesh);
+        let (laptop_device, laptop_creds) = &device_of[0];
+        let server_device = &device_of[1].0;
+        let as_laptop = || {
+            nats::Client::connect_creds_with(
+                &server.url(),
+                laptop_creds,
+                &serde_json::json!({"inbox_prefix": format!("_INBOX_{laptop_device}")}),
+            )
+            .unwrap()
+        };
+        let mut c = as_laptop();
+        c.publish(&format!("mesh.{team}.keys.{server_device}"), b"forged")
+            .unwrap();
+        let err = c.flush().unwrap_err();
+        assert!(
+            err.to_string().contains("Permissions Violation"),
+            "{flavor}: {err}"
+        );
+        let mut c = as_laptop();
+        c.subscribe(&format!("mesh.{team}.presence.{server_device}"), 2)
+            .unwrap();
+        let err = c.flush().unwrap_err();
+        assert!(
+            err.to_string().contains("Permissions Violation"),
+            "{flavor}: {err}"
         );
     });
 }
