@@ -1653,3 +1653,113 @@ fn the_example_permissions_hold_as_user_jwt_claims() {
         );
     });
 }
+
+/// Credentials that expire while the daemon is connected: the server drops it, `mesh health`
+/// says the server refused the credentials file and what to do, and mail sent meanwhile waits
+/// in the outbox. The file replaced by fresh credentials, the daemon reconnects by itself (no
+/// restart): the outbox drains, the mail arrives once and its receipt comes back.
+#[test]
+fn expired_creds_are_reported_and_a_replaced_file_is_used_without_a_restart() {
+    each_flavor(|flavor, bin| {
+        let dir = tempfile::tempdir().unwrap();
+        let op = nats::jwt::Operator::new();
+        let server = NatsServer::with_config(bin, &op.server_config());
+        let url = server.url();
+        let devbox = creds_file(dir.path(), &op.user("devbox"));
+        let b = Machine::join_with(&url, "devbox", &["--creds".as_ref(), devbox.as_os_str()]);
+        let bob = b.mesh.session("bob");
+        // laptop's user expires in a few seconds: time enough to connect and see bob.
+        let expires = nats::jwt::now_secs() + 8;
+        let laptop = op.user_with(
+            "laptop",
+            &nats::jwt::UserSpec {
+                expires: Some(expires),
+                ..Default::default()
+            },
+        );
+        let path = creds_file(dir.path(), &laptop);
+        let mut a = Machine::join_with(&url, "laptop", &["--creds".as_ref(), path.as_os_str()]);
+        let alice = a.mesh.session("alice");
+        a.sees("bob", "devbox");
+        assert!(
+            nats::jwt::now_secs() < expires,
+            "{flavor}: saw bob only after the credentials expired"
+        );
+
+        // The server drops it when its JWT expires, and refuses it from then on (the first
+        // reconnect may fail otherwise, on the connection the server closed).
+        let report = mesh_testkit::poll(Duration::from_secs(30), || {
+            let r = a.report();
+            (!r.connected
+                && r.last_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("refused the credentials")))
+            .then_some(r)
+        })
+        .unwrap_or_else(|| panic!("{flavor}: the refusal is not reported: {:?}", a.report()));
+        let said = report.last_error.unwrap();
+        assert!(
+            said.contains("disconnected from the NATS server")
+                && said.contains("refused the credentials"),
+            "{flavor}: {said}"
+        );
+        let server_check = crate::federation_cli::check(&a.mesh, "federation.server").unwrap();
+        assert_eq!(server_check["level"], "fail", "{flavor}: {server_check:#}");
+        let whose = format!(
+            "refused the user of the credentials file {}",
+            path.display()
+        );
+        let fix = server_check["fix"].as_str().unwrap();
+        assert!(
+            fix.contains(&whose)
+                && fix.contains("revoked or expired")
+                && fix.contains("put them in that file"),
+            "{flavor}: {server_check:#}"
+        );
+        a.alive();
+
+        // Mail sent meanwhile waits in the outbox.
+        let id = a
+            .mesh
+            .send(&alice.caller, "bob@devbox", Kind::Task, "after the renewal");
+        assert!(a.report().outbox_depth >= 1, "{flavor}: {:?}", a.report());
+        assert!(!a.report().connected, "{flavor}");
+
+        // Fresh credentials in the same file: used at the next reconnect.
+        op.user("laptop").write(&path).unwrap();
+        wait_for(
+            &format!("{flavor}: laptop to reconnect"),
+            Duration::from_secs(30),
+            || a.report().connected,
+        );
+        let got = mesh_testkit::poll(Duration::from_secs(20), || {
+            let m = b.take(&bob);
+            (!m.is_empty()).then_some(m)
+        })
+        .expect("the mail waiting in the outbox arrives");
+        assert_eq!(got.len(), 1, "{flavor}: {got:?}");
+        assert_eq!(got[0].body, "after the renewal", "{flavor}");
+        wait_for(
+            &format!("{flavor}: the receipt"),
+            Duration::from_secs(20),
+            || {
+                a.mesh
+                    .conn()
+                    .message_status(mesh_proto::MessageStatus { message_id: id })
+                    .unwrap()
+                    .status
+                    == mesh_proto::Status::Delivered
+            },
+        );
+        wait_for(
+            &format!("{flavor}: health to pass again"),
+            Duration::from_secs(20),
+            || {
+                crate::federation_cli::federation_checks(&a.mesh)
+                    .iter()
+                    .all(|c| c["level"] == "ok")
+            },
+        );
+        assert!(b.take(&bob).is_empty(), "{flavor}: delivered twice");
+    });
+}

@@ -195,10 +195,16 @@ fn not_connected_fix(last_error: &str, sign_in: Option<&str>) -> String {
     const JOIN: &str = "`mesh join <nats-url> --creds FILE` (or `--nkey FILE`) sets others";
     if last_error.contains("refused the credentials") {
         let who = sign_in.unwrap_or("this machine's credentials");
+        // A .creds file is read again at every reconnect (transport.rs): replacing it is enough.
+        let renew = if who.starts_with("the user of the credentials file") {
+            " and put them in that file (the daemon reads it again at each reconnect)"
+        } else {
+            ""
+        };
         format!(
             "the NATS server refused {who}: it may belong to an account the server does not \
              know (another operator's), or be revoked or expired; get valid credentials from \
-             whoever runs the server; {JOIN}"
+             whoever runs the server{renew}; {JOIN}"
         )
     } else if last_error.contains("cannot read NATS credentials file")
         || last_error.contains("cannot read nkey seed file")
@@ -561,6 +567,7 @@ mod tests {
         assert!(
             fix.contains("refused the user of the credentials file /home/u/laptop.creds")
                 && fix.contains("revoked or expired")
+                && fix.contains("put them in that file")
                 && fix.contains("--creds FILE"),
             "{fix}"
         );
