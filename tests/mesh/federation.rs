@@ -1656,8 +1656,9 @@ fn the_example_permissions_hold_as_user_jwt_claims() {
 
 /// Credentials that expire while the daemon is connected: the server drops it, `mesh health`
 /// says the server refused the credentials file and what to do, and mail sent meanwhile waits
-/// in the outbox. The file replaced by fresh credentials, the daemon reconnects by itself (no
-/// restart): the outbox drains, the mail arrives once and its receipt comes back.
+/// in the outbox; a half-written file is reported as such. The file replaced by fresh
+/// credentials, the daemon reconnects by itself (no restart): the outbox drains, the mail
+/// arrives once and its receipt comes back.
 #[test]
 fn expired_creds_are_reported_and_a_replaced_file_is_used_without_a_restart() {
     each_flavor(|flavor, bin| {
@@ -1724,6 +1725,22 @@ fn expired_creds_are_reported_and_a_replaced_file_is_used_without_a_restart() {
             .send(&alice.caller, "bob@devbox", Kind::Task, "after the renewal");
         assert!(a.report().outbox_depth >= 1, "{flavor}: {:?}", a.report());
         assert!(!a.report().connected, "{flavor}");
+
+        // A half-written file meanwhile: the daemon says it cannot use it.
+        std::fs::write(&path, "-----BEGIN NATS USER JWT-----\n").unwrap();
+        wait_for(
+            &format!("{flavor}: the unusable file to be reported"),
+            Duration::from_secs(20),
+            || {
+                let c = crate::federation_cli::check(&a.mesh, "federation.server").unwrap();
+                c["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("cannot read NATS credentials file")
+                    && c["fix"].as_str().unwrap().contains("readable and valid")
+            },
+        );
+        a.alive();
 
         // Fresh credentials in the same file: used at the next reconnect.
         op.user("laptop").write(&path).unwrap();

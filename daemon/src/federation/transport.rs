@@ -95,7 +95,7 @@ pub struct PubAck {
     pub duplicate: bool,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum TransportError {
     #[error("bad NATS server address {url:?}: {detail}")]
     BadUrl { url: String, detail: String },
@@ -260,13 +260,16 @@ fn creds_blocks(text: &str) -> Option<(&str, &str)> {
 /// reported as refusing, and one that went away since is reported as such soon after.
 const REFUSAL_STICKS: Duration = Duration::from_secs(10);
 
-/// Why the connection is down, as [`note_event`] saw it.
+/// Why the connection is down, as [`note_event`] and the credentials callback saw it.
 #[derive(Debug, Default)]
 struct Down {
     /// The latest reason.
     latest: Option<String>,
     /// The latest refusal of the credentials, and when.
     refused: Option<(String, std::time::Instant)>,
+    /// The credentials file could not be used at the last attempt (the callback's error: the
+    /// client itself says only "failed signing nonce").
+    creds: Option<TransportError>,
 }
 
 impl Down {
@@ -275,6 +278,21 @@ impl Down {
             Some((why, at)) if at.elapsed() < REFUSAL_STICKS => Some(why.clone()),
             _ => self.latest.clone(),
         }
+    }
+
+    /// The error to report, `url` the server address(es) as shown: a credentials file that
+    /// cannot be used now first, then a refusal of the credentials, then the latest reason.
+    fn error(&self, url: &str) -> Option<TransportError> {
+        if let Some(e) = &self.creds {
+            return Some(e.clone());
+        }
+        let why = self.reason()?;
+        let url = url.to_owned();
+        Some(if is_refusal(&why) {
+            TransportError::AuthRefused { url, detail: why }
+        } else {
+            TransportError::Unreachable { url, detail: why }
+        })
     }
 }
 
@@ -345,6 +363,7 @@ impl Transport {
         };
         let shown = addrs.iter().map(redact).collect::<Vec<_>>().join(",");
 
+        let down_because = Arc::new(std::sync::Mutex::new(Down::default()));
         let mut o = match &opts.creds {
             Some(path) => {
                 // Read now, to fail fast on a file that cannot be used; and again at every
@@ -352,6 +371,7 @@ impl Transport {
                 // expired or were revoked) is used without a restart, as NATS' Go client does.
                 read_creds(path).await?;
                 let path = path.clone();
+                let slot = down_because.clone();
                 // The callback's answer replaces every other credential: keep the URL's.
                 let user = first.username().map(|u| {
                     (
@@ -362,10 +382,13 @@ impl Transport {
                 async_nats::ConnectOptions::with_auth_callback(move |nonce| {
                     let path = path.clone();
                     let user = user.clone();
+                    let slot = slot.clone();
                     async move {
-                        let (jwt, key) = read_creds(&path)
-                            .await
-                            .map_err(|e| async_nats::AuthError::new(e.to_string()))?;
+                        let read = read_creds(&path).await;
+                        slot.lock().unwrap_or_else(|p| p.into_inner()).creds =
+                            read.as_ref().err().cloned();
+                        let (jwt, key) =
+                            read.map_err(|e| async_nats::AuthError::new(e.to_string()))?;
                         let signature = key
                             .sign(&nonce)
                             .map_err(|e| async_nats::AuthError::new(e.to_string()))?;
@@ -408,7 +431,6 @@ impl Transport {
         if let Some(prefix) = &opts.inbox_prefix {
             o = o.custom_inbox_prefix(prefix.clone());
         }
-        let down_because = Arc::new(std::sync::Mutex::new(Down::default()));
         let slot = down_because.clone();
         o = o
             .event_callback(move |event| {
@@ -464,28 +486,16 @@ impl Transport {
     }
 
     /// Why the connection is down, when the server said so (it refused the credentials: they
-    /// expired or were revoked since the first connect) or a reconnect failed; `None` while
-    /// connected.
+    /// expired or were revoked since the first connect), the credentials file cannot be used
+    /// now, or a reconnect failed otherwise; `None` while connected.
     pub fn connection_error(&self) -> Option<TransportError> {
         if self.is_connected() {
             return None;
         }
-        let why = self
-            .down_because
+        self.down_because
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .reason()?;
-        Some(if is_refusal(&why) {
-            TransportError::AuthRefused {
-                url: self.shown.clone(),
-                detail: why,
-            }
-        } else {
-            TransportError::Unreachable {
-                url: self.shown.clone(),
-                detail: why,
-            }
-        })
+            .error(&self.shown)
     }
 
     /// What the server said in its INFO (the latest one, after a reconnect).
@@ -1149,8 +1159,20 @@ mod tests {
             Event::ClientError(ClientError::Other("IO error".into())),
         );
         assert_eq!(reason().as_deref(), Some("IO error"));
+        // A credentials file the callback could not use says so, before anything else.
+        slot.lock().unwrap().creds = Some(TransportError::Credentials {
+            what: "NATS credentials file",
+            path: "/x.creds".into(),
+            detail: "no user JWT".into(),
+        });
+        let e = slot.lock().unwrap().error("nats://h:4222").unwrap();
+        assert!(matches!(e, TransportError::Credentials { .. }), "{e}");
+        slot.lock().unwrap().creds = None;
+        let e = slot.lock().unwrap().error("nats://h:4222").unwrap();
+        assert!(matches!(e, TransportError::Unreachable { .. }), "{e}");
         note_event(&slot, Event::Connected);
         assert_eq!(reason(), None);
+        assert!(slot.lock().unwrap().error("nats://h:4222").is_none());
     }
 
     #[test]
