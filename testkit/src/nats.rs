@@ -418,6 +418,34 @@ impl NatsServer {
         self.wait_ready_from(from);
     }
 
+    /// Replace the configuration file of a server started [`with_config`](Self::with_config)
+    /// and have the running server reload it (SIGHUP); returns once its log says it reloaded
+    /// (panics if it says it could not). E.g. an operator-mode account JWT with a revocation.
+    pub fn reload(&mut self, conf: &str) {
+        let path = self.dir.path().join("server.conf");
+        assert!(
+            path.exists(),
+            "reload: the server was not started with a config file"
+        );
+        fs::write(&path, conf).expect("write server.conf");
+        let from = fs::metadata(&self.log).map_or(0, |m| m.len() as usize);
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.pid() as i32, libc::SIGHUP) };
+        let done = poll(READY_TIMEOUT, || {
+            let log = fs::read(&self.log).unwrap_or_default();
+            let new = log.get(from..)?;
+            if contains(new, b"Failed to reload") {
+                return Some(false);
+            }
+            contains(new, b"Reloaded server configuration").then_some(true)
+        });
+        assert!(
+            done == Some(true),
+            "nats-server did not reload its configuration; log:\n{}",
+            self.log()
+        );
+    }
+
     /// The server's log file (`-l`), everything it wrote (across restarts).
     pub fn log(&self) -> String {
         String::from_utf8_lossy(&fs::read(&self.log).unwrap_or_default()).into_owned()

@@ -348,3 +348,30 @@ fn operator_mode_takes_creds_and_refuses_foreign_revoked_and_expired_users() {
         );
     }
 }
+
+/// A user revoked on a running operator-mode server (the account JWT reloaded) is cut off at
+/// once and refused from then on; another user of the account is not.
+#[test]
+fn revoking_a_connected_user_cuts_it_off() {
+    for (flavor, bin) in flavors() {
+        let mut op = jwt::Operator::new();
+        let alice = op.user("alice");
+        let bob = op.user("bob");
+        let mut server = NatsServer::with_config(&bin, &op.server_config());
+        let mut a = Client::connect_creds(&server.url(), &alice).unwrap();
+        let mut b = Client::connect_creds(&server.url(), &bob).unwrap();
+        a.publish("x", b"before").unwrap();
+        a.flush().unwrap();
+        op.revoke(&alice);
+        server.reload(&op.server_config());
+        let err = a.flush().unwrap_err();
+        assert!(
+            err.to_string().contains("User Authentication Revoked"),
+            "{flavor}: {err}"
+        );
+        let err = Client::connect_creds(&server.url(), &alice).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{flavor}: {err}");
+        b.publish("x", b"after").unwrap();
+        b.flush().unwrap();
+    }
+}

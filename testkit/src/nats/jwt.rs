@@ -139,6 +139,10 @@ pub struct Operator {
     operator: KeyPair,
     account: KeyPair,
     system: KeyPair,
+    /// The operator's and the system account's JWTs, made once: a server reloading its
+    /// configuration refuses a changed operator.
+    operator_jwt: String,
+    system_jwt: String,
     /// Users whose JWTs the account revokes (public key, revoked if issued at or before).
     revoked: Vec<(String, i64)>,
 }
@@ -146,12 +150,17 @@ pub struct Operator {
 impl Operator {
     /// A new operator (random keys) with its one account.
     pub fn new() -> Operator {
-        Operator {
+        let mut op = Operator {
             operator: KeyPair::new_operator(),
             account: KeyPair::new_account(),
             system: KeyPair::new_account(),
+            operator_jwt: String::new(),
+            system_jwt: String::new(),
             revoked: Vec::new(),
-        }
+        };
+        op.operator_jwt = op.make_operator_jwt();
+        op.system_jwt = op.make_system_jwt();
+        op
     }
 
     /// The operator's public nkey (`O…`).
@@ -166,6 +175,10 @@ impl Operator {
 
     /// The operator's JWT (self-signed).
     pub fn operator_jwt(&self) -> String {
+        self.operator_jwt.clone()
+    }
+
+    fn make_operator_jwt(&self) -> String {
         let op = self.operator.public_key();
         encode(
             &self.operator,
@@ -203,7 +216,7 @@ impl Operator {
     }
 
     /// The system account's JWT, signed by the operator (no JetStream).
-    fn system_jwt(&self) -> String {
+    fn make_system_jwt(&self) -> String {
         encode(
             &self.operator,
             json!({"sub": self.system.public_key(), "name": "SYS", "nats": {
@@ -245,7 +258,8 @@ impl Operator {
     }
 
     /// Revokes `user`'s JWT (and any issued to that key until now) in the account JWT: takes
-    /// effect on a server configured (or reloaded) after this.
+    /// effect on a server configured after this, or reloaded with [`Operator::server_config`]
+    /// ([`NatsServer::reload`](super::NatsServer::reload): the server cuts the user off).
     pub fn revoke(&mut self, user: &Creds) {
         // The JWT was issued at or before now; revoke up to the next second, so that a JWT
         // issued within this second is covered whatever the server's comparison.
@@ -264,7 +278,7 @@ impl Operator {
             self.account.public_key(),
             self.account_jwt(),
             self.system.public_key(),
-            self.system_jwt()
+            self.system_jwt
         )
     }
 }
