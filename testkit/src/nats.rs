@@ -427,6 +427,12 @@ impl NatsServer {
             path.exists(),
             "reload: the server was not started with a config file"
         );
+        // JetStream is on from the command line; a reloaded file without it makes 2.9 shut
+        // JetStream down ("Reloaded: JetStream"): say it in the file too, with the same store.
+        let conf = format!(
+            "{conf}\njetstream {{\n    store_dir: \"{}\"\n}}\n",
+            self.store.display()
+        );
         fs::write(&path, conf).expect("write server.conf");
         let from = fs::metadata(&self.log).map_or(0, |m| m.len() as usize);
         // SAFETY: plain kill(2) on our own child.

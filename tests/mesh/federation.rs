@@ -1780,3 +1780,104 @@ fn expired_creds_are_reported_and_a_replaced_file_is_used_without_a_restart() {
         assert!(b.take(&bob).is_empty(), "{flavor}: delivered twice");
     });
 }
+
+/// A machine's user revoked while it is connected (the account JWT reloaded on the running
+/// operator-mode server): it is cut off, `mesh health` says its credentials file was refused,
+/// the other machine is unaffected and its mail to the revoked one waits in JetStream; once a
+/// new user's credentials are in the file, the daemon reconnects by itself and the mail
+/// arrives once, with its receipt.
+#[test]
+fn a_machine_revoked_while_connected_is_cut_off_and_comes_back_with_new_creds() {
+    each_flavor(|flavor, bin| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut op = nats::jwt::Operator::new();
+        let mut server = NatsServer::with_config(bin, &op.server_config());
+        let url = server.url();
+        let laptop = op.user("laptop");
+        let la_path = creds_file(dir.path(), &laptop);
+        let db_path = creds_file(dir.path(), &op.user("devbox"));
+        let a = Machine::join_with(&url, "laptop", &["--creds".as_ref(), la_path.as_os_str()]);
+        let b = Machine::join_with(&url, "devbox", &["--creds".as_ref(), db_path.as_os_str()]);
+        let alice = a.mesh.session("alice");
+        let bob = b.mesh.session("bob");
+        a.sees("bob", "devbox");
+        b.sees("alice", "laptop");
+
+        op.revoke(&laptop);
+        server.reload(&op.server_config());
+        let report = mesh_testkit::poll(Duration::from_secs(30), || {
+            let r = a.report();
+            (!r.connected
+                && r.last_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("refused the credentials")))
+            .then_some(r)
+        })
+        .unwrap_or_else(|| panic!("{flavor}: the revocation is not reported: {:?}", a.report()));
+        assert!(
+            report
+                .last_error
+                .unwrap()
+                .contains("disconnected from the NATS server"),
+            "{flavor}"
+        );
+        let c = crate::federation_cli::check(&a.mesh, "federation.server").unwrap();
+        let whose = format!(
+            "refused the user of the credentials file {}",
+            la_path.display()
+        );
+        assert!(
+            c["level"] == "fail" && c["fix"].as_str().unwrap().contains(&whose),
+            "{flavor}: {c:#}"
+        );
+
+        // devbox is not affected: its mail to laptop is taken by the server and waits there.
+        let r = b.report();
+        assert!(r.connected && r.last_error.is_none(), "{flavor}: {r:?}");
+        let id = b.mesh.send(
+            &bob.caller,
+            "alice@laptop",
+            Kind::Task,
+            "while you were out",
+        );
+        let drained = mesh_testkit::poll(Duration::from_secs(20), || {
+            (b.report().outbox_depth == 0).then_some(())
+        });
+        assert!(
+            drained.is_some(),
+            "{flavor}: devbox's outbox did not drain into JetStream: {:?}\ndevbox's log:\n{}\nserver log:\n{}",
+            b.report(),
+            b.mesh.log(),
+            server.log()
+        );
+        assert!(
+            a.take(&alice).is_empty(),
+            "{flavor}: delivered to a revoked machine"
+        );
+
+        // A new user for laptop, in the same file: it reconnects and gets the mail once.
+        op.user("laptop").write(&la_path).unwrap();
+        let got = mesh_testkit::poll(Duration::from_secs(30), || {
+            let m = a.take(&alice);
+            (!m.is_empty()).then_some(m)
+        })
+        .unwrap_or_else(|| panic!("{flavor}: the mail never arrived: {:?}", a.report()));
+        assert_eq!(got.len(), 1, "{flavor}: {got:?}");
+        assert_eq!(got[0].body, "while you were out", "{flavor}");
+        assert_eq!(got[0].from.name, "bob@devbox", "{flavor}");
+        wait_for(
+            &format!("{flavor}: the receipt"),
+            Duration::from_secs(20),
+            || {
+                b.mesh
+                    .conn()
+                    .message_status(mesh_proto::MessageStatus { message_id: id })
+                    .unwrap()
+                    .status
+                    == mesh_proto::Status::Delivered
+            },
+        );
+        assert!(a.report().connected, "{flavor}");
+        assert!(a.take(&alice).is_empty(), "{flavor}: delivered twice");
+    });
+}

@@ -350,7 +350,7 @@ fn operator_mode_takes_creds_and_refuses_foreign_revoked_and_expired_users() {
 }
 
 /// A user revoked on a running operator-mode server (the account JWT reloaded) is cut off at
-/// once and refused from then on; another user of the account is not.
+/// once and refused from then on; another user of the account is not, and JetStream stays on.
 #[test]
 fn revoking_a_connected_user_cuts_it_off() {
     for (flavor, bin) in flavors() {
@@ -373,5 +373,8 @@ fn revoking_a_connected_user_cuts_it_off() {
         assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{flavor}: {err}");
         b.publish("x", b"after").unwrap();
         b.flush().unwrap();
+        // JetStream is still on after the reload (2.9 shuts it down unless the file says so).
+        let info = b.js_request("$JS.API.INFO", b"").unwrap();
+        assert!(info.get("error").is_none(), "{flavor}: {info}");
     }
 }
