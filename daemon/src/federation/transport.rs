@@ -54,7 +54,8 @@ pub struct ConnectOptions {
     /// One URL or several, comma-separated (`nats://`, `tls://`); user and password may be in
     /// the URL (`nats://user:pass@host:4222`).
     pub url: String,
-    /// A NATS credentials file (JWT + nkey seed).
+    /// A NATS credentials file (JWT + nkey seed), read again at every (re)connect: replacing
+    /// it with fresh credentials needs no restart.
     pub creds: Option<PathBuf>,
     /// A file holding an nkey seed (`SU...`).
     pub nkey: Option<PathBuf>,
