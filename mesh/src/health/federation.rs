@@ -84,6 +84,10 @@ fn from_parts(
     now_ms: i64,
 ) -> Vec<Check> {
     let mut out = Vec::new();
+    let sign_in = match &local {
+        Local::Joined(config, _) => Some(sign_in(config)),
+        _ => None,
+    };
     let fingerprint = match local {
         Local::NotJoined => {
             return vec![match report {
@@ -151,7 +155,7 @@ fn from_parts(
         ));
         return out;
     }
-    out.push(server(&r));
+    out.push(server(&r, sign_in.as_deref()));
     if r.connected {
         out.push(jetstream(&r));
         out.push(features(&r));
@@ -162,7 +166,58 @@ fn from_parts(
     out
 }
 
-fn server(r: &FederationReport) -> Check {
+/// How this machine signs in to the NATS server, as `federation.toml` says: for the fix of a
+/// refusal.
+fn sign_in(config: &FederationConfig) -> String {
+    if let Some(p) = &config.creds {
+        format!(
+            "the user of the credentials file {}",
+            sanitize::terminal_line(&p.display().to_string())
+        )
+    } else if let Some(p) = &config.nkey {
+        format!(
+            "the nkey of {}",
+            sanitize::terminal_line(&p.display().to_string())
+        )
+    } else if config.url.split(',').any(|u| {
+        let rest = u.split_once("://").map_or(u, |(_, r)| r);
+        rest.split('/').next().unwrap_or("").contains('@')
+    }) {
+        "the user and password in the URL".to_owned()
+    } else {
+        "this machine, which gives no credentials".to_owned()
+    }
+}
+
+/// What to do when the daemon cannot connect, by what it said (`transport::TransportError`'s
+/// messages): a refusal of the credentials, a credentials file it cannot use, or anything else.
+fn not_connected_fix(last_error: &str, sign_in: Option<&str>) -> String {
+    const JOIN: &str = "`mesh join <nats-url> --creds FILE` (or `--nkey FILE`) sets others";
+    if last_error.contains("refused the credentials") {
+        let who = sign_in.unwrap_or("this machine's credentials");
+        // A .creds file is read again at every reconnect (transport.rs): replacing it is enough.
+        let renew = if who.starts_with("the user of the credentials file") {
+            " and put them in that file (the daemon reads it again at each reconnect)"
+        } else {
+            ""
+        };
+        format!(
+            "the NATS server refused {who}: it may belong to an account the server does not \
+             know (another operator's), or be revoked or expired; get valid credentials from \
+             whoever runs the server{renew}; {JOIN}"
+        )
+    } else if last_error.contains("cannot read NATS credentials file")
+        || last_error.contains("cannot read nkey seed file")
+    {
+        format!("make the file it names readable and valid (as `nsc` writes it); {JOIN}")
+    } else {
+        "check that the NATS server runs and this machine reaches it (and its credentials); \
+         `mesh join <nats-url>` changes the address"
+            .to_owned()
+    }
+}
+
+fn server(r: &FederationReport, sign_in: Option<&str>) -> Check {
     const NAME: &str = "federation.server";
     let url = sanitize::terminal_line(&redact_url(&r.url));
     if r.connected {
@@ -182,8 +237,7 @@ fn server(r: &FederationReport) -> Check {
     Check::fail(
         NAME,
         format!("not connected to {url}{why}; mail to other machines waits in the outbox"),
-        "check that the NATS server runs and this machine reaches it (and its credentials); \
-         `mesh join <nats-url>` changes the address",
+        not_connected_fix(r.last_error.as_deref().unwrap_or(""), sign_in),
     )
 }
 
@@ -490,6 +544,67 @@ mod tests {
         assert_eq!(names(&c), ["federation.config"], "{c:#?}");
         assert_eq!(c[0].level, Level::Fail);
         assert!(c[0].detail.contains("bad url"), "{c:#?}");
+    }
+
+    #[test]
+    fn a_refusal_of_the_credentials_says_whose_and_what_to_do() {
+        let mut config = FederationConfig::new("nats://127.0.0.1:4222", "laptop");
+        config.creds = Some("/home/u/laptop.creds".into());
+        let mut r = joined();
+        r.connected = false;
+        r.last_error = Some(
+            "cannot connect to the NATS server: NATS server at nats://127.0.0.1:4222 refused \
+             the credentials: authorization violation"
+                .into(),
+        );
+        let c = from_parts(
+            Local::Joined(config.clone(), "aaaa:bbbb".into()),
+            Some(Ok(r.clone())),
+            0,
+        );
+        let fix = c[1].fix.as_deref().unwrap();
+        assert_eq!(c[1].level, Level::Fail, "{c:#?}");
+        assert!(
+            fix.contains("refused the user of the credentials file /home/u/laptop.creds")
+                && fix.contains("revoked or expired")
+                && fix.contains("put them in that file")
+                && fix.contains("--creds FILE"),
+            "{fix}"
+        );
+        // A credentials file the daemon cannot use.
+        r.last_error = Some(
+            "cannot connect to the NATS server: cannot read NATS credentials file \
+             /home/u/laptop.creds: bad"
+                .into(),
+        );
+        let c = from_parts(
+            Local::Joined(config.clone(), "aaaa:bbbb".into()),
+            Some(Ok(r.clone())),
+            0,
+        );
+        assert!(
+            c[1].fix.as_deref().unwrap().contains("readable and valid"),
+            "{c:#?}"
+        );
+        // Others: the nkey, a password in the URL, nothing.
+        config.creds = None;
+        config.nkey = Some("/k/seed.nk".into());
+        assert_eq!(sign_in(&config), "the nkey of /k/seed.nk");
+        config.nkey = None;
+        config.url = "nats://127.0.0.1:1,nats://u:p@127.0.0.1:2".into();
+        assert_eq!(sign_in(&config), "the user and password in the URL");
+        config.url = "nats://127.0.0.1:1/x@y".into();
+        assert_eq!(sign_in(&config), "this machine, which gives no credentials");
+        // Unreachable: the old advice.
+        r.last_error = Some("NATS server unreachable at nats://127.0.0.1:9: refused".into());
+        let c = from_parts(Local::Joined(config, "aaaa:bbbb".into()), Some(Ok(r)), 0);
+        assert!(
+            c[1].fix
+                .as_deref()
+                .unwrap()
+                .contains("runs and this machine reaches it"),
+            "{c:#?}"
+        );
     }
 
     #[test]
