@@ -68,20 +68,6 @@ fn redelivery_delay(redelivered: u64) -> Duration {
 /// Longest last error kept for `mesh health`, in bytes.
 const MAX_ERROR_BYTES: usize = 1024;
 
-/// `text` cut to at most `max` bytes (at a character boundary, `…` marking the cut): what a
-/// server says (its version, its error messages) is untrusted and kept only bounded.
-pub(crate) fn bounded(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut end = max.saturating_sub('…'.len_utf8());
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-        text.push('…');
-    }
-    text
-}
-
 /// What `federation.toml` and the device key say, read at the daemon's start.
 #[derive(Debug, Clone)]
 pub enum Setup {
@@ -211,7 +197,7 @@ impl Federation {
 
     fn failed(&self, what: &str, e: &dyn std::fmt::Display) {
         // Errors can quote the server (an `-ERR` line, an API error description): bounded.
-        let msg = bounded(format!("{what}: {e}"), MAX_ERROR_BYTES);
+        let msg = transport::bounded(format!("{what}: {e}"), MAX_ERROR_BYTES);
         tracing::warn!(target: "mesh::federation", "{msg}");
         self.state().last_error = Some(msg);
     }
@@ -949,6 +935,7 @@ mod tests {
 
     #[test]
     fn what_a_server_says_is_kept_bounded() {
+        use transport::bounded;
         assert_eq!(bounded("2.15.1".into(), 64), "2.15.1");
         assert_eq!(bounded("x".repeat(64), 64), "x".repeat(64));
         assert_eq!(bounded("x".repeat(70), 64), format!("{}…", "x".repeat(61)));

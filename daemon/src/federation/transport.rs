@@ -33,6 +33,20 @@ pub const MAX_PAYLOAD: usize = 1 << 20;
 /// How long a publish waits for its PubAck, and an ack for the server's confirmation.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// `text` cut to at most `max` bytes (at a character boundary, `…` marking the cut): what a
+/// server says (its version, its error messages) is untrusted and kept only bounded.
+pub fn bounded(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max.saturating_sub('…'.len_utf8());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
 /// Longest wait for the server to answer a lookup ([`Transport::announced`]): a healthy one
 /// answers in a millisecond, and a receiver waiting on it holds its batch.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
@@ -513,7 +527,7 @@ impl Transport {
             features: features_of(&info.version),
             jetstream: info.jetstream,
             cluster_size: 1 + info.connect_urls.len(),
-            version: super::bounded(info.version, MAX_VERSION_BYTES),
+            version: bounded(info.version, MAX_VERSION_BYTES),
         }
     }
 
