@@ -355,6 +355,57 @@ fn a_machine_that_disappears_leaves_the_lists_within_30_seconds() {
     });
 }
 
+/// A server whose store is wiped while the daemons run (a new server at the same address, or
+/// JetStream turned off and on): the daemons create the streams again and announce their keys
+/// again; mail flows again, and a machine that joins afterwards learns both keys and is
+/// learnt by both.
+#[test]
+fn a_wiped_server_is_set_up_again_by_the_daemons() {
+    each_flavor(|_, bin| {
+        let mut server = NatsServer::start(bin);
+        let a = Machine::join(&server.url(), "laptop");
+        let b = Machine::join(&server.url(), "devbox");
+        let alice = a.mesh.session("alice");
+        let bob = b.mesh.session("bob");
+        a.sees("bob", "devbox");
+        b.sees("alice", "laptop");
+        server.stop();
+        std::fs::remove_dir_all(server.store_dir()).unwrap();
+        server.start_again();
+
+        a.mesh
+            .send(&alice.caller, "bob@devbox", Kind::Task, "after the wipe");
+        let got = mesh_testkit::poll(Duration::from_secs(60), || {
+            let m = b.take(&bob);
+            (!m.is_empty()).then_some(m)
+        })
+        .unwrap_or_else(|| panic!("no mail after the wipe; laptop:\n{}", a.mesh.log()));
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].body, "after the wipe");
+
+        let c = Machine::join(&server.url(), "ci");
+        let carol = c.mesh.session("carol");
+        c.sees("alice", "laptop");
+        c.sees("bob", "devbox");
+        a.sees("carol", "ci");
+        b.sees("carol", "ci");
+        c.mesh
+            .send(&carol.caller, "alice@laptop", Kind::Note, "hello from ci");
+        let got = mesh_testkit::poll(Duration::from_secs(30), || {
+            let m = a.take(&alice);
+            (!m.is_empty()).then_some(m)
+        })
+        .expect("mail from the machine that joined after the wipe");
+        assert_eq!(got[0].body, "hello from ci");
+        assert_eq!(got[0].from.name, "carol@ci");
+        let r = a.report();
+        assert!(
+            r.streams.iter().all(|s| s.present) && r.streams.len() == 2,
+            "{r:?}"
+        );
+    });
+}
+
 #[test]
 fn mail_to_an_offline_machine_waits_and_arrives_when_it_returns() {
     each_flavor(|_, bin| {

@@ -50,6 +50,9 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 /// announced a key is dropped at once.
 const UNKNOWN_SENDER_TRIES: u64 = 60;
 
+/// How often a daemon checks that the streams and its key announcement are still there.
+const STREAM_CHECK_INTERVAL: Duration = Duration::from_secs(10);
+
 /// How long lookups of key announcements pause after one failed.
 const LOOKUP_PAUSE: Duration = Duration::from_secs(60);
 
@@ -279,7 +282,41 @@ impl Federation {
             self.clone()
                 .presence_in(transport.clone(), store.clone(), stop.clone()),
         );
+        tasks.spawn(
+            self.clone()
+                .keep_streams(transport.clone(), plan, stop.clone()),
+        );
         self.presence_out(transport, store, stop).await;
+    }
+
+    /// Every [`STREAM_CHECK_INTERVAL`], checks that this device's key announcement is still in
+    /// the keys stream; when it is not, or the lookup fails (the streams are gone: a server
+    /// whose store was wiped, or whose JetStream was turned off and on), creates the streams
+    /// again (a no-op for streams that exist) and announces the key again. The consumers of
+    /// mail and announcements recreate themselves once the streams are back.
+    async fn keep_streams(self, t: Transport, plan: StreamPlan, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(STREAM_CHECK_INTERVAL) => {}
+                () = stop.cancelled() => return,
+            }
+            if !t.is_connected() {
+                continue;
+            }
+            let team = &self.inner.team_id;
+            let device = &self.inner.identity.device;
+            if let Ok(Some(_)) = t.announced(team, device).await {
+                continue;
+            }
+            tracing::warn!(target: "mesh::federation", "this device's key announcement is not in the keys stream: creating the streams and announcing it again");
+            let again = async {
+                t.ensure_streams(&plan).await?;
+                t.announce(team, device, self.announcement()).await
+            };
+            if let Err(e) = again.await {
+                self.failed("cannot create the streams again", &e);
+            }
+        }
     }
 
     /// This device's key announcement, as of now.
@@ -322,7 +359,12 @@ impl Federation {
                 }
                 Some(Ok(a)) => a,
             };
-            handled = a.sequence;
+            if a.restarted {
+                // The stream was created again: what was read of the old one proves nothing.
+                self.inner.keys_read.store(0, Ordering::Release);
+                handled = 0;
+            }
+            handled = handled.max(a.sequence);
             let ann = match envelope::read_announce(&a.payload) {
                 Ok(ann) => ann,
                 Err(e) => {

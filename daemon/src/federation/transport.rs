@@ -831,6 +831,8 @@ impl Transport {
             prefix: format!("mesh.{team}.keys."),
             messages: None,
             next_seq: None,
+            created: None,
+            restarted: false,
             backoff: None,
             dropped: self.dropped.clone(),
         };
@@ -1038,6 +1040,9 @@ pub struct Announcement {
     pub payload: Vec<u8>,
     /// Its sequence in the keys stream.
     pub sequence: u64,
+    /// The first announcement read from a keys stream created again (a wiped server): the
+    /// sequences of the old one mean nothing in it.
+    pub restarted: bool,
 }
 
 /// Key announcements (see [`Transport::announcements`]): the latest per device first, then
@@ -1050,6 +1055,10 @@ pub struct AnnouncementStream {
     messages: Option<consumer::pull::Ordered>,
     /// The stream sequence to resume from after a failure (None: last per subject).
     next_seq: Option<u64>,
+    /// When the stream being read was created: another time on a reopen means a new stream.
+    created: Option<async_nats::datetime::DateTime>,
+    /// The stream was found created again: the next announcement says so.
+    restarted: bool,
     backoff: Option<Duration>,
     dropped: Arc<AtomicU64>,
 }
@@ -1068,10 +1077,22 @@ impl AnnouncementStream {
         let what = format!("announcements from {}", self.stream_name);
         let stream = self
             .js
-            .get_stream_no_info(&self.stream_name)
+            .get_stream(&self.stream_name)
             .await
             .map_err(|e| TransportError::nats(format!("open {what}"), e))?;
-        let deliver_policy = match self.next_seq {
+        // Go on after the last announcement read, unless this is another stream than the one
+        // read so far (created again, on a wiped server): then from its start.
+        let created = stream.cached_info().created;
+        if self
+            .created
+            .replace(created)
+            .is_some_and(|was| was != created)
+        {
+            self.next_seq = None;
+            self.restarted = true;
+        }
+        let resume = self.next_seq;
+        let deliver_policy = match resume {
             None => consumer::DeliverPolicy::LastPerSubject,
             Some(start_sequence) => consumer::DeliverPolicy::ByStartSequence { start_sequence },
         };
@@ -1126,6 +1147,7 @@ impl AnnouncementStream {
                         device: device.to_string(),
                         payload: msg.payload.to_vec(),
                         sequence,
+                        restarted: std::mem::take(&mut self.restarted),
                     }));
                 }
                 Some(Err(e)) => {
