@@ -15,10 +15,11 @@
 //!   its outbox); B's commits of them are counted by polling `max(id)` of B's `messages` table
 //!   (a read-only SQLite connection) every 5 ms. The figure is all of them over the time from
 //!   the first send to the poll that saw the last one committed on B. Then the sink takes its
-//!   inbox: every message arrived exactly once. For reference, the same 8 senders then send to
-//!   a session on A itself for as long (the local durable path of part 4, no NATS). F2's target
-//!   is against N2 (the issue's); where the server has it (2.11+), F2 is also given as a share
-//!   of N2s, raw JetStream with every write fsync'd, as every mesh message is.
+//!   inbox: every message arrived exactly once. For reference, once A has every message's
+//!   receipt, the same 8 senders send to a session on A itself for as long (the local durable
+//!   path of part 4, no NATS). F2's target is against N2 (the issue's); where the server has
+//!   it (2.11+), F2 is also given as a share of N2s, raw JetStream with every write fsync'd,
+//!   as every mesh message is.
 //!
 //!   F2's CPU per message: the CPU time (all threads, exited ones included: each process's
 //!   kernel CPU clock, `procs::process_cpu_us`) of
@@ -26,7 +27,9 @@
 //!   the poller), over F2's window (the senders' start to the poll that saw the last message
 //!   on B), each divided by the messages; and the same for A and the bench over the local
 //!   sends. With N2's, from `nats_raw`, this gives the most each path could do on this
-//!   machine's CPUs if it never waited (`procs::cpu_bound`).
+//!   machine's CPUs if it never waited (`procs::cpu_bound`). Outside F2's window, the CPU of
+//!   the sink taking its inbox and of the receipts that go back to A (one per message handed
+//!   out, a mail of its own), until A has every one; the local sends start after that.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -485,6 +488,13 @@ fn f2(
     )
     .unwrap();
     let base = max_id(&db);
+    // A's own rows of the messages it sends (remote_host = B), for their receipts.
+    let a_db = rusqlite::Connection::open_with_flags(
+        a.daemon.state.db(),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .unwrap();
+    let a_base = max_id(&a_db);
     let dur = plan.throughput_for;
     let pids = Pids {
         a: a.daemon.pid(),
@@ -602,7 +612,11 @@ fn f2(
         .find(|(t, _)| *t <= end_send)
         .map_or(0, |(_, n)| sent - n);
 
-    // Every message arrived exactly once: the sink takes its inbox.
+    // Every message arrived exactly once: the sink takes its inbox. Each message handed out
+    // on B sends its sender a receipt (B's outbox → the server → A commits `delivered_ms`):
+    // that CPU is measured too, from here to the poll that saw every receipt on A.
+    let read_start = Instant::now();
+    let read_cpu0 = pids.now();
     let mut conn = b.daemon.conn();
     let mut bodies = HashSet::new();
     let mut taken = 0usize;
@@ -631,9 +645,33 @@ fn f2(
         "the sink's inbox holds every message sent"
     );
     assert_eq!(bodies.len(), lat.len(), "no message was delivered twice");
+    let give_up = Instant::now() + Duration::from_secs(300);
+    loop {
+        let (rows, receipted): (i64, i64) = a_db
+            .query_row(
+                "SELECT count(*), count(delivered_ms) FROM messages
+                 WHERE id > ?1 AND remote_host IS NOT NULL",
+                [a_base],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(rows, sent, "{HOST_A}'s rows of the messages it sent");
+        if receipted == sent {
+            break;
+        }
+        assert!(
+            Instant::now() < give_up,
+            "{HOST_A} had the receipts of {receipted} of the {sent} messages within 5 minutes"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+    let read_cpu = pids.now().per_message(&read_cpu0, sent as f64);
+    let read_took = read_start.elapsed().as_secs_f64();
+    drop(a_db);
 
     // For reference, the same 8 senders to a session on A itself (part 4's path, no NATS):
-    // the durable commit rate of A's own sends in this run.
+    // the durable commit rate of A's own sends in this run, once the receipts are in (so that
+    // A is not also receiving them).
     let local = {
         let barrier = Arc::new(Barrier::new(SENDERS + 1));
         let handles: Vec<_> = (0..SENDERS)
@@ -743,9 +781,14 @@ fn f2(
          = **{}**. N2 on this flavor: server {} + client {} = {}; F2 costs {:.1}× N2's CPU per \
          message{n2s_cpu}. **On {} CPUs at most {:.0} msg/s with no wait at all** (CPUs × 1 s ÷ \
          the total; N2's: {:.0}/s), against 50 % of N2 = {:.0}/s. During F2's window the four \
-         processes used {:.2} of the {} CPUs ({:.0} %). The local sends (the reference, \
-         {local:.0}/s), over their own window: A {} + bench {} = {} per message (B {} and the \
-         server {} in that window), at most {:.0}/s.",
+         processes used {:.2} of the {} CPUs ({:.0} %). Not in F2's window: the sink taking \
+         its inbox on B and, for each message handed out, a receipt that crosses back to A like \
+         a mail (B's outbox, the server, A's commit of `delivered_ms`); over that phase (the \
+         sink's first take to the poll that saw the last receipt on A, {read_took:.2} s): A {}, \
+         B {}, server {}, bench {} (the sink's takes and the checks) = **{}** per message, so \
+         a message sent, delivered, read and receipted costs {} in all. The local sends (the \
+         reference, {local:.0}/s, once the receipts were in), over their own window: A {} + \
+         bench {} = {} per message (B {} and the server {} in that window), at most {:.0}/s.",
         limits.flavor,
         fmt_us(cpu.a),
         fmt_us(cpu.b),
@@ -764,6 +807,12 @@ fn f2(
         cpu.total() * rate / 1e6,
         cpus(),
         100.0 * cpu.total() * rate / 1e6 / cpus() as f64,
+        fmt_us(read_cpu.a),
+        fmt_us(read_cpu.b),
+        fmt_us(read_cpu.server),
+        fmt_us(read_cpu.bench),
+        fmt_us(read_cpu.total()),
+        fmt_us(cpu.total() + read_cpu.total()),
         fmt_us(local_cpu.a),
         fmt_us(local_cpu.bench),
         fmt_us(local_cpu.a + local_cpu.bench),
