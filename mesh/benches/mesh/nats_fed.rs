@@ -736,8 +736,8 @@ fn f2(
             format!("{rate:.0} msg/s"),
             format!(
                 "N2, raw JetStream acked publishes/s, 8 publishers: {n2:.0}/s{n2s_limit} (for \
-                 reference, the same 8 senders to a session on A itself, no NATS, right after: \
-                 {local:.0}/s)"
+                 reference, the same 8 senders to a session on A itself, no NATS, right after, \
+                 once A had their receipts: {local:.0}/s)"
             ),
             format!(
                 "{:.0} % of N2{n2s_vs} ({:.0} % of the local sends); CPU per message {} (N2 \
