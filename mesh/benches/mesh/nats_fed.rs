@@ -22,11 +22,10 @@
 //!   as every mesh message is.
 //!
 //!   F2's CPU per message: the CPU time (all threads, exited ones included: each process's
-//!   kernel CPU clock, `procs::process_cpu_us`) of
-//!   daemon A, daemon B, the `nats-server` and this bench process (the 8 sender threads and
-//!   the poller), over F2's window (the senders' start to the poll that saw the last message
-//!   on B), each divided by the messages; and the same for A and the bench over the local
-//!   sends. With N2's, from `nats_raw`, this gives the most each path could do on this
+//!   kernel CPU clock, `procs::process_cpu_us`) of daemon A, daemon B, the `nats-server` and
+//!   this bench process (the 8 sender threads and the poller), over F2's window (the senders'
+//!   start to the poll that saw the last message on B), each divided by the messages; and the
+//!   same for A and the bench over the local sends. With N2's, from `nats_raw`, this gives the most each path could do on this
 //!   machine's CPUs if it never waited (`procs::cpu_bound`). Outside F2's window, the CPU of
 //!   the sink taking its inbox and of the receipts that go back to A (one per message handed
 //!   out, a mail of its own), until A has every one; the local sends start after that.
