@@ -15,10 +15,20 @@
 //!   its outbox); B's commits of them are counted by polling `max(id)` of B's `messages` table
 //!   (a read-only SQLite connection) every 5 ms. The figure is all of them over the time from
 //!   the first send to the poll that saw the last one committed on B. Then the sink takes its
-//!   inbox: every message arrived exactly once. For reference, the same 8 senders then send to
-//!   a session on A itself for as long (the local durable path of part 4, no NATS). F2's target
-//!   is against N2 (the issue's); where the server has it (2.11+), F2 is also given as a share
-//!   of N2s, raw JetStream with every write fsync'd, as every mesh message is.
+//!   inbox: every message arrived exactly once. For reference, once A has every message's
+//!   receipt, the same 8 senders send to a session on A itself for as long (the local durable
+//!   path of part 4, no NATS). F2's target is against N2 (the issue's); where the server has
+//!   it (2.11+), F2 is also given as a share of N2s, raw JetStream with every write fsync'd,
+//!   as every mesh message is.
+//!
+//!   F2's CPU per message: the CPU time (all threads, exited ones included: each process's
+//!   kernel CPU clock, `procs::process_cpu_us`) of daemon A, daemon B, the `nats-server` and
+//!   this bench process (the 8 sender threads and the poller), over F2's window (the senders'
+//!   start to the poll that saw the last message on B), each divided by the messages; and the
+//!   same for A and the bench over the local sends. With N2's, from `nats_raw`, this gives the most each path could do on this
+//!   machine's CPUs if it never waited (`procs::cpu_bound`). Outside F2's window, the CPU of
+//!   the sink taking its inbox and of the receipts that go back to A (one per message handed
+//!   out, a mail of its own), until A has every one; the local sends start after that.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -40,7 +50,9 @@ use mesh_testkit::{isolate, mesh_bin, output_text, wait_for};
 
 use crate::Plan;
 use crate::nats_raw::NatsRaw;
-use crate::procs::{Daemon, Sleepers, opts, register};
+use crate::procs::{
+    Daemon, Sleepers, cpu_bound, cpus, opts, process_cpu_us, register, thread_cpu_us,
+};
 use crate::report::{Report, Stats, fmt_stats, fmt_us, progress, row, stats, us};
 
 const HOST_A: &str = "fed-a";
@@ -236,7 +248,7 @@ pub fn run(plan: &Plan, tmp: &Path, raw: &[NatsRaw], report: &mut Report) {
         b.sees(&["asker", "sender"], HOST_A);
 
         f1(plan, &a, &b, &asker, &answerer, limits, report);
-        f2(plan, &a, &b, &sender, &sink, limits, report);
+        f2(plan, &a, &b, server.pid(), &sender, &sink, limits, report);
 
         drop(a);
         drop(b);
@@ -401,6 +413,51 @@ fn f1(
     ));
 }
 
+/// The CPU time so far (µs, all threads) of each process on F2's path.
+#[derive(Debug, Clone, Copy)]
+struct CpuNow {
+    a: f64,
+    b: f64,
+    server: f64,
+    bench: f64,
+}
+
+/// The pids of F2's processes: daemon A, daemon B, the server, this bench.
+#[derive(Debug, Clone, Copy)]
+struct Pids {
+    a: u32,
+    b: u32,
+    server: u32,
+    bench: u32,
+}
+
+impl Pids {
+    fn now(&self) -> CpuNow {
+        CpuNow {
+            a: process_cpu_us(self.a),
+            b: process_cpu_us(self.b),
+            server: process_cpu_us(self.server),
+            bench: process_cpu_us(self.bench),
+        }
+    }
+}
+
+impl CpuNow {
+    /// µs per message of each process from `earlier` to `self`, over `n` messages.
+    fn per_message(&self, earlier: &CpuNow, n: f64) -> CpuNow {
+        CpuNow {
+            a: (self.a - earlier.a) / n,
+            b: (self.b - earlier.b) / n,
+            server: (self.server - earlier.server) / n,
+            bench: (self.bench - earlier.bench) / n,
+        }
+    }
+
+    fn total(&self) -> f64 {
+        self.a + self.b + self.server + self.bench
+    }
+}
+
 /// `max(id)` of B's `messages` table, read-only.
 fn max_id(db: &rusqlite::Connection) -> i64 {
     db.query_row("SELECT coalesce(max(id), 0) FROM messages", [], |r| {
@@ -409,10 +466,12 @@ fn max_id(db: &rusqlite::Connection) -> i64 {
     .unwrap()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn f2(
     plan: &Plan,
     a: &Machine,
     b: &Machine,
+    server_pid: u32,
     sender: &Caller,
     sink: &Caller,
     limits: &NatsRaw,
@@ -428,7 +487,20 @@ fn f2(
     )
     .unwrap();
     let base = max_id(&db);
+    // A's own rows of the messages it sends (remote_host = B), for their receipts.
+    let a_db = rusqlite::Connection::open_with_flags(
+        a.daemon.state.db(),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .unwrap();
+    let a_base = max_id(&a_db);
     let dur = plan.throughput_for;
+    let pids = Pids {
+        a: a.daemon.pid(),
+        b: b.daemon.pid(),
+        server: server_pid,
+        bench: std::process::id(),
+    };
     let barrier = Arc::new(Barrier::new(SENDERS + 1));
     let handles: Vec<_> = (0..SENDERS)
         .map(|s| {
@@ -463,16 +535,21 @@ fn f2(
         thread::spawn(move || {
             barrier.wait();
             let start = Instant::now();
+            // The window's CPU starts here, with the senders' first sends.
+            let cpu0 = pids.now();
+            let poller0 = thread_cpu_us();
             let mut samples = vec![(start, 0i64)];
-            loop {
+            let cpu1 = loop {
                 thread::sleep(Duration::from_millis(5));
                 let n = max_id(&db) - base;
                 samples.push((Instant::now(), n));
                 if !sending.load(Ordering::Relaxed) {
-                    break;
+                    // Right after this poll: the window ends here if it saw every message.
+                    break pids.now();
                 }
-            }
-            (start, samples, db)
+            };
+            let poller = thread_cpu_us() - poller0;
+            (start, samples, db, cpu0, cpu1, poller)
         })
     };
     let mut end_send = None;
@@ -483,11 +560,12 @@ fn f2(
         end_send = Some(end_send.map_or(e, |x: Instant| x.max(e)));
     }
     sending.store(false, Ordering::Relaxed);
-    let (start, mut samples, db) = sampler.join().unwrap();
+    let (start, mut samples, db, cpu0, mut cpu1, mut poller) = sampler.join().unwrap();
     let sent = lat.len() as i64;
     let end_send = end_send.unwrap();
-    // Then until B has every one of them.
+    // Then until B has every one of them (this thread is the poller now).
     let give_up = Instant::now() + Duration::from_secs(300);
+    let drain0 = thread_cpu_us();
     while samples.last().unwrap().1 < sent {
         assert!(
             Instant::now() < give_up,
@@ -496,8 +574,15 @@ fn f2(
         );
         thread::sleep(Duration::from_millis(5));
         samples.push((Instant::now(), max_id(&db) - base));
+        if samples.last().unwrap().1 >= sent {
+            cpu1 = pids.now();
+        }
     }
+    poller += thread_cpu_us() - drain0;
     drop(db);
+    // CPU per message over the window (the senders' start to the poll that saw the last).
+    let cpu = cpu1.per_message(&cpu0, sent as f64);
+    let poller = poller / sent as f64;
     let (done_at, committed) = *samples.last().unwrap();
     assert_eq!(
         committed, sent,
@@ -526,7 +611,11 @@ fn f2(
         .find(|(t, _)| *t <= end_send)
         .map_or(0, |(_, n)| sent - n);
 
-    // Every message arrived exactly once: the sink takes its inbox.
+    // Every message arrived exactly once: the sink takes its inbox. Each message handed out
+    // on B sends its sender a receipt (B's outbox → the server → A commits `delivered_ms`):
+    // that CPU is measured too, from here to the poll that saw every receipt on A.
+    let read_start = Instant::now();
+    let read_cpu0 = pids.now();
     let mut conn = b.daemon.conn();
     let mut bodies = HashSet::new();
     let mut taken = 0usize;
@@ -555,9 +644,33 @@ fn f2(
         "the sink's inbox holds every message sent"
     );
     assert_eq!(bodies.len(), lat.len(), "no message was delivered twice");
+    let give_up = Instant::now() + Duration::from_secs(300);
+    loop {
+        let (rows, receipted): (i64, i64) = a_db
+            .query_row(
+                "SELECT count(*), count(delivered_ms) FROM messages
+                 WHERE id > ?1 AND remote_host IS NOT NULL",
+                [a_base],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(rows, sent, "{HOST_A}'s rows of the messages it sent");
+        if receipted == sent {
+            break;
+        }
+        assert!(
+            Instant::now() < give_up,
+            "{HOST_A} had the receipts of {receipted} of the {sent} messages within 5 minutes"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+    let read_cpu = pids.now().per_message(&read_cpu0, sent as f64);
+    let read_took = read_start.elapsed().as_secs_f64();
+    drop(a_db);
 
     // For reference, the same 8 senders to a session on A itself (part 4's path, no NATS):
-    // the durable commit rate of A's own sends in this run.
+    // the durable commit rate of A's own sends in this run, once the receipts are in (so that
+    // A is not also receiving them).
     let local = {
         let barrier = Arc::new(Barrier::new(SENDERS + 1));
         let handles: Vec<_> = (0..SENDERS)
@@ -584,6 +697,7 @@ fn f2(
             .collect();
         barrier.wait();
         let start = Instant::now();
+        let cpu0 = pids.now();
         let mut end = start;
         let mut n = 0;
         for h in handles {
@@ -591,8 +705,10 @@ fn f2(
             n += k;
             end = end.max(e);
         }
-        n as f64 / (end - start).as_secs_f64()
+        let cpu = pids.now().per_message(&cpu0, n as f64);
+        (n as f64 / (end - start).as_secs_f64(), cpu)
     };
+    let (local, local_cpu) = local;
 
     let n2 = limits.js_rate;
     let ok = rate >= n2 / 2.0;
@@ -619,13 +735,18 @@ fn f2(
             format!("{rate:.0} msg/s"),
             format!(
                 "N2, raw JetStream acked publishes/s, 8 publishers: {n2:.0}/s{n2s_limit} (for \
-                 reference, the same 8 senders to a session on A itself, no NATS, right after: \
-                 {local:.0}/s)"
+                 reference, the same 8 senders to a session on A itself, no NATS, right after, \
+                 once A had their receipts: {local:.0}/s)"
             ),
             format!(
-                "{:.0} % of N2{n2s_vs} ({:.0} % of the local sends)",
+                "{:.0} % of N2{n2s_vs} ({:.0} % of the local sends); CPU per message {} (N2 \
+                 {}): on {} CPUs at most {:.0} msg/s with no wait at all",
                 100.0 * rate / n2,
-                100.0 * rate / local
+                100.0 * rate / local,
+                fmt_us(cpu.total()),
+                fmt_us(limits.js_cpu.total()),
+                cpus(),
+                cpu_bound(cpu.total())
             ),
         )
         .target("≥ 50 % of N2", ok),
@@ -642,5 +763,60 @@ fn f2(
         steady.map_or("—".into(), |r| format!("{r:.0}/s")),
         (done_at - end_send).as_secs_f64(),
         bodies.len()
+    ));
+    let n2s_cpu = limits.js_sync.map_or(String::new(), |s| {
+        format!(
+            "; N2s: {} per publish, F2 {:.1}× that",
+            fmt_us(s.cpu.total()),
+            cpu.total() / s.cpu.total()
+        )
+    });
+    report.notes.push(format!(
+        "F2 on {}, CPU per message (each process's CPU time, user + kernel, all threads \
+         including exited ones, from its kernel CPU clock (`clock_getcpuclockid`), from the \
+         senders' start to the poll that saw the last \
+         message on B ({whole:.2} s), ÷ {sent} messages): daemon A {}, daemon B {}, \
+         nats-server {}, bench {} (the 8 sender threads and the poller; the poller alone {}) \
+         = **{}**. N2 on this flavor: server {} + client {} = {}; F2 costs {:.1}× N2's CPU per \
+         message{n2s_cpu}. **On {} CPUs at most {:.0} msg/s with no wait at all** (CPUs × 1 s ÷ \
+         the total; N2's: {:.0}/s), against 50 % of N2 = {:.0}/s. During F2's window the four \
+         processes used {:.2} of the {} CPUs ({:.0} %). Not in F2's window: the sink taking \
+         its inbox on B and, for each message handed out, a receipt that crosses back to A like \
+         a mail (B's outbox, the server, A's commit of `delivered_ms`); over that phase (the \
+         sink's first take to the poll that saw the last receipt on A, {read_took:.2} s): A {}, \
+         B {}, server {}, bench {} (the sink's takes and the checks) = **{}** per message, so \
+         a message sent, delivered, read and receipted costs {} in all. The local sends (the \
+         reference, {local:.0}/s, once the receipts were in), over their own window: A {} + \
+         bench {} = {} per message (B {} and the server {} in that window), at most {:.0}/s.",
+        limits.flavor,
+        fmt_us(cpu.a),
+        fmt_us(cpu.b),
+        fmt_us(cpu.server),
+        fmt_us(cpu.bench),
+        fmt_us(poller),
+        fmt_us(cpu.total()),
+        fmt_us(limits.js_cpu.server),
+        fmt_us(limits.js_cpu.client),
+        fmt_us(limits.js_cpu.total()),
+        cpu.total() / limits.js_cpu.total(),
+        cpus(),
+        cpu_bound(cpu.total()),
+        cpu_bound(limits.js_cpu.total()),
+        n2 / 2.0,
+        cpu.total() * rate / 1e6,
+        cpus(),
+        100.0 * cpu.total() * rate / 1e6 / cpus() as f64,
+        fmt_us(read_cpu.a),
+        fmt_us(read_cpu.b),
+        fmt_us(read_cpu.server),
+        fmt_us(read_cpu.bench),
+        fmt_us(read_cpu.total()),
+        fmt_us(cpu.total() + read_cpu.total()),
+        fmt_us(local_cpu.a),
+        fmt_us(local_cpu.bench),
+        fmt_us(local_cpu.a + local_cpu.bench),
+        fmt_us(local_cpu.b),
+        fmt_us(local_cpu.server),
+        cpu_bound(local_cpu.a + local_cpu.bench),
     ));
 }

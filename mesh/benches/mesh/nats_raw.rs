@@ -14,6 +14,11 @@
 //!   every message on both daemons: N2s is the durable counterpart, for comparison with F2.
 //!
 //! Payloads are 256 bytes, about an encrypted mesh envelope of a short message.
+//!
+//! N2 and N2s also give the CPU time per acked publish over their timed window: the server
+//! process's and this bench process's (all threads: the 8 publisher tasks and the async-nats
+//! runtime), from each process's kernel CPU clock (`procs::process_cpu_us`), divided by the
+//! acked publishes.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -28,7 +33,8 @@ use futures::StreamExt;
 use mesh_testkit::nats::{NatsServer, flavors};
 
 use crate::Plan;
-use crate::report::{Report, Stats, fmt_stats, progress, row, stats, us};
+use crate::procs::{cpu_bound, cpus, process_cpu_us};
+use crate::report::{Report, Stats, fmt_stats, fmt_us, progress, row, stats, us};
 
 const PAYLOAD: usize = 256;
 const PUBLISHERS: usize = 8;
@@ -45,6 +51,8 @@ pub struct NatsRaw {
     pub js_rate: f64,
     /// Each acked publish's latency (µs), across the 8 publishers.
     pub js_ack: Stats,
+    /// N2's CPU time per acked publish.
+    pub js_cpu: RawCpu,
     /// N2s: the same against a server that fsyncs every JetStream write; `None` for a server
     /// older than 2.11 (no `sync_interval: always`).
     pub js_sync: Option<JsRate>,
@@ -57,6 +65,37 @@ pub struct JsRate {
     pub rate: f64,
     /// Each acked publish's latency (µs), across the 8 publishers.
     pub ack: Stats,
+    /// CPU time per acked publish over the timed window.
+    pub cpu: RawCpu,
+}
+
+/// CPU time per acked publish (µs) over N2's (or N2s's) timed window, from the scheduler's
+/// accounting of each process (all threads).
+#[derive(Debug, Clone, Copy)]
+pub struct RawCpu {
+    /// The `nats-server` process.
+    pub server: f64,
+    /// This bench process: the 8 publisher tasks, the async-nats runtime, the timing task.
+    pub client: f64,
+}
+
+impl RawCpu {
+    pub fn total(&self) -> f64 {
+        self.server + self.client
+    }
+
+    /// "server 11.2 µs + client 9.1 µs = 20.3 µs (on 2 CPUs at most 98500/s with no wait at
+    /// all)".
+    pub fn describe(&self) -> String {
+        format!(
+            "server {} + client {} = {} (on {} CPUs at most {:.0}/s with no wait at all)",
+            fmt_us(self.server),
+            fmt_us(self.client),
+            fmt_us(self.total()),
+            cpus(),
+            cpu_bound(self.total())
+        )
+    }
 }
 
 /// The configuration of N2s's server: JetStream fsyncs every write (2.11+), and the HTTP
@@ -83,7 +122,7 @@ pub fn run(plan: &Plan, report: &mut Report) -> Vec<NatsRaw> {
     for (flavor, bin) in found {
         progress(&format!("NATS limits on {flavor} ({})", bin.display()));
         let server = NatsServer::start(&bin);
-        let (version, request, js) = rt.block_on(measure(plan, &server.url()));
+        let (version, request, js) = rt.block_on(measure(plan, &server.url(), server.pid()));
         drop(server);
         let js_sync = has_sync_always(&version).then(|| {
             progress(&format!(
@@ -99,7 +138,7 @@ pub fn run(plan: &Plan, report: &mut Report) -> Vec<NatsRaw> {
             );
             rt.block_on(async {
                 let client = async_nats::connect(server.url()).await.unwrap();
-                js_rate(plan, client).await
+                js_rate(plan, client, server.pid()).await
             })
         });
         let raw = NatsRaw {
@@ -108,6 +147,7 @@ pub fn run(plan: &Plan, report: &mut Report) -> Vec<NatsRaw> {
             request,
             js_rate: js.rate,
             js_ack: js.ack,
+            js_cpu: js.cpu,
             js_sync,
         };
         report.rows.push(row(
@@ -129,7 +169,11 @@ pub fn run(plan: &Plan, report: &mut Report) -> Vec<NatsRaw> {
             ),
             format!("{:.0}/s", raw.js_rate),
             "—",
-            format!("ack {}", fmt_stats(&raw.js_ack)),
+            format!(
+                "ack {}; CPU per publish: {}",
+                fmt_stats(&raw.js_ack),
+                raw.js_cpu.describe()
+            ),
         ));
         if let Some(sync) = &raw.js_sync {
             report.rows.push(row(
@@ -142,9 +186,10 @@ pub fn run(plan: &Plan, report: &mut Report) -> Vec<NatsRaw> {
                 format!("{:.0}/s", sync.rate),
                 format!("N2: {:.0}/s", raw.js_rate),
                 format!(
-                    "{:.0} % of N2; ack {}",
+                    "{:.0} % of N2; ack {}; CPU per publish: {}",
                     100.0 * sync.rate / raw.js_rate,
-                    fmt_stats(&sync.ack)
+                    fmt_stats(&sync.ack),
+                    sync.cpu.describe()
                 ),
             ));
         } else {
@@ -163,11 +208,18 @@ pub fn run(plan: &Plan, report: &mut Report) -> Vec<NatsRaw> {
          means stored, fsync'd every 2 minutes; SQLite's commits above are fsync'd each). \
          N2s (2.11+) is the same measurement for as long on a fresh server of the flavor \
          started with `{}` in its configuration file, which fsyncs the stream's file on every \
-         write before it acks (checked in the server's `/varz` before the run).",
+         write before it acks (checked in the server's `/varz` before the run). CPU per \
+         publish (N2, N2s): the CPU time (user + kernel, all threads including exited ones, \
+         from the process's kernel CPU clock, `clock_getcpuclockid`) of the `nats-server` process and of this bench \
+         process (client: the 8 publisher tasks, the async-nats runtime's threads, the timing \
+         task) from the publishers' start to the last one's stop, divided by the acked \
+         publishes; \"at most …/s\" is {} CPUs × 1 s ÷ that total, the rate the two could \
+         reach if nothing ever waited (no I/O, no wake-up latency).",
         nats_iters(plan),
         plan.warmup,
         plan.throughput_for,
-        SYNC_ALWAYS_CONF.lines().next().unwrap_or_default()
+        SYNC_ALWAYS_CONF.lines().next().unwrap_or_default(),
+        cpus()
     ));
     out
 }
@@ -211,7 +263,7 @@ fn nats_iters(plan: &Plan) -> usize {
     if plan.quick { 200 } else { 2_000 }
 }
 
-async fn measure(plan: &Plan, url: &str) -> (String, Stats, JsRate) {
+async fn measure(plan: &Plan, url: &str, server_pid: u32) -> (String, Stats, JsRate) {
     let requester = async_nats::connect(url).await.unwrap();
     let version = requester.server_info().version;
 
@@ -258,12 +310,14 @@ async fn measure(plan: &Plan, url: &str) -> (String, Stats, JsRate) {
     }
     echo.abort();
     let request = stats(lat);
-    let js = js_rate(plan, requester).await;
+    let js = js_rate(plan, requester, server_pid).await;
     (version, request, js)
 }
 
-/// N2 (and N2s): a WorkQueue stream on file storage, 8 publishers on `client`'s connection.
-async fn js_rate(plan: &Plan, client: async_nats::Client) -> JsRate {
+/// N2 (and N2s): a WorkQueue stream on file storage, 8 publishers on `client`'s connection;
+/// the server (`server_pid`) and this process's CPU time over the timed window.
+async fn js_rate(plan: &Plan, client: async_nats::Client, server_pid: u32) -> JsRate {
+    let me = std::process::id();
     let payload = vec![b'x'; PAYLOAD];
     let js = jetstream::new(client);
     js.create_stream(Config {
@@ -291,6 +345,7 @@ async fn js_rate(plan: &Plan, client: async_nats::Client) -> JsRate {
     }
     let stop = Arc::new(AtomicBool::new(false));
     let total = Arc::new(AtomicU64::new(0));
+    let (server0, client0) = (process_cpu_us(server_pid), process_cpu_us(me));
     let start = Instant::now();
     let tasks: Vec<_> = (0..PUBLISHERS)
         .map(|p| {
@@ -330,6 +385,8 @@ async fn js_rate(plan: &Plan, client: async_nats::Client) -> JsRate {
         all.extend(lat);
         end = end.max(e);
     }
+    // The last publisher stopped at `end`; the joins after it take a few µs.
+    let (server1, client1) = (process_cpu_us(server_pid), process_cpu_us(me));
     let n = total.load(Ordering::Relaxed);
     let rate = n as f64 / (end - start).as_secs_f64();
     // Every acked publish is in the stream (nothing consumed it).
@@ -343,5 +400,9 @@ async fn js_rate(plan: &Plan, client: async_nats::Client) -> JsRate {
     JsRate {
         rate,
         ack: stats(all),
+        cpu: RawCpu {
+            server: (server1 - server0) / n as f64,
+            client: (client1 - client0) / n as f64,
+        },
     }
 }

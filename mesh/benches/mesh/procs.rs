@@ -41,6 +41,45 @@ pub fn cpu_us(pid: u32) -> f64 {
     ns as f64 / 1e3
 }
 
+/// CPU time a whole process has used so far, in µs: all its threads, including those that
+/// already exited (which `cpu_us` misses: it sums the live threads' `schedstat`). The kernel's
+/// CPU clock of the process (`clock_getcpuclockid` + `clock_gettime`), the same scheduler
+/// accounting in nanoseconds.
+pub fn process_cpu_us(pid: u32) -> f64 {
+    let pid = libc::pid_t::try_from(pid).unwrap();
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: `clock` is a valid place for the result; the call only writes it.
+    let rc = unsafe { libc::clock_getcpuclockid(pid, &mut clock) };
+    assert_eq!(rc, 0, "clock_getcpuclockid({pid}): error {rc}");
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for the kernel to fill.
+    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
+    assert_eq!(
+        rc,
+        0,
+        "clock_gettime(CPU clock of {pid}): {}",
+        std::io::Error::last_os_error()
+    );
+    ts.tv_sec as f64 * 1e6 + ts.tv_nsec as f64 / 1e3
+}
+
+/// CPUs this process may run on (its affinity), at least 1.
+pub fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The most operations per second a path that costs `cpu_us_per_op` µs of CPU time in total
+/// (all its processes) could reach on this machine's CPUs if it never waited at all.
+pub fn cpu_bound(cpu_us_per_op: f64) -> f64 {
+    if cpu_us_per_op <= 0.0 {
+        return f64::INFINITY;
+    }
+    cpus() as f64 * 1e6 / cpu_us_per_op
+}
+
 /// CPU time of the calling thread so far, in µs.
 pub fn thread_cpu_us() -> f64 {
     fs::read_to_string("/proc/thread-self/schedstat")
