@@ -911,13 +911,25 @@ impl Delivery {
     /// this returns Ok the mail has left the stream, but a server killed with SIGKILL shortly
     /// after may not have written the ack and deliver it again after its restart (seen in
     /// the tests on 2.9 and 2.15): the receiver must commit idempotently (by global id).
+    ///
+    /// The ack is a request on the connection's shared reply subscription: the server answers
+    /// an ack that has a reply subject once it has processed it. (`double_ack` of async-nats
+    /// does the same through a subscription of its own, made and dropped for every message:
+    /// two more protocol operations per message on both sides.)
     pub async fn ack(self) -> Result<(), TransportError> {
-        tokio::time::timeout(ACK_TIMEOUT, self.msg.double_ack())
+        let reply = self
+            .msg
+            .reply
+            .clone()
+            .ok_or_else(|| TransportError::nats("ack", "a delivery without a reply subject"))?;
+        let client = self.msg.context.client();
+        tokio::time::timeout(ACK_TIMEOUT, client.request(reply, AckKind::Ack.into()))
             .await
             .map_err(|_| TransportError::Timeout {
                 what: "ack".into(),
                 after: ACK_TIMEOUT,
             })?
+            .map(|_| ())
             .map_err(|e| TransportError::nats("ack", e))
     }
 
