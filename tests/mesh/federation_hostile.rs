@@ -1302,6 +1302,44 @@ fn hostile_presence_is_bounded_sanitized_and_never_resurrects_a_departed_session
     });
 }
 
+/// Anyone with the credentials can publish junk to a device's subjects, and each piece is refused
+/// with a log line: at most `quiet::BURST` such lines a minute, so a flood of junk is not a flood
+/// of log lines (an on-demand daemon's `mesh.log` has no bound); the daemon goes on as usual.
+#[test]
+fn a_flood_of_junk_is_not_a_flood_of_log_lines() {
+    use mesh_daemon::federation::quiet;
+    each_flavor(|_, bin| {
+        let server = NatsServer::start(bin);
+        let team = "blue";
+        let team_id = config::team_id(team);
+        let a = Machine::join_team(&server.url(), "target", team);
+        let alice = a.mesh.session("alice");
+        let a_dev = a.device();
+        let mut attacker = server.client();
+        let flood = 300;
+        for i in 0..flood {
+            attacker
+                .js_publish(
+                    &mail_subject(&team_id, &a_dev),
+                    Some(&format!("junk-{i}")),
+                    format!("junk {i}").as_bytes(),
+                )
+                .unwrap();
+        }
+        drained(&mut attacker, &team_id, &a_dev);
+        let log = a.mesh.log();
+        let lines = log.matches("dropped a malformed envelope").count();
+        assert!(
+            (1..=quiet::BURST as usize).contains(&lines),
+            "{lines} log lines for {flood} junk frames"
+        );
+        // Still serving: local mail goes on.
+        let ann = a.mesh.session("ann");
+        a.mesh.send(&alice.caller, "ann", Kind::Note, "still here");
+        assert_eq!(a.take(&ann)[0].body, "still here");
+    });
+}
+
 /// The key announcements are public and anyone with the credentials can publish one: someone
 /// else's public key announced again under another name does not pin that name (a device is
 /// one host), and its mail and presence stay that host's.

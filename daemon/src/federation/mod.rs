@@ -6,6 +6,7 @@
 pub mod config;
 pub mod envelope;
 pub mod keys;
+pub mod quiet;
 pub mod transport;
 
 use std::path::Path;
@@ -368,13 +369,17 @@ impl Federation {
             let ann = match envelope::read_announce(&a.payload) {
                 Ok(ann) => ann,
                 Err(e) => {
-                    tracing::warn!(target: "mesh::federation", "ignored a malformed key announcement: {e}");
+                    if quiet::allow() {
+                        tracing::warn!(target: "mesh::federation", "ignored a malformed key announcement: {e}");
+                    }
                     continue;
                 }
             };
             let key = PublicKey::from_bytes(ann.public_key);
             if key.device_id().to_string() != a.device || ann.team != self.inner.team_id {
-                tracing::warn!(target: "mesh::federation", "ignored a key announcement whose device or team does not match its subject");
+                if quiet::allow() {
+                    tracing::warn!(target: "mesh::federation", "ignored a key announcement whose device or team does not match its subject");
+                }
                 continue;
             }
             if key == self.inner.key.public() {
@@ -406,14 +411,16 @@ impl Federation {
                 continue;
             }
             if ann.host.eq_ignore_ascii_case(&self.inner.identity.host) {
-                tracing::error!(
-                    target: "mesh::federation",
-                    "another device ({}) announces itself as this machine's host name `{}`: \
-                     its mail is refused. Give one of the two machines another name (`mesh join \
-                     <url> --host <name>`)",
-                    key.fingerprint(),
-                    sanitize::terminal_cut(&ann.host, 64)
-                );
+                if quiet::allow() {
+                    tracing::error!(
+                        target: "mesh::federation",
+                        "another device ({}) announces itself as this machine's host name `{}`: \
+                         its mail is refused. Give one of the two machines another name (`mesh join \
+                         <url> --host <name>`)",
+                        key.fingerprint(),
+                        sanitize::terminal_cut(&ann.host, 64)
+                    );
+                }
                 continue;
             }
             let host = ann.host.clone();
@@ -427,29 +434,41 @@ impl Federation {
                     self.inner.presence_now.notify_one();
                 }
                 Ok(KeyVerdict::Known) => {}
-                Ok(KeyVerdict::OtherHost(pinned_as)) => tracing::warn!(
-                    target: "mesh::federation",
-                    "ignored an announcement of host `{}`: its key is the one pinned for host \
-                     `{pinned_as}`",
-                    ann.host
-                ),
-                Ok(KeyVerdict::TooMany) => tracing::warn!(
-                    target: "mesh::federation",
-                    "not pinning the key of host `{}`: {} hosts are known already",
-                    ann.host,
-                    hosts::MAX_HOSTS
-                ),
-                Ok(KeyVerdict::Changed { pinned, offered }) => tracing::error!(
-                    target: "mesh::federation",
-                    "the key of host `{}` CHANGED: pinned {pinned_fp}, now offered {offered_fp}. \
-                     Mail sealed with the new key is refused, and mail for that host still goes \
-                     to the pinned key only, until you check the new fingerprint on that machine \
-                     (`mesh keys`) and accept it: `mesh keys trust {} {offered_fp}`",
-                    ann.host,
-                    ann.host,
-                    pinned_fp = pinned.fingerprint(),
-                    offered_fp = offered.fingerprint(),
-                ),
+                Ok(KeyVerdict::OtherHost(pinned_as)) => {
+                    if quiet::allow() {
+                        tracing::warn!(
+                            target: "mesh::federation",
+                            "ignored an announcement of host `{}`: its key is the one pinned for host \
+                             `{pinned_as}`",
+                            ann.host
+                        );
+                    }
+                }
+                Ok(KeyVerdict::TooMany) => {
+                    if quiet::allow() {
+                        tracing::warn!(
+                            target: "mesh::federation",
+                            "not pinning the key of host `{}`: {} hosts are known already",
+                            ann.host,
+                            hosts::MAX_HOSTS
+                        );
+                    }
+                }
+                Ok(KeyVerdict::Changed { pinned, offered }) => {
+                    if quiet::allow() {
+                        tracing::error!(
+                            target: "mesh::federation",
+                            "the key of host `{}` CHANGED: pinned {pinned_fp}, now offered {offered_fp}. \
+                             Mail sealed with the new key is refused, and mail for that host still goes \
+                             to the pinned key only, until you check the new fingerprint on that machine \
+                             (`mesh keys`) and accept it: `mesh keys trust {} {offered_fp}`",
+                            ann.host,
+                            ann.host,
+                            pinned_fp = pinned.fingerprint(),
+                            offered_fp = offered.fingerprint(),
+                        );
+                    }
+                }
                 Err(e) => {
                     self.inner.keys_lossy.store(true, Ordering::Release);
                     self.failed("cannot record a host's key", &e);
@@ -551,7 +570,9 @@ impl Federation {
         let retry_or_drop = if redelivered < UNKNOWN_SENDER_TRIES {
             Settle::Retry
         } else {
-            tracing::error!(target: "mesh::federation", device, "dropped mail from a device whose key never arrived");
+            if quiet::allow() {
+                tracing::error!(target: "mesh::federation", device, "dropped mail from a device whose key never arrived");
+            }
             Settle::Ack
         };
         let paused = self
@@ -566,16 +587,18 @@ impl Federation {
         match t.announced(&self.inner.team_id, device).await {
             Ok(Some(seq)) if read.is_none_or(|read| seq > read) => retry_or_drop,
             Ok(announced) => {
-                tracing::error!(
-                    target: "mesh::federation",
-                    device,
-                    "dropped mail from a device {}",
-                    if announced.is_some() {
-                        "whose key announcement was not accepted here"
-                    } else {
-                        "that never announced a key"
-                    }
-                );
+                if quiet::allow() {
+                    tracing::error!(
+                        target: "mesh::federation",
+                        device,
+                        "dropped mail from a device {}",
+                        if announced.is_some() {
+                            "whose key announcement was not accepted here"
+                        } else {
+                            "that never announced a key"
+                        }
+                    );
+                }
                 Settle::Ack
             }
             Err(e) => {
@@ -591,7 +614,9 @@ impl Federation {
         let frame = match envelope::read_frame(payload) {
             Ok(f) => f,
             Err(e) => {
-                tracing::warn!(target: "mesh::federation", "dropped a malformed envelope: {e}");
+                if quiet::allow() {
+                    tracing::warn!(target: "mesh::federation", "dropped a malformed envelope: {e}");
+                }
                 return Settle::Ack;
             }
         };
@@ -599,16 +624,20 @@ impl Federation {
         let host = match Self::sender(store, &device) {
             Ok(Sender::Trusted(h)) => h,
             Ok(Sender::Refused(host)) => {
-                tracing::error!(
-                    target: "mesh::federation",
-                    "REFUSED mail claiming to be from host `{}`: it is sealed with a key that is \
-                     not the one pinned for that host (`mesh keys` shows both)",
-                    sanitize::terminal_cut(&host, 64)
-                );
+                if quiet::allow() {
+                    tracing::error!(
+                        target: "mesh::federation",
+                        "REFUSED mail claiming to be from host `{}`: it is sealed with a key that is \
+                         not the one pinned for that host (`mesh keys` shows both)",
+                        sanitize::terminal_cut(&host, 64)
+                    );
+                }
                 return Settle::Ack;
             }
             Ok(Sender::Unknown) if device == self.inner.identity.device => {
-                tracing::error!(target: "mesh::federation", "REFUSED mail that claims to come from this device (a replay of its own mail to another machine)");
+                if quiet::allow() {
+                    tracing::error!(target: "mesh::federation", "REFUSED mail that claims to come from this device (a replay of its own mail to another machine)");
+                }
                 return Settle::Ack;
             }
             Ok(Sender::Unknown) => return self.unknown_sender(t, &device, redelivered).await,
@@ -620,7 +649,9 @@ impl Federation {
         let env = match envelope::open_frame(&self.inner.key, &host.key(), &frame) {
             Ok(env) => env,
             Err(e) => {
-                tracing::error!(target: "mesh::federation", host = %host.host, "REFUSED an envelope that does not open with its sender's pinned key: {e}");
+                if quiet::allow() {
+                    tracing::error!(target: "mesh::federation", host = %host.host, "REFUSED an envelope that does not open with its sender's pinned key: {e}");
+                }
                 return Settle::Ack;
             }
         };
@@ -646,7 +677,9 @@ impl Federation {
         };
         match res {
             Ok(Received::Refused(why)) => {
-                tracing::warn!(target: "mesh::federation", host = %host.host, "not accepted: {why}");
+                if quiet::allow() {
+                    tracing::warn!(target: "mesh::federation", host = %host.host, "not accepted: {why}");
+                }
                 Settle::Ack
             }
             Ok(Received::New | Received::Duplicate) => Settle::Ack,

@@ -883,7 +883,9 @@ fn next_backoff(prev: Option<Duration>) -> Duration {
 fn oversize(dropped: &AtomicU64, what: &str, len: usize) -> bool {
     if len > MAX_PAYLOAD {
         dropped.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(len, max = MAX_PAYLOAD, "dropped an oversized {what}");
+        if super::quiet::allow() {
+            tracing::warn!(len, max = MAX_PAYLOAD, "dropped an oversized {what}");
+        }
         true
     } else {
         false
@@ -1150,9 +1152,11 @@ impl AnnouncementStream {
                     let device = msg.subject.as_str().strip_prefix(self.prefix.as_str());
                     let Some(device) = device.filter(|d| is_device_id(d)) else {
                         self.dropped.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(
-                            "dropped a key announcement on a subject without a device id"
-                        );
+                        if super::quiet::allow() {
+                            tracing::warn!(
+                                "dropped a key announcement on a subject without a device id"
+                            );
+                        }
                         continue;
                     };
                     return Some(Ok(Announcement {
