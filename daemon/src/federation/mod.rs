@@ -567,9 +567,10 @@ impl Federation {
     /// nothing, so the request times out) pauses lookups for [`LOOKUP_PAUSE`]: meanwhile such
     /// mail is handed back with the growing delay, a bounded number of times.
     async fn unknown_sender(&self, t: &Transport, device: &str, redelivered: u64) -> Settle {
-        let retry_or_drop = if redelivered < UNKNOWN_SENDER_TRIES {
-            Settle::Retry
-        } else {
+        let retry_or_drop = || {
+            if redelivered < UNKNOWN_SENDER_TRIES {
+                return Settle::Retry;
+            }
             if quiet::allow() {
                 tracing::error!(target: "mesh::federation", device, "dropped mail from a device whose key never arrived");
             }
@@ -580,12 +581,12 @@ impl Federation {
             .lookup_failed
             .is_some_and(|at| at.elapsed() < LOOKUP_PAUSE);
         if paused {
-            return retry_or_drop;
+            return retry_or_drop();
         }
         let read = (!self.inner.keys_lossy.load(Ordering::Acquire))
             .then(|| self.inner.keys_read.load(Ordering::Acquire));
         match t.announced(&self.inner.team_id, device).await {
-            Ok(Some(seq)) if read.is_none_or(|read| seq > read) => retry_or_drop,
+            Ok(Some(seq)) if read.is_none_or(|read| seq > read) => retry_or_drop(),
             Ok(announced) => {
                 if quiet::allow() {
                     tracing::error!(
@@ -604,7 +605,7 @@ impl Federation {
             Err(e) => {
                 self.state().lookup_failed = Some(tokio::time::Instant::now());
                 self.failed("cannot look up a sender's key announcement", &e);
-                retry_or_drop
+                retry_or_drop()
             }
         }
     }
