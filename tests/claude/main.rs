@@ -971,10 +971,15 @@ fn ask_peer_across_machines_is_answered_by_real_claude_code_on_the_other() {
         mcp("ask_peer"),
         json!({"to": "bravo@devbox", "question": QUESTION, "timeout_s": 60}),
     ));
-    // Once bravo's task is pending here, run a tool: the PostToolUse hook injects it.
+    // Once bravo's task is pending here, run a tool: the PostToolUse hook injects it. When it
+    // crossed before ask_peer's own PostToolUse hook ran, that hook injected it already: it is
+    // in this very request, and nothing is pending.
     let cli_a = laptop.cli();
     let fail_a = model_a.failure_sink();
-    model_a.push(Turn::compute(move |_| {
+    model_a.push(Turn::compute(move |req| {
+        if req.message_texts().iter().any(|t| t.contains(FOLLOWUP)) {
+            return Turn::bash("echo checked");
+        }
         let pending = || {
             cli_a
                 .live_named("alpha")
