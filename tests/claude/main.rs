@@ -977,9 +977,6 @@ fn ask_peer_across_machines_is_answered_by_real_claude_code_on_the_other() {
     let cli_a = laptop.cli();
     let fail_a = model_a.failure_sink();
     model_a.push(Turn::compute(move |req| {
-        if req.message_texts().iter().any(|t| t.contains(FOLLOWUP)) {
-            return Turn::bash("echo checked");
-        }
         let pending = || {
             cli_a
                 .live_named("alpha")
@@ -988,7 +985,9 @@ fn ask_peer_across_machines_is_answered_by_real_claude_code_on_the_other() {
                 .unwrap_or(0)
                 > 0
         };
-        if mesh_testkit::poll(STEP, || pending().then_some(())).is_none() {
+        if !req.conversation_contains(FOLLOWUP)
+            && mesh_testkit::poll(STEP, || pending().then_some(())).is_none()
+        {
             fail_a.fail("bravo's task never reached alpha on laptop");
         }
         Turn::bash("echo checked")
