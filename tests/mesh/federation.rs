@@ -138,6 +138,29 @@ impl Machine {
         );
     }
 
+    /// What is pending for `session` once something has arrived (within 30 s), taken; panics
+    /// with `what` when nothing does.
+    pub(crate) fn receive(&self, session: &Session, what: &str) -> Vec<mesh_proto::Message> {
+        mesh_testkit::poll(Duration::from_secs(30), || {
+            let m = self.take(session);
+            (!m.is_empty()).then_some(m)
+        })
+        .unwrap_or_else(|| panic!("{what}: nothing arrived on {}", self.host))
+    }
+
+    /// Wait (20 s at most) until message `id`, sent from here, is delivered: its receipt came
+    /// back from the other machine.
+    pub(crate) fn wait_delivered(&self, id: u64, what: &str) {
+        wait_for(what, Duration::from_secs(20), || {
+            self.mesh
+                .conn()
+                .message_status(mesh_proto::MessageStatus { message_id: id })
+                .unwrap()
+                .status
+                == mesh_proto::Status::Delivered
+        });
+    }
+
     /// Everything pending for `session`, taken.
     pub(crate) fn take(&self, session: &Session) -> Vec<mesh_proto::Message> {
         self.mesh
@@ -225,36 +248,19 @@ fn send_broadcast_ask_reply_status_and_presence_across_two_machines() {
             Duration::from_secs(20),
             || statusline() == "[bob · 0 peers · ✉1 from alice@laptop]\n",
         );
-        let got = mesh_testkit::poll(Duration::from_secs(20), || {
-            let m = b.take(&bob);
-            (!m.is_empty()).then_some(m)
-        })
-        .expect("the task reaches devbox");
+        let got = b.receive(&bob, "the task reaches devbox");
         assert_eq!(statusline(), "[bob · 0 peers]\n");
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].body, "run the migrations");
         assert_eq!(got[0].from.name, "alice@laptop");
         assert_eq!(got[0].kind, Kind::Task);
         // Its receipt comes back: the sender sees it delivered.
-        wait_for("the receipt", Duration::from_secs(20), || {
-            a.mesh
-                .conn()
-                .message_status(mesh_proto::MessageStatus {
-                    message_id: task_id,
-                })
-                .unwrap()
-                .status
-                == mesh_proto::Status::Delivered
-        });
+        a.wait_delivered(task_id, "the receipt");
 
         // A bare name that only the other machine has resolves there.
         let bare = a.mesh.send(&alice.caller, "bob", Kind::Note, "bare name");
         assert!(bare > 0);
-        let got = mesh_testkit::poll(Duration::from_secs(20), || {
-            let m = b.take(&bob);
-            (!m.is_empty()).then_some(m)
-        })
-        .unwrap();
+        let got = b.receive(&bob, "bare name");
         assert_eq!(got[0].body, "bare name");
 
         // Ask across: blocks, and the answer is pushed.
@@ -316,11 +322,7 @@ fn send_broadcast_ask_reply_status_and_presence_across_two_machines() {
             HashSet::from(["bob@devbox".to_owned(), "carol".to_owned()]),
             "{sent:?}"
         );
-        let got = mesh_testkit::poll(Duration::from_secs(20), || {
-            let m = b.take(&bob);
-            (!m.is_empty()).then_some(m)
-        })
-        .unwrap();
+        let got = b.receive(&bob, "deploy at five");
         assert_eq!(got[0].body, "deploy at five");
         assert_eq!(a.take(&carol)[0].body, "deploy at five");
 
@@ -570,11 +572,7 @@ fn three_machines_broadcast_and_addresses() {
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", output_text(&out));
-        let got = mesh_testkit::poll(Duration::from_secs(20), || {
-            let m = c.take(&dev_c);
-            (!m.is_empty()).then_some(m)
-        })
-        .unwrap();
+        let got = c.receive(&dev_c, "only cow");
         assert_eq!(got[0].body, "only cow");
         assert_eq!(got[0].from.name, "amy@ant");
 
@@ -798,11 +796,7 @@ fn the_example_server_config_lets_each_host_reach_only_its_own_mail() {
             Kind::Task,
             "through permissions",
         );
-        let got = mesh_testkit::poll(Duration::from_secs(20), || {
-            let m = b.take(&bob);
-            (!m.is_empty()).then_some(m)
-        })
-        .expect("mail flows under the example permissions");
+        let got = b.receive(&bob, "mail flows under the example permissions");
         assert_eq!(got[0].body, "through permissions");
         // Mail sealed by a key nobody announced, published with server's credentials: laptop
         // looks the device up in the keys stream (which the example allows) and drops it.
@@ -1442,11 +1436,7 @@ fn a_tls_server_is_joined_with_its_ca() {
         a.sees("receiver", "tlsb");
         a.mesh
             .send(&s.caller, "receiver@tlsb", Kind::Task, "over tls");
-        let got = mesh_testkit::poll(Duration::from_secs(20), || {
-            let m = b.take(&r);
-            (!m.is_empty()).then_some(m)
-        })
-        .expect("mail over TLS");
+        let got = b.receive(&r, "mail over TLS");
         assert_eq!(got[0].body, "over tls");
         assert!(a.report().connected);
 
@@ -1501,11 +1491,7 @@ fn a_reinstalled_machine_gets_the_mail_sent_before_its_new_key_was_trusted() {
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", output_text(&out));
-        let got = mesh_testkit::poll(Duration::from_secs(20), || {
-            let m = new.take(&bob);
-            (!m.is_empty()).then_some(m)
-        })
-        .expect("sent again to the key just trusted");
+        let got = new.receive(&bob, "sent again to the key just trusted");
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].body, "sent before trust");
         assert_eq!(got[0].from.name, "alice@laptop");
@@ -1552,25 +1538,10 @@ fn machines_join_an_operator_mode_server_with_creds_files() {
             Kind::Task,
             "signed by the account",
         );
-        let got = mesh_testkit::poll(Duration::from_secs(20), || {
-            let m = b.take(&bob);
-            (!m.is_empty()).then_some(m)
-        })
-        .expect("the task crosses");
+        let got = b.receive(&bob, "the task crosses");
         assert_eq!(got[0].body, "signed by the account", "{flavor}");
         assert_eq!(got[0].from.name, "alice@laptop", "{flavor}");
-        wait_for(
-            &format!("{flavor}: the receipt"),
-            Duration::from_secs(20),
-            || {
-                a.mesh
-                    .conn()
-                    .message_status(mesh_proto::MessageStatus { message_id: id })
-                    .unwrap()
-                    .status
-                    == mesh_proto::Status::Delivered
-            },
-        );
+        a.wait_delivered(id, &format!("{flavor}: the receipt"));
         let log = server.log();
         assert!(!log.contains("Violation"), "{flavor}: {log}");
     });
@@ -1762,24 +1733,9 @@ fn the_example_permissions_hold_as_user_jwt_claims() {
             Kind::Task,
             "within the JWT's permissions",
         );
-        let got = mesh_testkit::poll(Duration::from_secs(20), || {
-            let m = b.take(&bob);
-            (!m.is_empty()).then_some(m)
-        })
-        .expect("mail flows under the JWT permissions");
+        let got = b.receive(&bob, "mail flows under the JWT permissions");
         assert_eq!(got[0].body, "within the JWT's permissions", "{flavor}");
-        wait_for(
-            &format!("{flavor}: the receipt"),
-            Duration::from_secs(20),
-            || {
-                a.mesh
-                    .conn()
-                    .message_status(mesh_proto::MessageStatus { message_id: id })
-                    .unwrap()
-                    .status
-                    == mesh_proto::Status::Delivered
-            },
-        );
+        a.wait_delivered(id, &format!("{flavor}: the receipt"));
         let r = a.report();
         assert!(r.connected && r.last_error.is_none(), "{flavor}: {r:?}");
         // Everything the daemons did was within their permissions.
@@ -1912,25 +1868,10 @@ fn expired_creds_are_reported_and_a_replaced_file_is_used_without_a_restart() {
             Duration::from_secs(30),
             || a.report().connected,
         );
-        let got = mesh_testkit::poll(Duration::from_secs(20), || {
-            let m = b.take(&bob);
-            (!m.is_empty()).then_some(m)
-        })
-        .expect("the mail waiting in the outbox arrives");
+        let got = b.receive(&bob, "the mail waiting in the outbox arrives");
         assert_eq!(got.len(), 1, "{flavor}: {got:?}");
         assert_eq!(got[0].body, "after the renewal", "{flavor}");
-        wait_for(
-            &format!("{flavor}: the receipt"),
-            Duration::from_secs(20),
-            || {
-                a.mesh
-                    .conn()
-                    .message_status(mesh_proto::MessageStatus { message_id: id })
-                    .unwrap()
-                    .status
-                    == mesh_proto::Status::Delivered
-            },
-        );
+        a.wait_delivered(id, &format!("{flavor}: the receipt"));
         wait_for(
             &format!("{flavor}: health to pass again"),
             Duration::from_secs(20),
@@ -2028,18 +1969,7 @@ fn a_machine_revoked_while_connected_is_cut_off_and_comes_back_with_new_creds() 
         assert_eq!(got.len(), 1, "{flavor}: {got:?}");
         assert_eq!(got[0].body, "while you were out", "{flavor}");
         assert_eq!(got[0].from.name, "bob@devbox", "{flavor}");
-        wait_for(
-            &format!("{flavor}: the receipt"),
-            Duration::from_secs(20),
-            || {
-                b.mesh
-                    .conn()
-                    .message_status(mesh_proto::MessageStatus { message_id: id })
-                    .unwrap()
-                    .status
-                    == mesh_proto::Status::Delivered
-            },
-        );
+        b.wait_delivered(id, &format!("{flavor}: the receipt"));
         assert!(a.report().connected, "{flavor}");
         assert!(a.take(&alice).is_empty(), "{flavor}: delivered twice");
     });

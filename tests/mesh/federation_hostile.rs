@@ -415,11 +415,7 @@ fn an_impostor_with_a_known_host_name_reads_nothing_and_is_refused_until_trusted
         );
         let for_c = marker("forc");
         a.mesh.send(&alice.caller, "x@devbox", Kind::Note, &for_c);
-        let got = poll(Duration::from_secs(30), || {
-            let m = c.take(&x_on_c);
-            (!m.is_empty()).then_some(m)
-        })
-        .expect("the newly trusted device gets the mail");
+        let got = c.receive(&x_on_c, "the newly trusted device gets the mail");
         assert_eq!(got[0].body, for_c);
         drained(&mut attacker, &team_id, &b.device());
         assert!(b.take(&x_on_b).is_empty());
@@ -428,11 +424,7 @@ fn an_impostor_with_a_known_host_name_reads_nothing_and_is_refused_until_trusted
         let from_c = marker("fromc");
         c.mesh
             .send(&x_on_c.caller, "alice@laptop", Kind::Note, &from_c);
-        let got = poll(Duration::from_secs(30), || {
-            let m = a.take(&alice);
-            (!m.is_empty()).then_some(m)
-        })
-        .expect("the newly trusted device's mail is accepted");
+        let got = a.receive(&alice, "the newly trusted device's mail is accepted");
         assert_eq!(got[0].body, from_c);
         assert_eq!(got[0].from.name, "x@devbox");
     });
@@ -794,11 +786,7 @@ fn hand_made_frames_on_a_mail_subject_are_refused_and_change_nothing() {
             &env.id(),
             &envelope::seal_frame(&b_key, &a_pub, &env).unwrap(),
         );
-        let got = poll(Duration::from_secs(30), || {
-            let m = a.take(&alice);
-            (!m.is_empty()).then_some(m)
-        })
-        .expect("a genuine frame from peer's key is accepted");
+        let got = a.receive(&alice, "a genuine frame from peer's key is accepted");
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].body, ok);
         assert_eq!(got[0].from.name, "mallory@peer");
@@ -874,11 +862,7 @@ fn mail_replayed_after_retention_forgot_it_is_refused() {
             .send(&bob.caller, "alice@forgetful", Kind::Task, "do it once");
         let captured = spy.next_msg(Duration::from_secs(20)).unwrap().payload;
         let gid = envelope::read_frame(&captured).unwrap().id;
-        let got = poll(Duration::from_secs(20), || {
-            let m = a.take(&alice);
-            (!m.is_empty()).then_some(m)
-        })
-        .expect("the task arrives");
+        let got = a.receive(&alice, "the task arrives");
         assert_eq!(got[0].body, "do it once");
         let kept = |gid: &str| -> bool {
             let db = rusqlite::Connection::open_with_flags(
@@ -912,11 +896,7 @@ fn mail_replayed_after_retention_forgot_it_is_refused() {
         // Fresh mail still arrives.
         b.mesh
             .send(&bob.caller, "alice@forgetful", Kind::Task, "fresh");
-        let got = poll(Duration::from_secs(20), || {
-            let m = a.take(&alice);
-            (!m.is_empty()).then_some(m)
-        })
-        .expect("fresh mail arrives");
+        let got = a.receive(&alice, "fresh mail arrives");
         assert_eq!(got[0].body, "fresh");
     });
 }
@@ -968,11 +948,7 @@ fn dedupe_ids_seen_on_the_wire_cannot_suppress_a_receipt() {
                 .unwrap();
             }
         }
-        let got = poll(Duration::from_secs(30), || {
-            let m = b.take(&bob);
-            (!m.is_empty()).then_some(m)
-        })
-        .expect("dest gets the task");
+        let got = b.receive(&bob, "dest gets the task");
         assert_eq!(got[0].body, "watched");
         wait_for(
             "the receipt to reach origin",
@@ -1384,11 +1360,7 @@ fn a_known_key_announced_under_another_name_is_not_pinned_again() {
         // honest's mail is still honest's.
         b.mesh
             .send(&bob.caller, "alice@watcher", Kind::Note, "signed honest");
-        let got = poll(Duration::from_secs(30), || {
-            let m = a.take(&alice);
-            (!m.is_empty()).then_some(m)
-        })
-        .expect("honest's mail arrives");
+        let got = a.receive(&alice, "honest's mail arrives");
         assert_eq!(got[0].from.name, "bob@honest");
         // honest put its own announcement back: a machine joining now pins its key under its
         // own name.
