@@ -290,11 +290,11 @@ impl Federation {
         self.presence_out(transport, store, stop).await;
     }
 
-    /// Every [`STREAM_CHECK_INTERVAL`], checks that this device's key announcement is still in
-    /// the keys stream; when it is not, or the lookup fails (the streams are gone: a server
-    /// whose store was wiped, or whose JetStream was turned off and on), creates the streams
-    /// again (a no-op for streams that exist) and announces the key again. The consumers of
-    /// mail and announcements recreate themselves once the streams are back.
+    /// Every [`STREAM_CHECK_INTERVAL`], checks that the team's streams are on the server and
+    /// this device's key announcement is in the keys stream; when not (a server whose store was
+    /// wiped, or whose JetStream was turned off and on), creates the streams again (a no-op for
+    /// streams that exist) and announces the key again. The consumers of mail and announcements
+    /// recreate themselves once the streams are back.
     async fn keep_streams(self, t: Transport, plan: StreamPlan, stop: CancellationToken) {
         loop {
             tokio::select! {
@@ -306,10 +306,23 @@ impl Federation {
             }
             let team = &self.inner.team_id;
             let device = &self.inner.identity.device;
-            if let Ok(Some(_)) = t.announced(team, device).await {
+            let states = tokio::time::timeout(transport::ACK_TIMEOUT, t.stream_states(team)).await;
+            let missing = states.is_ok_and(|s| s.iter().any(|(_, present, _)| !present));
+            // The streams are there: is this device's announcement? (Not asked of a server
+            // whose permissions do not allow the lookup: it would fail every time.)
+            let gone = missing
+                || (!self.lookups_paused()
+                    && match t.announced(team, device).await {
+                        Ok(found) => found.is_none(),
+                        Err(_) => {
+                            self.state().lookup_failed = Some(tokio::time::Instant::now());
+                            false
+                        }
+                    });
+            if !gone {
                 continue;
             }
-            tracing::warn!(target: "mesh::federation", "this device's key announcement is not in the keys stream: creating the streams and announcing it again");
+            tracing::warn!(target: "mesh::federation", "the streams or this device's key announcement are gone from the server: creating the streams and announcing the key again");
             let again = async {
                 t.ensure_streams(&plan).await?;
                 t.announce(team, device, self.announcement()).await
@@ -318,6 +331,14 @@ impl Federation {
                 self.failed("cannot create the streams again", &e);
             }
         }
+    }
+
+    /// Whether lookups of key announcements are paused: one failed less than [`LOOKUP_PAUSE`]
+    /// ago (a server whose permissions do not allow them answers nothing).
+    fn lookups_paused(&self) -> bool {
+        self.state()
+            .lookup_failed
+            .is_some_and(|at| at.elapsed() < LOOKUP_PAUSE)
     }
 
     /// This device's key announcement, as of now.
@@ -576,11 +597,7 @@ impl Federation {
             }
             Settle::Ack
         };
-        let paused = self
-            .state()
-            .lookup_failed
-            .is_some_and(|at| at.elapsed() < LOOKUP_PAUSE);
-        if paused {
+        if self.lookups_paused() {
             return retry_or_drop();
         }
         let read = (!self.inner.keys_lossy.load(Ordering::Acquire))
