@@ -140,6 +140,21 @@ impl Cli {
             .collect()
     }
 
+    /// Whether mail marked `needle` has reached session `name`: already in the model's
+    /// conversation (`req`), or pending for the session within [`STEP`] (its next tool call's
+    /// PostToolUse hook then injects it).
+    fn mail_seen_or_pending(&self, req: &Request, name: &str, needle: &str) -> bool {
+        let pending = || {
+            self.live_named(name)
+                .first()
+                .and_then(|s| s["pending"].as_u64())
+                .unwrap_or(0)
+                > 0
+        };
+        req.conversation_contains(needle)
+            || mesh_testkit::poll(STEP, || pending().then_some(())).is_some()
+    }
+
     /// Wait until a live session named `name` is listed; returns it.
     fn wait_live(&self, name: &str, deadline: Duration) -> Result<Value, String> {
         mesh_testkit::poll(deadline, || self.live_named(name).into_iter().next()).ok_or_else(|| {
@@ -734,16 +749,7 @@ fn ask_peer_is_answered_by_a_live_peer() {
     let model_b = Model::start("bravo", Vec::new());
     let sink = model_b.failure_sink();
     model_b.push(Turn::compute(move |req| {
-        let pending = || {
-            cli.live_named("bravo")
-                .first()
-                .and_then(|s| s["pending"].as_u64())
-                .unwrap_or(0)
-                > 0
-        };
-        if !req.conversation_contains(QUESTION)
-            && mesh_testkit::poll(STEP, || pending().then_some(())).is_none()
-        {
+        if !cli.mail_seen_or_pending(req, "bravo", QUESTION) {
             sink.fail("no question pending for bravo");
         }
         Turn::tool_search(&[&mcp("reply_to_peer")])
@@ -896,17 +902,7 @@ fn ask_peer_across_machines_is_answered_by_real_claude_code_on_the_other() {
     let model_b = Model::start("bravo", Vec::new());
     let sink = model_b.failure_sink();
     model_b.push(Turn::compute(move |req| {
-        let pending = || {
-            cli_b
-                .live_named("bravo")
-                .first()
-                .and_then(|s| s["pending"].as_u64())
-                .unwrap_or(0)
-                > 0
-        };
-        if !req.conversation_contains(QUESTION)
-            && mesh_testkit::poll(STEP, || pending().then_some(())).is_none()
-        {
+        if !cli_b.mail_seen_or_pending(req, "bravo", QUESTION) {
             sink.fail("no question pending for bravo on devbox");
         }
         Turn::tool_search(&[&mcp("reply_to_peer"), &mcp("send_message")])
@@ -977,17 +973,7 @@ fn ask_peer_across_machines_is_answered_by_real_claude_code_on_the_other() {
     let cli_a = laptop.cli();
     let fail_a = model_a.failure_sink();
     model_a.push(Turn::compute(move |req| {
-        let pending = || {
-            cli_a
-                .live_named("alpha")
-                .first()
-                .and_then(|s| s["pending"].as_u64())
-                .unwrap_or(0)
-                > 0
-        };
-        if !req.conversation_contains(FOLLOWUP)
-            && mesh_testkit::poll(STEP, || pending().then_some(())).is_none()
-        {
+        if !cli_a.mail_seen_or_pending(req, "alpha", FOLLOWUP) {
             fail_a.fail("bravo's task never reached alpha on laptop");
         }
         Turn::bash("echo checked")

@@ -889,46 +889,21 @@ fn without_the_lookup_permission_unknown_mail_waits_and_real_mail_flows() {
 /// `mesh hook <event>` (the real binary) on `m`'s HOME, as the Claude Code process of
 /// `session` runs it, with Claude Code's JSON on stdin; the `additionalContext` it printed.
 fn hook_context(m: &Machine, session: &Session, event: &str, name: &str) -> String {
-    use std::io::Write as _;
-    let input = serde_json::json!({
-        "session_id": session.info.session_id,
-        "transcript_path": format!("/tmp/transcripts/{}.jsonl", session.info.session_id),
-        "cwd": session.info.cwd,
-        "hook_event_name": name,
-        "permission_mode": "default",
-        "tool_name": "Bash",
-        "tool_input": {"command": "ls"},
-        "tool_response": {"stdout": "", "stderr": ""},
-        "tool_use_id": "toolu_1",
-    });
-    let mut child = m
-        .mesh
-        .mesh()
-        .args(["hook", event])
-        .env("CLAUDE_PID", session.pid().to_string())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "mesh hook {event}: {}",
-        output_text(&out)
+    let input = crate::hooks::input(
+        name,
+        &session.info.session_id,
+        std::path::Path::new(&session.info.cwd),
+        serde_json::json!({
+            "tool_name": "Bash",
+            "tool_input": {"command": "ls"},
+            "tool_response": {"stdout": "", "stderr": ""},
+            "tool_use_id": "toolu_1",
+        }),
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "mesh hook {event} printed no JSON ({e}): {}",
-            output_text(&out)
-        )
-    });
+    let out = crate::hooks::hook(&m.mesh, event, Some(session.pid()), &input);
+    assert_eq!(out.code, Some(0), "mesh hook {event}: {out:?}");
+    let v: serde_json::Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("mesh hook {event} printed no JSON ({e}): {out:?}"));
     v["hookSpecificOutput"]["additionalContext"]
         .as_str()
         .unwrap_or_else(|| panic!("no additionalContext: {v}"))
@@ -976,25 +951,6 @@ fn assert_framed(text: &str) {
     assert!(!text.contains('<') && !text.contains('>'), "{text}");
 }
 
-/// The quoted string after `prefix` in `line`: its raw text (escapes kept) and what follows.
-fn quoted_after<'a>(line: &'a str, prefix: &str) -> (&'a str, &'a str) {
-    let at = line
-        .find(prefix)
-        .unwrap_or_else(|| panic!("no {prefix:?} in {line}"));
-    let rest = line[at + prefix.len()..]
-        .strip_prefix('"')
-        .unwrap_or_else(|| panic!("unquoted: {line}"));
-    let mut escaped = false;
-    for (i, c) in rest.char_indices() {
-        match c {
-            '"' if !escaped => return (&rest[..i], &rest[i + 1..]),
-            '\\' if !escaped => escaped = true,
-            _ => escaped = false,
-        }
-    }
-    panic!("unterminated: {line}")
-}
-
 /// A task from another machine, injected by the real `mesh hook post-tool-use`, names its
 /// sender `name@host` inside the frame's quotes, and says it comes from another machine.
 #[test]
@@ -1026,7 +982,7 @@ fn a_remote_task_is_injected_from_name_at_host() {
             .lines()
             .find(|l| l.starts_with("── m") && l.contains("· task from "))
             .unwrap_or_else(|| panic!("no task head in:\n{text}"));
-        let (from, _) = quoted_after(head, "task from ");
+        let (from, _) = crate::hooks::quoted_after(head, "task from ");
         assert_eq!(from, "bob@devbox", "{head}");
         assert!(text.contains("│ run the migrations\n"), "{text}");
         assert!(
@@ -1112,7 +1068,7 @@ fn a_hostile_remote_sender_name_cannot_break_the_hook_frame() {
             .lines()
             .find(|l| l.starts_with("── m") && l.contains("· task from "))
             .unwrap_or_else(|| panic!("no task head in:\n{text}"));
-        let (from, after) = quoted_after(head, "task from ");
+        let (from, after) = crate::hooks::quoted_after(head, "task from ");
         // The name the daemon kept ends with the host that the key is pinned to: the peer
         // cannot pose as a session of another machine (its `@laptop` became `-laptop`).
         assert!(from.ends_with("@devbox"), "{head}");
@@ -1125,7 +1081,7 @@ fn a_hostile_remote_sender_name_cannot_break_the_hook_frame() {
             .lines()
             .find(|l| l.starts_with("→ Task"))
             .unwrap_or_else(|| panic!("no hint in:\n{text}"));
-        let (to, rest) = quoted_after(hint, "send_message with to ");
+        let (to, rest) = crate::hooks::quoted_after(hint, "send_message with to ");
         assert_eq!(to, from, "{hint}");
         assert_eq!(rest, ".", "{hint}");
     });

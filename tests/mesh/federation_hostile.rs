@@ -532,6 +532,15 @@ fn hand_made_frames_on_a_mail_subject_are_refused_and_change_nothing() {
                 .unwrap_or_else(|e| panic!("publish {what}: {e}"));
             published.set(published.get() + 1);
         };
+        // An envelope sealed by `key` for target, under its own id.
+        let publish_sealed = |c: &mut Client, what: &str, key: &DeviceKey, env: &Envelope| {
+            publish(
+                c,
+                what,
+                &env.id(),
+                &envelope::seal_frame(key, &a_pub, env).unwrap(),
+            );
+        };
         // Garbage.
         publish(&mut attacker, "garbage", "g1", b"hello, daemon");
         publish(&mut attacker, "zeros", "g2", &[0u8; 4096]);
@@ -554,12 +563,7 @@ fn hand_made_frames_on_a_mail_subject_are_refused_and_change_nothing() {
             &s,
             None,
         );
-        publish(
-            &mut attacker,
-            "unknown key",
-            &env.id(),
-            &envelope::seal_frame(&stranger, &a_pub, &env).unwrap(),
-        );
+        publish_sealed(&mut attacker, "unknown key", &stranger, &env);
         secrets.push(s);
         // The frame captured on peer's subject, replayed to target's.
         publish(&mut attacker, "replay", "g5", &captured);
@@ -637,12 +641,7 @@ fn hand_made_frames_on_a_mail_subject_are_refused_and_change_nothing() {
             &s,
             Some(format!("{a_dev}-00000000deadbeef")),
         );
-        publish(
-            &mut attacker,
-            "stray answer",
-            &env.id(),
-            &envelope::seal_frame(&b_key, &a_pub, &env).unwrap(),
-        );
+        publish_sealed(&mut attacker, "stray answer", &b_key, &env);
         secrets.push(s);
         // An answer to the question asked of peer, from another (trusted) host.
         let s = marker("thirdanswer");
@@ -653,12 +652,7 @@ fn hand_made_frames_on_a_mail_subject_are_refused_and_change_nothing() {
             &s,
             Some(question_gid.clone()),
         );
-        publish(
-            &mut attacker,
-            "answer from another host",
-            &env.id(),
-            &envelope::seal_frame(&third, &a_pub, &env).unwrap(),
-        );
+        publish_sealed(&mut attacker, "answer from another host", &third, &env);
         secrets.push(s);
         // A receipt from third for the question asked of peer.
         let env = Envelope::Receipt(Receipt {
@@ -666,12 +660,7 @@ fn hand_made_frames_on_a_mail_subject_are_refused_and_change_nothing() {
             delivered_ms: Some(now_ms()),
             answered_ms: Some(now_ms()),
         });
-        publish(
-            &mut attacker,
-            "receipt from another host",
-            &env.id(),
-            &envelope::seal_frame(&third, &a_pub, &env).unwrap(),
-        );
+        publish_sealed(&mut attacker, "receipt from another host", &third, &env);
         // Receipts from peer's key for mail target never sent (one with target's prefix, one
         // with peer's), and one from a stranger.
         for (key, gid) in [
@@ -684,12 +673,7 @@ fn hand_made_frames_on_a_mail_subject_are_refused_and_change_nothing() {
                 delivered_ms: Some(now_ms()),
                 answered_ms: Some(now_ms()),
             });
-            publish(
-                &mut attacker,
-                "receipt",
-                &env.id(),
-                &envelope::seal_frame(key, &a_pub, &env).unwrap(),
-            );
+            publish_sealed(&mut attacker, "receipt", key, &env);
         }
         // A valid frame from a key announced under target's own host name (announced first
         // below): an announcement target has read and refused, so the mail is refused at once.
@@ -701,12 +685,7 @@ fn hand_made_frames_on_a_mail_subject_are_refused_and_change_nothing() {
             &s,
             None,
         );
-        publish(
-            &mut attacker,
-            "announced impostor",
-            &env.id(),
-            &envelope::seal_frame(&impostor, &a_pub, &env).unwrap(),
-        );
+        publish_sealed(&mut attacker, "announced impostor", &impostor, &env);
         secrets.push(s);
         // Presence sent as mail.
         let s = marker("presence");
@@ -722,12 +701,7 @@ fn hand_made_frames_on_a_mail_subject_are_refused_and_change_nothing() {
                 pending: 0,
             }],
         });
-        publish(
-            &mut attacker,
-            "presence as mail",
-            &env.id(),
-            &envelope::seal_frame(&b_key, &a_pub, &env).unwrap(),
-        );
+        publish_sealed(&mut attacker, "presence as mail", &b_key, &env);
         secrets.push(s);
 
         drained(&mut attacker, &team_id, &a_dev);
@@ -780,12 +754,7 @@ fn hand_made_frames_on_a_mail_subject_are_refused_and_change_nothing() {
             &ok,
             None,
         );
-        publish(
-            &mut attacker,
-            "genuine",
-            &env.id(),
-            &envelope::seal_frame(&b_key, &a_pub, &env).unwrap(),
-        );
+        publish_sealed(&mut attacker, "genuine", &b_key, &env);
         let got = a.receive(&alice, "a genuine frame from peer's key is accepted");
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].body, ok);

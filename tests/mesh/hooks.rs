@@ -55,9 +55,9 @@ impl Drop for StandIn {
 
 /// What a hook run produced.
 #[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
+pub(crate) struct Run {
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
     stderr: String,
     elapsed: Duration,
 }
@@ -138,12 +138,12 @@ fn hook_cmd(mesh: &Mesh, event: &str, pid: Option<u32>) -> Command {
     cmd
 }
 
-fn hook(mesh: &Mesh, event: &str, pid: Option<u32>, input: &Value) -> Run {
+pub(crate) fn hook(mesh: &Mesh, event: &str, pid: Option<u32>, input: &Value) -> Run {
     run(hook_cmd(mesh, event, pid), input.to_string().as_bytes())
 }
 
 /// Claude Code's hook input for `event`, plus `extra` fields.
-fn input(event: &str, session_id: &str, cwd: &Path, extra: Value) -> Value {
+pub(crate) fn input(event: &str, session_id: &str, cwd: &Path, extra: Value) -> Value {
     let mut v = json!({
         "session_id": session_id,
         "transcript_path": format!("/tmp/transcripts/{session_id}.jsonl"),
@@ -1062,7 +1062,7 @@ fn statusline_shows_name_peers_and_mail() {
 
 /// The raw text of the double-quoted string right after `prefix` in `line` (escapes kept), and
 /// what follows its closing quote.
-fn quoted_after<'a>(line: &'a str, prefix: &str) -> (&'a str, &'a str) {
+pub(crate) fn quoted_after<'a>(line: &'a str, prefix: &str) -> (&'a str, &'a str) {
     let at = line
         .find(prefix)
         .unwrap_or_else(|| panic!("no {prefix:?} in {line:?}"));

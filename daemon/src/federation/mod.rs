@@ -152,7 +152,6 @@ struct Inner {
 #[derive(Debug, Default)]
 struct State {
     facts: Option<ServerFacts>,
-    streams_ready: bool,
     last_error: Option<String>,
     /// When a lookup of a key announcement last failed ([`Federation::unknown_sender`]).
     lookup_failed: Option<tokio::time::Instant>,
@@ -254,7 +253,6 @@ impl Federation {
         if streams.await.is_none() {
             return;
         }
-        self.state().streams_ready = true;
         let _ = self.inner.transport.set(transport.clone());
         let announce = self.announcement();
         let announced = self.retry("cannot announce this device's key", &stop, || {
@@ -877,9 +875,9 @@ impl Federation {
     /// The mesh as `mesh health` and `mesh keys` show it.
     pub async fn report(&self, store: &Store) -> FederationReport {
         let cfg = &self.inner.config;
-        let (facts, streams_ready, last_error) = {
+        let (facts, last_error) = {
             let st = self.state();
-            (st.facts.clone(), st.streams_ready, st.last_error.clone())
+            (st.facts.clone(), st.last_error.clone())
         };
         let transport = self.inner.transport.get();
         let connected = transport.is_some_and(Transport::is_connected);
@@ -887,7 +885,13 @@ impl Federation {
         // credentials expired or were revoked), before any older error.
         let last_error = transport
             .and_then(Transport::connection_error)
-            .map(|e| format!("disconnected from the NATS server: {e}"))
+            .map(|e| {
+                // It can quote the server's `-ERR`: bounded like every kept error.
+                transport::bounded(
+                    format!("disconnected from the NATS server: {e}"),
+                    MAX_ERROR_BYTES,
+                )
+            })
             .or(last_error);
         let streams = match transport {
             Some(t) if connected => {
@@ -904,7 +908,6 @@ impl Federation {
             }
             _ => Vec::new(),
         };
-        let _ = streams_ready;
         let now = now_ms();
         let read = store.read(|r| {
             let (depth, oldest) = outbox::outbox_depth(r)?;
