@@ -25,10 +25,15 @@
 //!   kernel CPU clock, `procs::process_cpu_us`) of daemon A, daemon B, the `nats-server` and
 //!   this bench process (the 8 sender threads and the poller), over F2's window (the senders'
 //!   start to the poll that saw the last message on B), each divided by the messages; and the
-//!   same for A and the bench over the local sends. With N2's, from `nats_raw`, this gives the most each path could do on this
-//!   machine's CPUs if it never waited (`procs::cpu_bound`). Outside F2's window, the CPU of
+//!   same for A and the bench over the local sends. With N2's, from `nats_raw`, this gives the
+//!   most each path could do on this machine's CPUs if it never waited (`procs::cpu_bound`). Outside F2's window, the CPU of
 //!   the sink taking its inbox and of the receipts that go back to A (one per message handed
 //!   out, a mail of its own), until A has every one; the local sends start after that.
+//!
+//!   F2's ceiling: every federated message is at least an N3 message (`nats_raw`: NATS alone
+//!   publishing, consuming and acking it) plus a local send (the sender's round trip and A's
+//!   durable commit), so the CPU bound of N3's CPU per message plus the local sends' is the
+//!   most any implementation of F2 could reach on this machine; the note gives it against N2.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -739,10 +744,14 @@ fn f2(
                  once A had their receipts: {local:.0}/s)"
             ),
             format!(
-                "{:.0} % of N2{n2s_vs} ({:.0} % of the local sends); CPU per message {} (N2 \
-                 {}): on {} CPUs at most {:.0} msg/s with no wait at all",
+                "{:.0} % of N2{n2s_vs} ({:.0} % of the local sends; {:.0} % of N3, NATS alone \
+                 on this path: {:.0}/s = {:.0} % of N2); CPU per message {} (N2 {}): on {} CPUs \
+                 at most {:.0} msg/s with no wait at all",
                 100.0 * rate / n2,
                 100.0 * rate / local,
+                100.0 * rate / limits.js_e2e.rate,
+                limits.js_e2e.rate,
+                100.0 * limits.js_e2e.rate / n2,
                 fmt_us(cpu.total()),
                 fmt_us(limits.js_cpu.total()),
                 cpus(),
@@ -818,5 +827,28 @@ fn f2(
         fmt_us(local_cpu.b),
         fmt_us(local_cpu.server),
         cpu_bound(local_cpu.a + local_cpu.bench),
+    ));
+    // What any implementation of F2 must do at least: NATS's part (N3: publish, consume, ack)
+    // and a local send's (the sender's round trip and A's durable commit before the id
+    // returns), so the CPU bound of their sum is a ceiling for F2 on this machine.
+    let floor = limits.js_e2e.cpu.total() + local_cpu.a + local_cpu.bench;
+    report.notes.push(format!(
+        "F2's ceiling on {} (this machine, this run): every federated message is at least an \
+         N3 message (published with its ack, consumed, acked with its confirmation: NATS \
+         alone, {:.0}/s = **{:.0} % of N2**, CPU {} per message) and a local send (the \
+         sender's round trip and A's durable commit before the id returns: {} per message \
+         above). Their sum, {} per message, allows at most **{:.0}/s on {} CPUs with no wait \
+         at all = {:.0} % of N2**, before any sealing, opening, outbox or commit on B. F2 \
+         measured {rate:.0}/s, {:.0} % of that ceiling.",
+        limits.flavor,
+        limits.js_e2e.rate,
+        100.0 * limits.js_e2e.rate / n2,
+        fmt_us(limits.js_e2e.cpu.total()),
+        fmt_us(local_cpu.a + local_cpu.bench),
+        fmt_us(floor),
+        cpu_bound(floor),
+        cpus(),
+        100.0 * cpu_bound(floor) / n2,
+        100.0 * rate / cpu_bound(floor),
     ));
 }

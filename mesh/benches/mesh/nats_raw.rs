@@ -12,6 +12,12 @@
 //!   in its configuration file), checked in the server's `/varz` (`sync_always: true`) before
 //!   it is measured. N2's server syncs every 2 minutes (its default), while the mesh fsyncs
 //!   every message on both daemons: N2s is the durable counterpart, for comparison with F2.
+//! - N3: N2's 8 publishers with a consumer on a second connection (the receiving machine's):
+//!   a durable pull consumer with explicit acks that takes what has arrived, up to 256 at a
+//!   time, and acks each with a confirmed ack (a request the server answers), as the mesh's
+//!   receiver does, minus opening and committing. Counted at the confirmed ack: messages
+//!   published and consumed per second. This is what F2's path costs in NATS alone, so it
+//!   bounds F2 from above on this machine whatever the mesh does.
 //!
 //! Payloads are 256 bytes, about an encrypted mesh envelope of a short message.
 //!
@@ -27,9 +33,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{Config, RetentionPolicy, StorageType};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use mesh_testkit::nats::{NatsServer, flavors};
 
 use crate::Plan;
@@ -56,6 +63,8 @@ pub struct NatsRaw {
     /// N2s: the same against a server that fsyncs every JetStream write; `None` for a server
     /// older than 2.11 (no `sync_interval: always`).
     pub js_sync: Option<JsRate>,
+    /// N3: published and consumed (acked, confirmed) per second, and the CPU per message.
+    pub js_e2e: JsRate,
 }
 
 /// JetStream acked publishes per second and each publish's latency.
@@ -109,7 +118,7 @@ pub fn run(plan: &Plan, report: &mut Report) -> Vec<NatsRaw> {
     let found = flavors();
     if found.is_empty() {
         report.notes.push(
-            "NATS limits (N1, N2) skipped: no nats-server found (see mesh_testkit::nats::flavors)."
+            "NATS limits (N1–N3) skipped: no nats-server found (see mesh_testkit::nats::flavors)."
                 .into(),
         );
         return Vec::new();
@@ -123,6 +132,16 @@ pub fn run(plan: &Plan, report: &mut Report) -> Vec<NatsRaw> {
         progress(&format!("NATS limits on {flavor} ({})", bin.display()));
         let server = NatsServer::start(&bin);
         let (version, request, js) = rt.block_on(measure(plan, &server.url(), server.pid()));
+        drop(server);
+        progress(&format!(
+            "NATS limit N3 on {flavor}: publish, consume and ack, no mesh code"
+        ));
+        let server = NatsServer::start(&bin);
+        let js_e2e = rt.block_on(async {
+            let publisher = async_nats::connect(server.url()).await.unwrap();
+            let receiver = async_nats::connect(server.url()).await.unwrap();
+            js_rate(plan, publisher, server.pid(), Some(receiver)).await
+        });
         drop(server);
         let js_sync = has_sync_always(&version).then(|| {
             progress(&format!(
@@ -138,7 +157,7 @@ pub fn run(plan: &Plan, report: &mut Report) -> Vec<NatsRaw> {
             );
             rt.block_on(async {
                 let client = async_nats::connect(server.url()).await.unwrap();
-                js_rate(plan, client, server.pid()).await
+                js_rate(plan, client, server.pid(), None).await
             })
         });
         let raw = NatsRaw {
@@ -149,6 +168,7 @@ pub fn run(plan: &Plan, report: &mut Report) -> Vec<NatsRaw> {
             js_ack: js.ack,
             js_cpu: js.cpu,
             js_sync,
+            js_e2e,
         };
         report.rows.push(row(
             "N1",
@@ -199,6 +219,22 @@ pub fn run(plan: &Plan, report: &mut Report) -> Vec<NatsRaw> {
                 raw.flavor, raw.version
             ));
         }
+        report.rows.push(row(
+            "N3",
+            format!(
+                "NATS {} (v{}): JetStream **published and consumed**/s: N2's {PUBLISHERS} \
+                 publishers to one subject, a durable pull consumer on a second connection \
+                 taking up to 256 at a time and acking each (confirmed), counted at the ack",
+                raw.flavor, raw.version
+            ),
+            format!("{:.0}/s", raw.js_e2e.rate),
+            format!("N2: {:.0}/s", raw.js_rate),
+            format!(
+                "{:.0} % of N2; CPU per message: {}",
+                100.0 * raw.js_e2e.rate / raw.js_rate,
+                raw.js_e2e.cpu.describe()
+            ),
+        ));
         out.push(raw);
     }
     report.notes.push(format!(
@@ -214,7 +250,15 @@ pub fn run(plan: &Plan, report: &mut Report) -> Vec<NatsRaw> {
          process (client: the 8 publisher tasks, the async-nats runtime's threads, the timing \
          task) from the publishers' start to the last one's stop, divided by the acked \
          publishes; \"at most …/s\" is {} CPUs × 1 s ÷ that total, the rate the two could \
-         reach if nothing ever waited (no I/O, no wake-up latency).",
+         reach if nothing ever waited (no I/O, no wake-up latency). N3 (a fresh server of the \
+         flavor): N2's publishers for as long, all to one subject (as F2's senders all write to \
+         one session on B), and on a second connection of this process a durable pull \
+         consumer (explicit ack, the mesh's pull settings) that takes what has arrived, up to \
+         256, and acks each with a request the server answers, all of a batch at once, before \
+         the next (the mesh's receiver, minus opening and committing); counted from the \
+         publishers' start to the last confirmed ack, after which the stream must be empty; \
+         its CPU per message (server, and this process: publishers and consumer) over that \
+         window. N3 is NATS's own cost of F2's path on this machine: F2 cannot exceed it.",
         nats_iters(plan),
         plan.warmup,
         plan.throughput_for,
@@ -310,30 +354,47 @@ async fn measure(plan: &Plan, url: &str, server_pid: u32) -> (String, Stats, JsR
     }
     echo.abort();
     let request = stats(lat);
-    let js = js_rate(plan, requester, server_pid).await;
+    let js = js_rate(plan, requester, server_pid, None).await;
     (version, request, js)
 }
 
 /// N2 (and N2s): a WorkQueue stream on file storage, 8 publishers on `client`'s connection;
-/// the server (`server_pid`) and this process's CPU time over the timed window.
-async fn js_rate(plan: &Plan, client: async_nats::Client, server_pid: u32) -> JsRate {
+/// the server (`server_pid`) and this process's CPU time over the timed window. With
+/// `consumer` (N3), the publishers all write to one subject and a durable pull consumer on that
+/// second connection takes and acks every message; the window ends at the last confirmed ack
+/// and the rate counts consumed messages.
+async fn js_rate(
+    plan: &Plan,
+    client: async_nats::Client,
+    server_pid: u32,
+    consumer: Option<async_nats::Client>,
+) -> JsRate {
     let me = std::process::id();
     let payload = vec![b'x'; PAYLOAD];
     let js = jetstream::new(client);
-    js.create_stream(Config {
-        name: "BENCH_MAIL".into(),
-        subjects: vec!["bench.to.*".into()],
-        retention: RetentionPolicy::WorkQueue,
-        storage: StorageType::File,
-        duplicate_window: Duration::from_secs(120),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let stream = js
+        .create_stream(Config {
+            name: "BENCH_MAIL".into(),
+            subjects: vec!["bench.to.*".into()],
+            retention: RetentionPolicy::WorkQueue,
+            storage: StorageType::File,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let one_subject = consumer.is_some();
+    let subject = |p: usize| {
+        if one_subject {
+            "bench.to.b".to_string()
+        } else {
+            format!("bench.to.d{p}")
+        }
+    };
     // Warm-up: the store's first block.
     for i in 0..plan.warmup {
         js.send_publish(
-            "bench.to.warm",
+            subject(0),
             PublishMessage::build()
                 .payload(payload.clone().into())
                 .message_id(format!("warm-{i}")),
@@ -343,6 +404,35 @@ async fn js_rate(plan: &Plan, client: async_nats::Client, server_pid: u32) -> Js
         .await
         .unwrap();
     }
+    let (consumed_tx, mut consumed) = tokio::sync::watch::channel(0u64);
+    let receiver = match consumer {
+        Some(conn) => {
+            // The warm-up messages are consumed too: the consumer starts at the stream's start.
+            let pull = stream
+                .create_consumer(pull::Config {
+                    durable_name: Some("b".into()),
+                    filter_subject: "bench.to.b".into(),
+                    ack_policy: AckPolicy::Explicit,
+                    ack_wait: Duration::from_secs(30),
+                    max_deliver: -1,
+                    deliver_policy: DeliverPolicy::All,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            let name = pull.cached_info().name.clone();
+            // The consumer reads on its own connection, as the receiving daemon does.
+            let pull: PullConsumer = jetstream::new(conn)
+                .get_stream("BENCH_MAIL")
+                .await
+                .unwrap()
+                .get_consumer(&name)
+                .await
+                .unwrap();
+            Some(tokio::spawn(consume(pull, consumed_tx)))
+        }
+        None => None,
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let total = Arc::new(AtomicU64::new(0));
     let (server0, client0) = (process_cpu_us(server_pid), process_cpu_us(me));
@@ -351,6 +441,7 @@ async fn js_rate(plan: &Plan, client: async_nats::Client, server_pid: u32) -> Js
         .map(|p| {
             let (js, stop, total, payload) =
                 (js.clone(), stop.clone(), total.clone(), payload.clone());
+            let subject = subject(p);
             tokio::spawn(async move {
                 let mut lat = Vec::new();
                 let mut n = 0u64;
@@ -358,7 +449,7 @@ async fn js_rate(plan: &Plan, client: async_nats::Client, server_pid: u32) -> Js
                     let t = Instant::now();
                     let ack = js
                         .send_publish(
-                            format!("bench.to.d{p}"),
+                            subject.clone(),
                             PublishMessage::build()
                                 .payload(payload.clone().into())
                                 .message_id(format!("p{p}-{n}")),
@@ -385,18 +476,38 @@ async fn js_rate(plan: &Plan, client: async_nats::Client, server_pid: u32) -> Js
         all.extend(lat);
         end = end.max(e);
     }
-    // The last publisher stopped at `end`; the joins after it take a few µs.
-    let (server1, client1) = (process_cpu_us(server_pid), process_cpu_us(me));
     let n = total.load(Ordering::Relaxed);
+    if let Some(receiver) = receiver {
+        // N3's window ends at the last confirmed ack.
+        let all_in = n + plan.warmup as u64;
+        let all_acked = consumed.wait_for(|c| *c >= all_in);
+        let acked = tokio::time::timeout(Duration::from_secs(60), all_acked)
+            .await
+            .map(|_| ());
+        assert!(
+            acked.is_ok(),
+            "N3: {} of {all_in} consumed a minute after the publishers stopped",
+            *consumed.borrow()
+        );
+        end = Instant::now();
+        receiver.abort();
+    }
+    // The last publisher (or N3's consumer) stopped at `end`; the joins after it take a few µs.
+    let (server1, client1) = (process_cpu_us(server_pid), process_cpu_us(me));
     let rate = n as f64 / (end - start).as_secs_f64();
-    // Every acked publish is in the stream (nothing consumed it).
     let mut stream = js.get_stream("BENCH_MAIL").await.unwrap();
     let stored = stream.info().await.unwrap().state.messages;
-    assert_eq!(
-        stored,
-        n + plan.warmup as u64,
-        "acked publishes missing from the stream"
-    );
+    if one_subject {
+        // N3: every message was acked, so the work queue is empty.
+        assert_eq!(stored, 0, "N3: acked messages left in the work queue");
+    } else {
+        // Every acked publish is in the stream (nothing consumed it).
+        assert_eq!(
+            stored,
+            n + plan.warmup as u64,
+            "acked publishes missing from the stream"
+        );
+    }
     JsRate {
         rate,
         ack: stats(all),
@@ -404,5 +515,33 @@ async fn js_rate(plan: &Plan, client: async_nats::Client, server_pid: u32) -> Js
             server: (server1 - server0) / n as f64,
             client: (client1 - client0) / n as f64,
         },
+    }
+}
+
+/// N3's consumer: what has arrived, up to 256 at a time, each acked with a request the server
+/// answers (all of a batch at once), before the next batch; `consumed` counts confirmed acks.
+async fn consume(pull: PullConsumer, consumed: tokio::sync::watch::Sender<u64>) {
+    let mut messages = pull
+        .stream()
+        .heartbeat(Duration::from_secs(5))
+        .expires(Duration::from_secs(30))
+        .messages()
+        .await
+        .unwrap();
+    while let Some(first) = messages.next().await {
+        let mut batch = vec![first.unwrap()];
+        while batch.len() < 256 {
+            match messages.next().now_or_never() {
+                Some(Some(m)) => batch.push(m.unwrap()),
+                _ => break,
+            }
+        }
+        let acks = batch.into_iter().map(|m| {
+            let client = m.context.client();
+            let reply = m.reply.clone().expect("a delivery without a reply subject");
+            async move { client.request(reply, "+ACK".into()).await.unwrap() }
+        });
+        let done = futures::future::join_all(acks).await.len() as u64;
+        consumed.send_modify(|c| *c += done);
     }
 }
