@@ -1454,6 +1454,74 @@ fn a_reinstalled_machine_gets_the_mail_sent_before_its_new_key_was_trusted() {
     });
 }
 
+/// `mesh join --nkey`: each machine signs in with its own user nkey seed file on a server that
+/// lists its users by nkey; a task crosses and its receipt comes back. A seed the server does not
+/// list is refused, `mesh health` says so, and that daemon keeps serving its own machine.
+#[test]
+fn nkey_users_join_with_their_seed_files() {
+    each_flavor(|flavor, bin| {
+        let dir = tempfile::tempdir().unwrap();
+        let keys: Vec<(String, String)> = (0..3).map(|_| nats::jwt::user_nkey()).collect();
+        // The third key is no user of this server.
+        let conf = format!(
+            "authorization {{\n    users: [\n        {{ nkey: {} }}\n        {{ nkey: {} }}\n    ]\n}}\n",
+            keys[0].1, keys[1].1
+        );
+        let server = NatsServer::with_config(bin, &conf);
+        let url = server.url();
+        let seed_file = |name: &str, seed: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, format!("{seed}\n")).unwrap();
+            path
+        };
+        let laptop = seed_file("laptop.nk", &keys[0].0);
+        let devbox = seed_file("devbox.nk", &keys[1].0);
+        let stranger = seed_file("stranger.nk", &keys[2].0);
+        let a = Machine::join_with(&url, "laptop", &["--nkey".as_ref(), laptop.as_os_str()]);
+        let b = Machine::join_with(&url, "devbox", &["--nkey".as_ref(), devbox.as_os_str()]);
+        let alice = a.mesh.session("alice");
+        let bob = b.mesh.session("bob");
+        a.sees("bob", "devbox");
+        let id = a.mesh.send(
+            &alice.caller,
+            "bob@devbox",
+            Kind::Task,
+            "signed with an nkey",
+        );
+        let got = b.receive(&bob, "the task crosses");
+        assert_eq!(got.len(), 1, "{flavor}: {got:?}");
+        assert_eq!(got[0].body, "signed with an nkey", "{flavor}");
+        a.wait_delivered(id, &format!("{flavor}: the receipt"));
+
+        let mut s =
+            Machine::join_with(&url, "stranger", &["--nkey".as_ref(), stranger.as_os_str()]);
+        let report = mesh_testkit::poll(Duration::from_secs(20), || {
+            let r = s.report();
+            r.last_error.is_some().then_some(r)
+        })
+        .unwrap_or_else(|| panic!("{flavor}: the refusal is reported"));
+        assert!(!report.connected, "{flavor}: {report:?}");
+        let said = report.last_error.unwrap();
+        assert!(
+            said.contains("refused the credentials") && said.contains("authorization violation"),
+            "{flavor}: {said}"
+        );
+        let check = crate::federation_cli::check(&s.mesh, "federation.server").unwrap();
+        assert_eq!(check["level"], "fail", "{flavor}: {check:#}");
+        let fix = check["fix"].as_str().unwrap();
+        assert!(
+            fix.contains(&format!("the nkey of {}", stranger.display())),
+            "{flavor}: {check:#}"
+        );
+        s.alive();
+        assert!(
+            !a.lists("anyone", "stranger") && a.report().hosts.iter().all(|h| h.host != "stranger"),
+            "{flavor}: the refused machine is known: {:?}",
+            a.report()
+        );
+    });
+}
+
 /// Writes `creds` as `<dir>/<name>.creds` and returns the path.
 fn creds_file(dir: &std::path::Path, creds: &nats::jwt::Creds) -> std::path::PathBuf {
     let path = dir.join(format!("{}.creds", creds.name));
@@ -1532,13 +1600,29 @@ fn refused_creds_are_reported_and_the_daemon_works_locally() {
             Duration::from_secs(30),
             || g.report().streams.iter().all(|s| s.present) && !g.report().streams.is_empty(),
         );
-        // A .creds file the daemon cannot use (its seed lost: what a bad copy-paste does).
+        // A .creds file the daemon cannot use (its seed lost: what a bad copy-paste does). `mesh
+        // join` refuses such a file, so it is damaged after the join, before the daemon starts.
         let mut garbled = op.user("garbled");
         garbled.seed.clear();
+        let intact = op.user("garbled");
         for creds in [&foreign, &revoked, &expired, &garbled] {
-            let path = creds_file(dir.path(), creds);
-            let mut m =
-                Machine::join_with(&url, &creds.name, &["--creds".as_ref(), path.as_os_str()]);
+            let damaged = creds.seed.is_empty();
+            let path = creds_file(dir.path(), if damaged { &intact } else { creds });
+            let mut mesh = Mesh::without_daemon();
+            join_in(
+                &mesh,
+                &url,
+                &creds.name,
+                &["--creds".as_ref(), path.as_os_str()],
+            );
+            if damaged {
+                creds.write(&path).unwrap();
+            }
+            mesh.spawn_daemon();
+            let mut m = Machine {
+                mesh,
+                host: creds.name.clone(),
+            };
             let report = mesh_testkit::poll(Duration::from_secs(20), || {
                 let r = m.report();
                 r.last_error.is_some().then_some(r)

@@ -231,7 +231,10 @@ fn join_with_no_daemon_running_starts_one_and_takes_files_as_absolute_paths() {
     let _reaper = Reaper(&mesh);
     assert!(daemons_of(&mesh).is_empty());
     let creds = mesh.home.path().join("laptop.creds");
-    std::fs::write(&creds, "-----BEGIN NATS USER JWT-----\n").unwrap();
+    mesh_testkit::nats::jwt::Operator::new()
+        .user("laptop")
+        .write(&creds)
+        .unwrap();
     let out = mesh
         .mesh()
         .current_dir(mesh.home.path())
@@ -338,7 +341,27 @@ fn join_refuses_bad_input_with_exit_7_and_changes_nothing() {
     let missing = mesh.home.path().join("nowhere.creds");
     let missing = missing.to_str().unwrap();
     let dir = mesh.home.path().to_str().unwrap();
-    let cases: [(&[&str], &str); 6] = [
+    // Files that exist but cannot work: the join refuses them rather than a daemon that then
+    // fails every connection.
+    let file = |name: &str, content: &[u8]| {
+        let path = mesh.home.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let half_creds = file("half.creds", b"-----BEGIN NATS USER JWT-----\n");
+    let seedless = file(
+        "seedless.creds",
+        b"-----BEGIN NATS USER JWT-----\neyJ0eXAiOiJKV1QifQ.e30.sig\n------END NATS USER JWT------\n",
+    );
+    let not_seed = file("not.nk", b"SUnot-a-seed\n");
+    let account_seed = file(
+        "account.nk",
+        b"SAAJ6SJ7CAMS2AQBDJQVLVDTHDEQIXTZMQ3KOT4UIHQ2C7GM6DVMHNAVM4\n",
+    );
+    let huge = file("huge.creds", &vec![b'x'; 65 * 1024]);
+    let binary = file("binary.nk", &[0xff, 0xfe, 0x00, 0x01]);
+    let no_pem = file("ca.pem", b"this is not a certificate\n");
+    let cases: [(&[&str], &str); 13] = [
         (
             &["nats://127.0.0.1:4222", "--host", "my laptop"],
             "my laptop",
@@ -351,6 +374,28 @@ fn join_refuses_bad_input_with_exit_7_and_changes_nothing() {
             "nowhere.creds",
         ),
         (&["nats://127.0.0.1:4222", "--tls-ca", dir], "--tls-ca"),
+        (
+            &["nats://127.0.0.1:4222", "--creds", &half_creds],
+            "half.creds",
+        ),
+        (&["nats://127.0.0.1:4222", "--creds", &seedless], "seed"),
+        (
+            &["nats://127.0.0.1:4222", "--nkey", &not_seed],
+            "not a valid nkey seed",
+        ),
+        (
+            &["nats://127.0.0.1:4222", "--nkey", &account_seed],
+            "not a user nkey seed",
+        ),
+        (
+            &["nats://127.0.0.1:4222", "--creds", &huge],
+            "over 65536 bytes",
+        ),
+        (&["nats://127.0.0.1:4222", "--nkey", &binary], "not text"),
+        (
+            &["nats://127.0.0.1:4222", "--tls-ca", &no_pem],
+            "no PEM certificate",
+        ),
     ];
     for (args, named) in cases {
         let out = mesh.mesh().arg("join").args(args).output().unwrap();

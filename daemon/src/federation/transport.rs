@@ -228,38 +228,124 @@ fn features_of(version: &str) -> Vec<&'static str> {
     }
 }
 
-/// The largest credentials file read (an `nsc` one is about 1 KiB).
+/// The largest credentials or nkey seed file read (an `nsc` one is about 1 KiB).
 const MAX_CREDS: u64 = 64 * 1024;
+/// The largest CA file checked by [`check_credential_file`] (a system bundle is about 200 KiB).
+const MAX_CA: u64 = 4 * 1024 * 1024;
+
+/// A file that gives access to the NATS server, as `federation.toml` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialFile {
+    /// A `.creds` file: a user JWT and its nkey seed.
+    Creds,
+    /// A file holding a user nkey seed (`SU…`).
+    Nkey,
+    /// The CA certificate(s), PEM, that sign the server's TLS certificate.
+    TlsCa,
+}
+
+impl CredentialFile {
+    fn what(self) -> &'static str {
+        match self {
+            CredentialFile::Creds => "NATS credentials file",
+            CredentialFile::Nkey => "nkey seed file",
+            CredentialFile::TlsCa => "TLS CA file",
+        }
+    }
+
+    fn max(self) -> u64 {
+        match self {
+            CredentialFile::Creds | CredentialFile::Nkey => MAX_CREDS,
+            CredentialFile::TlsCa => MAX_CA,
+        }
+    }
+
+    fn error(self, path: &std::path::Path, detail: impl Into<String>) -> TransportError {
+        TransportError::Credentials {
+            what: self.what(),
+            path: path.to_owned(),
+            detail: detail.into(),
+        }
+    }
+
+    /// The file's text, read to at most [`CredentialFile::max`] bytes.
+    async fn read(self, path: &std::path::Path) -> Result<String, TransportError> {
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| self.error(path, e.to_string()))?;
+        let mut bytes = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(
+            &mut tokio::io::AsyncReadExt::take(file, self.max() + 1),
+            &mut bytes,
+        )
+        .await
+        .map_err(|e| self.error(path, e.to_string()))?;
+        self.text(path, bytes)
+    }
+
+    fn text(self, path: &std::path::Path, bytes: Vec<u8>) -> Result<String, TransportError> {
+        if bytes.len() as u64 > self.max() {
+            return Err(self.error(
+                path,
+                format!("over {} bytes: not a {}", self.max(), self.what()),
+            ));
+        }
+        String::from_utf8(bytes).map_err(|_| self.error(path, "not text"))
+    }
+
+    /// Whether `text` is what the daemon needs from this kind of file.
+    fn parse(self, path: &std::path::Path, text: &str) -> Result<(), TransportError> {
+        match self {
+            CredentialFile::Creds => parse_creds(text).map(drop),
+            CredentialFile::Nkey => parse_nkey_seed(text).map(drop),
+            CredentialFile::TlsCa => text
+                .contains("-----BEGIN CERTIFICATE-----")
+                .then_some(())
+                .ok_or_else(|| "no PEM certificate (-----BEGIN CERTIFICATE-----) in it".into()),
+        }
+        .map_err(|detail| self.error(path, detail))
+    }
+}
+
+/// Checks a credentials, nkey seed or CA file the way the daemon will use it (read bounded,
+/// parsed), so that `mesh join` refuses a file that cannot work instead of a daemon that then
+/// fails to connect. Blocking: for the CLI, not for the daemon.
+pub fn check_credential_file(
+    kind: CredentialFile,
+    path: &std::path::Path,
+) -> Result<(), TransportError> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(kind.max() + 1).read_to_end(&mut bytes))
+        .map_err(|e| kind.error(path, e.to_string()))?;
+    let text = kind.text(path, bytes)?;
+    kind.parse(path, &text)
+}
 
 /// A `.creds` file's user JWT and nkey key pair: the first two blocks framed by `---…---`
 /// lines (`-----BEGIN NATS USER JWT-----` … and `-----BEGIN USER NKEY SEED-----` …).
 async fn read_creds(path: &std::path::Path) -> Result<(String, nkeys::KeyPair), TransportError> {
-    let bad = |detail: String| TransportError::Credentials {
-        what: "NATS credentials file",
-        path: path.to_owned(),
-        detail,
-    };
-    let file = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| bad(e.to_string()))?;
-    let mut text = String::new();
-    tokio::io::AsyncReadExt::read_to_string(
-        &mut tokio::io::AsyncReadExt::take(file, MAX_CREDS + 1),
-        &mut text,
-    )
-    .await
-    .map_err(|e| bad(e.to_string()))?;
-    if text.len() as u64 > MAX_CREDS {
-        return Err(bad(format!(
-            "over {MAX_CREDS} bytes: not a credentials file"
-        )));
-    }
-    let (jwt, seed) = creds_blocks(&text).ok_or_else(|| {
-        bad("no user JWT and nkey seed blocks in it (as `nsc` writes them)".into())
-    })?;
-    let key = nkeys::KeyPair::from_seed(seed)
-        .map_err(|e| bad(format!("its nkey seed is not valid: {e}")))?;
+    let kind = CredentialFile::Creds;
+    let text = kind.read(path).await?;
+    parse_creds(&text).map_err(|detail| kind.error(path, detail))
+}
+
+fn parse_creds(text: &str) -> Result<(String, nkeys::KeyPair), String> {
+    let (jwt, seed) = creds_blocks(text)
+        .ok_or("no user JWT and nkey seed blocks in it (as `nsc` writes them)")?;
+    let key =
+        nkeys::KeyPair::from_seed(seed).map_err(|e| format!("its nkey seed is not valid: {e}"))?;
     Ok((jwt.to_owned(), key))
+}
+
+/// An nkey seed file's key pair: a user seed (`SU…`), alone in the file.
+fn parse_nkey_seed(text: &str) -> Result<nkeys::KeyPair, String> {
+    let seed = text.trim();
+    if !seed.starts_with("SU") {
+        return Err("not a user nkey seed (one line starting with SU)".into());
+    }
+    nkeys::KeyPair::from_seed(seed).map_err(|e| format!("not a valid nkey seed: {e}"))
 }
 
 /// The JWT and the seed of a credentials file's text.
@@ -428,14 +514,9 @@ impl Transport {
             None => async_nats::ConnectOptions::new(),
         };
         if let Some(path) = &opts.nkey {
-            let seed =
-                tokio::fs::read_to_string(path)
-                    .await
-                    .map_err(|e| TransportError::Credentials {
-                        what: "nkey seed file",
-                        path: path.clone(),
-                        detail: e.to_string(),
-                    })?;
+            let kind = CredentialFile::Nkey;
+            let seed = kind.read(path).await?;
+            kind.parse(path, &seed)?;
             o = o.nkey(seed.trim().to_string());
         }
         if let Some(user) = first.username() {

@@ -7,7 +7,6 @@
 //! What another machine announced (host names, fingerprints) is shown through
 //! [`sanitize::terminal_line`]; `--json` stays exact.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::str::FromStr;
@@ -16,6 +15,7 @@ use anyhow::Context;
 use mesh::display::{now_ms, relative_time, shorten_home};
 use mesh_daemon::federation::config::{self, DEFAULT_TEAM, FederationConfig, short_hostname};
 use mesh_daemon::federation::keys::{DeviceKey, Fingerprint, KeyError};
+use mesh_daemon::federation::transport::{CredentialFile, check_credential_file};
 use mesh_daemon::paths::StateDir;
 use mesh_proto::{FederationReport, FederationStatus, HostKey, TrustKey, sanitize};
 use serde::Serialize;
@@ -101,9 +101,11 @@ fn bad(message: impl Into<String>) -> anyhow::Error {
     Failure::bad_input("invalid_argument", message).into()
 }
 
-/// A file given on the command line: it must exist and be readable; made absolute (the daemon
-/// runs from another directory).
-fn readable_file(flag: &str, path: &Path) -> anyhow::Result<PathBuf> {
+/// A file given on the command line: a readable regular file whose content the daemon can use
+/// (a `.creds` file with its JWT and seed, a user nkey seed, PEM certificates), checked now so
+/// that a wrong file fails the join rather than every connection after it; made absolute (the
+/// daemon runs from another directory).
+fn credential_file(flag: &str, kind: CredentialFile, path: &Path) -> anyhow::Result<PathBuf> {
     let absolute =
         std::path::absolute(path).map_err(|e| bad(format!("{flag} {}: {e}", path.display())))?;
     let meta = std::fs::metadata(&absolute).map_err(|e| {
@@ -118,12 +120,7 @@ fn readable_file(flag: &str, path: &Path) -> anyhow::Result<PathBuf> {
             absolute.display()
         )));
     }
-    File::open(&absolute).map_err(|e| {
-        bad(format!(
-            "{flag} {}: cannot read it: {e}",
-            absolute.display()
-        ))
-    })?;
+    check_credential_file(kind, &absolute).map_err(|e| bad(format!("{flag}: {e}")))?;
     Ok(absolute)
 }
 
@@ -191,17 +188,17 @@ pub fn join(args: JoinArgs) -> anyhow::Result<ExitCode> {
         creds: args
             .creds
             .as_deref()
-            .map(|p| readable_file("--creds", p))
+            .map(|p| credential_file("--creds", CredentialFile::Creds, p))
             .transpose()?,
         nkey: args
             .nkey
             .as_deref()
-            .map(|p| readable_file("--nkey", p))
+            .map(|p| credential_file("--nkey", CredentialFile::Nkey, p))
             .transpose()?,
         tls_ca: args
             .tls_ca
             .as_deref()
-            .map(|p| readable_file("--tls-ca", p))
+            .map(|p| credential_file("--tls-ca", CredentialFile::TlsCa, p))
             .transpose()?,
         replicas: None,
     };

@@ -93,6 +93,16 @@ pub struct UserSpec {
     pub expires: Option<i64>,
 }
 
+/// A fresh user nkey, as `nk -gen user` makes it: its seed (`SU…`) and its public key (`U…`),
+/// for a server that lists its users by nkey (`authorization { users: [ { nkey: U… } ] }`).
+pub fn user_nkey() -> (String, String) {
+    let kp = KeyPair::new_user();
+    (
+        kp.seed().expect("a generated key pair has its seed"),
+        kp.public_key(),
+    )
+}
+
 /// A user's credentials: its JWT and nkey seed.
 #[derive(Debug, Clone)]
 pub struct Creds {
