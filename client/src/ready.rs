@@ -75,6 +75,10 @@ pub(crate) fn spawn_daemon(
 ) -> Result<u32, ClientError> {
     let started = Instant::now();
     let log_path = state.log();
+    // A log grown over the limit starts afresh; the lines before stay in mesh.log.1.
+    if let Err(e) = mesh_daemon::logfile::rotate(&log_path, mesh_daemon::logfile::keep_from_env()) {
+        tracing::warn!("cannot move {} aside: {e}", log_path.display());
+    }
     let log = OpenOptions::new()
         .create(true)
         .append(true)

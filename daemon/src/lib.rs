@@ -7,6 +7,7 @@ pub mod conn;
 pub mod federation;
 pub mod handlers;
 pub mod liveness;
+pub mod logfile;
 pub mod monitor;
 pub mod naming;
 pub mod notify;

@@ -50,6 +50,11 @@ pub struct DaemonArgs {
     #[arg(long, env = "CLAUDE_MESH_RETAIN_DAYS", default_value_t = RETAIN_DAYS,
           value_parser = number_or(RETAIN_DAYS))]
     pub retain_days: f64,
+    /// When the daemon's output is `mesh.log` (started on demand, or by launchd), move it to
+    /// `mesh.log.1` once it is over this many bytes and go on in a fresh one. 0 = never.
+    #[arg(long, env = mesh_daemon::logfile::KEEP_ENV, default_value_t = mesh_daemon::logfile::KEEP,
+          value_parser = number_or(mesh_daemon::logfile::KEEP))]
+    pub log_keep: u64,
 }
 
 const IDLE_TIMEOUT_S: u64 = 600;
@@ -101,7 +106,7 @@ impl Ready {
 /// Run the daemon until SIGTERM/SIGINT (or idle exit). Must be called before any tokio runtime
 /// exists: it builds its own.
 pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
-    init_logging();
+    init_logging(args.log_keep);
     let ready = Arc::new(Ready::from_env());
     let result = serve(args, ready.clone()).map_err(disk_full);
     if let Err(e) = &result {
@@ -241,13 +246,19 @@ fn raise_fd_limit() {
 }
 
 /// Daemon logs go to stderr (journald and launchd capture it; an on-demand start sends it to
-/// `mesh.log`), at `info` unless `CLAUDE_MESH_LOG` says otherwise.
-fn init_logging() {
+/// `mesh.log`), at `info` unless `CLAUDE_MESH_LOG` says otherwise. When stderr is `mesh.log`,
+/// it is kept under `log_keep` bytes ([`mesh_daemon::logfile`]).
+fn init_logging(log_keep: u64) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CLAUDE_MESH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .try_init();
+        .with_ansi(false);
+    let _ = match StateDir::from_env() {
+        Ok(state) if log_keep > 0 => {
+            let out = mesh_daemon::logfile::Output::new(state.log(), log_keep);
+            builder.with_writer(move || out.clone()).try_init()
+        }
+        _ => builder.with_writer(std::io::stderr).try_init(),
+    };
 }

@@ -88,6 +88,7 @@ fn empty_daemon_variables_mean_unset_and_bad_values_are_refused() {
         "CLAUDE_MESH_MAX_CONNECTIONS",
         "CLAUDE_MESH_MAX_CONNECTIONS_PER_PROCESS",
         "CLAUDE_MESH_RETAIN_DAYS",
+        "CLAUDE_MESH_LOG_KEEP",
     ];
     let empty: Vec<(&str, &str)> = vars.iter().map(|v| (*v, "")).collect();
     let mesh = Mesh::start_with(&empty);
@@ -101,6 +102,88 @@ fn empty_daemon_variables_mean_unset_and_bad_values_are_refused() {
             stderr(&out)
         );
     }
+}
+
+/// `mesh.log` stays bounded. A daemon started on demand whose log grows past
+/// `CLAUDE_MESH_LOG_KEEP` moves it to `mesh.log.1` and goes on in a fresh `mesh.log` (0600),
+/// again and again, serving all along; and a shim that starts a daemon first moves a log that
+/// is already over the limit aside.
+#[test]
+fn the_on_demand_daemons_log_moves_to_dot_1_past_its_limit() {
+    use std::io::{Read, Write};
+    const KEEP: u64 = 4096;
+    let mesh = Mesh::without_daemon();
+    let _reaper = Reaper(&mesh);
+    let log = mesh.state.log();
+    let older = log.with_file_name("mesh.log.1");
+    let cli = |args: &[&str]| {
+        let out = mesh
+            .mesh()
+            .env("CLAUDE_MESH_LOG_KEEP", KEEP.to_string())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    };
+    cli(&["list"]);
+    let pid = daemons_of(&mesh)[0];
+    // Each refused handshake is a line of the daemon's log (what any process of this user can
+    // make it write).
+    let refused = || {
+        let mut s = std::os::unix::net::UnixStream::connect(mesh.state.socket()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(&[0, 0, 0, 3, 0xff, 0xfe, 0xfd]).unwrap();
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink);
+    };
+    let mut moved = 0;
+    let mut inode = None;
+    for _ in 0..2000 {
+        refused();
+        let now = fs::metadata(&older).ok().map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            m.ino()
+        });
+        if now.is_some() && now != inode {
+            inode = now;
+            moved += 1;
+            if moved == 3 {
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        moved,
+        3,
+        "mesh.log never moved (or not again): {:?}",
+        fs::metadata(&log)
+    );
+    // The daemon writes on in the fresh file, which is private, and it stays near the limit.
+    refused();
+    let fresh = fs::metadata(&log).unwrap();
+    assert_eq!(fresh.permissions().mode() & 0o777, 0o600);
+    assert!(
+        fresh.len() <= KEEP + 1024,
+        "mesh.log is {} bytes, over the limit {KEEP}",
+        fresh.len()
+    );
+    assert!(
+        fs::read_to_string(&log)
+            .unwrap()
+            .contains("refused a handshake"),
+        "the daemon's lines go to the fresh mesh.log"
+    );
+    assert!(fs::metadata(&older).unwrap().len() > KEEP);
+    assert_eq!(daemons_of(&mesh), vec![pid], "the same daemon serves on");
+    cli(&["list"]);
+
+    // A shim starting a daemon moves a log already over the limit aside first.
+    cli(&["stop"]);
+    fs::write(&log, vec![b'x'; KEEP as usize + 1]).unwrap();
+    cli(&["list"]);
+    assert_eq!(fs::metadata(&older).unwrap().len(), KEEP + 1);
+    assert!(fs::metadata(&log).unwrap().len() < KEEP);
+    assert!(!fs::read_to_string(&log).unwrap().contains("xxx"));
 }
 
 #[test]

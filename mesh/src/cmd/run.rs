@@ -44,9 +44,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// `~/.claude-mesh/run.log`, filtered by `CLAUDE_MESH_LOG` (info by default); nothing when the
-/// file cannot be opened.
+/// file cannot be opened. Over the daemon's log limit (`CLAUDE_MESH_LOG_KEEP`, 8 MiB) it first
+/// moves to `run.log.1`, as `mesh.log` does.
 fn init_file_tracing(state: &StateDir) {
     let path = state.run_log();
+    let _ = mesh_daemon::logfile::rotate(&path, mesh_daemon::logfile::keep_from_env());
     let file = state.ensure().and_then(|()| {
         std::fs::OpenOptions::new()
             .create(true)
