@@ -140,13 +140,16 @@ fn lock_or_connect(
     deadline: Instant,
 ) -> Result<Locked, ClientError> {
     let path = state.spawn_lock();
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| ClientError::io(format!("cannot open {}", path.display()), e))?;
+    let file = mesh_daemon::paths::open_regular(
+        &path,
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600),
+        false,
+    )
+    .map_err(|e| ClientError::io(format!("cannot open {}", path.display()), e))?;
     let mut backoff = BACKOFF_START;
     loop {
         match file.try_lock() {

@@ -79,12 +79,12 @@ pub(crate) fn spawn_daemon(
     if let Err(e) = mesh_daemon::logfile::rotate(&log_path, mesh_daemon::logfile::keep_from_env()) {
         tracing::warn!("cannot move {} aside: {e}", log_path.display());
     }
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(&log_path)
-        .map_err(|e| ClientError::io(format!("cannot open {}", log_path.display()), e))?;
+    let log = mesh_daemon::paths::open_regular(
+        &log_path,
+        OpenOptions::new().create(true).append(true).mode(0o600),
+        false,
+    )
+    .map_err(|e| ClientError::io(format!("cannot open {}", log_path.display()), e))?;
     let meta = log
         .metadata()
         .map_err(|e| ClientError::io(format!("cannot open {}", log_path.display()), e))?;
@@ -256,7 +256,8 @@ fn reap_in_background(mut child: Child) {
 
 /// The last lines written to the log since offset `since`, indented, or `None` if nothing was.
 pub(crate) fn log_tail(path: &Path, since: u64) -> Option<String> {
-    let mut file = File::open(path).ok()?;
+    let mut file =
+        mesh_daemon::paths::open_regular(path, OpenOptions::new().read(true), false).ok()?;
     let len = file.metadata().ok()?.len();
     let from = since.max(len.saturating_sub(TAIL_BYTES));
     if from >= len {

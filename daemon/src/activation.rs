@@ -172,14 +172,17 @@ fn acquire_with(state: &StateDir, lock_wait: Duration) -> Result<Acquired, Activ
 /// daemon answers on the socket; give up after `wait`.
 fn take_lock(state: &StateDir, socket: &Path, wait: Duration) -> Result<File, ActivationError> {
     let path = state.daemon_lock();
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display())))?;
+    let mut file = crate::paths::open_regular(
+        &path,
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600),
+        false,
+    )
+    .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display())))?;
     let deadline = Instant::now() + wait;
     loop {
         match file.try_lock() {

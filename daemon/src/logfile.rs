@@ -92,11 +92,11 @@ pub fn rotate_own_output(log: &Path, keep: u64) -> io::Result<bool> {
     }
     let stdout_too = regular_file(io::stdout()).is_some_and(|(out, _)| out == id);
     fs::rename(log, older(log))?;
-    let fresh = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(log)?;
+    let fresh = crate::paths::open_regular(
+        log,
+        OpenOptions::new().create(true).append(true).mode(0o600),
+        false,
+    )?;
     if stdout_too {
         rustix::stdio::dup2_stdout(&fresh)?;
     }

@@ -166,7 +166,12 @@ impl StateDir {
     /// this state directory, even when its socket is gone), if that process is yours.
     pub fn lock_holder(&self) -> Option<u32> {
         use std::io::Read;
-        let file = fs::File::open(self.daemon_lock()).ok()?;
+        let file = open_regular(
+            &self.daemon_lock(),
+            fs::OpenOptions::new().read(true),
+            false,
+        )
+        .ok()?;
         match file.try_lock_shared() {
             Ok(()) => return None, // nobody holds it
             Err(fs::TryLockError::WouldBlock) => {}
@@ -182,12 +187,107 @@ impl StateDir {
     }
 }
 
+/// Opens `path` as `options` says, adding `O_NONBLOCK | O_CLOEXEC | O_NOCTTY` and, unless
+/// `follow`, `O_NOFOLLOW`; then checks (fstat) that what it opened is a regular file. Whatever
+/// else sits at a path claude-mesh opens (a FIFO, a device, a socket, a directory, or a symbolic
+/// link where none belongs) is refused at once, with an error that names the path, says what is
+/// there and what to do. Without this, opening a FIFO waits for its other end, forever: a FIFO
+/// planted at `mesh.log` or `spawn.lock` hung every client that started the daemon.
+/// `O_NONBLOCK` changes nothing for a regular file. A missing file stays `NotFound`.
+pub fn open_regular(
+    path: &Path,
+    options: &mut fs::OpenOptions,
+    follow: bool,
+) -> io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut flags = libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY;
+    if !follow {
+        flags |= libc::O_NOFOLLOW;
+    }
+    let refused = |what: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is {what}, not a regular file; claude-mesh does not use it: remove it (`rm {}`)",
+                path.display(),
+                path.display()
+            ),
+        )
+    };
+    let file = options
+        .custom_flags(flags)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) if !follow => refused("a symbolic link"),
+            // A FIFO opened for writing without a reader, with O_NONBLOCK.
+            Some(libc::ENXIO) => refused("a FIFO or a device"),
+            Some(libc::EISDIR) => refused("a directory"),
+            _ => e,
+        })?;
+    let kind = file.metadata()?.file_type();
+    if kind.is_file() {
+        return Ok(file);
+    }
+    use std::os::unix::fs::FileTypeExt;
+    Err(refused(if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else if kind.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    }))
+}
+
+/// [`open_regular`] for reading, and the file's text, at most `max` bytes (more is an error).
+pub fn read_regular(path: &Path, follow: bool, max: u64) -> io::Result<String> {
+    use std::io::Read;
+    let file = open_regular(path, fs::OpenOptions::new().read(true), follow)?;
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is over {max} bytes", path.display()),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is not UTF-8 text", path.display()),
+        )
+    })
+}
+
 /// Check `mesh.db` before the daemon opens it: if it exists it must be a regular file (not
 /// a symbolic link, which could point at another application's SQLite file that the schema
 /// migration would then change) that this process can open for writing. The error says what
 /// to do.
 pub fn check_db_file(db: &Path) -> io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
+    // SQLite's own files beside it: anything but a regular file there (a FIFO blocks or fails
+    // its I/O; a link points elsewhere) is refused before SQLite opens them.
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        let side = PathBuf::from(name);
+        if let Ok(m) = fs::symlink_metadata(&side)
+            && !m.file_type().is_file()
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} (SQLite's file beside the database) is not a regular file; claude-mesh \
+                     does not use it: remove it (`rm {}`)",
+                    side.display(),
+                    side.display()
+                ),
+            ));
+        }
+    }
     let meta = match fs::symlink_metadata(db) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),

@@ -559,3 +559,101 @@ fn an_idle_connection_is_closed_but_a_waiting_ask_and_a_supervisor_are_not() {
     while states.recv().unwrap().waiting.is_empty() {}
     still_serving(&mut mesh);
 }
+
+/// `cmd`'s output if it ends within `limit`; killed (and `None`) if not.
+fn output_within(mut cmd: std::process::Command, limit: Duration) -> Option<std::process::Output> {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let done = mesh_testkit::poll(limit, || child.try_wait().unwrap());
+    if done.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        return None;
+    }
+    Some(child.wait_with_output().unwrap())
+}
+
+/// A FIFO (or a socket, or a directory) planted at any file of the state directory that the
+/// daemon or a shim opens (its log, its locks, SQLite's files beside the database) is refused
+/// at once, naming the path and how to fix it, by the command that would have started the
+/// daemon and by `mesh health`; a hook still exits 0 at once. Nothing waits on the FIFO's
+/// other end. Once it is removed, everything works.
+#[test]
+fn a_fifo_planted_in_the_state_directory_is_refused_not_waited_on() {
+    let files = [
+        "mesh.log",
+        "spawn.lock",
+        "mesh.lock",
+        "mesh.db-wal",
+        "mesh.db-shm",
+        "mesh.db-journal",
+    ];
+    for file in files {
+        let mesh = Mesh::without_daemon();
+        let _reaper = crate::lifecycle::Reaper(&mesh);
+        std::fs::create_dir_all(mesh.state.root()).unwrap();
+        std::fs::set_permissions(
+            mesh.state.root(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
+        let trap = mesh.state.root().join(file);
+        mkfifo(&trap);
+
+        let mut list = mesh.mesh();
+        list.arg("list");
+        let out = output_within(list, Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("{file}: `mesh list` hangs on the FIFO"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{file}: {err}");
+        assert!(
+            err.contains(&trap.display().to_string())
+                && err.contains("not a regular file")
+                && err.contains("rm "),
+            "{file}: the error names the path and the fix: {err}"
+        );
+
+        let mut hook = mesh.mesh();
+        hook.args(["hook", "post-tool-use"]);
+        let out = output_within(hook, Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("{file}: the hook hangs on the FIFO"));
+        assert!(out.status.success(), "{file}: hooks fail open");
+
+        let mut health = mesh.mesh();
+        health.args(["health", "--json"]);
+        let out = output_within(health, Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("{file}: `mesh health` hangs on the FIFO"));
+        if file.starts_with("mesh.db") {
+            let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let check = doc["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["name"] == "db.file")
+                .unwrap()
+                .clone();
+            assert_eq!(check["level"], "fail", "{file}: {check:#}");
+            assert!(
+                check["fix"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("rm {}", trap.display())),
+                "{file}: {check:#}"
+            );
+        }
+
+        std::fs::remove_file(&trap).unwrap();
+        let out = mesh.mesh().arg("list").output().unwrap();
+        assert!(
+            out.status.success(),
+            "{file}: after the FIFO is gone: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let _ = mesh.mesh().arg("stop").output();
+    }
+}

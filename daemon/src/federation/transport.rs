@@ -268,19 +268,26 @@ impl CredentialFile {
         }
     }
 
-    /// The file's text, read to at most [`CredentialFile::max`] bytes.
+    /// The file's text, read to at most [`CredentialFile::max`] bytes, on a blocking thread
+    /// (the daemon's runtime thread serves the hooks). A FIFO or a device there is refused, not
+    /// waited on.
     async fn read(self, path: &std::path::Path) -> Result<String, TransportError> {
-        let file = tokio::fs::File::open(path)
+        let owned = path.to_owned();
+        let bytes = tokio::task::spawn_blocking(move || self.bytes(&owned))
             .await
-            .map_err(|e| self.error(path, e.to_string()))?;
-        let mut bytes = Vec::new();
-        tokio::io::AsyncReadExt::read_to_end(
-            &mut tokio::io::AsyncReadExt::take(file, self.max() + 1),
-            &mut bytes,
-        )
-        .await
-        .map_err(|e| self.error(path, e.to_string()))?;
+            .map_err(|e| self.error(path, e.to_string()))??;
         self.text(path, bytes)
+    }
+
+    /// At most [`CredentialFile::max`] + 1 bytes of a regular file (a link is followed: these
+    /// are the user's own files, wherever they keep them).
+    fn bytes(self, path: &std::path::Path) -> Result<Vec<u8>, TransportError> {
+        use std::io::Read;
+        let mut bytes = Vec::new();
+        crate::paths::open_regular(path, std::fs::OpenOptions::new().read(true), true)
+            .and_then(|f| f.take(self.max() + 1).read_to_end(&mut bytes))
+            .map_err(|e| self.error(path, e.to_string()))?;
+        Ok(bytes)
     }
 
     fn text(self, path: &std::path::Path, bytes: Vec<u8>) -> Result<String, TransportError> {
@@ -314,11 +321,7 @@ pub fn check_credential_file(
     kind: CredentialFile,
     path: &std::path::Path,
 ) -> Result<(), TransportError> {
-    use std::io::Read;
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(kind.max() + 1).read_to_end(&mut bytes))
-        .map_err(|e| kind.error(path, e.to_string()))?;
+    let bytes = kind.bytes(path)?;
     let text = kind.text(path, bytes)?;
     kind.parse(path, &text)
 }

@@ -12,9 +12,14 @@ use crate::service::Created;
 /// Mode of a file we create (`~/.claude.json` holds account state, so not world-readable).
 const NEW_FILE_MODE: u32 = 0o600;
 
+/// The largest Claude Code configuration file read (`~/.claude.json` holds every project's
+/// state; a large one is a few MiB).
+const MAX_CONFIG: u64 = 64 * 1024 * 1024;
+
 /// Reads `path`; `None` if it does not exist.
 pub(crate) fn read_optional(path: &Path) -> Result<Option<String>, ConfigError> {
-    match fs::read_to_string(path) {
+    // Followed: dotfile managers link these files. Not a FIFO or a device: that would hang.
+    match mesh_daemon::paths::read_regular(path, true, MAX_CONFIG) {
         Ok(text) => Ok(Some(text)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(ConfigError::io("read", path)(e)),

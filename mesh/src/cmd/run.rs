@@ -50,10 +50,15 @@ fn init_file_tracing(state: &StateDir) {
     let path = state.run_log();
     let _ = mesh_daemon::logfile::rotate(&path, mesh_daemon::logfile::keep_from_env());
     let file = state.ensure().and_then(|()| {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
+        use std::os::unix::fs::OpenOptionsExt;
+        mesh_daemon::paths::open_regular(
+            &path,
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600),
+            false,
+        )
     });
     if let Ok(file) = file {
         super::init_tracing_to(std::sync::Mutex::new(file), "info", false);

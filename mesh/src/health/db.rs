@@ -64,9 +64,19 @@ fn current(db: &Path, now_ms: i64) -> Vec<Check> {
     let shown = db.display();
     // What the daemon checks at start: a regular file (not a symbolic link) it can write.
     if let Err(e) = mesh_daemon::paths::check_db_file(db) {
-        let link = std::fs::symlink_metadata(db).is_ok_and(|m| m.file_type().is_symlink());
-        let fix = if link {
-            format!("rm {} && mesh restart", quote(db))
+        // The database, or one of SQLite's files beside it, that is not a regular file.
+        let odd = ["", "-wal", "-shm", "-journal"]
+            .into_iter()
+            .find_map(|suffix| {
+                let mut name = db.as_os_str().to_owned();
+                name.push(suffix);
+                let path = std::path::PathBuf::from(name);
+                std::fs::symlink_metadata(&path)
+                    .is_ok_and(|m| !m.file_type().is_file())
+                    .then_some(path)
+            });
+        let fix = if let Some(odd) = odd {
+            format!("rm {} && mesh restart", quote(&odd))
         } else if e.raw_os_error() == Some(libc::EROFS) || e.to_string().contains("read-only") {
             format!(
                 "remount its filesystem read-write (`findmnt -T {}` names it), then mesh restart",

@@ -5,7 +5,6 @@
 //! Read-only: `systemctl --user is-enabled` / `is-active`, `launchctl print`, and the unit files
 //! compared with what this binary would render for them.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -87,8 +86,8 @@ fn systemd(s: &SystemdUser, inputs: &Inputs) -> SystemdFacts {
     f.enabled = quick("systemctl", &["--user", "is-enabled", SOCKET_UNIT]);
     f.socket_state = s.state(SOCKET_UNIT).unwrap_or_else(|e| e.to_string());
     f.service_state = s.state(SERVICE_UNIT).unwrap_or_else(|e| e.to_string());
-    let socket_text = fs::read_to_string(s.socket_unit_path()).ok();
-    let service_text = fs::read_to_string(s.service_unit_path()).ok();
+    let socket_text = read_unit(&s.socket_unit_path());
+    let service_text = read_unit(&s.service_unit_path());
     f.exec = service_text.as_deref().and_then(exec_start);
     f.listen = socket_text.as_deref().and_then(listen_stream);
     f.current = inputs.mesh_bin.as_ref().and_then(|bin| {
@@ -120,7 +119,7 @@ fn launchd(l: &Launchd, inputs: &Inputs) -> LaunchdFacts {
         f.loaded = true;
         f.running = out.lines().any(|l| l.trim() == "state = running");
     }
-    let text = fs::read_to_string(l.plist_path()).ok();
+    let text = read_unit(l.plist_path());
     f.exec = text.as_deref().and_then(program_arguments);
     f.current = inputs.mesh_bin.as_ref().and_then(|bin| {
         let plist = render_launchd(&ServiceSpec::new(bin, inputs.state.clone())).ok()?;
@@ -130,6 +129,12 @@ fn launchd(l: &Launchd, inputs: &Inputs) -> LaunchdFacts {
 }
 
 /// Trimmed stdout of a quick command, whatever its exit status; empty if it cannot run.
+/// A unit file's or plist's text, if it is a readable regular file (a FIFO there must not hang
+/// `mesh health`).
+fn read_unit(path: &Path) -> Option<String> {
+    mesh_daemon::paths::read_regular(path, true, 1024 * 1024).ok()
+}
+
 fn quick(program: &str, args: &[&str]) -> String {
     Command::new(program)
         .args(args)

@@ -73,9 +73,10 @@ impl Created {
     }
 
     fn read(&self) -> Vec<PathBuf> {
-        let Ok(bytes) = fs::read(&self.record) else {
+        let Ok(text) = mesh_daemon::paths::read_regular(&self.record, false, 1024 * 1024) else {
             return Vec::new();
         };
+        let bytes = text.into_bytes();
         bytes
             .split(|b| *b == b'\n')
             .filter(|l| !l.is_empty())

@@ -207,19 +207,23 @@ pub(super) fn write_if_changed(path: &Path, contents: &str) -> Result<bool, Serv
         path: path.to_owned(),
         source,
     };
-    if fs::read(path).is_ok_and(|old| old == contents.as_bytes()) {
+    let current = mesh_daemon::paths::read_regular(path, true, 1024 * 1024);
+    if current.is_ok_and(|old| old == contents) {
         return Ok(false);
     }
     let mut name = path.file_name().unwrap_or_default().to_owned();
     name.push(".tmp");
     let tmp = path.with_file_name(name);
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o644)
-        .open(&tmp)
-        .map_err(io)?;
+    let mut file = mesh_daemon::paths::open_regular(
+        &tmp,
+        fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644),
+        false,
+    )
+    .map_err(io)?;
     file.write_all(contents.as_bytes()).map_err(io)?;
     file.sync_all().map_err(io)?;
     fs::rename(&tmp, path).map_err(io)?;
