@@ -161,6 +161,30 @@ impl Machine {
         });
     }
 
+    /// A task from `from` (a session here) to `to` (a session of `other`) crosses: it arrives
+    /// there once, with `body`, from `name@host`, and its receipt comes back here. `what` names
+    /// the case in a failure.
+    pub(crate) fn task_crosses(
+        &self,
+        from: &Session,
+        other: &Machine,
+        to: &Session,
+        body: &str,
+        what: &str,
+    ) {
+        let address = format!("{}@{}", to.info.name, other.host);
+        let id = self.mesh.send(&from.caller, &address, Kind::Task, body);
+        let got = other.receive(to, &format!("{what}: the task crosses"));
+        assert_eq!(got.len(), 1, "{what}: {got:?}");
+        assert_eq!(got[0].body, body, "{what}");
+        assert_eq!(
+            got[0].from.name,
+            format!("{}@{}", from.info.name, self.host),
+            "{what}"
+        );
+        self.wait_delivered(id, &format!("{what}: the receipt"));
+    }
+
     /// Everything pending for `session`, taken.
     pub(crate) fn take(&self, session: &Session) -> Vec<mesh_proto::Message> {
         self.mesh
@@ -1482,16 +1506,7 @@ fn nkey_users_join_with_their_seed_files() {
         let alice = a.mesh.session("alice");
         let bob = b.mesh.session("bob");
         a.sees("bob", "devbox");
-        let id = a.mesh.send(
-            &alice.caller,
-            "bob@devbox",
-            Kind::Task,
-            "signed with an nkey",
-        );
-        let got = b.receive(&bob, "the task crosses");
-        assert_eq!(got.len(), 1, "{flavor}: {got:?}");
-        assert_eq!(got[0].body, "signed with an nkey", "{flavor}");
-        a.wait_delivered(id, &format!("{flavor}: the receipt"));
+        a.task_crosses(&alice, &b, &bob, "signed with an nkey", &flavor.to_string());
 
         let mut s =
             Machine::join_with(&url, "stranger", &["--nkey".as_ref(), stranger.as_os_str()]);
@@ -1556,16 +1571,13 @@ fn machines_join_an_operator_mode_server_with_creds_files() {
         let alice = a.mesh.session("alice");
         let bob = b.mesh.session("bob");
         a.sees("bob", "devbox");
-        let id = a.mesh.send(
-            &alice.caller,
-            "bob@devbox",
-            Kind::Task,
+        a.task_crosses(
+            &alice,
+            &b,
+            &bob,
             "signed by the account",
+            &flavor.to_string(),
         );
-        let got = b.receive(&bob, "the task crosses");
-        assert_eq!(got[0].body, "signed by the account", "{flavor}");
-        assert_eq!(got[0].from.name, "alice@laptop", "{flavor}");
-        a.wait_delivered(id, &format!("{flavor}: the receipt"));
         let log = server.log();
         assert!(!log.contains("Violation"), "{flavor}: {log}");
     });
@@ -1767,15 +1779,13 @@ fn the_example_permissions_hold_as_user_jwt_claims() {
             a.mesh.log()
         );
         b.sees("alice", "laptop");
-        let id = a.mesh.send(
-            &alice.caller,
-            "bob@server",
-            Kind::Task,
+        a.task_crosses(
+            &alice,
+            b,
+            &bob,
             "within the JWT's permissions",
+            &flavor.to_string(),
         );
-        let got = b.receive(&bob, "mail flows under the JWT permissions");
-        assert_eq!(got[0].body, "within the JWT's permissions", "{flavor}");
-        a.wait_delivered(id, &format!("{flavor}: the receipt"));
         let r = a.report();
         assert!(r.connected && r.last_error.is_none(), "{flavor}: {r:?}");
         // Everything the daemons did was within their permissions.

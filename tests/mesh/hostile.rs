@@ -560,24 +560,6 @@ fn an_idle_connection_is_closed_but_a_waiting_ask_and_a_supervisor_are_not() {
     still_serving(&mut mesh);
 }
 
-/// `cmd`'s output if it ends within `limit`; killed (and `None`) if not.
-fn output_within(mut cmd: std::process::Command, limit: Duration) -> Option<std::process::Output> {
-    use std::process::Stdio;
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let done = mesh_testkit::poll(limit, || child.try_wait().unwrap());
-    if done.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-        return None;
-    }
-    Some(child.wait_with_output().unwrap())
-}
-
 /// A FIFO (or a socket, or a directory) planted at any file of the state directory that the
 /// daemon or a shim opens (its log, its locks, SQLite's files beside the database) is refused
 /// at once, naming the path and how to fix it, by the command that would have started the
@@ -607,7 +589,7 @@ fn a_fifo_planted_in_the_state_directory_is_refused_not_waited_on() {
 
         let mut list = mesh.mesh();
         list.arg("list");
-        let out = output_within(list, Duration::from_secs(20))
+        let out = crate::lifecycle::bounded(list, Duration::from_secs(20))
             .unwrap_or_else(|| panic!("{file}: `mesh list` hangs on the FIFO"));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{file}: {err}");
@@ -620,13 +602,13 @@ fn a_fifo_planted_in_the_state_directory_is_refused_not_waited_on() {
 
         let mut hook = mesh.mesh();
         hook.args(["hook", "post-tool-use"]);
-        let out = output_within(hook, Duration::from_secs(20))
+        let out = crate::lifecycle::bounded(hook, Duration::from_secs(20))
             .unwrap_or_else(|| panic!("{file}: the hook hangs on the FIFO"));
         assert!(out.status.success(), "{file}: hooks fail open");
 
         let mut health = mesh.mesh();
         health.args(["health", "--json"]);
-        let out = output_within(health, Duration::from_secs(20))
+        let out = crate::lifecycle::bounded(health, Duration::from_secs(20))
             .unwrap_or_else(|| panic!("{file}: `mesh health` hangs on the FIFO"));
         if file.starts_with("mesh.db") {
             let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

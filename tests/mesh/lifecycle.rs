@@ -601,7 +601,7 @@ fn a_state_dir_of_another_user_or_on_a_read_only_disk_is_a_clear_error() {
 
 /// Run `cmd` (stdin closed), killing it if it has not finished within `limit`: its output, or
 /// `None` when it had to be killed.
-fn bounded(mut cmd: Command, limit: Duration) -> Option<Output> {
+pub(crate) fn bounded(mut cmd: Command, limit: Duration) -> Option<Output> {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
