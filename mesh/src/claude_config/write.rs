@@ -92,12 +92,15 @@ pub(crate) fn atomic_write(
         .map_or_else(Default::default, |n| n.to_string_lossy().into_owned());
     let tmp = dir.join(format!(".{name}.mesh-tmp-{}", std::process::id()));
     let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
+        let mut file = mesh_daemon::paths::open_regular(
+            &tmp,
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(mode),
+            false,
+        )?;
         file.set_permissions(fs::Permissions::from_mode(mode))?;
         file.write_all(text.as_bytes())?;
         file.sync_all()?;

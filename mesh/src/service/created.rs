@@ -107,7 +107,14 @@ impl Created {
             mesh_daemon::paths::StateDir::new(parent).ensure()?;
         }
         let tmp = self.record.with_extension("tmp");
-        let mut f = fs::File::create(&tmp)?;
+        let mut f = mesh_daemon::paths::open_regular(
+            &tmp,
+            fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true),
+            false,
+        )?;
         f.write_all(&out)?;
         f.sync_all()?;
         fs::rename(&tmp, &self.record)
