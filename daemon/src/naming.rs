@@ -22,7 +22,7 @@
 //!   none idle, the fallback at once).
 
 use std::fs;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, mpsc};
@@ -325,23 +325,11 @@ fn read_small(path: &Path, no_follow: bool) -> Option<String> {
 }
 
 /// Open `path` for reading without blocking on it (`O_NONBLOCK`: a FIFO would wait for a
-/// writer forever), and keep it only if `fstat` says it is a regular file.
+/// writer forever), and keep it only if `fstat` says it is a regular file
+/// ([`crate::paths::open_regular`]).
 fn open_regular(path: &Path, no_follow: bool) -> std::io::Result<(fs::File, fs::Metadata)> {
-    let mut flags = libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY;
-    if no_follow {
-        flags |= libc::O_NOFOLLOW;
-    }
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(flags)
-        .open(path)?;
+    let file = crate::paths::open_regular(path, fs::OpenOptions::new().read(true), !no_follow)?;
     let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
-    }
     Ok((file, meta))
 }
 

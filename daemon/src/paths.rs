@@ -187,31 +187,68 @@ impl StateDir {
     }
 }
 
+/// What [`open_regular`] found at a path instead of a regular file: the inner error of the
+/// `io::Error` it returns (kind `InvalidInput`), for callers that say more than its message
+/// ([`refusal`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotRegular {
+    pub path: PathBuf,
+    /// "a symbolic link", "a FIFO", "a socket", "a device", "a directory", …
+    pub what: &'static str,
+}
+
+impl NotRegular {
+    /// A symbolic link where none belongs (opened without following links).
+    pub fn is_symlink(&self) -> bool {
+        self.what == "a symbolic link"
+    }
+}
+
+impl std::fmt::Display for NotRegular {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} is {}, not a regular file; claude-mesh does not use it: remove it (`rm {}`)",
+            self.path.display(),
+            self.what,
+            self.path.display()
+        )
+    }
+}
+
+impl std::error::Error for NotRegular {}
+
+/// The [`NotRegular`] inside an error of [`open_regular`], if that is why it failed.
+pub fn refusal(e: &io::Error) -> Option<&NotRegular> {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<NotRegular>())
+}
+
 /// Opens `path` as `options` says, adding `O_NONBLOCK | O_CLOEXEC | O_NOCTTY` and, unless
 /// `follow`, `O_NOFOLLOW`; then checks (fstat) that what it opened is a regular file. Whatever
 /// else sits at a path claude-mesh opens (a FIFO, a device, a socket, a directory, or a symbolic
-/// link where none belongs) is refused at once, with an error that names the path, says what is
-/// there and what to do. Without this, opening a FIFO waits for its other end, forever: a FIFO
-/// planted at `mesh.log` or `spawn.lock` hung every client that started the daemon.
-/// `O_NONBLOCK` changes nothing for a regular file. A missing file stays `NotFound`.
+/// link where none belongs) is refused at once, with an error ([`NotRegular`]) that names the
+/// path, says what is there and what to do. Without this, opening a FIFO waits for its other
+/// end, forever: a FIFO planted at `mesh.log` or `spawn.lock` hung every client that started
+/// the daemon. `O_NONBLOCK` changes nothing for a regular file. A missing file stays
+/// `NotFound`.
 pub fn open_regular(
     path: &Path,
     options: &mut fs::OpenOptions,
     follow: bool,
 ) -> io::Result<fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
     let mut flags = libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY;
     if !follow {
         flags |= libc::O_NOFOLLOW;
     }
-    let refused = |what: &str| {
+    let refused = |what: &'static str| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!(
-                "{} is {what}, not a regular file; claude-mesh does not use it: remove it (`rm {}`)",
-                path.display(),
-                path.display()
-            ),
+            NotRegular {
+                path: path.to_owned(),
+                what,
+            },
         )
     };
     let file = options
@@ -228,7 +265,6 @@ pub fn open_regular(
     if kind.is_file() {
         return Ok(file);
     }
-    use std::os::unix::fs::FileTypeExt;
     Err(refused(if kind.is_fifo() {
         "a FIFO"
     } else if kind.is_socket() {
@@ -238,7 +274,7 @@ pub fn open_regular(
     } else if kind.is_dir() {
         "a directory"
     } else {
-        "not a regular file"
+        "something else"
     }))
 }
 

@@ -263,22 +263,18 @@ pub(crate) enum OpenRegularError {
 }
 
 /// Opens `path` for reading without following a final symbolic link and without blocking on
-/// a FIFO or a device, and checks (fstat) that it is a regular file.
+/// a FIFO or a device, and checks (fstat) that it is a regular file ([`crate::paths::open_regular`]).
 pub(crate) fn open_regular(path: &Path) -> Result<File, OpenRegularError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => OpenRegularError::Missing,
-            _ if e.raw_os_error() == Some(libc::ELOOP) => OpenRegularError::Symlink,
-            _ => OpenRegularError::Io(e),
-        })?;
-    let meta = file.metadata().map_err(OpenRegularError::Io)?;
-    if !meta.file_type().is_file() {
-        return Err(OpenRegularError::NotRegular);
-    }
-    Ok(file)
+    crate::paths::open_regular(path, OpenOptions::new().read(true), false).map_err(|e| {
+        if e.kind() == io::ErrorKind::NotFound {
+            return OpenRegularError::Missing;
+        }
+        match crate::paths::refusal(&e) {
+            Some(r) if r.is_symlink() => OpenRegularError::Symlink,
+            Some(_) => OpenRegularError::NotRegular,
+            None => OpenRegularError::Io(e),
+        }
+    })
 }
 
 /// A device's public key.
