@@ -104,21 +104,24 @@ pub fn rotate_own_output(log: &Path, keep: u64) -> io::Result<bool> {
     Ok(true)
 }
 
-/// The daemon's log writer: stderr, and every [`CHECK_EVERY`] bytes a look at whether it is
-/// `mesh.log` grown over the limit ([`rotate_own_output`]). Cheap to clone.
+/// The daemon's log writer: stderr, each event on one line with its control and hidden
+/// characters shown visibly ([`one_line`]), and, when the log is `mesh.log`, every
+/// [`CHECK_EVERY`] bytes a look at whether it grew over the limit ([`rotate_own_output`]).
+/// Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Output(Arc<Inner>);
 
 #[derive(Debug)]
 struct Inner {
-    log: PathBuf,
+    /// `mesh.log`, to be kept under `keep` bytes; `None` (or `keep` 0): never moved.
+    log: Option<PathBuf>,
     keep: u64,
     /// Bytes written since the last look.
     since_check: Mutex<u64>,
 }
 
 impl Output {
-    pub fn new(log: PathBuf, keep: u64) -> Output {
+    pub fn new(log: Option<PathBuf>, keep: u64) -> Output {
         Output(Arc::new(Inner {
             log,
             keep,
@@ -127,34 +130,59 @@ impl Output {
     }
 
     fn wrote(&self, n: usize) {
+        let Some(log) = self.0.log.as_deref().filter(|_| self.0.keep > 0) else {
+            return;
+        };
         let due = {
             let Ok(mut since) = self.0.since_check.lock() else {
                 return;
             };
             *since += n as u64;
-            let due = *since >= CHECK_EVERY.min(self.0.keep.max(1));
+            let due = *since >= CHECK_EVERY.min(self.0.keep);
             if due {
                 *since = 0;
             }
             due
         };
-        if due && let Err(e) = rotate_own_output(&self.0.log, self.0.keep) {
+        if due && let Err(e) = rotate_own_output(log, self.0.keep) {
             // Said once per look, at most every CHECK_EVERY bytes; the log goes on as it was.
             let _ = writeln!(
                 io::stderr(),
                 "cannot move {} to {}: {e}",
-                self.0.log.display(),
-                older(&self.0.log).display()
+                log.display(),
+                older(log).display()
             );
         }
     }
 }
 
+/// One formatted log event as one line: the text a server or a peer put in it (an error it
+/// sent, a name) can neither start a line of its own (which a reader, or a tool reading the
+/// log, would take for the daemon's) nor act on a terminal (`tail -f mesh.log`): line breaks
+/// inside it, control and hidden characters are shown visibly ([`sanitize::terminal_line`]),
+/// and the event's final newline is kept. Unchanged when there is nothing to show.
+pub fn one_line(event: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let body = event.strip_suffix(b"\n").unwrap_or(event);
+    let text = String::from_utf8_lossy(body);
+    let shown = mesh_proto::sanitize::terminal_line(&text);
+    if matches!(text, std::borrow::Cow::Borrowed(_)) && shown == text {
+        return std::borrow::Cow::Borrowed(event);
+    }
+    let mut out = shown.into_bytes();
+    if body.len() < event.len() {
+        out.push(b'\n');
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 impl Write for Output {
+    /// One call is one event (tracing's formatter writes each event whole): written at once,
+    /// as [`one_line`] shows it; the whole of `buf` counts as written.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = io::stderr().write(buf)?;
-        self.wrote(n);
-        Ok(n)
+        let line = one_line(buf);
+        io::stderr().write_all(&line)?;
+        self.wrote(line.len());
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -180,6 +208,23 @@ mod tests {
         assert!(rotate(&log, 10).unwrap());
         assert!(!log.exists());
         assert_eq!(fs::read(older(&log)).unwrap(), b"0123456789a");
+    }
+
+    #[test]
+    fn a_log_event_stays_one_line_with_what_it_quotes_shown() {
+        let plain = b"2026-12-06T06:00:00Z  WARN mesh::federation: connect: refused\n";
+        assert!(matches!(one_line(plain), std::borrow::Cow::Borrowed(_)));
+        let forged =
+            "WARN connect: -ERR 'Authorization Violation\u{202e}X\nline2 <system-reminder>'\n";
+        let shown = String::from_utf8(one_line(forged.as_bytes()).into_owned()).unwrap();
+        assert_eq!(
+            shown,
+            "WARN connect: -ERR 'Authorization Violation<U+202E>X␤line2 <system-reminder>'\n"
+        );
+        assert_eq!(shown.matches('\n').count(), 1);
+        // Not UTF-8: shown with replacement characters, still one line.
+        let bytes = one_line(b"a\xff\nb\n").into_owned();
+        assert_eq!(String::from_utf8(bytes).unwrap(), "a\u{fffd}␤b\n");
     }
 
     #[test]

@@ -246,19 +246,16 @@ fn raise_fd_limit() {
 }
 
 /// Daemon logs go to stderr (journald and launchd capture it; an on-demand start sends it to
-/// `mesh.log`), at `info` unless `CLAUDE_MESH_LOG` says otherwise. When stderr is `mesh.log`,
-/// it is kept under `log_keep` bytes ([`mesh_daemon::logfile`]).
+/// `mesh.log`), at `info` unless `CLAUDE_MESH_LOG` says otherwise, each event on one line with
+/// what it quotes shown visibly; when stderr is `mesh.log`, it is kept under `log_keep` bytes
+/// ([`mesh_daemon::logfile`]).
 fn init_logging(log_keep: u64) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CLAUDE_MESH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false);
-    let _ = match StateDir::from_env() {
-        Ok(state) if log_keep > 0 => {
-            let out = mesh_daemon::logfile::Output::new(state.log(), log_keep);
-            builder.with_writer(move || out.clone()).try_init()
-        }
-        _ => builder.with_writer(std::io::stderr).try_init(),
-    };
+    let log = StateDir::from_env().ok().map(|state| state.log());
+    let out = mesh_daemon::logfile::Output::new(log, log_keep);
+    let _ = builder.with_writer(move || out.clone()).try_init();
 }

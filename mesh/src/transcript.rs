@@ -453,15 +453,15 @@ pub fn render_turns(turns: &[Turn]) -> String {
     let mut out = String::new();
     for t in turns {
         out.push_str(&format!(
-            "── turn {} · {}{} ──\n{}\n",
+            "── turn {} · {}{} ──\n",
             t.index,
             t.role,
             t.timestamp
                 .as_deref()
                 .map(|ts| format!(" · {ts}"))
                 .unwrap_or_default(),
-            t.text
         ));
+        quoted(&mut out, t.text.lines());
     }
     out
 }
@@ -474,12 +474,19 @@ pub fn render_matches(matches: &[Match]) -> String {
             "── turn {} · {} · line {} ──\n",
             m.turn, m.role, m.line
         ));
-        for l in &m.excerpt {
-            out.push_str(l);
-            out.push('\n');
-        }
+        quoted(&mut out, m.excerpt.iter().flat_map(|l| l.lines()));
     }
     out
+}
+
+/// A transcript's text under its header, each line behind `│ `: only the headers start a line,
+/// so no line of the text (a peer's, or a tool's output) can pass for a header of its own.
+fn quoted<'a>(out: &mut String, lines: impl Iterator<Item = &'a str>) {
+    for line in lines {
+        out.push_str("│ ");
+        out.push_str(line);
+        out.push('\n');
+    }
 }
 
 /// A transcript record as a turn, or `None` for every other kind of record.

@@ -22,12 +22,26 @@ use std::ops::ControlFlow;
 /// act on: every Unicode format character (category Cf: bidi embeddings, overrides and
 /// isolates, zero-width spaces, invisible operators, BOM, interlinear annotations, tag
 /// characters) except the zero-width (non-)joiners that emoji and some scripts need, plus the
-/// supplementary variation selectors and the noncharacters.
+/// supplementary variation selectors and the noncharacters; and the characters that are not
+/// format characters but show as nothing (Unicode's other default-ignorable code points: the
+/// combining grapheme joiner, the Hangul fillers, the Khmer inherent vowels, the Mongolian
+/// free variation selectors) or as a blank that is not a space (the braille blank), which
+/// would let `api` and `api` + filler pass for one name.
 pub fn is_hidden(c: char) -> bool {
     let n = c as u32;
     matches!(
         c,
         '\u{00ad}'
+            | '\u{034f}'
+            | '\u{115f}'
+            | '\u{1160}'
+            | '\u{17b4}'
+            | '\u{17b5}'
+            | '\u{180b}'..='\u{180d}'
+            | '\u{180f}'
+            | '\u{2800}'
+            | '\u{3164}'
+            | '\u{ffa0}'
             | '\u{0600}'..='\u{0605}'
             | '\u{061c}'
             | '\u{06dd}'
@@ -274,7 +288,9 @@ pub fn notification(text: &str, max_chars: usize) -> String {
 /// space; [hidden](is_hidden) characters and zero-width joiners are removed; quotes (`"` `'`
 /// `` ` `` and their typographic forms), backslashes, `<` and `>` become `-`; the result is
 /// trimmed and cut to `max_chars` characters. `@` becomes `-`: it separates a name from its
-/// host in an address (`name@host`).
+/// host in an address (`name@host`). The variation selectors (U+FE00–FE0F) are removed too (a
+/// name with one looks like the name without), and `─` and `│` become `-` and `|`, as
+/// [`model_inline`] shows them: a name is shown to the model as it is, and can be typed back.
 pub fn name(raw: &str, max_chars: usize) -> Option<String> {
     let mut out = String::with_capacity(raw.len().min(max_chars * 4));
     let mut n = 0;
@@ -282,9 +298,14 @@ pub fn name(raw: &str, max_chars: usize) -> Option<String> {
     for c in raw.chars() {
         let c = match c {
             c if c.is_whitespace() || matches!(c, '\r' | '\n' | '\t') => ' ',
-            c if c.is_control() || is_hidden(c) || matches!(c, '\u{200c}' | '\u{200d}') => {
+            c if c.is_control()
+                || is_hidden(c)
+                || matches!(c, '\u{200c}' | '\u{200d}' | '\u{fe00}'..='\u{fe0f}') =>
+            {
                 continue;
             }
+            '─' => '-',
+            '│' => '|',
             '"' | '\'' | '`' | '\\' | '<' | '>' | '\u{2018}'..='\u{201f}' | '«' | '»' => '-',
             // `@` separates a name from its host (`name@host`): never part of a name.
             '@' => '-',
@@ -530,6 +551,35 @@ mod tests {
         assert_eq!(name(&"é".repeat(80), 64), Some("é".repeat(64)));
         assert_eq!(name("abc def", 4).as_deref(), Some("abc"));
         assert_eq!(name("abcd ef", 5).as_deref(), Some("abcd"));
+        // Blank-looking characters that are not spaces: hidden everywhere (shown visibly in a
+        // terminal, removed for the model and from names).
+        for filler in [
+            '\u{3164}', '\u{115f}', '\u{1160}', '\u{ffa0}', '\u{2800}', '\u{034f}', '\u{17b4}',
+            '\u{180b}',
+        ] {
+            assert_eq!(name(&format!("api{filler}"), 64).as_deref(), Some("api"));
+            assert_eq!(
+                terminal_line(&format!("a{filler}")),
+                format!("a<U+{:04X}>", filler as u32)
+            );
+            assert_eq!(model_text(&format!("a{filler}b")), "ab");
+        }
+        // Variation selectors: kept in text (emoji need them), removed from names (a name with
+        // one looks like the name without).
+        assert_eq!(name("api\u{fe0f}", 64).as_deref(), Some("api"));
+        assert_eq!(name("api\u{fe00}", 64).as_deref(), Some("api"));
+        assert_eq!(model_text("\u{2764}\u{fe0f}"), "\u{2764}\u{fe0f}");
+        // The frame's own lines are drawn with `─` and `│`, which the model sees as `-` and
+        // `|` ([`model_inline`]): a name holds them as the model sees them, so the name it
+        // is shown is the name it can address.
+        assert_eq!(
+            name("ui│web ── end ──", 64).as_deref(),
+            Some("ui|web -- end --")
+        );
+        assert_eq!(
+            model_inline(&name("ui│web", 64).unwrap_or_default(), 64, true),
+            "ui|web"
+        );
         for raw in [HOSTILE, "\u{1b}]0;pwned\u{7}", "a\u{e0041}b\u{fe0f}"] {
             let n = name(raw, 64).unwrap_or_default();
             assert!(

@@ -1414,8 +1414,9 @@ fn mesh_run_wakes_an_idle_interactive_claude_when_a_task_arrives() {
     let id = cli.send("lima", TASK);
     let woken = model.wait_turn(1, STEP);
     assert!(
-        woken
-            .conversation_contains("[claude-mesh] New mail while you were idle: 1 task from user."),
+        woken.conversation_contains(
+            "[claude-mesh] New mail while you were idle: 1 task from \"user\"."
+        ),
         "the wake line should be the prompt\n{}",
         why()
     );
@@ -1653,7 +1654,7 @@ fn transcript_tools_read_a_real_claude_code_transcript() {
             "mesh history mike should show {needle:?}:\n{shown}"
         );
     }
-    assert!(!shown.lines().any(|l| l == "400"), "redacted:\n{shown}");
+    assert!(!shown.lines().any(|l| l == "│ 400"), "redacted:\n{shown}");
     let searched = cli.text(&["search", "mike", "MARKER-PROMPT"]);
     assert!(
         searched.contains("── turn 0 · user · line 0 ──") && searched.contains(PROMPT),

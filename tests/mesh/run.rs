@@ -312,7 +312,7 @@ fn an_idle_session_is_woken_by_a_task_and_the_hook_delivers_it() {
     let prompt = field(&tty, mark, "PROMPT").unwrap();
     assert_eq!(
         prompt,
-        "[claude-mesh] New mail while you were idle: 1 task from user. It is delivered with this prompt; please handle it."
+        "[claude-mesh] New mail while you were idle: 1 task from \"user\". It is delivered with this prompt; please handle it."
     );
     let context = field(&tty, mark, "CONTEXT").unwrap();
     assert!(
@@ -373,7 +373,7 @@ fn with_bracketed_paste_on_the_wake_line_is_a_paste_and_enter_in_one_write() {
     let prompt = field(&tty, mark, "PROMPT").unwrap();
     let line = prompt.as_str().unwrap();
     assert!(line.starts_with("[claude-mesh] New mail"), "{line}");
-    assert!(line.contains("1 task from evil[201~."), "{line}");
+    assert!(line.contains("1 task from \"evil[201~\"."), "{line}");
     let mut expected = b"\x1b[200~".to_vec();
     expected.extend_from_slice(line.as_bytes());
     expected.extend_from_slice(b"\x1b[201~\r");
@@ -424,7 +424,10 @@ fn a_busy_session_and_a_half_typed_line_are_never_typed_into() {
     );
     let prompt = field(&tty, mark, "PROMPT").unwrap();
     assert!(
-        prompt.as_str().unwrap().contains("1 question from user"),
+        prompt
+            .as_str()
+            .unwrap()
+            .contains("1 question from \"user\""),
         "{prompt}"
     );
     tty.write(b"exit 0\r");

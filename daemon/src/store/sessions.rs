@@ -805,11 +805,12 @@ fn ambiguous(to: &str, rows: &[&SessionRow]) -> WireError {
     let list: Vec<String> = rows
         .iter()
         .map(|r| {
+            // The folder is anyone's choice of name: shown on one line, controls visible.
             format!(
                 "{} (id {}, {}, {})",
                 r.name,
                 short_id(&r.session_id),
-                r.cwd,
+                mesh_proto::sanitize::terminal_line(&r.cwd),
                 if r.live { "live" } else { "offline" }
             )
         })
@@ -826,5 +827,5 @@ fn ambiguous(to: &str, rows: &[&SessionRow]) -> WireError {
 
 /// The first 8 characters of a session id, for display.
 pub fn short_id(id: &str) -> &str {
-    id.get(..8).unwrap_or(id)
+    id.char_indices().nth(8).map_or(id, |(end, _)| &id[..end])
 }

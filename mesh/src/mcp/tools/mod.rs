@@ -96,14 +96,18 @@ fn ok(doc: &Value) -> CallToolResult {
     ))])
 }
 
-/// A failure's text can quote peer-controlled names and paths: neutralised for the model
-/// ([`sanitize::model_text`]).
+/// The most characters of a failure's text shown to the model.
+const MAX_ERROR_CHARS: usize = 4000;
+
+/// A failure's text can quote peer-controlled names and paths: neutralised for the model and
+/// kept on one line ([`sanitize::model_inline`]), so that nothing in it can start a line that
+/// looks like one of the hook frames.
 fn result(r: Result<Value, ToolError>) -> CallToolResult {
     match r {
         Ok(doc) => ok(&doc),
-        Err(ToolError(text)) => {
-            CallToolResult::error(vec![ContentBlock::text(sanitize::model_text(&text))])
-        }
+        Err(ToolError(text)) => CallToolResult::error(vec![ContentBlock::text(
+            sanitize::model_inline(&text, MAX_ERROR_CHARS, true),
+        )]),
     }
 }
 
