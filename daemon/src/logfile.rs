@@ -59,8 +59,26 @@ pub fn rotate(log: &Path, keep: u64) -> io::Result<bool> {
     if !meta.file_type().is_file() || meta.len() <= keep {
         return Ok(false);
     }
-    fs::rename(log, older(log))?;
+    if let Err(e) = fs::rename(log, older(log)) {
+        // `mesh.log.1` cannot be replaced (a directory there, …): the disk stays bounded all
+        // the same, the old lines are dropped.
+        crate::paths::open_regular(log, OpenOptions::new().write(true), false)?.set_len(0)?;
+        return Err(emptied(log, &e));
+    }
     Ok(true)
+}
+
+/// The error of a log that could not be moved to `mesh.log.1` and was emptied instead.
+fn emptied(log: &Path, e: &io::Error) -> io::Error {
+    io::Error::new(
+        e.kind(),
+        format!(
+            "cannot move {} to {} ({e}), so it was emptied instead; remove what is at {}",
+            log.display(),
+            older(log).display(),
+            older(log).display()
+        ),
+    )
 }
 
 /// The identity (device, inode) and size of what `fd` writes to, if it is a regular file.
@@ -91,16 +109,26 @@ pub fn rotate_own_output(log: &Path, keep: u64) -> io::Result<bool> {
         return Ok(false);
     }
     let stdout_too = regular_file(io::stdout()).is_some_and(|(out, _)| out == id);
-    fs::rename(log, older(log))?;
-    let fresh = crate::paths::open_regular(
-        log,
-        OpenOptions::new().create(true).append(true).mode(0o600),
-        false,
-    )?;
-    if stdout_too {
-        rustix::stdio::dup2_stdout(&fresh)?;
+    let moved = (|| {
+        fs::rename(log, older(log))?;
+        let fresh = crate::paths::open_regular(
+            log,
+            OpenOptions::new().create(true).append(true).mode(0o600),
+            false,
+        )?;
+        if stdout_too {
+            rustix::stdio::dup2_stdout(&fresh)?;
+        }
+        rustix::stdio::dup2_stderr(&fresh)?;
+        Ok::<(), io::Error>(())
+    })();
+    if let Err(e) = moved {
+        // Whatever failed (a directory at `mesh.log.1`, something planted at `mesh.log` after
+        // the move), the file stderr writes is emptied: the disk stays bounded (it is opened
+        // for appending, so the next line goes at its new end).
+        File::from(io::stderr().as_fd().try_clone_to_owned()?).set_len(0)?;
+        return Err(emptied(log, &e));
     }
-    rustix::stdio::dup2_stderr(&fresh)?;
     Ok(true)
 }
 
@@ -145,13 +173,8 @@ impl Output {
             due
         };
         if due && let Err(e) = rotate_own_output(log, self.0.keep) {
-            // Said once per look, at most every CHECK_EVERY bytes; the log goes on as it was.
-            let _ = writeln!(
-                io::stderr(),
-                "cannot move {} to {}: {e}",
-                log.display(),
-                older(log).display()
-            );
+            // Said once per look, at most every CHECK_EVERY bytes.
+            let _ = writeln!(io::stderr(), "{e}");
         }
     }
 }

@@ -380,8 +380,18 @@ fn find_git_root(levels: &[&Path]) -> Option<PathBuf> {
     levels
         .iter()
         .find(|d| {
-            fs::symlink_metadata(d.join(".git")).is_ok_and(|m| {
-                (m.is_dir() || m.is_file() || m.file_type().is_symlink()) && trusted_owner(&m)
+            let git = d.join(".git");
+            fs::symlink_metadata(&git).is_ok_and(|m| {
+                if m.file_type().is_symlink() {
+                    // A link's own mode is always 0777 and means nothing: the link must be
+                    // yours (or root's), and what it points to a trusted directory or file.
+                    let me = rustix::process::geteuid().as_raw();
+                    (m.uid() == me || m.uid() == 0)
+                        && fs::metadata(&git)
+                            .is_ok_and(|t| (t.is_dir() || t.is_file()) && trusted_owner(&t))
+                } else {
+                    (m.is_dir() || m.is_file()) && trusted_owner(&m)
+                }
             })
         })
         .map(|d| d.to_path_buf())
@@ -628,6 +638,27 @@ mod tests {
         let n = resolve(&cwd, None);
         assert_eq!(n.name, "feature-wt");
         assert_eq!(n.git_root.as_deref(), Some(wt.as_path()));
+    }
+
+    #[test]
+    fn a_git_link_to_a_trusted_folder_marks_the_root() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let real = mkdir(&tmp.path().join("elsewhere/.git"));
+        let repo = mkdir(&tmp.path().join("repo"));
+        std::os::unix::fs::symlink(&real, repo.join(".git")).unwrap();
+        config(&repo, r#"{"name": "configured"}"#);
+        let cwd = mkdir(&repo.join("sub"));
+        let n = resolve(&cwd, None);
+        assert_eq!(n.name, "configured");
+        assert_eq!(n.git_root.as_deref(), Some(repo.as_path()));
+        // A link to a folder others can write does not count.
+        fs::set_permissions(&real, fs::Permissions::from_mode(0o777)).unwrap();
+        let n = resolve(&cwd, None);
+        assert_eq!((n.name.as_str(), n.git_root), ("sub", None));
+        // Nor does a dangling one.
+        fs::remove_dir(&real).unwrap();
+        assert_eq!(resolve(&cwd, None).git_root, None);
     }
 
     #[test]

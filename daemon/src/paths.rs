@@ -30,7 +30,7 @@ impl StateDir {
                     ),
                 ));
             }
-            return Ok(Self::new(dir));
+            return Self::new(dir).socket_fits();
         }
         let home = std::env::var_os("HOME")
             .filter(|v| !v.is_empty())
@@ -49,7 +49,29 @@ impl StateDir {
                 ),
             ));
         }
-        Ok(Self::new(Path::new(&home).join(".claude-mesh")))
+        Self::new(Path::new(&home).join(".claude-mesh")).socket_fits()
+    }
+
+    /// This directory, if the path of its socket fits a Unix socket address (`sun_path`: 108
+    /// bytes on Linux, 104 on macOS, with the final NUL); otherwise an error that says so and
+    /// what to do (every connect and bind would fail with a bare "path must be shorter than
+    /// SUN_LEN").
+    fn socket_fits(self) -> io::Result<Self> {
+        const SUN_PATH: usize = if cfg!(target_os = "linux") { 108 } else { 104 };
+        let len = self.socket().as_os_str().len();
+        if len < SUN_PATH {
+            return Ok(self);
+        }
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "the state directory {} is too long: its socket's path would be {len} bytes, and \
+                 a Unix socket's path can have at most {}; set CLAUDE_MESH_HOME to a shorter \
+                 absolute path (e.g. \"$HOME/.claude-mesh\")",
+                self.root.display(),
+                SUN_PATH - 1
+            ),
+        ))
     }
 
     pub fn new(root: impl Into<PathBuf>) -> Self {

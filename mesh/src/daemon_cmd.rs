@@ -58,6 +58,9 @@ pub struct DaemonArgs {
 }
 
 const IDLE_TIMEOUT_S: u64 = 600;
+/// The most connections `--max-connections` may allow: far above any file descriptor limit,
+/// and far below what the daemon's counter (a tokio semaphore) can hold.
+const MAX_CONNECTIONS_CEILING: usize = 1 << 20;
 const NOTIFY_AFTER_S: u64 = 90;
 const CONNECTION_IDLE_TIMEOUT_S: u64 = server::DEFAULT_CONNECTION_IDLE_TIMEOUT.as_secs();
 const RETAIN_DAYS: f64 = 30.0;
@@ -139,6 +142,16 @@ fn serve(args: DaemonArgs, ready: Arc<Ready>) -> anyhow::Result<()> {
     }
     config.connection_idle_timeout = (args.connection_idle_timeout > 0)
         .then(|| Duration::from_secs(args.connection_idle_timeout));
+    if args.max_connections > MAX_CONNECTIONS_CEILING {
+        anyhow::bail!(
+            "--max-connections (CLAUDE_MESH_MAX_CONNECTIONS) is {}, more than the {} connections \
+             a daemon can count; set it to at most {}, or unset it for the default {}",
+            args.max_connections,
+            MAX_CONNECTIONS_CEILING,
+            MAX_CONNECTIONS_CEILING,
+            server::DEFAULT_MAX_CONNECTIONS
+        );
+    }
     config.max_connections = args.max_connections.max(1);
     config.max_connections_per_process = args.max_connections_per_process;
     config.retain = retention(args.retain_days)?;

@@ -298,7 +298,7 @@ pub fn search(
                 return std::ops::ControlFlow::Break(());
             }
             let from = i.saturating_sub(context);
-            let to = (i + context + 1).min(lines.len());
+            let to = i.saturating_add(context).saturating_add(1).min(lines.len());
             let excerpt = (from..to)
                 .map(|k| match (raw, k == i) {
                     (true, _) => lines[k].to_owned(),

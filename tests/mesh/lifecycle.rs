@@ -184,6 +184,28 @@ fn the_on_demand_daemons_log_moves_to_dot_1_past_its_limit() {
     assert_eq!(fs::metadata(&older).unwrap().len(), KEEP + 1);
     assert!(fs::metadata(&log).unwrap().len() < KEEP);
     assert!(!fs::read_to_string(&log).unwrap().contains("xxx"));
+
+    // A directory where mesh.log.1 goes: the log cannot move, so it is emptied instead, and
+    // stays bounded all the same.
+    fs::remove_file(&older).unwrap();
+    fs::create_dir_all(older.join("kept")).unwrap();
+    for _ in 0..200 {
+        refused();
+    }
+    let len = fs::metadata(&log).unwrap().len();
+    assert!(
+        len <= KEEP + 1024,
+        "mesh.log is {len} bytes, over the limit {KEEP}"
+    );
+    assert!(
+        fs::read_to_string(&log)
+            .unwrap()
+            .contains("emptied instead"),
+        "{}",
+        fs::read_to_string(&log).unwrap()
+    );
+    assert!(older.join("kept").is_dir(), "what is there is left alone");
+    cli(&["list"]);
 }
 
 #[test]

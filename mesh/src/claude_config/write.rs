@@ -12,9 +12,10 @@ use crate::service::Created;
 /// Mode of a file we create (`~/.claude.json` holds account state, so not world-readable).
 const NEW_FILE_MODE: u32 = 0o600;
 
-/// The largest Claude Code configuration file read (`~/.claude.json` holds every project's
-/// state; a large one is a few MiB).
-const MAX_CONFIG: u64 = 64 * 1024 * 1024;
+/// The largest Claude Code configuration file read: only a bound against a runaway file, far
+/// above real ones (`~/.claude.json` holds every project's state and history; files of 65–101
+/// MB are reported by Claude Code's users).
+const MAX_CONFIG: u64 = 1024 * 1024 * 1024;
 
 /// Reads `path`; `None` if it does not exist.
 pub(crate) fn read_optional(path: &Path) -> Result<Option<String>, ConfigError> {

@@ -37,8 +37,9 @@ pub struct SearchArgs {
     /// Treat the query as a regular expression
     #[arg(long)]
     pub regex: bool,
-    /// Lines of context around each match
-    #[arg(short = 'C', long, default_value_t = 2)]
+    /// Lines of context around each match (at most 1000)
+    #[arg(short = 'C', long, default_value_t = 2,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=1000))]
     pub context: usize,
     /// Full text: no cutting of long lines and tool output
     #[arg(long)]
