@@ -1191,3 +1191,41 @@ fn an_ambiguous_peer_error_cannot_carry_a_folders_forged_lines() {
         let _ = child.wait();
     }
 }
+
+/// A peer's transcript with turns of megabytes: `redact: false` lifts the cutting of tool output,
+/// not the size of a result. Each tool result stays within its bound (128 KiB of text, a few
+/// times that once JSON escapes `<` and `>`), keeps the newest text, and says what it left out.
+#[test]
+fn transcript_tool_results_stay_bounded_whatever_the_transcript_holds() {
+    let mesh = Mesh::start();
+    let transcript = mesh.home.path().join("big.jsonl");
+    let huge = "<b>".repeat(1 << 20);
+    let mut text = String::new();
+    for i in 0..3 {
+        let record = json!({"type": "user", "message": {"role": "user",
+            "content": format!("turn {i} {huge} end of turn {i}")}});
+        text.push_str(&format!("{record}\n"));
+    }
+    std::fs::write(&transcript, text).unwrap();
+    let _session = mesh.session_with("backend", None, Some(&transcript));
+    let mut mcp = Mcp::started(&mesh);
+    for (tool, args) in [
+        ("read_history", json!({"peer": "backend", "redact": false})),
+        (
+            "get_turn",
+            json!({"peer": "backend", "turn_index": 1, "redact": false}),
+        ),
+        (
+            "search_history",
+            json!({"peer": "backend", "query": "b", "redact": false}),
+        ),
+    ] {
+        let (is_error, text) = mcp.call_raw(tool, args);
+        assert!(!is_error, "{tool}: {text:.300}");
+        assert!(text.len() < 1024 * 1024, "{tool}: {} bytes", text.len());
+        assert!(text.contains("cut by claude-mesh"), "{tool}: {text:.300}");
+    }
+    let h = mcp.call("read_history", json!({"peer": "backend", "redact": false}));
+    assert_eq!(h["omitted_older_turns"], 2, "the newest turn is kept");
+    assert_eq!(h["turns"][0]["index"], 2);
+}

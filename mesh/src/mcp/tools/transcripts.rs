@@ -88,7 +88,9 @@ impl MeshServer {
 Read another session's recent conversation from its Claude Code \
 transcript: its last turns (default 10), user prompts, its replies, and the tool calls and \
 results in between. Use it to see what a peer did or decided before you ask it, instead of \
-asking. Long tool output is cut unless redact is false. Address the peer as for send_message.";
+asking. Long tool output is cut unless redact is false; one result carries at most 128 KiB of \
+text, the newest first (omitted_older_turns counts what was left out). Address the peer as for \
+send_message.";
 
     #[tool(description = Self::READ_HISTORY, annotations(read_only_hint = true))]
     async fn read_history(&self, Parameters(args): Parameters<ReadHistoryArgs>) -> CallToolResult {
@@ -96,14 +98,16 @@ asking. Long tool output is cut unless redact is false. Address the peer as for 
             let n = args.last_n_turns.unwrap_or(10).clamp(1, 200) as usize;
             let raw = !args.redact.unwrap_or(true);
             let (s, path) = self.transcript(&args.peer).await?;
-            let (turns, total) =
+            let (mut turns, total) =
                 Self::read(path, move |p| transcript::last_turns(p, n, raw)).await?;
+            let omitted = fit_turns(&mut turns, MAX_RESULT_BYTES);
             Ok(serde_json::json!({
                 "peer": s.name,
                 "session_id": s.session_id,
                 "total_turns": total,
                 "redacted": !raw,
                 "turns": turns,
+                "omitted_older_turns": omitted,
             }))
         };
         result(r.await)
@@ -126,8 +130,9 @@ false.";
             let query = transcript::Query::parse(&args.query, false).map_err(fail)?;
             let raw = !args.redact.unwrap_or(true);
             let (s, path) = self.transcript(&args.peer).await?;
-            let (matches, more) =
+            let (mut matches, mut more) =
                 Self::read(path, move |p| transcript::search(p, &query, 2, 50, raw)).await?;
+            more |= fit_matches(&mut matches, MAX_RESULT_BYTES);
             Ok(serde_json::json!({
                 "peer": s.name,
                 "session_id": s.session_id,
@@ -141,7 +146,8 @@ false.";
 
     const GET_TURN: &'static str = "\
 Read one turn of another session's transcript by its index (as given by \
-read_history or search_history; turns count from 0 at the start of the transcript).";
+read_history or search_history; turns count from 0 at the start of the transcript). At most \
+128 KiB of its text; a longer turn is cut, saying how much was left out.";
 
     #[tool(description = Self::GET_TURN, annotations(read_only_hint = true))]
     async fn get_turn(&self, Parameters(args): Parameters<GetTurnArgs>) -> CallToolResult {
@@ -150,12 +156,13 @@ read_history or search_history; turns count from 0 at the start of the transcrip
             let raw = !args.redact.unwrap_or(true);
             let (s, path) = self.transcript(&args.peer).await?;
             let found = Self::read(path, move |p| transcript::turn(p, index, raw)).await?;
-            let Some(turn) = found else {
+            let Some(mut turn) = found else {
                 return Err(fail(format!(
                     "{} has no turn {index}; read_history shows how many turns there are",
                     sanitize::model_quoted(&s.name, 64)
                 )));
             };
+            cut_text(&mut turn.text, MAX_RESULT_BYTES);
             Ok(serde_json::json!({
                 "peer": s.name,
                 "session_id": s.session_id,
@@ -164,5 +171,120 @@ read_history or search_history; turns count from 0 at the start of the transcrip
             }))
         };
         result(r.await)
+    }
+}
+
+/// The most bytes of transcript text one tool result carries (before JSON escaping, which can
+/// make `<` and `>` six bytes each): a peer's transcript can hold turns of hundreds of MB, and
+/// the model's context, like the client's line buffer, is far smaller. `redact: false` lifts the
+/// cutting of long tool output, not this.
+const MAX_RESULT_BYTES: usize = 128 * 1024;
+
+/// Cuts `text` to at most `max` bytes (at a character boundary) and says so at its end: how
+/// many bytes were left out.
+fn cut_text(text: &mut String, max: usize) -> bool {
+    if text.len() <= max {
+        return false;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let left = text.len() - end;
+    text.truncate(end);
+    text.push_str(&format!(
+        "\n… [cut by claude-mesh: {left} more bytes of this turn; a tool result carries at most \
+         {max} bytes; search_history finds a line in it]"
+    ));
+    true
+}
+
+/// Keeps the newest of `turns` (the last ones) within `budget` bytes of text: the turn that
+/// crosses it is cut, older ones are dropped. Returns how many were dropped.
+fn fit_turns(turns: &mut Vec<transcript::Turn>, budget: usize) -> usize {
+    let mut left = budget;
+    let mut keep_from = 0;
+    for (i, t) in turns.iter_mut().enumerate().rev() {
+        if left == 0 {
+            keep_from = i + 1;
+            break;
+        }
+        let len = t.text.len();
+        cut_text(&mut t.text, left);
+        left = left.saturating_sub(len);
+    }
+    turns.drain(..keep_from);
+    keep_from
+}
+
+/// Keeps the first of `matches` within `budget` bytes of excerpt, cutting the lines of the one
+/// that crosses it. True if any was dropped or cut.
+fn fit_matches(matches: &mut Vec<transcript::Match>, budget: usize) -> bool {
+    let mut left = budget;
+    for (i, m) in matches.iter_mut().enumerate() {
+        if left == 0 {
+            matches.truncate(i);
+            return true;
+        }
+        let mut cut = false;
+        for line in &mut m.excerpt {
+            let len = line.len();
+            cut |= cut_text(line, left);
+            left = left.saturating_sub(len);
+        }
+        if cut {
+            matches.truncate(i + 1);
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn turn(index: usize, text: &str) -> transcript::Turn {
+        transcript::Turn {
+            index,
+            role: "user".into(),
+            timestamp: None,
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn results_keep_the_newest_text_within_the_budget() {
+        let mut turns = vec![turn(0, "old"), turn(1, &"é".repeat(40)), turn(2, "newest")];
+        assert_eq!(fit_turns(&mut turns, 50), 1);
+        assert_eq!(turns[1].text, "newest");
+        assert!(
+            turns[0].text.starts_with(&"é".repeat(22)),
+            "{}",
+            turns[0].text
+        );
+        assert!(turns[0].text.contains("36 more bytes"), "{}", turns[0].text);
+        let mut small = vec![turn(0, "a"), turn(1, "b")];
+        assert_eq!(fit_turns(&mut small, 50), 0);
+        assert_eq!(small.len(), 2);
+        let mut one = "x".repeat(10);
+        assert!(cut_text(&mut one, 4));
+        assert!(one.starts_with("xxxx\n… [cut by claude-mesh: 6 more bytes"));
+    }
+
+    #[test]
+    fn matches_stop_at_the_budget() {
+        let m = |turn| transcript::Match {
+            turn,
+            role: "user".into(),
+            line: 0,
+            excerpt: vec!["x".repeat(30)],
+        };
+        let mut all = vec![m(0), m(1), m(2)];
+        assert!(fit_matches(&mut all, 40));
+        assert_eq!(all.len(), 2);
+        assert!(all[1].excerpt[0].contains("20 more bytes"));
+        let mut few = vec![m(0)];
+        assert!(!fit_matches(&mut few, 40));
     }
 }
