@@ -610,13 +610,18 @@ fn a_fifo_planted_in_the_state_directory_is_refused_not_waited_on() {
         health.args(["health", "--json"]);
         let out = crate::lifecycle::bounded(health, Duration::from_secs(20))
             .unwrap_or_else(|| panic!("{file}: `mesh health` hangs on the FIFO"));
-        if file.starts_with("mesh.db") {
+        {
             let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let name = if file.starts_with("mesh.db") {
+                "db.file"
+            } else {
+                "state.files"
+            };
             let check = doc["checks"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .find(|c| c["name"] == "db.file")
+                .find(|c| c["name"] == name)
                 .unwrap()
                 .clone();
             assert_eq!(check["level"], "fail", "{file}: {check:#}");

@@ -22,6 +22,7 @@ const ALL_CHECKS: &[&str] = &[
     "binary.version",
     "state.dir",
     "state.socket",
+    "state.files",
     "service.unit",
     "daemon.reachable",
     "daemon.version",

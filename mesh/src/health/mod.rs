@@ -125,6 +125,7 @@ pub fn run(inputs: &Inputs) -> Report {
         version::binary(inputs),
         state::dir(&inputs.state, inputs.state_from_env, &start, on_demand),
         state::socket(&inputs.state.socket(), &start, on_demand),
+        state::files(&inputs.state),
         service::check(&facts, inputs),
     ];
     let seen = daemon::probe(&inputs.state.socket());

@@ -223,6 +223,72 @@ fn kind(meta: &fs::Metadata) -> &'static str {
     }
 }
 
+/// `state.files`: the files of the state directory that the daemon and the shims open besides
+/// the database (its log, its locks, `mesh run`'s log): each, where it exists, must be a regular
+/// file of yours that you can write. Anything else there (a FIFO, a directory, a link, a file of
+/// another user's) stops the daemon from starting, or every command that would start it.
+pub(super) fn files(state: &StateDir) -> Check {
+    const NAME: &str = "state.files";
+    let me = euid();
+    let mut wrong = Vec::new();
+    let mut fixes = Vec::new();
+    let names = [
+        "mesh.log",
+        "mesh.log.1",
+        "spawn.lock",
+        "mesh.lock",
+        "run.log",
+    ];
+    for name in names {
+        let path = state.root().join(name);
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let kind = meta.file_type();
+        let what = if kind.is_symlink() {
+            "a symbolic link"
+        } else if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_socket() {
+            "a socket"
+        } else if kind.is_dir() {
+            "a directory"
+        } else if !kind.is_file() {
+            "a device"
+        } else if meta.uid() != me {
+            "a file of another user's"
+        } else if meta.permissions().mode() & 0o200 == 0 {
+            "a file you cannot write"
+        } else {
+            continue;
+        };
+        wrong.push(format!("{} is {what}", path.display()));
+        fixes.push(if kind.is_file() && meta.uid() != me {
+            format!("sudo chown \"$USER\" {}", quote(&path))
+        } else if kind.is_file() {
+            format!("chmod u+w {}", quote(&path))
+        } else if kind.is_dir() {
+            format!("rm -r {}", quote(&path))
+        } else {
+            format!("rm {}", quote(&path))
+        });
+    }
+    if wrong.is_empty() {
+        return Check::ok(
+            NAME,
+            "the log and lock files, where they exist, are regular files of yours",
+        );
+    }
+    Check::fail(
+        NAME,
+        format!(
+            "{}: the daemon, or a command starting it, cannot use it",
+            wrong.join("; ")
+        ),
+        fixes.join(" && "),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::net::UnixListener;
