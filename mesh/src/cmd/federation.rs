@@ -506,7 +506,7 @@ fn render_keys(doc: &KeysJson<'_>, report: Option<&FederationReport>, key_path: 
             }
             Some(offered) => {
                 out.push_str(&format!(
-                    "{}  REFUSED: its key changed; mail from it is refused until you accept the new key\n",
+                    "{}  REFUSED: it offers a new key; mail sealed with that key is refused, and nothing is sealed for it, until you accept it (the trusted key still works)\n",
                     line(&h.host)
                 ));
                 out.push_str(&format!("  trusted      {}\n", line(&h.fingerprint)));

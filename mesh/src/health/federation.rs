@@ -376,7 +376,10 @@ fn keys(r: &FederationReport, local_fingerprint: Option<&str>) -> Check {
     }
     Check::fail(
         NAME,
-        format!("{what}: its mail is refused and nothing is sent to it until you accept the key"),
+        format!(
+            "{what}: mail sealed with the offered key is refused and nothing is sealed for it \
+             until you accept it (mail with the trusted key still flows)"
+        ),
         format!(
             "compare the fingerprint with `mesh keys` on that machine, then {}",
             fixes.join("; ")
