@@ -33,6 +33,24 @@ const MAX_RECORD_BYTES: usize = 16 << 20;
 /// so a file that keeps growing cannot keep a reader going.
 pub const MAX_TRANSCRIPT_BYTES: u64 = 1 << 30;
 
+/// How many bytes at the end of the transcript at `path` are past [`MAX_TRANSCRIPT_BYTES`] and
+/// so never read (0 for every transcript of a normal size): a reader must say so, since the
+/// latest turns are among them.
+pub fn unread_bytes(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len().saturating_sub(MAX_TRANSCRIPT_BYTES))
+}
+
+/// The note a reader shows when [`unread_bytes`] is not 0.
+pub fn unread_note(unread: u64) -> Option<String> {
+    (unread > 0).then(|| {
+        format!(
+            "only the first {} MiB of this transcript were read: its last {unread} bytes (its \
+             latest turns) were not",
+            MAX_TRANSCRIPT_BYTES >> 20
+        )
+    })
+}
+
 /// One turn of the conversation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Turn {

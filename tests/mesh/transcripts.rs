@@ -301,3 +301,39 @@ fn history_shows_tool_input_as_readable_lines() {
         "{text}"
     );
 }
+
+/// A transcript past the most that is read (1 GiB; real ones reach several): what is shown says
+/// that the end of the file, with its latest turns, was not read, instead of passing the first
+/// GiB off as the whole conversation.
+#[test]
+fn a_transcript_past_the_read_limit_says_its_end_was_not_read() {
+    let mesh = Mesh::start();
+    let transcript = mesh.home.path().join("giant.jsonl");
+    let old = json!({"type": "user", "message": {"role": "user", "content": "OLD"}});
+    std::fs::write(&transcript, format!("{old}\n")).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&transcript)
+        .unwrap();
+    let past = (1u64 << 30) + (64 << 20);
+    file.set_len(past).unwrap(); // sparse: no disk used
+    drop(file);
+    let newest = json!({"type": "user", "message": {"role": "user", "content": "NEWEST"}});
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&transcript)
+        .unwrap();
+    std::io::Write::write_all(&mut f, format!("\n{newest}\n").as_bytes()).unwrap();
+    let _session = mesh.session_with("backend", None, Some(&transcript));
+    let h = ok_json(&mesh, &["history", "backend", "--json"]);
+    let unread = h["unread_bytes"].as_u64().unwrap();
+    assert!(unread > 64 << 20, "{h}");
+    let out = run(&mesh, &["search", "backend", "NEWEST"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(&format!(
+            "its last {unread} bytes (its latest turns) were not"
+        )),
+        "{text}"
+    );
+}

@@ -99,6 +99,8 @@ struct HistoryJson<'a> {
     transcript: &'a PathBuf,
     total_turns: usize,
     turns: &'a [Turn],
+    /// Bytes past the most a transcript is read (its latest turns): 0 but for giant files.
+    unread_bytes: u64,
 }
 
 pub fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
@@ -112,6 +114,7 @@ pub fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
             transcript: &path,
             total_turns: total,
             turns: &turns,
+            unread_bytes: transcript::unread_bytes(&path),
         })?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -138,6 +141,9 @@ pub fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
         })
         .collect();
     out.push_str(&transcript::render_turns(&shown));
+    if let Some(note) = transcript::unread_note(transcript::unread_bytes(&path)) {
+        out.push_str(&format!("note: {note}\n"));
+    }
     emit(&out)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -150,6 +156,8 @@ struct SearchJson<'a> {
     matches: &'a [Match],
     /// More matches than were returned.
     truncated: bool,
+    /// As in `mesh history --json`.
+    unread_bytes: u64,
 }
 
 pub fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
@@ -165,18 +173,24 @@ pub fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
             transcript: &path,
             matches: &matches,
             truncated: more,
+            unread_bytes: transcript::unread_bytes(&path),
         })?;
         return Ok(ExitCode::SUCCESS);
     }
     if matches.is_empty() {
+        let note = transcript::unread_note(transcript::unread_bytes(&path))
+            .map_or_else(String::new, |n| format!("note: {n}\n"));
         emit(&format!(
-            "no match for `{}` in {}'s transcript\n",
+            "no match for `{}` in {}'s transcript\n{note}",
             sanitize::terminal_line(&args.query),
             sanitize::terminal_line(&s.name)
         ))?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut out = transcript::render_matches(&matches);
+    if let Some(note) = transcript::unread_note(transcript::unread_bytes(&path)) {
+        out.push_str(&format!("note: {note}\n"));
+    }
     if more {
         out.push_str(&format!(
             "… more matches than the first {MAX_MATCHES}; narrow the query\n"

@@ -98,6 +98,7 @@ send_message.";
             let n = args.last_n_turns.unwrap_or(10).clamp(1, 200) as usize;
             let raw = !args.redact.unwrap_or(true);
             let (s, path) = self.transcript(&args.peer).await?;
+            let unread = transcript::unread_bytes(&path);
             let (mut turns, total) =
                 Self::read(path, move |p| transcript::last_turns(p, n, raw)).await?;
             let omitted = fit_turns(&mut turns, MAX_RESULT_BYTES);
@@ -108,6 +109,8 @@ send_message.";
                 "redacted": !raw,
                 "turns": turns,
                 "omitted_older_turns": omitted,
+                "unread_bytes": unread,
+                "note": transcript::unread_note(unread),
             }))
         };
         result(r.await)
@@ -130,6 +133,7 @@ false.";
             let query = transcript::Query::parse(&args.query, false).map_err(fail)?;
             let raw = !args.redact.unwrap_or(true);
             let (s, path) = self.transcript(&args.peer).await?;
+            let unread = transcript::unread_bytes(&path);
             let (mut matches, mut more) =
                 Self::read(path, move |p| transcript::search(p, &query, 2, 50, raw)).await?;
             more |= fit_matches(&mut matches, MAX_RESULT_BYTES);
@@ -139,6 +143,8 @@ false.";
                 "redacted": !raw,
                 "matches": matches,
                 "more_matches": more,
+                "unread_bytes": unread,
+                "note": transcript::unread_note(unread),
             }))
         };
         result(r.await)
@@ -155,6 +161,7 @@ read_history or search_history; turns count from 0 at the start of the transcrip
             let index = args.turn_index as usize;
             let raw = !args.redact.unwrap_or(true);
             let (s, path) = self.transcript(&args.peer).await?;
+            let unread = transcript::unread_bytes(&path);
             let found = Self::read(path, move |p| transcript::turn(p, index, raw)).await?;
             let Some(mut turn) = found else {
                 return Err(fail(format!(
@@ -168,6 +175,7 @@ read_history or search_history; turns count from 0 at the start of the transcrip
                 "session_id": s.session_id,
                 "redacted": !raw,
                 "turn": turn,
+                "unread_bytes": unread,
             }))
         };
         result(r.await)
