@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mesh_proto::{
     Ask, AskOutcome, AwaitAnswer, Call, ClientHello, Consume, ConsumeBy, Deregister, FrameError,
-    Inbox, List, MAGIC, MessageStatus, PROTOCOL_VERSION, Ping, Poll, PollBy, Polled, Pong,
-    Register, RegisterNamed, Reply, Request, Response, SendMessage, ServerHello, SetIdle,
+    GiveBack, Inbox, List, MAGIC, MessageStatus, PROTOCOL_VERSION, Ping, Poll, PollBy, Polled,
+    Pong, Register, RegisterNamed, Reply, Request, Response, SendMessage, ServerHello, SetIdle,
     SetSummary, Supervise, Supervision, WhoAmI, read_frame, write_frame,
 };
 
@@ -319,6 +319,8 @@ impl Connection {
         reply(Reply);
         /// One message and its status.
         message_status(MessageStatus);
+        /// Put a hand-out that never reached its reader back in the queue ([`GiveBack`]).
+        give_back(GiveBack);
     }
 
     /// Ask and block until answered, timed out or the peer is gone. The socket waits for the

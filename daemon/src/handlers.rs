@@ -296,6 +296,11 @@ pub async fn handle(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Outcome 
             };
             Outcome::Now(Response::Federation(report))
         }
+        Request::GiveBack(g) => store
+            .call(move |ctx| messages::give_back(ctx, g.handout))
+            .await
+            .map(|messages| Response::GivenBack(mesh_proto::GivenBack { messages }))
+            .into(),
         Request::TrustKey(t) => {
             if shared.federation.federation().is_none() {
                 return Outcome::Now(Response::Error(WireError::new(

@@ -26,7 +26,8 @@ pub use types::*;
 /// 2: `Poll`. 3: `Supervise`. 4: `PollBy` and `ConsumeBy` (a hand-out bounded by the reader's
 /// deadline), the `DeadlineExceeded` error, `Sent` without bodies, `Status::Withdrawn`, and
 /// `RegisterNamed`. 5: the mesh across machines: `ListScoped`, `FederationStatus`, `TrustKey`.
-pub const PROTOCOL_VERSION: u32 = 5;
+/// 6: `GiveBack`, a hand-out that never reached its reader back to the queue.
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Largest frame payload either side accepts or sends, in bytes.
 pub const MAX_FRAME_LEN: usize = 4 * 1024 * 1024;

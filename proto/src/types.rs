@@ -361,6 +361,9 @@ requests! {
     FederationStatus => Federation(FederationReport),
     /// 5: accept a host's new key (`mesh keys trust <host> <fingerprint>`).
     TrustKey => Trusted(HostKey),
+    /// 6: a hand-out that never reached its reader (a hook that could not write its output)
+    /// goes back to the queue: see [`GiveBack`].
+    GiveBack => GivenBack(GivenBack),
 }
 
 /// The response list, in wire order; generates [`Response`] and [`Response::name`].
@@ -400,6 +403,7 @@ responses! {
     MeshPeers(MeshPeers),
     Federation(FederationReport),
     Trusted(HostKey),
+    GivenBack(GivenBack),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -800,6 +804,25 @@ pub struct TrustKey {
     pub fingerprint: String,
 }
 
+/// Give back the hand-out made under `handout` (the token of a [`Consume`] or [`Poll`]): a
+/// reader that took mail and then could not pass it on (a hook whose output could not be
+/// written: the pipe to Claude Code closed, the disk full) puts it back in the queue, as if it
+/// had never been taken. The token is the capability (random, known only to the reader that
+/// made it): an unknown or forgotten token gives back nothing. Only messages still delivered
+/// and not answered go back; the token is forgotten.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct GiveBack {
+    pub handout: u64,
+}
+
+/// The answer to [`GiveBack`]: how many messages went back to the queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct GivenBack {
+    pub messages: u32,
+}
+
 #[cfg(test)]
 mod call_tests {
     use super::*;
@@ -816,7 +839,7 @@ mod call_tests {
 
     #[test]
     fn variants_keep_their_wire_index() {
-        let requests: [(Request, &str); 21] = [
+        let requests: [(Request, &str); 22] = [
             (Ping {}.into(), "Ping"),
             (
                 Register {
@@ -958,6 +981,7 @@ mod call_tests {
                 .into(),
                 "TrustKey",
             ),
+            (GiveBack { handout: 7 }.into(), "GiveBack"),
         ];
         for (index, (req, name)) in requests.iter().enumerate() {
             assert_eq!(usize::from(tag(req)), index, "{name}");

@@ -1282,3 +1282,57 @@ fn a_session_start_hook_in_a_folder_of_fifos_registers_in_time() {
     assert_eq!((me.session_id.as_str(), me.name.as_str()), (sid, "fifos"));
     assert_eq!(me.git_root, None, "a FIFO is no repository");
 }
+
+/// A hook that took mail but cannot write its output (Claude Code closed the pipe, the disk is
+/// full: here stdout is /dev/full) still exits 0, says so, and gives the mail back: it stays
+/// queued, not "delivered" to nobody, and the next hook shows it. For every hook that takes
+/// mail: the prompt, the tool call (urgent mail) and the stop.
+#[test]
+fn mail_a_hook_could_not_write_goes_back_to_the_queue() {
+    let mesh = Mesh::start();
+    let alpha = mesh.session("alpha");
+    let beta = mesh.session("beta");
+    for (event, name, extra) in [
+        (
+            "user-prompt-submit",
+            "UserPromptSubmit",
+            json!({"prompt": "hi"}),
+        ),
+        ("post-tool-use", "PostToolUse", json!({"tool_name": "Read"})),
+        ("stop", "Stop", json!({"stop_hook_active": false})),
+    ] {
+        let id = mesh.send(&beta.caller, "alpha", Kind::Task, &format!("for {event}"));
+        let input = session_input(&alpha, name, extra);
+        let mut cmd = hook_cmd(&mesh, event, Some(alpha.pid()));
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        cmd.stdin(Stdio::piped())
+            .stdout(full)
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.to_string().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{event}: {stderr}");
+        assert!(
+            stderr.contains("cannot write the hook's output")
+                && stderr.contains("1 message(s) it had taken went back to the queue"),
+            "{event}: {stderr}"
+        );
+        assert_eq!(status(&mesh, id).status, Status::Queued, "{event}");
+        // The next hook that can write shows it.
+        let text = hook(&mesh, event, Some(alpha.pid()), &input);
+        assert!(
+            text.stdout.contains(&format!("for {event}")),
+            "{event}: {text:?}"
+        );
+        assert_eq!(status(&mesh, id).status, Status::Delivered, "{event}");
+    }
+}

@@ -740,6 +740,25 @@ pub fn put_back(ctx: &mut Ctx<'_>, ids: &[u64], token: u64) -> Result<(), WireEr
     Ok(())
 }
 
+/// [`mesh_proto::GiveBack`]: the messages of the hand-out made under `token` that are still
+/// delivered and not answered go back to the queue, and the token is forgotten. An unknown (or
+/// forgotten) token gives back nothing. Returns how many went back.
+pub fn give_back(ctx: &mut Ctx<'_>, token: u64) -> Result<u32, WireError> {
+    if token == 0 {
+        return Ok(0);
+    }
+    let Some(taken) = handed_out(ctx, token)? else {
+        return Ok(0);
+    };
+    let back: Vec<u64> = taken
+        .iter()
+        .filter(|m| m.delivered_ms.is_some() && m.answered_ms.is_none())
+        .map(|m| m.id)
+        .collect();
+    put_back(ctx, &back, token)?;
+    Ok(u32::try_from(back.len()).unwrap_or(u32::MAX))
+}
+
 fn mark_delivered(ctx: &mut Ctx<'_>, id: i64) -> Result<(), WireError> {
     let now = ctx.now_ms;
     let changed = ctx

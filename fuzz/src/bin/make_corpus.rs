@@ -185,6 +185,7 @@ fn requests() -> Vec<(&'static str, Request)> {
             }
             .into(),
         ),
+        ("give_back", GiveBack { handout: 11 }.into()),
         (
             "send_remote",
             SendMessage {

@@ -53,7 +53,7 @@ use mesh_client::{ClientError, Connection};
 use mesh_daemon::naming;
 use mesh_daemon::paths::StateDir;
 use mesh_proto::{
-    Caller, Class, Consume, Deregister, ErrorCode, Inbox, Poll, Register, RegisterNamed,
+    Caller, Class, Consume, Deregister, ErrorCode, GiveBack, Inbox, Poll, Register, RegisterNamed,
     SessionInfo, SetIdle, WhoAmI,
 };
 use serde::Serialize;
@@ -127,11 +127,14 @@ pub fn main_for(event: HookEvent) -> ExitCode {
     // A panic must not become exit 101 and a backtrace: one line, exit 0, like any error.
     panic::set_hook(Box::new(|info| warn(&format!("internal error: {info}"))));
     match panic::catch_unwind(AssertUnwindSafe(|| run(event, &deadline))) {
-        Ok(Ok(Some(out))) => {
+        Ok(Ok(Some(mut taken))) => {
             // All daemon I/O is done: what was handed out must now reach stdout.
             deadline.disarm();
-            if let Err(e) = print(event, &out) {
-                warn(&format!("cannot write the hook's output: {e}"));
+            if let Err(e) = print(event, &taken.out) {
+                // Nobody will see it (Claude Code closed the pipe, the disk is full): the mail
+                // goes back to the queue rather than counting as delivered.
+                let back = taken.give_back();
+                warn(&format!("cannot write the hook's output: {e}; {back}"));
             }
         }
         Ok(Ok(None)) | Err(_) => {}
@@ -167,7 +170,39 @@ fn print(event: HookEvent, out: &Output) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run(event: HookEvent, deadline: &Deadline) -> anyhow::Result<Option<Output>> {
+/// What a hook hands Claude Code, and where it came from: the hand-out its messages were taken
+/// under, on the connection that took them, to give them back if they cannot be written.
+struct Taken {
+    out: Output,
+    handout: Option<u64>,
+    conn: Connection,
+}
+
+/// How long giving back a hand-out may take (after the hook's own deadline, which covered the
+/// daemon's work; this is the rare path of an output that could not be written).
+const GIVE_BACK_WITHIN: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Taken {
+    /// Put the messages of the hand-out back in the queue: what to say about them.
+    fn give_back(&mut self) -> String {
+        let Some(handout) = self.handout else {
+            return "it had taken no mail".to_owned();
+        };
+        let done = self
+            .conn
+            .set_request_timeout(Some(GIVE_BACK_WITHIN))
+            .and_then(|()| self.conn.give_back(GiveBack { handout }));
+        match done {
+            Ok(back) => format!(
+                "the {} message(s) it had taken went back to the queue",
+                back.messages
+            ),
+            Err(e) => format!("and the mail it had taken could not be put back: {e}"),
+        }
+    }
+}
+
+fn run(event: HookEvent, deadline: &Deadline) -> anyhow::Result<Option<Taken>> {
     let bytes = input::read_stdin(input::MAX_INPUT)?;
     let input = input::parse(&bytes)?;
     drop(bytes);
@@ -197,14 +232,20 @@ fn run(event: HookEvent, deadline: &Deadline) -> anyhow::Result<Option<Output>> 
         deadline,
         conn: connect(&state, deadline, event != HookEvent::SessionEnd)?,
         state,
+        handout: None,
     };
-    match event {
+    let out = match event {
         HookEvent::SessionStart => hook.session_start(),
         HookEvent::UserPromptSubmit => hook.user_prompt_submit(),
         HookEvent::PostToolUse => hook.post_tool_use(),
         HookEvent::Stop => hook.stop(),
         HookEvent::SessionEnd => hook.session_end(),
-    }
+    }?;
+    Ok(out.map(|out| Taken {
+        out,
+        handout: hook.handout,
+        conn: hook.conn,
+    }))
 }
 
 fn non_empty_env(name: &str) -> Option<String> {
@@ -222,6 +263,8 @@ struct Hook<'a> {
     deadline: &'a Deadline,
     state: StateDir,
     conn: Connection,
+    /// The token of the last hand-out that took mail.
+    handout: Option<u64>,
 }
 
 impl Hook<'_> {
@@ -274,6 +317,9 @@ impl Hook<'_> {
         let polled = self
             .retrying(|conn| conn.poll(req.clone()))
             .context("cannot ask the daemon for this session's messages")?;
+        if !polled.inbox.messages.is_empty() {
+            self.handout = Some(req.handout);
+        }
         if polled.session.as_ref().is_some_and(|s| self.is_current(s)) {
             return Ok(context(polled.inbox));
         }
@@ -399,8 +445,13 @@ impl Hook<'_> {
             max_bytes: CONSUME_BYTES,
             handout: mesh_client::handout_token(),
         };
-        self.retrying(|conn| conn.consume(req.clone()))
-            .context("cannot fetch the session's messages")
+        let inbox = self
+            .retrying(|conn| conn.consume(req.clone()))
+            .context("cannot fetch the session's messages")?;
+        if !inbox.messages.is_empty() {
+            self.handout = Some(req.handout);
+        }
+        Ok(inbox)
     }
 
     /// Send a retry-safe request (one carrying a hand-out token). When the connection breaks
