@@ -281,6 +281,14 @@ pub fn open_regular(
             // A FIFO opened for writing without a reader, with O_NONBLOCK.
             Some(libc::ENXIO) => refused("a FIFO or a device"),
             Some(libc::EISDIR) => refused("a directory"),
+            Some(libc::EACCES) => io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{}: {e}; if another user owns it, make it yours: sudo chown \"$USER\" {}",
+                    path.display(),
+                    path.display()
+                ),
+            ),
             _ => e,
         })?;
     let kind = file.metadata()?.file_type();

@@ -43,17 +43,28 @@ pub(crate) fn backup(path: &Path, stamp: &str) -> Result<PathBuf, ConfigError> {
         n += 1;
     }
     fs::copy(path, &candidate).map_err(ConfigError::io("back up", path))?;
+    // Every install and uninstall makes one, of files that can be 100 MB (`~/.claude.json`):
+    // the newest few are kept, the older ones of ours removed.
+    for (_, old) in backups(path).iter().rev().skip(KEEP_BACKUPS) {
+        let _ = fs::remove_file(old);
+    }
     Ok(candidate)
 }
 
-/// The newest backup [`backup`] made of `path` (`<file>.mesh-backup-<UTC stamp>[-N]` next to
-/// it), by stamp and then `N`.
-pub(crate) fn newest_backup(path: &Path) -> Option<PathBuf> {
-    let name = path.file_name()?.to_str()?;
+/// How many of its backups [`backup`] keeps of a file.
+pub(crate) const KEEP_BACKUPS: usize = 3;
+
+/// The backups [`backup`] made of `path` (`<file>.mesh-backup-<UTC stamp>[-N]` next to it,
+/// regular files), oldest first (by stamp, then `N`).
+fn backups(path: &Path) -> Vec<((String, u32), PathBuf)> {
+    let (Some(name), Some(dir)) = (path.file_name().and_then(|n| n.to_str()), path.parent()) else {
+        return Vec::new();
+    };
     let prefix = format!("{name}.mesh-backup-");
-    let dir = path.parent()?;
-    fs::read_dir(dir)
-        .ok()?
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<_> = entries
         .filter_map(Result::ok)
         .filter_map(|entry| {
             let file = entry.file_name().into_string().ok()?;
@@ -67,8 +78,14 @@ pub(crate) fn newest_backup(path: &Path) -> Option<PathBuf> {
                 .is_ok_and(|t| t.is_file())
                 .then(|| ((stamp, n), entry.path()))
         })
-        .max_by(|a, b| a.0.cmp(&b.0))
-        .map(|(_, path)| path)
+        .collect();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found
+}
+
+/// The newest backup [`backup`] made of `path`.
+pub(crate) fn newest_backup(path: &Path) -> Option<PathBuf> {
+    backups(path).pop().map(|(_, path)| path)
 }
 
 /// Replaces `path` by `text` atomically, keeping the mode of the existing file. A missing
@@ -125,6 +142,33 @@ pub(crate) fn remove(path: &Path) -> Result<(), ConfigError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn only_the_newest_backups_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".claude.json");
+        fs::write(&path, "{}").unwrap();
+        let other = dir.path().join(".claude.json.mesh-backup-notes");
+        fs::create_dir(&other).unwrap();
+        let made: Vec<PathBuf> = [
+            "20261201T000000",
+            "20261202T000000",
+            "20261202T000000",
+            "20261203T000000",
+            "20261204T000000",
+        ]
+        .iter()
+        .map(|stamp| backup(&path, stamp).unwrap())
+        .collect();
+        let mut left: Vec<PathBuf> = backups(&path).into_iter().map(|(_, p)| p).collect();
+        left.sort();
+        let mut want = made[2..].to_vec();
+        want.sort();
+        assert_eq!(left, want);
+        assert_eq!(newest_backup(&path).as_deref(), Some(made[4].as_path()));
+        assert!(other.is_dir(), "what is not a backup of ours is left alone");
+    }
+
     use super::*;
 
     #[test]
