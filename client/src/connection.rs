@@ -413,6 +413,13 @@ fn typed<C: Call>(resp: Response) -> Result<C::Reply, ClientError> {
     C::reply(resp).map_err(|other| ClientError::unexpected(C::NAME, other))
 }
 
+/// The connection's socket (for a shim's alarm handler, which may write a last frame on it).
+impl std::os::fd::AsFd for Connection {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+}
+
 /// Connect the socket; nothing listening (no socket file, or connect refused) is
 /// [`ClientError::NotRunning`].
 pub fn open_stream(socket: &Path) -> Result<UnixStream, ClientError> {

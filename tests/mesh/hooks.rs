@@ -1336,3 +1336,61 @@ fn mail_a_hook_could_not_write_goes_back_to_the_queue() {
         assert_eq!(status(&mesh, id).status, Status::Delivered, "{event}");
     }
 }
+
+/// The hook itself stalls (a suspended laptop, a starved CPU) after the daemon handed it mail:
+/// the daemon's answer waits in the socket while the hook's deadline passes, and the alarm ends
+/// the hook before it printed anything. The alarm's last words give the hand-out back, so the
+/// mail is queued again, not "delivered" to nobody, and the next hook shows it.
+#[test]
+fn mail_taken_by_a_hook_that_stalled_past_its_deadline_goes_back_to_the_queue() {
+    let mesh = Mesh::start();
+    let alpha = mesh.session("alpha");
+    let beta = mesh.session("beta");
+    let id = mesh.send(&beta.caller, "alpha", Kind::Task, "while you were frozen");
+    let input = session_input(&alpha, "PostToolUse", json!({"tool_name": "Read"}));
+    let signal = |pid: u32, sig: libc::c_int| {
+        // SAFETY: kill(2) of a process this test started.
+        assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
+    };
+    let daemon = mesh.daemon_pid();
+    signal(daemon, libc::SIGSTOP);
+    let started = Instant::now();
+    let mut cmd = hook_cmd(&mesh, "post-tool-use", Some(alpha.pid()));
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    // The hook has sent its poll to the stopped daemon; then it stops too, and the daemon
+    // answers it.
+    std::thread::sleep(Duration::from_millis(500));
+    signal(child.id(), libc::SIGSTOP);
+    signal(daemon, libc::SIGCONT);
+    wait_for(
+        "the daemon to hand the task out",
+        Duration::from_secs(10),
+        || status(&mesh, id).status == Status::Delivered,
+    );
+    // Past the hook's deadline (2 s), it goes on: its alarm fires at once.
+    std::thread::sleep(Duration::from_millis(2500).saturating_sub(started.elapsed()));
+    signal(child.id(), libc::SIGCONT);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("gave up at the hook's deadline"),
+        "{out:?}"
+    );
+    wait_for(
+        "the task to go back to the queue",
+        Duration::from_secs(10),
+        || status(&mesh, id).status == Status::Queued,
+    );
+    let text = hook(&mesh, "post-tool-use", Some(alpha.pid()), &input).context("PostToolUse");
+    assert!(text.contains("while you were frozen"), "{text}");
+}

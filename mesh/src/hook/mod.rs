@@ -43,6 +43,7 @@ mod stop;
 
 use std::ffi::OsStr;
 use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -62,7 +63,7 @@ use mesh::hook_event::HookEvent;
 
 use self::render::Frame;
 use crate::shim::connect;
-use crate::shim::deadline::{Alarm, Deadline};
+use crate::shim::deadline::{self, Alarm, Deadline};
 use crate::shim::input::{self, HookInput};
 
 /// Byte budget of one consume: bodies plus the daemon's per-message overhead. With framing and
@@ -315,7 +316,7 @@ impl Hook<'_> {
             handout: mesh_client::handout_token(),
         };
         let polled = self
-            .retrying(|conn| conn.poll(req.clone()))
+            .retrying(req.handout, |conn| conn.poll(req.clone()))
             .context("cannot ask the daemon for this session's messages")?;
         if !polled.inbox.messages.is_empty() {
             self.handout = Some(req.handout);
@@ -446,7 +447,7 @@ impl Hook<'_> {
             handout: mesh_client::handout_token(),
         };
         let inbox = self
-            .retrying(|conn| conn.consume(req.clone()))
+            .retrying(req.handout, |conn| conn.consume(req.clone()))
             .context("cannot fetch the session's messages")?;
         if !inbox.messages.is_empty() {
             self.handout = Some(req.handout);
@@ -458,12 +459,28 @@ impl Hook<'_> {
     /// (the daemon died, perhaps after committing the hand-out), reconnect within the deadline
     /// (a restarted daemon, or one started on demand) and send it again: the daemon answers
     /// the same token with the same messages, so none is lost and none is shown twice.
+    ///
+    /// If the hook's alarm ends it before it printed what it took (the hook itself stalled: a
+    /// suspended laptop, a starved CPU, while the answer waited in the socket), the alarm first
+    /// sends a `GiveBack` of `handout` on the connection ([`deadline::last_words`]): the daemon
+    /// then puts the mail back instead of counting it as shown.
     fn retrying<T>(
         &mut self,
+        handout: u64,
         mut call: impl FnMut(&mut Connection) -> Result<T, ClientError>,
     ) -> Result<T, ClientError> {
+        let mut give_back = Vec::new();
+        if mesh_proto::write_frame(
+            &mut give_back,
+            &mesh_proto::Request::GiveBack(GiveBack { handout }),
+        )
+        .is_err()
+        {
+            give_back.clear();
+        }
         loop {
             self.budget()?;
+            deadline::last_words(self.conn.as_fd().as_raw_fd(), &give_back);
             match call(&mut self.conn) {
                 Err(e) if e.is_connection_lost() && !self.deadline.expired() => {
                     match connect(&self.state, self.deadline, true) {

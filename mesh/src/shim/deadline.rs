@@ -5,6 +5,8 @@
 //! alarm, so in the ordinary failure case the socket gives up first and the shim reports a
 //! proper error; the alarm is the backstop.
 
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicI32, AtomicU8, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long before the alarm the socket operations must have given up.
@@ -89,10 +91,44 @@ fn set_timer(after: Duration) {
     }
 }
 
+/// The most bytes of [`last_words`].
+const LAST_WORDS_MAX: usize = 64;
+static LAST_FD: AtomicI32 = AtomicI32::new(-1);
+static LAST_LEN: AtomicUsize = AtomicUsize::new(0);
+static LAST_BUF: [AtomicU8; LAST_WORDS_MAX] = [const { AtomicU8::new(0) }; LAST_WORDS_MAX];
+
+/// What the hook's alarm writes to `fd` before it ends the process: `frame`, a whole request
+/// frame (a `GiveBack` of the hand-out the hook is about to take, so that mail it took but never
+/// printed goes back to the queue). Set before each request that hands mail out; at most
+/// [`LAST_WORDS_MAX`] bytes (longer: nothing is written). Kept in atomics, so the handler reads
+/// it without locks; write(2) is async-signal-safe. Requests on a connection are handled in
+/// order, so the daemon sees it after the request that took the mail, whatever it answered.
+pub(crate) fn last_words(fd: RawFd, frame: &[u8]) {
+    LAST_LEN.store(0, Ordering::SeqCst);
+    if frame.len() > LAST_WORDS_MAX {
+        return;
+    }
+    for (slot, byte) in LAST_BUF.iter().zip(frame) {
+        slot.store(*byte, Ordering::Relaxed);
+    }
+    LAST_FD.store(fd, Ordering::SeqCst);
+    LAST_LEN.store(frame.len(), Ordering::SeqCst);
+}
+
 extern "C" fn on_alarm_hook(_sig: libc::c_int) {
     const MSG: &[u8] = b"mesh hook: gave up at the hook's deadline (its stdin never ended, or the mesh daemon did not answer in time)\n";
-    // SAFETY: write(2) and _exit(2) are async-signal-safe; MSG is a static buffer.
+    let len = LAST_LEN.load(Ordering::SeqCst);
+    let fd = LAST_FD.load(Ordering::SeqCst);
+    let mut frame = [0u8; LAST_WORDS_MAX];
+    for (byte, slot) in frame.iter_mut().zip(&LAST_BUF).take(len) {
+        *byte = slot.load(Ordering::Relaxed);
+    }
+    // SAFETY: write(2) and _exit(2) are async-signal-safe; the buffers are a static and a local
+    // array that outlive the calls.
     unsafe {
+        if len > 0 && fd >= 0 {
+            libc::write(fd, frame.as_ptr().cast(), len);
+        }
         libc::write(2, MSG.as_ptr().cast(), MSG.len());
         libc::_exit(0);
     }
