@@ -182,7 +182,7 @@ impl Output {
 /// One formatted log event as one line: the text a server or a peer put in it (an error it
 /// sent, a name) can neither start a line of its own (which a reader, or a tool reading the
 /// log, would take for the daemon's) nor act on a terminal (`tail -f mesh.log`): line breaks
-/// inside it, control and hidden characters are shown visibly ([`sanitize::terminal_line`]),
+/// inside it, control and hidden characters are shown visibly ([`mesh_proto::sanitize::terminal_line`]),
 /// and the event's final newline is kept. Unchanged when there is nothing to show.
 pub fn one_line(event: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     let body = event.strip_suffix(b"\n").unwrap_or(event);
