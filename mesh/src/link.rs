@@ -165,6 +165,30 @@ fn transient(e: &ClientError) -> bool {
     )
 }
 
+/// The request may have been carried out though no answer came: it timed out waiting, or the
+/// connection broke after the request could have left. For a send, sending again may deliver
+/// it twice, and the error must say so.
+pub fn unconfirmed(e: &ClientError) -> bool {
+    matches!(e, ClientError::Timeout { .. })
+        || (e.is_connection_lost() && !e.is_not_running() && !never_sent(e))
+}
+
+/// What became of a request after [`unconfirmed`], in a few words (not the general advice of
+/// the error, which says to run the command again).
+pub fn unconfirmed_why(e: &ClientError) -> String {
+    match e {
+        ClientError::Timeout { after, .. } => {
+            format!("no answer within {:.1}s", after.as_secs_f64())
+        }
+        _ => "the connection to it broke before its answer arrived".to_owned(),
+    }
+}
+
+/// What to tell whoever is about to send again after [`unconfirmed`].
+pub const MAYBE_SENT: &str = "the daemon may have queued it before it stopped answering, so \
+    sending it again may deliver it twice: the peer's pending count (`mesh list`, list_peers) \
+    shows whether it arrived";
+
 /// Writing the request failed because the daemon had closed the socket: it never saw it.
 fn never_sent(e: &ClientError) -> bool {
     matches!(e, ClientError::Frame(FrameError::Io(io)) if io.kind() == io::ErrorKind::BrokenPipe)

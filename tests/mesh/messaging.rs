@@ -1621,3 +1621,58 @@ fn ask_says_what_it_waits_for_on_a_terminal_and_nothing_into_a_pipe() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A send whose answer never reaches the client (here a proxy in front of the daemon drops
+/// it and closes the connection, as a daemon that dies right after its commit would): the
+/// message is queued all the same, and the command must not say "run it again" as if nothing
+/// had happened; it says the message may be queued and that sending again may deliver it twice.
+#[test]
+fn a_send_whose_answer_is_lost_says_it_may_be_queued() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::{UnixListener, UnixStream};
+    let mesh = Mesh::start();
+    let beta = mesh.session("beta");
+    let front = tempfile::tempdir().unwrap();
+    let listener = UnixListener::bind(front.path().join("mesh.sock")).unwrap();
+    let daemon_socket = mesh.state.socket();
+    let proxy = std::thread::spawn(move || {
+        let (mut client, _) = listener.accept().unwrap();
+        let mut daemon = UnixStream::connect(&daemon_socket).unwrap();
+        let mut upstream = client.try_clone().unwrap();
+        let mut to_daemon = daemon.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut upstream, &mut to_daemon);
+        });
+        let mut frame = || {
+            let mut len = [0u8; 4];
+            daemon.read_exact(&mut len).ok()?;
+            let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+            daemon.read_exact(&mut body).ok()?;
+            Some([len.to_vec(), body].concat())
+        };
+        // The handshake's answer goes through; the send's answer does not.
+        let hello = frame().unwrap();
+        client.write_all(&hello).unwrap();
+        assert!(frame().is_some(), "the daemon answered the send");
+        let _ = client.shutdown(std::net::Shutdown::Both);
+    });
+    let out = mesh
+        .mesh()
+        .env("CLAUDE_MESH_HOME", front.path())
+        .args(["send", "beta", "answer lost on the way"])
+        .output()
+        .unwrap();
+    proxy.join().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("did not confirm the send to `beta`")
+            && err.contains("may have queued it")
+            && err.contains("may deliver it twice")
+            && !err.contains("run the command again"),
+        "{err}"
+    );
+    let got = consume(&mesh, &beta, Class::All);
+    assert_eq!(got.len(), 1, "queued once all the same: {got:?}");
+    assert_eq!(got[0].body, "answer lost on the way");
+}

@@ -139,7 +139,7 @@ fn wire_class(code: ErrorCode) -> Class {
 }
 
 /// The class of a client library error.
-fn client_class(e: &ClientError) -> Class {
+pub(crate) fn client_class(e: &ClientError) -> Class {
     match e {
         // `Io`: the local side of reaching a daemon (its state directory, its socket, starting
         // it) failed.

@@ -3,7 +3,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use mesh::json::SentJson;
 use mesh_client::{CallerFromEnv, format_message_id};
 use mesh_proto::{Caller, Kind, SendMessage};
@@ -45,7 +44,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             kind,
             body: body.clone(),
         })
-        .with_context(|| format!("cannot send to `{}`", args.peer))?;
+        .map_err(|e| {
+            if crate::link::unconfirmed(&e) {
+                // Not the error's own advice ("run the command again"): that may send it twice.
+                return anyhow::Error::new(super::exit::Failure::new(
+                    super::exit::client_class(&e),
+                    format!(
+                        "the daemon did not confirm the send to `{}` ({}): {}",
+                        args.peer,
+                        crate::link::unconfirmed_why(&e),
+                        crate::link::MAYBE_SENT
+                    ),
+                ));
+            }
+            anyhow::Error::new(e).context(format!("cannot send to `{}`", args.peer))
+        })?;
     // The daemon does not repeat the text per recipient.
     for m in &mut sent.messages {
         m.body.clone_from(&body);

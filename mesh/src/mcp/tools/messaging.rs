@@ -99,16 +99,27 @@ Any response comes back as a message to you.";
             let body = args.body;
             let sent = self
                 .blocking(move |d| {
-                    d.call(Retry::Once, |c, caller| {
+                    Ok(d.call(Retry::Once, |c, caller| {
                         c.send(SendRequest {
                             caller,
                             to: to.clone(),
                             kind,
                             body: body.clone(),
                         })
-                    })
+                    }))
                 })
-                .await?;
+                .await?
+                .map_err(|e| {
+                    if crate::link::unconfirmed(&e) {
+                        fail(format!(
+                            "the daemon did not confirm the send ({}): {}",
+                            crate::link::unconfirmed_why(&e),
+                            crate::link::MAYBE_SENT
+                        ))
+                    } else {
+                        ToolError::from(e)
+                    }
+                })?;
             Ok(render::sent(kind, &sent.messages))
         };
         result(r.await)
