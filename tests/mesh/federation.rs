@@ -2024,3 +2024,64 @@ fn a_machine_revoked_while_connected_is_cut_off_and_comes_back_with_new_creds() 
         assert!(a.take(&alice).is_empty(), "{flavor}: delivered twice");
     });
 }
+
+/// Mail in the outbox was sealed for the current team's machines: `mesh join --team <other>`
+/// refuses to strand it (exit 7, `outbox_not_empty`, nothing changed), and the mail goes out once
+/// the server is back. `mesh leave` with mail still waiting says how much (it stays queued).
+#[test]
+fn switching_teams_with_mail_in_the_outbox_is_refused() {
+    each_flavor(|flavor, bin| {
+        let mut server = NatsServer::start(bin);
+        let url = server.url();
+        let a = Machine::join(&url, "east");
+        let b = Machine::join(&url, "west");
+        let s = a.mesh.session("s");
+        let d = b.mesh.session("d");
+        a.sees("d", "west");
+        server.stop();
+        let id = a
+            .mesh
+            .send(&s.caller, "d@west", Kind::Task, "for the old team");
+        assert!(a.report().outbox_depth >= 1, "{flavor}: {:?}", a.report());
+        let out = a
+            .mesh
+            .mesh()
+            .args(["join", &url, "--team", "other", "--json"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(7),
+            "{flavor}: {}",
+            output_text(&out)
+        );
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["error"]["code"], "outbox_not_empty", "{flavor}: {doc}");
+        assert!(
+            doc["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("--force"),
+            "{flavor}: {doc}"
+        );
+        let config = mesh_daemon::federation::config::FederationConfig::load(a.mesh.state.root())
+            .unwrap()
+            .unwrap();
+        assert_eq!(config.team, "default", "{flavor}: nothing changed");
+        server.restart();
+        let got = b.receive(&d, "the old team's mail, once the server is back");
+        assert_eq!(got[0].body, "for the old team", "{flavor}");
+        a.wait_delivered(id, &format!("{flavor}: its receipt"));
+
+        // Leaving with mail still waiting: said, and the mail stays queued.
+        server.stop();
+        a.mesh
+            .send(&s.caller, "d@west", Kind::Task, "waits for a rejoin");
+        let out = a.mesh.mesh().args(["leave", "--json"]).output().unwrap();
+        assert!(out.status.success(), "{flavor}: {}", output_text(&out));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["left"], true, "{flavor}: {doc}");
+        assert!(doc["unsent"].as_u64().unwrap() >= 1, "{flavor}: {doc}");
+        let _ = a.mesh.mesh().arg("stop").output();
+    });
+}

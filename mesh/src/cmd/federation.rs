@@ -45,6 +45,10 @@ pub struct JoinArgs {
     /// The CA certificate(s) that sign the server's TLS certificate (PEM)
     #[arg(long = "tls-ca", value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,
+    /// Switch to another team even while mail for the current one still waits in the outbox
+    /// (it was sealed for that team's machines and will not reach them from the new team)
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub out: JsonFlag,
 }
@@ -203,6 +207,26 @@ pub fn join(args: JoinArgs) -> anyhow::Result<ExitCode> {
         replicas: None,
     };
     new.validate().map_err(|e| bad(e.to_string()))?;
+    // Mail in the outbox is for the current team's machines: switching teams would strand it
+    // (the new team's streams never reach them), so it must go first, or be given up knowingly.
+    if let Some(o) = &old
+        && o.team != new.team
+        && !args.force
+        && let Some(unsent) = unsent_mail()
+        && unsent > 0
+    {
+        return Err(Failure::bad_input(
+            "outbox_not_empty",
+            format!(
+                "{unsent} message(s) for team `{}` still wait in the outbox to be handed to the \
+                 NATS server; joining team `{}` now would strand them. Let them go first (`mesh \
+                 health` shows federation.outbox; the NATS server must be reachable), or join \
+                 with --force to switch anyway",
+                o.team, new.team
+            ),
+        )
+        .into());
+    }
     state.ensure()?;
     let new = FederationConfig {
         replicas: old.as_ref().and_then(|o| o.replicas),
@@ -286,11 +310,30 @@ struct LeaveJson {
     restarted: bool,
     /// The device key kept for a later join, if there is one.
     key: Option<String>,
+    /// Messages that were still waiting in the outbox: they stay queued, and go when this
+    /// machine joins the same team again.
+    unsent: u64,
+}
+
+/// How many messages wait in the running daemon's outbox (`None`: no daemon to ask, or it does
+/// not say).
+fn unsent_mail() -> Option<u64> {
+    let mut conn = connect().ok()?;
+    conn.call_typed(FederationStatus {})
+        .ok()
+        .filter(|r| r.configured)
+        .map(|r| r.outbox_depth)
 }
 
 pub fn leave(args: LeaveArgs) -> anyhow::Result<ExitCode> {
     let state = state_dir()?;
     let root = state.root();
+    // Said, not refused: they stay queued and go when this machine joins the same team again.
+    let unsent = if FederationConfig::load(root).ok().flatten().is_some() {
+        unsent_mail().unwrap_or(0)
+    } else {
+        0
+    };
     let left = FederationConfig::remove(root)
         .with_context(|| format!("cannot remove {}", root.join(config::FILE).display()))?;
     let key_path = FederationConfig::key_path(root);
@@ -310,6 +353,7 @@ pub fn leave(args: LeaveArgs) -> anyhow::Result<ExitCode> {
             left,
             restarted: done.is_some(),
             key,
+            unsent,
         })?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -320,6 +364,12 @@ pub fn leave(args: LeaveArgs) -> anyhow::Result<ExitCode> {
             d.version, d.pid
         )),
         None => text.push_str("not part of a mesh (no federation.toml): nothing to leave\n"),
+    }
+    if unsent > 0 {
+        text.push_str(&format!(
+            "{unsent} message(s) for other machines were still waiting to be sent: they stay \
+             queued, and go when this machine joins the same team again\n"
+        ));
     }
     if let Some(k) = &key {
         let shown = shorten_home(k, mesh::display::home_dir().as_deref());
