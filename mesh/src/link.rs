@@ -320,7 +320,8 @@ pub fn ask(daemon: &Daemon, plan: AskPlan, switch: &AskSwitch) -> Result<AskEnd,
                 // database, so reconnect and wait again until the deadline.
                 tracing::warn!(
                     question = question.id,
-                    "lost the daemon while waiting for an answer, reconnecting: {e}"
+                    "lost the daemon while waiting for the answer; reconnecting, the question \
+                     is kept ({e})"
                 );
                 link = match reconnect(daemon, plan.deadline, switch) {
                     Some(Ok(l)) => l,

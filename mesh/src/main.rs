@@ -150,10 +150,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // `mesh daemon` goes first and alone: it sets up its own logging and tokio runtime.
     // `mesh run` logs to a file: the terminal belongs to Claude Code.
-    if !matches!(cli.command, Command::Daemon(_) | Command::Run(_)) {
-        cmd::init_tracing();
-    }
     let json = cli.command.wants_json();
+    if !matches!(cli.command, Command::Daemon(_) | Command::Run(_)) {
+        // `--json`: one document on stdout and nothing on stderr, so no warnings either
+        // (`CLAUDE_MESH_LOG` still turns them on).
+        cmd::init_tracing(if json { "off" } else { "warn" });
+    }
     let result = match cli.command {
         Command::Daemon(args) => daemon_cmd::run(args).map(|()| ExitCode::SUCCESS),
         Command::List(args) => cmd::list::run(args),

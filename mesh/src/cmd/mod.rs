@@ -49,9 +49,14 @@ pub struct JsonFlag {
 }
 
 /// Log to stderr (never stdout: hooks and the MCP server speak JSON there), filtered by
-/// `CLAUDE_MESH_LOG` (e.g. `debug`), warnings only by default.
-pub fn init_tracing() {
-    init_tracing_to(io::stderr, "warn", true);
+/// `CLAUDE_MESH_LOG` (e.g. `debug`), else at `default` (warnings; nothing with `--json`).
+pub fn init_tracing(default: &str) {
+    // Colours only for a terminal: a script or a log file gets plain lines.
+    init_tracing_to(
+        io::stderr,
+        default,
+        io::IsTerminal::is_terminal(&io::stderr()),
+    );
 }
 
 /// Log to `writer`, filtered by `CLAUDE_MESH_LOG`, else at `default` level and above.
