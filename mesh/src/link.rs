@@ -318,11 +318,13 @@ pub fn ask(daemon: &Daemon, plan: AskPlan, switch: &AskSwitch) -> Result<AskEnd,
             Err(e) => {
                 // The daemon went away (stopped, restarted, crashed): the question is in its
                 // database, so reconnect and wait again until the deadline.
+                // Not the error's own advice ("run the command again"): the wait goes on.
                 tracing::warn!(
                     question = question.id,
                     "lost the daemon while waiting for the answer; reconnecting, the question \
-                     is kept ({e})"
+                     is kept"
                 );
+                tracing::debug!("the wait ended with: {e}");
                 link = match reconnect(daemon, plan.deadline, switch) {
                     Some(Ok(l)) => l,
                     Some(Err(e)) => return Err(e),
