@@ -1676,3 +1676,43 @@ fn a_send_whose_answer_is_lost_says_it_may_be_queued() {
     assert_eq!(got.len(), 1, "queued once all the same: {got:?}");
     assert_eq!(got[0].body, "answer lost on the way");
 }
+
+/// Another program holds the database locked (an open `sqlite3` shell in a transaction): a send
+/// fails cleanly, nothing accepted, and the error says what holds it up and what to do; once the
+/// lock is gone the same send works.
+#[test]
+fn a_database_locked_by_another_program_says_what_to_do() {
+    let mesh = Mesh::start();
+    let beta = mesh.session("beta");
+    let holder = rusqlite::Connection::open(mesh.state.db()).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE;").unwrap();
+    let out = mesh
+        .mesh()
+        .args(["send", "beta", "while locked", "--json"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let message = doc["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("is locked by another program")
+            && message.contains("nothing was accepted")
+            && message.contains("close whatever holds it"),
+        "{doc}"
+    );
+    holder.execute_batch("ROLLBACK;").unwrap();
+    drop(holder);
+    let out = mesh
+        .mesh()
+        .args(["send", "beta", "after the lock"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = consume(&mesh, &beta, Class::All);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].body, "after the lock");
+}

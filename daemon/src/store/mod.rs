@@ -612,6 +612,14 @@ pub fn sql_error(e: &rusqlite::Error, path: &Path) -> WireError {
                 path.display()
             ),
         ),
+        Some(SqlCode::DatabaseBusy | SqlCode::DatabaseLocked) => WireError::new(
+            ErrorCode::Storage,
+            format!(
+                "the database {} is locked by another program ({e}); nothing was accepted: \
+                 close whatever holds it (an open `sqlite3` shell, a backup tool), then retry",
+                path.display()
+            ),
+        ),
         Some(SqlCode::ReadOnly | SqlCode::PermissionDenied | SqlCode::CannotOpen) => {
             WireError::new(
                 ErrorCode::Storage,
