@@ -1481,20 +1481,8 @@ fn post_tool_use(m: &Mesh, s: &Session, isolated: bool) -> (bool, String) {
         };
     }
     cmd.args(["hook", "post-tool-use"])
-        .env("CLAUDE_PID", s.pid().to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    {
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.to_string().as_bytes())
-            .unwrap();
-    }
+        .env("CLAUDE_PID", s.pid().to_string());
+    let child = crate::hooks::spawn_with_input(cmd, Stdio::piped(), &input);
     let out = child.wait_with_output().unwrap();
     (
         out.status.success(),

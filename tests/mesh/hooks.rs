@@ -138,6 +138,26 @@ fn hook_cmd(mesh: &Mesh, event: &str, pid: Option<u32>) -> Command {
     cmd
 }
 
+/// Start `cmd` (a hook) with `input` written to its stdin (then closed), stdout to `stdout`,
+/// stderr captured.
+pub(crate) fn spawn_with_input(
+    mut cmd: Command,
+    stdout: impl Into<Stdio>,
+    input: &Value,
+) -> std::process::Child {
+    cmd.stdin(Stdio::piped())
+        .stdout(stdout)
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    child
+}
+
 pub(crate) fn hook(mesh: &Mesh, event: &str, pid: Option<u32>, input: &Value) -> Run {
     run(hook_cmd(mesh, event, pid), input.to_string().as_bytes())
 }
@@ -1303,21 +1323,11 @@ fn mail_a_hook_could_not_write_goes_back_to_the_queue() {
     ] {
         let id = mesh.send(&beta.caller, "alpha", Kind::Task, &format!("for {event}"));
         let input = session_input(&alpha, name, extra);
-        let mut cmd = hook_cmd(&mesh, event, Some(alpha.pid()));
         let full = std::fs::OpenOptions::new()
             .write(true)
             .open("/dev/full")
             .unwrap();
-        cmd.stdin(Stdio::piped())
-            .stdout(full)
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.to_string().as_bytes())
-            .unwrap();
+        let child = spawn_with_input(hook_cmd(&mesh, event, Some(alpha.pid())), full, &input);
         let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "{event}: {stderr}");
@@ -1355,17 +1365,11 @@ fn mail_taken_by_a_hook_that_stalled_past_its_deadline_goes_back_to_the_queue() 
     let daemon = mesh.daemon_pid();
     signal(daemon, libc::SIGSTOP);
     let started = Instant::now();
-    let mut cmd = hook_cmd(&mesh, "post-tool-use", Some(alpha.pid()));
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.to_string().as_bytes())
-        .unwrap();
+    let child = spawn_with_input(
+        hook_cmd(&mesh, "post-tool-use", Some(alpha.pid())),
+        Stdio::piped(),
+        &input,
+    );
     // The hook has sent its poll to the stopped daemon; then it stops too, and the daemon
     // answers it.
     std::thread::sleep(Duration::from_millis(500));
