@@ -259,7 +259,7 @@ pub fn open_regular(
     options: &mut fs::OpenOptions,
     follow: bool,
 ) -> io::Result<fs::File> {
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    use std::os::unix::fs::OpenOptionsExt;
     let mut flags = libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY;
     if !follow {
         flags |= libc::O_NOFOLLOW;
@@ -279,7 +279,7 @@ pub fn open_regular(
         .map_err(|e| match e.raw_os_error() {
             Some(libc::ELOOP) if !follow => refused("a symbolic link"),
             // A FIFO opened for writing without a reader, with O_NONBLOCK.
-            Some(libc::ENXIO) => refused("a FIFO or a device"),
+            Some(libc::ENXIO) => refused("a named pipe or a device"),
             Some(libc::EISDIR) => refused("a directory"),
             Some(libc::EACCES) => io::Error::new(
                 io::ErrorKind::PermissionDenied,
@@ -295,21 +295,30 @@ pub fn open_regular(
     if kind.is_file() {
         return Ok(file);
     }
-    Err(refused(if kind.is_fifo() {
-        "a FIFO"
-    } else if kind.is_socket() {
-        "a socket"
-    } else if kind.is_char_device() || kind.is_block_device() {
-        "a device"
-    } else if kind.is_dir() {
-        "a directory"
-    } else {
-        "something else"
-    }))
+    Err(refused(file_kind(kind)))
 }
 
-/// [`open_regular`] for reading, and the file's text, at most `max` bytes (more is an error).
-pub fn read_regular(path: &Path, follow: bool, max: u64) -> io::Result<String> {
+/// What a file of this type is, in the words the errors and `mesh health` use: "a regular
+/// file", "a directory", "a symbolic link", "a named pipe", "a socket" or "a device".
+pub fn file_kind(kind: fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_file() {
+        "a regular file"
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_symlink() {
+        "a symbolic link"
+    } else if kind.is_fifo() {
+        "a named pipe"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "a device"
+    }
+}
+
+/// [`open_regular`] for reading, and the file's bytes, at most `max` (more is an error).
+pub fn read_regular_bytes(path: &Path, follow: bool, max: u64) -> io::Result<Vec<u8>> {
     use std::io::Read;
     let file = open_regular(path, fs::OpenOptions::new().read(true), follow)?;
     let mut bytes = Vec::new();
@@ -320,11 +329,25 @@ pub fn read_regular(path: &Path, follow: bool, max: u64) -> io::Result<String> {
             format!("{} is over {max} bytes", path.display()),
         ));
     }
-    String::from_utf8(bytes).map_err(|_| {
+    Ok(bytes)
+}
+
+/// [`read_regular_bytes`] of a text file.
+pub fn read_regular(path: &Path, follow: bool, max: u64) -> io::Result<String> {
+    String::from_utf8(read_regular_bytes(path, follow, max)?).map_err(|_| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!("{} is not UTF-8 text", path.display()),
         )
+    })
+}
+
+/// `mesh.db` and the files SQLite keeps beside it (`-wal`, `-shm`, `-journal`).
+pub fn db_files(db: &Path) -> [PathBuf; 4] {
+    ["", "-wal", "-shm", "-journal"].map(|suffix| {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
     })
 }
 
@@ -336,19 +359,17 @@ pub fn check_db_file(db: &Path) -> io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     // SQLite's own files beside it: anything but a regular file there (a FIFO blocks or fails
     // its I/O; a link points elsewhere) is refused before SQLite opens them.
-    for suffix in ["-wal", "-shm", "-journal"] {
-        let mut name = db.as_os_str().to_owned();
-        name.push(suffix);
-        let side = PathBuf::from(name);
+    for side in db_files(db).into_iter().skip(1) {
         if let Ok(m) = fs::symlink_metadata(&side)
             && !m.file_type().is_file()
         {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
-                    "{} (SQLite's file beside the database) is not a regular file; claude-mesh \
-                     does not use it: remove it (`rm {}`)",
+                    "{} (SQLite's file beside the database) is {}, not a regular file; \
+                     claude-mesh does not use it: remove it (`rm {}`)",
                     side.display(),
+                    file_kind(m.file_type()),
                     side.display()
                 ),
             ));

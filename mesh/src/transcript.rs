@@ -104,32 +104,20 @@ pub fn for_each_turn(
 /// Open a transcript for reading without ever blocking on it: non-blocking (a FIFO would
 /// wait for a writer forever), then only a regular file is accepted (not a FIFO, a device
 /// such as /dev/zero, a socket or a directory), and reading stops at its size at open time
-/// and at [`MAX_TRANSCRIPT_BYTES`].
+/// and at [`MAX_TRANSCRIPT_BYTES`] ([`mesh_daemon::paths::open_regular`], links followed).
 pub fn open(path: &Path) -> io::Result<io::Take<File>> {
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
-        .open(path)?;
+    let file = mesh_daemon::paths::open_regular(path, std::fs::OpenOptions::new().read(true), true)
+        .map_err(|e| match mesh_daemon::paths::refusal(&e) {
+            Some(r) => io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "not a regular file ({}); a transcript is a JSONL file",
+                    r.what
+                ),
+            ),
+            None => e,
+        })?;
     let meta = file.metadata()?;
-    let kind = meta.file_type();
-    if !kind.is_file() {
-        let what = if kind.is_fifo() {
-            "a named pipe"
-        } else if kind.is_char_device() || kind.is_block_device() {
-            "a device"
-        } else if kind.is_socket() {
-            "a socket"
-        } else if kind.is_dir() {
-            "a directory"
-        } else {
-            "not a file"
-        };
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("not a regular file ({what}); a transcript is a JSONL file"),
-        ));
-    }
     Ok(file.take(meta.len().min(MAX_TRANSCRIPT_BYTES)))
 }
 

@@ -200,6 +200,15 @@ impl Machine {
             .messages
     }
 }
+/// Two machines joined to `url`, one session on each (`(host, session name)`), each listing
+/// the other's session as live.
+fn pair(url: &str, a: (&str, &str), b: (&str, &str)) -> (Machine, Session, Machine, Session) {
+    let (ma, mb) = (Machine::join(url, a.0), Machine::join(url, b.0));
+    let (sa, sb) = (ma.mesh.session(a.1), mb.mesh.session(b.1));
+    ma.sees(b.1, b.0);
+    mb.sees(a.1, a.0);
+    (ma, sa, mb, sb)
+}
 
 /// Each server flavor this machine has (both, under CI), at once on threads of their own: each
 /// flavor's run has its own server and HOMEs, and these tests mostly wait (on the network, on
@@ -238,12 +247,7 @@ fn each_flavor_at_once(test: impl Fn(Flavor, &std::path::Path) + Sync) {
 fn send_broadcast_ask_reply_status_and_presence_across_two_machines() {
     each_flavor(|_, bin| {
         let server = NatsServer::start(bin);
-        let a = Machine::join(&server.url(), "laptop");
-        let b = Machine::join(&server.url(), "devbox");
-        let alice = a.mesh.session("alice");
-        let bob = b.mesh.session("bob");
-        a.sees("bob", "devbox");
-        b.sees("alice", "laptop");
+        let (a, alice, b, bob) = pair(&server.url(), ("laptop", "alice"), ("devbox", "bob"));
 
         // A task by name@host, committed here before its id came back.
         let sent = a
@@ -389,12 +393,7 @@ fn a_machine_that_disappears_leaves_the_lists_within_30_seconds() {
 fn a_wiped_server_is_set_up_again_by_the_daemons() {
     each_flavor(|_, bin| {
         let mut server = NatsServer::start(bin);
-        let a = Machine::join(&server.url(), "laptop");
-        let b = Machine::join(&server.url(), "devbox");
-        let alice = a.mesh.session("alice");
-        let bob = b.mesh.session("bob");
-        a.sees("bob", "devbox");
-        b.sees("alice", "laptop");
+        let (a, alice, b, bob) = pair(&server.url(), ("laptop", "alice"), ("devbox", "bob"));
         server.stop();
         std::fs::remove_dir_all(server.store_dir()).unwrap();
         server.start_again();
@@ -470,11 +469,7 @@ fn mail_to_an_offline_machine_waits_and_arrives_when_it_returns() {
 fn a_thousand_messages_survive_server_and_daemon_kills_exactly_once() {
     each_flavor(|_, bin| {
         let mut server = NatsServer::start(bin);
-        let a = Machine::join(&server.url(), "src");
-        let mut b = Machine::join(&server.url(), "dst");
-        let s = a.mesh.session("s");
-        let d = b.mesh.session("d");
-        a.sees("d", "dst");
+        let (a, s, mut b, d) = pair(&server.url(), ("src", "s"), ("dst", "d"));
         let mut sent = HashMap::new();
         let mut conn = a.mesh.conn();
         for i in 0..1000u32 {
@@ -526,11 +521,7 @@ fn a_thousand_messages_survive_server_and_daemon_kills_exactly_once() {
 fn the_outbox_drains_after_the_server_was_down_for_a_minute() {
     each_flavor(|_, bin| {
         let mut server = NatsServer::start(bin);
-        let a = Machine::join(&server.url(), "east");
-        let b = Machine::join(&server.url(), "west");
-        let s = a.mesh.session("s");
-        let d = b.mesh.session("d");
-        a.sees("d", "west");
+        let (a, s, b, d) = pair(&server.url(), ("east", "s"), ("west", "d"));
         server.stop();
         let down = Instant::now();
         let mut n = 0;
@@ -2033,11 +2024,7 @@ fn switching_teams_with_mail_in_the_outbox_is_refused() {
     each_flavor(|flavor, bin| {
         let mut server = NatsServer::start(bin);
         let url = server.url();
-        let a = Machine::join(&url, "east");
-        let b = Machine::join(&url, "west");
-        let s = a.mesh.session("s");
-        let d = b.mesh.session("d");
-        a.sees("d", "west");
+        let (a, s, b, d) = pair(&url, ("east", "s"), ("west", "d"));
         server.stop();
         let id = a
             .mesh

@@ -142,6 +142,7 @@ pub(crate) fn remove(path: &Path) -> Result<(), ConfigError> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn only_the_newest_backups_are_kept() {
@@ -168,8 +169,6 @@ mod tests {
         assert_eq!(newest_backup(&path).as_deref(), Some(made[4].as_path()));
         assert!(other.is_dir(), "what is not a backup of ours is left alone");
     }
-
-    use super::*;
 
     #[test]
     fn atomic_write_keeps_mode() {

@@ -161,7 +161,7 @@ fn manager(no_service: bool) -> Result<Detected, String> {
 
 /// What writing `text` to `path` would change, as a [`FileChange`] (for the dry-run diff).
 fn unit_change(path: PathBuf, text: Option<String>) -> Option<FileChange> {
-    let old = mesh_daemon::paths::read_regular(&path, true, 1024 * 1024).ok();
+    let old = mesh_daemon::paths::read_regular(&path, true, mesh::service::created::MAX_FILE).ok();
     (old != text).then(|| FileChange {
         summary: vec![match &text {
             Some(_) if old.is_none() => "new service unit".to_owned(),

@@ -65,16 +65,9 @@ fn current(db: &Path, now_ms: i64) -> Vec<Check> {
     // What the daemon checks at start: a regular file (not a symbolic link) it can write.
     if let Err(e) = mesh_daemon::paths::check_db_file(db) {
         // The database, or one of SQLite's files beside it, that is not a regular file.
-        let odd = ["", "-wal", "-shm", "-journal"]
+        let odd = mesh_daemon::paths::db_files(db)
             .into_iter()
-            .find_map(|suffix| {
-                let mut name = db.as_os_str().to_owned();
-                name.push(suffix);
-                let path = std::path::PathBuf::from(name);
-                std::fs::symlink_metadata(&path)
-                    .is_ok_and(|m| !m.file_type().is_file())
-                    .then_some(path)
-            });
+            .find(|path| std::fs::symlink_metadata(path).is_ok_and(|m| !m.file_type().is_file()));
         let fix = if let Some(odd) = odd {
             format!("rm {} && mesh restart", quote(&odd))
         } else if e.raw_os_error() == Some(libc::EROFS) || e.to_string().contains("read-only") {

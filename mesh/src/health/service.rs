@@ -128,13 +128,13 @@ fn launchd(l: &Launchd, inputs: &Inputs) -> LaunchdFacts {
     f
 }
 
-/// Trimmed stdout of a quick command, whatever its exit status; empty if it cannot run.
 /// A unit file's or plist's text, if it is a readable regular file (a FIFO there must not hang
 /// `mesh health`).
 fn read_unit(path: &Path) -> Option<String> {
-    mesh_daemon::paths::read_regular(path, true, 1024 * 1024).ok()
+    mesh_daemon::paths::read_regular(path, true, crate::service::created::MAX_FILE).ok()
 }
 
+/// Trimmed stdout of a quick command, whatever its exit status; empty if it cannot run.
 fn quick(program: &str, args: &[&str]) -> String {
     Command::new(program)
         .args(args)

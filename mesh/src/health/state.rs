@@ -157,8 +157,8 @@ pub(super) fn socket(path: &Path, start: &str, on_demand: bool) -> Check {
         return Check::fail(
             NAME,
             format!(
-                "{shown} is not a socket (a {}); clients cannot connect through it",
-                kind(&meta)
+                "{shown} is not a socket ({}); clients cannot connect through it",
+                mesh_daemon::paths::file_kind(meta.file_type())
             ),
             format!("rm {} && mesh restart", quote(path)),
         );
@@ -210,19 +210,6 @@ fn private_dir(path: &Path) -> bool {
         .is_some_and(|m| m.is_dir() && m.uid() == euid() && m.permissions().mode() & 0o077 == 0)
 }
 
-fn kind(meta: &fs::Metadata) -> &'static str {
-    let t = meta.file_type();
-    if t.is_symlink() {
-        "symbolic link"
-    } else if t.is_dir() {
-        "directory"
-    } else if t.is_file() {
-        "regular file"
-    } else {
-        "special file"
-    }
-}
-
 /// `state.files`: the files of the state directory that the daemon and the shims open besides
 /// the database (its log, its locks, `mesh run`'s log): each, where it exists, must be a regular
 /// file of yours that you can write. Anything else there (a FIFO, a directory, a link, a file of
@@ -245,16 +232,8 @@ pub(super) fn files(state: &StateDir) -> Check {
             continue;
         };
         let kind = meta.file_type();
-        let what = if kind.is_symlink() {
-            "a symbolic link"
-        } else if kind.is_fifo() {
-            "a FIFO"
-        } else if kind.is_socket() {
-            "a socket"
-        } else if kind.is_dir() {
-            "a directory"
-        } else if !kind.is_file() {
-            "a device"
+        let what = if !kind.is_file() {
+            mesh_daemon::paths::file_kind(kind)
         } else if meta.uid() != me {
             "a file of another user's"
         } else if meta.permissions().mode() & 0o200 == 0 {

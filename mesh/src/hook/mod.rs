@@ -469,20 +469,18 @@ impl Hook<'_> {
         handout: u64,
         mut call: impl FnMut(&mut Connection) -> Result<T, ClientError>,
     ) -> Result<T, ClientError> {
+        // A frame of a few bytes always encodes; were it not to, the alarm just says nothing.
         let mut give_back = Vec::new();
-        if mesh_proto::write_frame(
-            &mut give_back,
-            &mesh_proto::Request::GiveBack(GiveBack { handout }),
-        )
-        .is_err()
-        {
-            give_back.clear();
-        }
+        let request = mesh_proto::Request::GiveBack(GiveBack { handout });
+        let _ = mesh_proto::write_frame(&mut give_back, &request);
         loop {
             self.budget()?;
             deadline::last_words(self.conn.as_fd().as_raw_fd(), &give_back);
             match call(&mut self.conn) {
                 Err(e) if e.is_connection_lost() && !self.deadline.expired() => {
+                    // The old socket closes when a new connection replaces it: until the
+                    // request goes again, the alarm has nothing to say on it.
+                    deadline::forget_last_words();
                     match connect(&self.state, self.deadline, true) {
                         Ok(conn) => self.conn = conn,
                         Err(_) => return Err(e),

@@ -11,6 +11,10 @@ use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+/// The most bytes read of a file install owns (a unit, a plist, the install record): they
+/// are a few hundred bytes, so more is not one of ours.
+pub const MAX_FILE: u64 = 1024 * 1024;
+
 /// The record's file name in the state directory.
 pub const RECORD: &str = "install-created-folders";
 
@@ -73,10 +77,10 @@ impl Created {
     }
 
     fn read(&self) -> Vec<PathBuf> {
-        let Ok(text) = mesh_daemon::paths::read_regular(&self.record, false, 1024 * 1024) else {
+        let Ok(bytes) = mesh_daemon::paths::read_regular_bytes(&self.record, false, MAX_FILE)
+        else {
             return Vec::new();
         };
-        let bytes = text.into_bytes();
         bytes
             .split(|b| *b == b'\n')
             .filter(|l| !l.is_empty())

@@ -207,7 +207,7 @@ pub(super) fn write_if_changed(path: &Path, contents: &str) -> Result<bool, Serv
         path: path.to_owned(),
         source,
     };
-    let current = mesh_daemon::paths::read_regular(path, true, 1024 * 1024);
+    let current = mesh_daemon::paths::read_regular(path, true, super::created::MAX_FILE);
     if current.is_ok_and(|old| old == contents) {
         return Ok(false);
     }

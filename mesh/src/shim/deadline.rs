@@ -115,6 +115,11 @@ pub(crate) fn last_words(fd: RawFd, frame: &[u8]) {
     LAST_LEN.store(frame.len(), Ordering::SeqCst);
 }
 
+/// No last words: the socket they were for is closed.
+pub(crate) fn forget_last_words() {
+    LAST_LEN.store(0, Ordering::SeqCst);
+}
+
 extern "C" fn on_alarm_hook(_sig: libc::c_int) {
     const MSG: &[u8] = b"mesh hook: gave up at the hook's deadline (its stdin never ended, or the mesh daemon did not answer in time)\n";
     let len = LAST_LEN.load(Ordering::SeqCst);
